@@ -1,0 +1,623 @@
+//! Secrets at rest (spec-admin §4) and admin/agent tokens (§5.1).
+//!
+//! Pure code over bytes: the only outside resource is the OS random generator (keys, nonces,
+//! tokens, ids). Nothing here reads env vars or files; callers hand in the key text.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
+use data_encoding::{Encoding, Specification, BASE64, HEXLOWER, HEXLOWER_PERMISSIVE};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+/// Prefix of the format this implementation writes. The reference wrote bare base64, which can
+/// never contain ':', so a prefix alone tells the formats apart.
+const V1_PREFIX: &str = "v1:";
+
+/// Fill `buf` from the OS random generator.
+///
+/// Panics if the OS cannot supply randomness: there is no safe fallback for keys, nonces or
+/// tokens, and on Linux this only happens on a broken system (no getrandom(2), no /dev/urandom).
+fn os_random(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("OS random generator unavailable");
+}
+
+// --- Master key ---
+
+/// The 32-byte master key (`KICI_SECRET_KEY`). Debug never prints the bytes.
+#[derive(Clone)]
+pub struct SecretKey([u8; 32]);
+
+impl SecretKey {
+    /// Parse operator-supplied key text, trimmed first.
+    ///
+    /// Exactly 64 hex digits are hex; anything else is base64 in either alphabet with optional
+    /// padding (the reference used Node's lenient `Buffer.from(s, "base64")`, so keys that worked
+    /// there keep working). The result must be exactly 32 bytes.
+    pub fn parse(input: &str) -> Result<SecretKey, KeyError> {
+        let text = input.trim();
+        let is_hex = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+        let decoded = if is_hex {
+            HEXLOWER_PERMISSIVE.decode(text.as_bytes()).ok()
+        } else {
+            decode_base64_lenient(text)
+        };
+        let bytes = decoded.ok_or(KeyError(KeyErrorKind::NotDecodable {
+            chars: text.chars().count(),
+        }))?;
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError(KeyErrorKind::WrongLength { bytes: bytes.len() }))?;
+        Ok(SecretKey(key))
+    }
+
+    /// A fresh key from the OS random generator (the install wizard offers one).
+    pub fn generate() -> SecretKey {
+        let mut key = [0u8; 32];
+        os_random(&mut key);
+        SecretKey(key)
+    }
+
+    /// 64 lowercase hex characters: the form the wizard prints and `parse` reads back.
+    pub fn to_hex(&self) -> String {
+        HEXLOWER.encode(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Keys end up in `{:?}` of config structs and in panics; the bytes must never follow.
+        f.write_str("SecretKey(..)")
+    }
+}
+
+/// Why `KICI_SECRET_KEY` was rejected. Never carries the key text: it is secret even when wrong
+/// (an operator may have pasted the right key with one character off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyError(KeyErrorKind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyErrorKind {
+    /// Decoded fine, but not to 32 bytes.
+    WrongLength { bytes: usize },
+    /// Neither 64 hex digits nor base64 in any accepted form.
+    NotDecodable { chars: usize },
+}
+
+const KEY_FORMS: &str = "must be 64 hex characters or base64 of exactly 32 bytes";
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            KeyErrorKind::WrongLength { bytes } => {
+                write!(f, "{KEY_FORMS}, got {bytes} bytes after decoding")
+            }
+            KeyErrorKind::NotDecodable { chars } => write!(
+                f,
+                "{KEY_FORMS}, and it is neither valid hex nor valid base64 ({chars} characters)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// Base64 as Node's `Buffer.from(s, "base64")` reads it for well-formed input: standard and
+/// URL-safe alphabets (even mixed), padding optional, non-zero trailing bits ignored.
+fn decode_base64_lenient(text: &str) -> Option<Vec<u8>> {
+    static LENIENT: OnceLock<Encoding> = OnceLock::new();
+    let encoding = LENIENT.get_or_init(|| {
+        let mut spec = Specification::new();
+        spec.symbols
+            .push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+        spec.translate.from.push_str("-_");
+        spec.translate.to.push_str("+/");
+        spec.check_trailing_bits = false;
+        // A fixed specification; the unit tests exercise it, so this cannot fail at run time.
+        spec.encoding()
+            .expect("static base64 specification is valid")
+    });
+    // The spec has no padding character, so padding is stripped instead of parsed: that makes
+    // "with or without '='" one code path.
+    encoding.decode(text.trim_end_matches('=').as_bytes()).ok()
+}
+
+// --- Sealed values ---
+
+/// AES-256-GCM with additional authenticated data binding each value to its owner, so a
+/// ciphertext copied to another row (another source, another field) fails to open.
+#[derive(Clone)]
+pub struct SecretBox {
+    current: Aes256Gcm,
+    /// Set during key rotation (`KICI_SECRET_KEY_OLD`); only ever used to open.
+    old: Option<Aes256Gcm>,
+}
+
+/// Which key opened a value. `Old` tells the caller the row should be re-sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUsed {
+    Current,
+    Old,
+}
+
+/// Why a stored value could not be opened. Never carries plaintext or key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CryptoError {
+    /// The stored text is not a sealed value at all: bad base64, shorter than nonce + tag, or a
+    /// `vN:` prefix this build does not know (written by a newer version).
+    Malformed(&'static str),
+    /// Well-formed, but the tag did not verify under any configured key: wrong key, wrong AAD
+    /// (value moved to another owner) or tampered bytes.
+    Decrypt { aad: String, tried_old: bool },
+}
+
+impl fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CryptoError::Malformed(what) => write!(f, "Invalid encrypted data: {what}"),
+            CryptoError::Decrypt { aad, tried_old } => {
+                let keys = if *tried_old {
+                    "both current and old key"
+                } else {
+                    "current key"
+                };
+                write!(f, "Failed to decrypt secret with {keys} (AAD: {aad})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CryptoError {}
+
+/// The AAD of a scoped secret: `"<org_id>:<scope>:<key>"` (spec-admin §4), e.g.
+/// `aad("__system__", "__source__/<uuid>", "webhookSecret")`.
+pub fn aad(org_id: &str, scope: &str, key: &str) -> String {
+    format!("{org_id}:{scope}:{key}")
+}
+
+/// A stored value split into its parts, whichever format it came in.
+struct Sealed {
+    nonce: [u8; NONCE_LEN],
+    tag: [u8; TAG_LEN],
+    ciphertext: Vec<u8>,
+}
+
+const TOO_SHORT: CryptoError = CryptoError::Malformed("too short");
+
+impl Sealed {
+    /// Below nonce + tag (28 bytes, the reference's minimum) is `too short`; an empty plaintext
+    /// is legal.
+    fn parse(stored: &str) -> Result<Sealed, CryptoError> {
+        let (raw, tag_last) = if let Some(body) = stored.strip_prefix(V1_PREFIX) {
+            // We wrote it, with padding: anything else is corruption, so decode strictly.
+            (BASE64.decode(body.as_bytes()).ok(), true)
+        } else if let Some((prefix, _)) = stored.split_once(':') {
+            let is_version = prefix.len() > 1
+                && prefix.starts_with('v')
+                && prefix[1..].bytes().all(|b| b.is_ascii_digit());
+            return Err(CryptoError::Malformed(if is_version {
+                "unknown format version (this build reads v1: and legacy unprefixed values)"
+            } else {
+                "not valid base64"
+            }));
+        } else {
+            // Legacy rows from the reference implementation: base64(IV ‖ TAG ‖ CIPHERTEXT),
+            // decoded there with Node's lenient decoder, so decode leniently here too.
+            (decode_base64_lenient(stored.trim()), false)
+        };
+        let raw = raw.ok_or(CryptoError::Malformed("not valid base64"))?;
+        let (nonce, rest) = raw.split_first_chunk::<NONCE_LEN>().ok_or(TOO_SHORT)?;
+        let tag_and_ciphertext = if tag_last {
+            rest.split_last_chunk::<TAG_LEN>()
+                .map(|(ciphertext, tag)| (tag, ciphertext))
+        } else {
+            rest.split_first_chunk::<TAG_LEN>()
+        };
+        let (tag, ciphertext) = tag_and_ciphertext.ok_or(TOO_SHORT)?;
+        Ok(Sealed {
+            nonce: *nonce,
+            tag: *tag,
+            ciphertext: ciphertext.to_vec(),
+        })
+    }
+}
+
+impl SecretBox {
+    pub fn new(current: SecretKey, old: Option<SecretKey>) -> SecretBox {
+        let cipher = |key: SecretKey| Aes256Gcm::new(&Key::<Aes256Gcm>::from(key.0));
+        SecretBox {
+            current: cipher(current),
+            old: old.map(cipher),
+        }
+    }
+
+    /// Seal under the current key with a fresh random 96-bit nonce, returning the `v1:` text form.
+    /// Random nonces are safe here: secrets are written a handful of times per source, far below
+    /// the 2^32 messages per key that NIST SP 800-38D allows for random 96-bit nonces.
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        os_random(&mut nonce);
+        self.seal_with_nonce(nonce, plaintext, aad)
+    }
+
+    /// `seal` with the nonce supplied, so tests can pin the exact output. Never reuse a nonce.
+    pub(crate) fn seal_with_nonce(
+        &self,
+        nonce: [u8; NONCE_LEN],
+        plaintext: &[u8],
+        aad: &str,
+    ) -> String {
+        let (ciphertext, tag) = seal_raw(&self.current, &nonce, plaintext, aad.as_bytes());
+        let raw = [&nonce[..], &ciphertext, &tag].concat();
+        format!("{V1_PREFIX}{}", BASE64.encode(&raw))
+    }
+
+    /// Open a stored value (either format) bound to `aad`: current key first, then the old one.
+    pub fn open(&self, stored: &str, aad: &str) -> Result<Vec<u8>, CryptoError> {
+        self.open_with_info(stored, aad)
+            .map(|(plaintext, _)| plaintext)
+    }
+
+    /// Like `open`, and also says whether the old key was needed, so rotation can re-seal.
+    pub fn open_with_info(
+        &self,
+        stored: &str,
+        aad: &str,
+    ) -> Result<(Vec<u8>, KeyUsed), CryptoError> {
+        let sealed = Sealed::parse(stored)?;
+        let old = self.old.as_ref().map(|cipher| (cipher, KeyUsed::Old));
+        for (cipher, used) in std::iter::once((&self.current, KeyUsed::Current)).chain(old) {
+            if let Some(plaintext) = open_raw(cipher, &sealed, aad.as_bytes()) {
+                return Ok((plaintext, used));
+            }
+        }
+        let tried_old = self.old.is_some();
+        Err(CryptoError::Decrypt {
+            aad: aad.to_string(),
+            tried_old,
+        })
+    }
+}
+
+impl fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretBox")
+            .field("has_old_key", &self.old.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// AES-256-GCM over raw bytes; returns (ciphertext, tag) so each stored format can order them.
+fn seal_raw(
+    cipher: &Aes256Gcm,
+    nonce: &[u8; NONCE_LEN],
+    plaintext: &[u8],
+    aad: &[u8],
+) -> (Vec<u8>, [u8; TAG_LEN]) {
+    let mut buffer = plaintext.to_vec();
+    // GCM only fails past 2^36 bytes of plaintext or 2^61 of AAD; our secrets are kilobytes.
+    let tag = cipher
+        .encrypt_inout_detached(&Nonce::from(*nonce), aad, buffer.as_mut_slice().into())
+        .expect("AES-GCM input within the 64 GiB limit");
+    (buffer, tag.into())
+}
+
+/// `None` when the tag does not verify; the caller decides which error that becomes.
+fn open_raw(cipher: &Aes256Gcm, sealed: &Sealed, aad: &[u8]) -> Option<Vec<u8>> {
+    // A fresh copy per attempt, so a failed try with the current key cannot leave the buffer
+    // altered for the old-key try.
+    let mut buffer = sealed.ciphertext.clone();
+    let (nonce, tag) = (Nonce::from(sealed.nonce), Tag::from(sealed.tag));
+    let result = cipher.decrypt_inout_detached(&nonce, aad, buffer.as_mut_slice().into(), &tag);
+    result.ok().map(|()| buffer)
+}
+
+// --- Tokens, ids, hashes ---
+
+/// Admin/agent token plaintext: 32 random bytes as 64 lowercase hex, no prefix (spec §5.1).
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    os_random(&mut bytes);
+    HEXLOWER.encode(&bytes)
+}
+
+/// `hex(SHA-256(utf8(token)))`, lowercase: the `token_hash` column. Unsalted on purpose: the
+/// token is 256 random bits, and the hash must be a lookup key.
+pub fn hash_token(token: &str) -> String {
+    HEXLOWER.encode(&Sha256::digest(token.as_bytes()))
+}
+
+/// Constant-time equality for secrets (tokens, signatures). A length mismatch returns false at
+/// once; lengths are public (a hex digest always has the same length), contents are not.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Random UUID v4, lowercase and hyphenated, for request ids and rows created in Rust.
+pub fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    os_random(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4 (RFC 9562 §5.4)
+    b[8] = (b[8] & 0x3f) | 0x80; // variant 10xx
+    let h = HEXLOWER.encode(&b);
+    [&h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]].join("-")
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    HEXLOWER.encode(bytes)
+}
+
+/// HMAC-SHA256, e.g. for `X-Hub-Signature-256`. Compare results with `ct_eq`.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length (long keys are hashed, RFC 2104 §2), so this never fails.
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key)
+        .expect("HMAC accepts keys of any length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCE_AAD: &str =
+        "__system__:__source__/6f1c0000-0000-4000-8000-000000000000:webhookSecret";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        HEXLOWER_PERMISSIVE.decode(s.as_bytes()).expect("test hex")
+    }
+
+    /// Key bytes `offset, offset+1, …` (offset 0 is the key 00..1f used by the external vectors).
+    fn key(offset: u8) -> SecretKey {
+        SecretKey(std::array::from_fn(|i| i as u8 + offset))
+    }
+
+    fn parsed(input: &str) -> [u8; 32] {
+        SecretKey::parse(input).expect("key parses").0
+    }
+
+    fn open_err(stored: &str) -> CryptoError {
+        SecretBox::new(key(0), None).open(stored, "a").unwrap_err()
+    }
+
+    /// GCM spec (McGrew & Viega), Test Case 16: AES-256, 96-bit IV, 20-byte AAD, 60-byte
+    /// plaintext. Expected values cross-checked with Python `cryptography` and Node `crypto`.
+    #[test]
+    fn gcm_spec_test_case_16() {
+        let k = unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
+        let cipher = Aes256Gcm::new_from_slice(&k).unwrap();
+        let nonce: [u8; 12] = unhex("cafebabefacedbaddecaf888").try_into().unwrap();
+        let aad = unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2");
+        let pt = unhex(concat!(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72",
+            "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"
+        ));
+        let (ciphertext, tag) = seal_raw(&cipher, &nonce, &pt, &aad);
+        let expected_ct = concat!(
+            "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa",
+            "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+        );
+        assert_eq!(hex(&ciphertext), expected_ct);
+        assert_eq!(hex(&tag), "76fc6ece0f4e1768cddf8853bb2d551b");
+        let sealed = Sealed {
+            nonce,
+            tag,
+            ciphertext,
+        };
+        assert_eq!(open_raw(&cipher, &sealed, &aad), Some(pt));
+        assert_eq!(open_raw(&cipher, &sealed, b""), None);
+    }
+
+    /// A reference-format row made by Node's crypto (key 00..1f, IV a1..ac, AAD `SOURCE_AAD`),
+    /// emitted as base64(IV ‖ TAG ‖ CT); also decrypted independently with Python.
+    #[test]
+    fn opens_legacy_reference_format() {
+        let stored = "oaKjpKWmp6ipqquseh5FnYfkcA99r8sEGb8Dv0qK4A6XLB4Y6xzaHzup7AAH9FhKA2WXLg==";
+        let scope = "__source__/6f1c0000-0000-4000-8000-000000000000";
+        assert_eq!(aad("__system__", scope, "webhookSecret"), SOURCE_AAD);
+        let sb = SecretBox::new(key(0), None);
+        let plaintext = sb.open(stored, SOURCE_AAD).expect("legacy row opens");
+        assert_eq!(plaintext, "legacy webhook secret é".as_bytes());
+        let moved = sb.open(stored, "__system__:__source__/other:webhookSecret");
+        assert!(matches!(moved, Err(CryptoError::Decrypt { .. })));
+    }
+
+    /// Pins the v1 layout (nonce ‖ ct ‖ tag): the expected string was made with Python
+    /// `cryptography` (key 00..1f, nonce b1..bc), independently of this code.
+    #[test]
+    fn v1_format_is_byte_exact() {
+        let sb = SecretBox::new(key(0), None);
+        let aad = "__system__:__source__/6f1c0000-0000-4000-8000-000000000000:privateKey";
+        let nonce: [u8; 12] = std::array::from_fn(|i| 0xb1 + i as u8);
+        let expected = "v1:sbKztLW2t7i5uru8FZfEWI/9UIb5o+vGCh24mvagu9jDRyCUrD1FhUk8MWURR+Y=";
+        let sealed = sb.seal_with_nonce(nonce, b"v1 private key body", aad);
+        assert_eq!(sealed, expected);
+        assert_eq!(sb.open(expected, aad).unwrap(), b"v1 private key body");
+    }
+
+    #[test]
+    fn round_trip_and_fresh_nonces() {
+        let sb = SecretBox::new(SecretKey::generate(), None);
+        let a = sb.seal(b"hunter2", SOURCE_AAD);
+        let b = sb.seal(b"hunter2", SOURCE_AAD);
+        assert!(a.starts_with("v1:"));
+        assert_ne!(a, b);
+        let opened = sb.open_with_info(&a, SOURCE_AAD).unwrap();
+        assert_eq!(opened, (b"hunter2".to_vec(), KeyUsed::Current));
+        assert_eq!(sb.open(&b, SOURCE_AAD).unwrap(), b"hunter2");
+        assert_eq!(sb.open(&sb.seal(b"", SOURCE_AAD), SOURCE_AAD).unwrap(), b"");
+    }
+
+    #[test]
+    fn any_flipped_bit_is_rejected() {
+        let sb = SecretBox::new(key(0), None);
+        let stored = sb.seal_with_nonce([7; 12], b"sixteen byte msg", SOURCE_AAD);
+        let raw = BASE64.decode(&stored.as_bytes()[3..]).unwrap();
+        // first and last byte of nonce (0..12), ciphertext (12..28) and tag (28..44)
+        for index in [0, 11, 12, 27, 28, 43] {
+            let mut bad = raw.clone();
+            bad[index] ^= 0x01;
+            let result = sb.open(&format!("v1:{}", BASE64.encode(&bad)), SOURCE_AAD);
+            assert!(
+                matches!(result, Err(CryptoError::Decrypt { .. })),
+                "{index}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_aad_names_the_aad_and_never_the_secret() {
+        let sb = SecretBox::new(key(0), None);
+        let stored = sb.seal(b"topsecret", SOURCE_AAD);
+        let err = sb.open(&stored, "__system__:__source__/x:privateKey");
+        let err = err.unwrap_err();
+        let text = err.to_string();
+        let expected =
+            "Failed to decrypt secret with current key (AAD: __system__:__source__/x:privateKey)";
+        assert_eq!(text, expected);
+        assert!(!text.contains("topsecret") && !format!("{err:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn old_key_fallback_reports_old() {
+        let stored = SecretBox::new(key(0), None).seal(b"rotate me", SOURCE_AAD);
+        let rotated = SecretBox::new(key(100), Some(key(0)));
+        let opened = rotated.open_with_info(&stored, SOURCE_AAD).unwrap();
+        assert_eq!(opened, (b"rotate me".to_vec(), KeyUsed::Old));
+        let both = rotated.open(&stored, "other:aad:x").unwrap_err();
+        let expected = "Failed to decrypt secret with both current and old key (AAD: other:aad:x)";
+        assert_eq!(both.to_string(), expected);
+        let current_only = SecretBox::new(key(100), None).open(&stored, SOURCE_AAD);
+        let err = current_only.unwrap_err();
+        assert!(matches!(
+            &err,
+            CryptoError::Decrypt {
+                tried_old: false,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("with current key (AAD:"));
+    }
+
+    #[test]
+    fn malformed_values() {
+        let short = BASE64.encode(&[0u8; 27]);
+        let v1_short = format!("v1:{short}");
+        let cases = [
+            (short.as_str(), "too short"),
+            (v1_short.as_str(), "too short"),
+            ("", "too short"),
+            ("v1:!!!!", "not valid base64"),
+            ("%%%%", "not valid base64"),
+            ("x:AAAA", "not valid base64"),
+        ];
+        for (stored, what) in cases {
+            assert_eq!(open_err(stored), CryptoError::Malformed(what), "{stored:?}");
+        }
+        let v2 = open_err("v2:AAAA").to_string();
+        assert!(
+            v2.starts_with("Invalid encrypted data: unknown format version"),
+            "{v2}"
+        );
+    }
+
+    #[test]
+    fn key_parse_accepts_hex_and_both_base64_alphabets() {
+        let lower = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        let upper = format!("  {}\n", lower.to_uppercase());
+        let standard = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        // bytes 200..=231 encode with both URL-safe symbols ('_' and '-')
+        let url = "yMnKy8zNzs_Q0dLT1NXW19jZ2tvc3d7f4OHi4-Tl5uc";
+        let cases = [
+            (lower.to_string(), 0),
+            (upper, 0),
+            (format!("{standard}="), 0),
+            (standard.to_string(), 0),
+            // non-zero trailing bits: Node ignores them, so the reference accepted this key
+            ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9".to_string(), 0),
+            (format!("{url}="), 200),
+            (url.to_string(), 200),
+            (key(9).to_hex(), 9),
+        ];
+        for (input, offset) in cases {
+            assert_eq!(parsed(&input), key(offset).0, "{input}");
+        }
+    }
+
+    #[test]
+    fn key_parse_rejects_wrong_lengths_without_echoing_input() {
+        let forms = "must be 64 hex characters or base64 of exactly 32 bytes";
+        let b31 = BASE64.encode(&[0x5a; 31]);
+        let err31 = SecretKey::parse(&b31).unwrap_err();
+        let expected = format!("{forms}, got 31 bytes after decoding");
+        assert_eq!(err31.to_string(), expected);
+        let err33 = SecretKey::parse(&BASE64.encode(&[0x5a; 33])).unwrap_err();
+        assert!(err33.to_string().contains("got 33 bytes"));
+        // 63 hex digits are not hex, and as base64 they are not 32 bytes either
+        assert!(SecretKey::parse(&"a".repeat(63)).is_err());
+        assert!(SecretKey::parse("abc").is_err());
+        let err = SecretKey::parse("sécret!").unwrap_err();
+        let detail = "and it is neither valid hex nor valid base64 (7 characters)";
+        assert_eq!(err.to_string(), format!("{forms}, {detail}"));
+        for (input, e) in [(b31.as_str(), err31), ("sécret!", err)] {
+            assert!(!e.to_string().contains(input) && !format!("{e:?}").contains(input));
+        }
+        assert_eq!(format!("{:?}", key(0)), "SecretKey(..)");
+        let sb = format!("{:?}", SecretBox::new(key(0), Some(key(1))));
+        assert_eq!(sb, "SecretBox { has_old_key: true, .. }");
+    }
+
+    #[test]
+    fn digest_vectors() {
+        let sha_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(hash_token("abc"), sha_abc);
+        // RFC 4231 test case 2
+        let rfc = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(hex(&rfc), expected);
+        // GitHub docs, "Validating webhook deliveries"
+        let github = hmac_sha256(b"It's a Secret to Everybody", b"Hello, World!");
+        let expected = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(hex(&github), expected);
+    }
+
+    fn is_lower_hex(s: &str) -> bool {
+        s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
+    #[test]
+    fn tokens_are_random_lowercase_hex() {
+        let (a, b) = (generate_token(), generate_token());
+        assert_ne!(a, b);
+        for t in [&a, &b] {
+            assert!(t.len() == 64 && is_lower_hex(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn uuid_v4_shape() {
+        let u = random_uuid();
+        assert_ne!(u, random_uuid());
+        let lengths: Vec<usize> = u.split('-').map(str::len).collect();
+        assert_eq!(lengths, [8, 4, 4, 4, 12], "{u}");
+        assert!(is_lower_hex(&u.replace('-', "")), "{u}");
+        assert_eq!(&u[14..15], "4", "{u}");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+    }
+
+    #[test]
+    fn ct_eq_cases() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(ct_eq(b"", b""));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        assert!(!ct_eq(b"", b"a"));
+    }
+}

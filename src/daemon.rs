@@ -1,0 +1,150 @@
+//! `kici-admin orchestrator run`: the daemon in the foreground. Boot order: validate config →
+//! connect → migrate (or refuse when pending and auto-migrate is off) → bootstrap admin token →
+//! listen. SIGTERM/SIGINT stop accepting and drain; SIGHUP is caught (it would otherwise kill the
+//! process) and reloads nothing yet.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::{
+    config::Config,
+    db::{self, migrate, tokens::Bootstrap, Connector, Pool},
+    http::{
+        routes::App,
+        server::{Limits, Server, ShutdownHandle},
+    },
+    Error,
+};
+
+const POOL_SIZE: usize = 16;
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn run() -> Result<(), Error> {
+    let started = Instant::now();
+    let loaded = Config::from_env().map_err(|e| Error::Config(e.to_string()))?;
+    crate::logging::init(loaded.config.log_level);
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    let config = Arc::new(loaded.config);
+    crate::install_crypto_provider();
+    log::info!(
+        "Starting kici-orchestrator {} in {} mode",
+        env!("CARGO_PKG_VERSION"),
+        config.mode.as_str()
+    );
+
+    let connector = Connector::from_url(&config.database_url)?;
+    let mut client = connector.connect()?;
+    log::info!("Database connected");
+    prepare_schema(&mut client, config.auto_migrate)?;
+    announce_bootstrap(db::tokens::ensure_bootstrap_token(
+        &mut client,
+        config.bootstrap_admin_token.as_deref(),
+    )?);
+    drop(client);
+
+    let pool = Pool::new(connector, POOL_SIZE, POOL_ACQUIRE_TIMEOUT);
+    let server = Server::bind(
+        SocketAddr::new(config.bind_address, config.port),
+        Limits::default(),
+    )
+    .map_err(|e| {
+        Error::Startup(format!(
+            "cannot listen on {}:{}: {e} (set KICI_PORT to a free port)",
+            config.bind_address, config.port
+        ))
+    })?;
+    log::info!(
+        "Listening on http://{}{}/ (ready in {} ms)",
+        server.local_addr(),
+        config.base_path,
+        started.elapsed().as_millis()
+    );
+    watch_signals(server.shutdown_handle())?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    let app = App {
+        config: config.clone(),
+        pool: pool.clone(),
+        started,
+    };
+    server.run(Arc::new(app));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    pool.close_idle();
+    log::info!("Shut down cleanly");
+    Ok(())
+}
+
+/// Auto-migrate, or with `KICI_AUTO_MIGRATE=false` refuse to start on a schema that is behind.
+fn prepare_schema(client: &mut postgres::Client, auto_migrate: bool) -> Result<(), Error> {
+    let statuses = migrate::status(client)?;
+    migrate::check_consistent(&statuses)?;
+    let pending: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.status == migrate::State::Pending)
+        .map(|s| s.name.as_str())
+        .collect();
+    if pending.is_empty() {
+        log::info!("Database schema is up to date");
+        return Ok(());
+    }
+    if auto_migrate {
+        migrate::migrate(client)?;
+        return Ok(());
+    }
+    log::info!("Auto-migrate disabled (KICI_AUTO_MIGRATE=false)");
+    Err(Error::Startup(format!(
+        "{} migration(s) pending ({}) and KICI_AUTO_MIGRATE=false: run `kici-admin db migrate --database-url <url>` first, \
+         or remove KICI_AUTO_MIGRATE",
+        pending.len(),
+        pending.join(", ")
+    )))
+}
+
+fn announce_bootstrap(outcome: Bootstrap) {
+    match outcome {
+        Bootstrap::Generated(token) => {
+            log::info!("Bootstrap admin token generated (printed once on stdout; store it now)");
+            // stdout, not the log: the one place the token is ever shown.
+            println!("\n  KICI Admin Token: {token}\n");
+        }
+        Bootstrap::FromEnv { revoked: false } => log::info!("Bootstrap admin token from KICI_BOOTSTRAP_ADMIN_TOKEN is active"),
+        Bootstrap::FromEnv { revoked: true } => log::warn!(
+            "KICI_BOOTSTRAP_ADMIN_TOKEN belongs to the revoked 'bootstrap' token: it will not authenticate; \
+             create a new owner token or remove the variable"
+        ),
+        Bootstrap::Existing => log::debug!("Admin tokens exist; no bootstrap token generated"),
+    }
+}
+
+fn watch_signals(stop: ShutdownHandle) -> Result<(), Error> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| Error::Startup(format!("cannot install signal handlers: {e}")))?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => log::info!(
+                        "SIGHUP received: nothing to reload yet (sources reload by themselves)"
+                    ),
+                    _ => {
+                        log::info!(
+                            "{} received: draining in-flight requests",
+                            if sig == SIGTERM { "SIGTERM" } else { "SIGINT" }
+                        );
+                        stop.shutdown();
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::Startup(format!("cannot start the signal thread: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! `GET /health` (process is up) and `GET /ready` (the database answers), spec-admin.md §3.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::Response;
+use crate::db::Pool;
+
+pub fn health(started: Instant) -> Response {
+    Response::json(
+        200,
+        &json!({
+            "status": "ok",
+            "timestamp": jiff::Timestamp::now().to_string(),
+            "uptime": started.elapsed().as_secs_f64(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "buildDate": env!("KICI_BUILD_DATE"),
+            "buildCommit": env!("KICI_BUILD_COMMIT"),
+            "sdkVersion": "unknown",
+            "sdkBundleHash": "unknown",
+            "sharedVersion": "unknown",
+            "sharedBundleHash": "unknown",
+            "engineVersion": "unknown",
+            "engineBundleHash": "unknown",
+        }),
+    )
+}
+
+/// Ready while a pooled connection can run a query. Follows the database both ways without a
+/// restart: a broken connection is dropped and the next check opens a new one.
+pub fn ready(pool: &Pool) -> Response {
+    match pool.with_retry(|c| {
+        c.simple_query("SELECT 1")
+            .map(|_| ())
+            .map_err(crate::db::DbError::query("readiness check"))
+    }) {
+        Ok(()) => Response::json(
+            200,
+            &json!({ "status": "ready", "checks": { "database": true } }),
+        ),
+        Err(e) => {
+            log::warn!("not ready: {e}");
+            Response::json(
+                503,
+                &json!({ "status": "not ready", "checks": { "database": false } }),
+            )
+        }
+    }
+}

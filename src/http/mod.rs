@@ -1,0 +1,74 @@
+//! HTTP in: the listener (server.rs), request parsing (parse.rs) and the routes (routes.rs,
+//! health.rs). Request and Response are plain data so handlers are testable without sockets.
+
+pub mod health;
+pub mod parse;
+pub mod routes;
+pub mod server;
+
+use std::{net::SocketAddr, time::Instant};
+
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// Path as sent, still percent-encoded, without the query.
+    pub path: String,
+    pub query: Option<String>,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub peer: SocketAddr,
+    pub request_id: String,
+    pub received_at: Instant,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        self.query
+            .as_deref()
+            .map(parse::query_pairs)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Response {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response {
+                status,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body,
+            },
+            Err(e) => {
+                log::error!("serialising a response failed: {e}");
+                Response::error(500, "Internal server error")
+            }
+        }
+    }
+
+    /// `{"error": "<message>"}`, the shape of every error this server sends.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response::json(status, &serde_json::json!({ "error": message }))
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}

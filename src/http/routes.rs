@@ -1,0 +1,50 @@
+//! The daemon's route table under `KICI_BASE_PATH`.
+
+use std::{sync::Arc, time::Instant};
+
+use super::{health, server::Handler, Request, Response};
+use crate::{config::Config, db::Pool};
+
+/// Shared by every connection thread.
+pub struct App {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+    pub started: Instant,
+}
+
+impl App {
+    /// The path below the base path, or None when the request is outside it.
+    fn local_path<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let base = self.config.base_path.as_str();
+        if base.is_empty() {
+            return Some(path);
+        }
+        match path.strip_prefix(base) {
+            Some("") => Some("/"),
+            Some(rest) if rest.starts_with('/') => Some(rest),
+            _ => None,
+        }
+    }
+}
+
+impl Handler for App {
+    fn handle(&self, req: &Request) -> Response {
+        let Some(path) = self.local_path(&req.path) else {
+            return Response::error(404, "Not found");
+        };
+        let method = req.method.as_str();
+        match path {
+            "/health" => only_get(method).unwrap_or_else(|| health::health(self.started)),
+            "/ready" => only_get(method).unwrap_or_else(|| health::ready(&self.pool)),
+            _ => Response::error(404, "Not found"),
+        }
+    }
+}
+
+/// 405 unless GET/HEAD.
+fn only_get(method: &str) -> Option<Response> {
+    match method {
+        "GET" | "HEAD" => None,
+        _ => Some(Response::error(405, "Method not allowed").with_header("Allow", "GET, HEAD")),
+    }
+}

@@ -1,0 +1,623 @@
+//! The HTTP/1.1 listener: our own accept loop, one thread per connection, bounded.
+//!
+//! Why not tiny_http's loop (reference/crates.md §1.4): it has no socket timeouts, so an idle or
+//! trickling client pins a thread forever, its task pool grows without a cap, and an
+//! `SO_RCVTIMEO` on the listener kills its accept thread. Here every connection is a real
+//! `TcpStream` with deadlines: a client that sends nothing is closed after `idle_timeout`, a
+//! request must arrive whole within `request_timeout` of its first byte, writes are bounded by
+//! `write_timeout`, and past `max_connections` new clients get an immediate 503.
+//! Parsing is in `parse.rs` (pure); this file only moves bytes and enforces limits.
+
+use std::{
+    io::{self, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use super::parse::{self, BodyKind, Head, HeadError};
+use super::{Request, Response};
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_head_bytes: usize,
+    pub max_body_bytes: u64,
+    /// Closes a connection that has sent no byte of its next request for this long.
+    pub idle_timeout: Duration,
+    /// A request (head and body) must arrive whole within this long of its first byte.
+    pub request_timeout: Duration,
+    pub write_timeout: Duration,
+    /// On shutdown, how long in-flight requests may take before the process exits anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 1024,
+            max_head_bytes: 32 * 1024,
+            max_body_bytes: 25 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a route does with a request. Called on the connection's own thread.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: &Request) -> Response;
+}
+
+/// How often a waiting connection looks at the shutdown flag.
+const TICK: Duration = Duration::from_millis(500);
+const CONN_STACK: usize = 256 * 1024;
+
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    limits: Arc<Limits>,
+    stop: ShutdownHandle,
+    active: Arc<AtomicUsize>,
+}
+
+/// Stops a running `Server` from another thread (the signal thread).
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    wake: SocketAddr,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        if !self.flag.swap(true, Ordering::SeqCst) {
+            // accept() has no timeout: a connection of our own wakes it to see the flag.
+            let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        }
+    }
+
+    pub fn is_shutdown(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+impl Server {
+    pub fn bind(addr: SocketAddr, limits: Limits) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let wake_ip = match addr {
+            SocketAddr::V4(a) if a.ip().is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], a.port()))
+            }
+            SocketAddr::V6(a) if a.ip().is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+            }
+            a => a,
+        };
+        Ok(Server {
+            listener,
+            addr,
+            limits: Arc::new(limits),
+            stop: ShutdownHandle {
+                flag: Arc::new(AtomicBool::new(false)),
+                wake: wake_ip,
+            },
+            active: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.stop.clone()
+    }
+
+    /// Accepts until shut down, then waits (bounded) for in-flight requests to finish.
+    pub fn run(self, handler: Arc<dyn Handler>) {
+        for conn in self.listener.incoming() {
+            if self.stop.is_shutdown() {
+                break;
+            }
+            let stream = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("accepting a connection failed: {e}");
+                    // EMFILE and friends: back off instead of spinning.
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if self.active.load(Ordering::SeqCst) >= self.limits.max_connections {
+                reject_busy(stream);
+                continue;
+            }
+            let guard = ActiveGuard::new(&self.active);
+            let (limits, stop, handler) = (self.limits.clone(), self.stop.clone(), handler.clone());
+            let spawned = thread::Builder::new()
+                .name("http-conn".into())
+                .stack_size(CONN_STACK)
+                .spawn(move || {
+                    let _guard = guard;
+                    serve(stream, &limits, &stop, handler.as_ref());
+                });
+            if let Err(e) = spawned {
+                log::warn!("cannot start a connection thread: {e}");
+            }
+        }
+        drop(self.listener);
+        let deadline = Instant::now() + self.limits.drain_timeout;
+        while self.active.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let left = self.active.load(Ordering::SeqCst);
+        if left > 0 {
+            log::warn!("{left} connection(s) still busy after the drain timeout; exiting anyway");
+        }
+    }
+}
+
+struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    fn new(active: &Arc<AtomicUsize>) -> ActiveGuard {
+        active.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(active.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn reject_busy(mut stream: TcpStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let body = br#"{"error":"Server busy: too many open connections"}"#;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(body);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    /// Peer closed, idle timeout, or shutdown while idle: close quietly.
+    Quiet,
+    /// Request did not arrive in time: 408.
+    Timeout,
+    Io(io::Error),
+}
+
+/// A connection with its read buffer; reads honour a deadline.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Start of unconsumed bytes in `buf`.
+    pos: usize,
+}
+
+impl Conn {
+    fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads more bytes. `idle` means no byte of a request has arrived yet: then a timeout or a
+    /// shutdown is a quiet close, otherwise a 408.
+    fn fill(
+        &mut self,
+        deadline: Instant,
+        idle: bool,
+        stop: &ShutdownHandle,
+    ) -> Result<(), ReadEnd> {
+        if self.pos > 0 && self.pos > self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let mut chunk = [0u8; 8192];
+        loop {
+            if idle && stop.is_shutdown() {
+                return Err(ReadEnd::Quiet);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(if idle {
+                    ReadEnd::Quiet
+                } else {
+                    ReadEnd::Timeout
+                });
+            }
+            let wait = if idle {
+                (deadline - now).min(TICK)
+            } else {
+                deadline - now
+            };
+            self.stream
+                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
+                .map_err(ReadEnd::Io)?;
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(ReadEnd::Quiet),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    return Err(ReadEnd::Quiet)
+                }
+                Err(e) => return Err(ReadEnd::Io(e)),
+            }
+        }
+    }
+
+    /// Takes exactly `n` bytes, reading as needed.
+    fn take(
+        &mut self,
+        n: usize,
+        deadline: Instant,
+        stop: &ShutdownHandle,
+    ) -> Result<Vec<u8>, ReadEnd> {
+        while self.buffered().len() < n {
+            self.fill(deadline, false, stop)?;
+        }
+        let out = self.buffered()[..n].to_vec();
+        self.consume(n);
+        Ok(out)
+    }
+
+    /// Takes one CRLF-terminated line (without the line end), at most `max` bytes.
+    fn line(
+        &mut self,
+        max: usize,
+        deadline: Instant,
+        stop: &ShutdownHandle,
+    ) -> Result<Option<Vec<u8>>, ReadEnd> {
+        loop {
+            if let Some(i) = self.buffered().iter().position(|&b| b == b'\n') {
+                let raw = &self.buffered()[..i];
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw).to_vec();
+                self.consume(i + 1);
+                return Ok(Some(line));
+            }
+            if self.buffered().len() > max {
+                return Ok(None);
+            }
+            self.fill(deadline, false, stop)?;
+        }
+    }
+}
+
+/// Serves one connection until it closes, times out, errs, or the server shuts down.
+fn serve(stream: TcpStream, limits: &Limits, stop: &ShutdownHandle, handler: &dyn Handler) {
+    let peer = match stream.peer_addr() {
+        Ok(p) => p,
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        pos: 0,
+    };
+    loop {
+        match serve_one(&mut conn, peer, limits, stop, handler) {
+            Ok(true) if !stop.is_shutdown() => continue,
+            _ => break,
+        }
+    }
+    let _ = conn.stream.shutdown(Shutdown::Both);
+}
+
+/// One request/response exchange. `Ok(true)` = keep the connection.
+fn serve_one(
+    conn: &mut Conn,
+    peer: SocketAddr,
+    limits: &Limits,
+    stop: &ShutdownHandle,
+    handler: &dyn Handler,
+) -> Result<bool, ()> {
+    // Wait for the first byte of the next request.
+    let idle_deadline = Instant::now() + limits.idle_timeout;
+    while conn.buffered().is_empty() {
+        conn.fill(idle_deadline, true, stop).map_err(|_| ())?;
+    }
+    let started = Instant::now();
+    let deadline = started + limits.request_timeout;
+    let head_len = loop {
+        if let Some(end) = parse::find_head_end(conn.buffered()) {
+            break end;
+        }
+        if conn.buffered().len() > limits.max_head_bytes {
+            return reply_error(conn, 431, "Request header fields too large", None);
+        }
+        if let Err(end) = conn.fill(deadline, false, stop) {
+            return read_failed(conn, end);
+        }
+    };
+    if head_len > limits.max_head_bytes {
+        return reply_error(conn, 431, "Request header fields too large", None);
+    }
+    let head = match parse::parse_head(&conn.buffered()[..head_len]) {
+        Ok(h) => h,
+        Err(e) => return reply_head_error(conn, e),
+    };
+    conn.consume(head_len);
+    let kind = match head.body_kind() {
+        Ok(k) => k,
+        Err(e) => return reply_head_error(conn, e),
+    };
+    let request_id = request_id(&head);
+    if let BodyKind::Length(n) = kind {
+        if n > limits.max_body_bytes {
+            return reply_error(
+                conn,
+                413,
+                &format!(
+                    "Request body too large (limit {} bytes)",
+                    limits.max_body_bytes
+                ),
+                Some(&request_id),
+            );
+        }
+    }
+    if head.expects_continue() && kind != BodyKind::None {
+        if conn
+            .stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .is_err()
+        {
+            return Err(());
+        }
+    }
+    let body = match kind {
+        BodyKind::None => Vec::new(),
+        BodyKind::Length(n) => match conn.take(n as usize, deadline, stop) {
+            Ok(b) => b,
+            Err(end) => return read_failed(conn, end),
+        },
+        BodyKind::Chunked => match read_chunked(conn, limits, deadline, stop) {
+            Ok(Ok(b)) => b,
+            Ok(Err((status, msg))) => return reply_error(conn, status, msg, Some(&request_id)),
+            Err(end) => return read_failed(conn, end),
+        },
+    };
+    let keep_alive = head.keep_alive() && !stop.is_shutdown();
+    let (path, query) = match head.target.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (head.target.clone(), None),
+    };
+    let req = Request {
+        method: head.method,
+        path,
+        query,
+        headers: head.headers,
+        body,
+        peer,
+        request_id,
+        received_at: started,
+    };
+    let response = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
+        Ok(r) => r,
+        Err(_) => {
+            log::error!(
+                "handler panicked on {} {} (request {})",
+                req.method,
+                req.path,
+                req.request_id
+            );
+            Response::error(500, "Internal server error")
+        }
+    };
+    let status = response.status;
+    let sent = write_response(
+        &mut conn.stream,
+        response,
+        &req.request_id,
+        req.method == "HEAD",
+        keep_alive,
+    );
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        log::warn!("Request completed method={} path={} status={status} duration_ms={millis:.1} request_id={}", req.method, req.path, req.request_id);
+    } else {
+        log::debug!("Request completed method={} path={} status={status} duration_ms={millis:.1} request_id={}", req.method, req.path, req.request_id);
+    }
+    sent.map_err(|_| ())?;
+    Ok(keep_alive)
+}
+
+type ChunkResult = Result<Result<Vec<u8>, (u16, &'static str)>, ReadEnd>;
+
+fn read_chunked(
+    conn: &mut Conn,
+    limits: &Limits,
+    deadline: Instant,
+    stop: &ShutdownHandle,
+) -> ChunkResult {
+    let mut body = Vec::new();
+    loop {
+        let Some(line) = conn.line(1024, deadline, stop)? else {
+            return Ok(Err((400, "Malformed chunked body")));
+        };
+        let size = match parse::parse_chunk_size(&line) {
+            Ok(s) => s,
+            Err(_) => return Ok(Err((400, "Malformed chunked body"))),
+        };
+        if size == 0 {
+            // Trailer fields, ignored, up to the blank line.
+            loop {
+                match conn.line(limits.max_head_bytes, deadline, stop)? {
+                    Some(l) if l.is_empty() => return Ok(Ok(body)),
+                    Some(_) => continue,
+                    None => return Ok(Err((431, "Request header fields too large"))),
+                }
+            }
+        }
+        if body.len() as u64 + size > limits.max_body_bytes {
+            return Ok(Err((413, "Request body too large")));
+        }
+        body.extend_from_slice(&conn.take(size as usize, deadline, stop)?);
+        match conn.line(2, deadline, stop)? {
+            Some(l) if l.is_empty() => {}
+            _ => return Ok(Err((400, "Malformed chunked body"))),
+        }
+    }
+}
+
+/// Echoes a sane client `X-Request-ID`, else makes one.
+fn request_id(head: &Head) -> String {
+    match head.header("x-request-id") {
+        Some(id)
+            if !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_owned()
+        }
+        _ => crate::crypto::random_uuid(),
+    }
+}
+
+fn read_failed(conn: &mut Conn, end: ReadEnd) -> Result<bool, ()> {
+    match end {
+        ReadEnd::Timeout => reply_error(
+            conn,
+            408,
+            "Request timeout: the request did not arrive in time",
+            None,
+        ),
+        ReadEnd::Io(e) => {
+            log::debug!("reading a request failed: {e}");
+            Err(())
+        }
+        ReadEnd::Quiet => Err(()),
+    }
+}
+
+fn reply_head_error(conn: &mut Conn, e: HeadError) -> Result<bool, ()> {
+    match e {
+        HeadError::Malformed(why) => reply_error(conn, 400, &format!("Bad request: {why}"), None),
+        HeadError::Version => {
+            reply_error(conn, 505, "HTTP version not supported: use HTTP/1.1", None)
+        }
+        HeadError::UnsupportedEncoding => reply_error(
+            conn,
+            501,
+            "Unsupported Transfer-Encoding: only chunked is accepted",
+            None,
+        ),
+    }
+}
+
+/// Answers an error that ends the connection (the rest of the request can't be trusted).
+fn reply_error(
+    conn: &mut Conn,
+    status: u16,
+    msg: &str,
+    request_id: Option<&str>,
+) -> Result<bool, ()> {
+    let id = request_id
+        .map(str::to_owned)
+        .unwrap_or_else(crate::crypto::random_uuid);
+    let _ = write_response(
+        &mut conn.stream,
+        Response::error(status, msg),
+        &id,
+        false,
+        false,
+    );
+    Err(())
+}
+
+fn write_response(
+    stream: &mut TcpStream,
+    resp: Response,
+    request_id: &str,
+    head_only: bool,
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(256 + resp.body.len());
+    write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))?;
+    write!(out, "Date: {}\r\n", http_date())?;
+    for (k, v) in &resp.headers {
+        write!(out, "{k}: {v}\r\n")?;
+    }
+    write!(
+        out,
+        "X-Request-ID: {request_id}\r\nContent-Length: {}\r\n",
+        resp.body.len()
+    )?;
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(&resp.body);
+    }
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+fn http_date() -> String {
+    jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&jiff::Timestamp::now())
+        .unwrap_or_default()
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,48 @@
+//! The KiCI orchestrator: one binary, `kici-admin`, that is both the admin CLI and the daemon.
+//! `main.rs` is glue; everything else lives in these modules (see DESIGN.md for the map).
+
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod daemon;
+pub mod db;
+pub mod http;
+pub mod logging;
+
+use std::fmt;
+
+/// What a command can fail with; `main` turns it into `Error: <message>` and exit code 1.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Invalid configuration (the message lists every problem).
+    Config(String),
+    /// A database failure, with what we were doing.
+    Db(db::DbError),
+    /// The daemon could not start (port taken, pending migrations, signals).
+    Startup(String),
+    /// Wrong use of the CLI that argh cannot see (conflicting flags, missing inputs).
+    Usage(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(m) | Error::Startup(m) | Error::Usage(m) => f.write_str(m),
+            Error::Db(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<db::DbError> for Error {
+    fn from(e: db::DbError) -> Error {
+        Error::Db(e)
+    }
+}
+
+/// rustls needs one process-wide crypto provider; ring is the one every TLS user here shares.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,35 @@
+//! `kici-admin`: argv → command → exit code. Exit codes are decided here only: 0 success,
+//! 1 any error (printed once as `Error: <message>` on stderr), argh's own codes for usage errors.
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use kici_orchestrator::cli;
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let args = cli::normalize_args(argv.get(1..).unwrap_or_default());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let top = match cli::TopLevel::from_args(&["kici-admin"], &refs) {
+        Ok(top) => top,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => {
+                    println!("{}", early.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("{}", early.output);
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    match cli::dispatch(top) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
