@@ -14,9 +14,7 @@ use rustls_pki_types::{pem::PemObject, CertificateDer};
 
 use super::DbError;
 
-fn percent_decode(s: &str) -> String {
-    crate::http::parse::percent_decode(s).unwrap_or_else(|| s.to_owned())
-}
+use super::url::split_tls_params;
 
 /// Default for `connect_timeout` when the URL sets none: a dead host must not hang `/ready` or start.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,7 +43,7 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     pub fn from_url(url: &str) -> Result<Connector, DbError> {
-        let display = crate::config::redact_database_url(url);
+        let display = super::url::redact_database_url(url);
         let parts = split_tls_params(url);
         let mut config = postgres::Config::from_str(&parts.rest).map_err(|e| {
             DbError::Config(format!(
@@ -144,147 +142,9 @@ fn tls_connector(
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(cfg))
 }
 
-#[derive(Debug, PartialEq)]
-struct TlsParts {
-    rest: String,
-    sslmode: Option<String>,
-    sslrootcert: Option<String>,
-}
-
-/// Removes `sslmode` and `sslrootcert` from either URL form, returning them apart.
-fn split_tls_params(url: &str) -> TlsParts {
-    let mut sslmode = None;
-    let mut sslrootcert = None;
-    let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    let rest = if is_url {
-        match url.split_once('?') {
-            None => url.to_owned(),
-            Some((base, query)) => {
-                let kept: Vec<&str> = query
-                    .split('&')
-                    .filter(|kv| {
-                        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                        match k {
-                            "sslmode" => sslmode = Some(percent_decode(v)),
-                            "sslrootcert" => sslrootcert = Some(percent_decode(v)),
-                            _ => return !kv.is_empty(),
-                        }
-                        false
-                    })
-                    .collect();
-                if kept.is_empty() {
-                    base.to_owned()
-                } else {
-                    format!("{base}?{}", kept.join("&"))
-                }
-            }
-        }
-    } else {
-        let mut kept = Vec::new();
-        for (k, v, raw) in keyword_pairs(url) {
-            match k.as_str() {
-                "sslmode" => sslmode = Some(v),
-                "sslrootcert" => sslrootcert = Some(v),
-                _ => kept.push(raw),
-            }
-        }
-        kept.join(" ")
-    };
-    TlsParts {
-        rest,
-        sslmode,
-        sslrootcert,
-    }
-}
-
-/// `key=value key='quoted \' value'` → (key, unquoted value, raw text of the pair).
-fn keyword_pairs(s: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut chars = s.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        let mut key = String::new();
-        while let Some(&(_, c)) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        while matches!(chars.peek(), Some(&(_, c)) if c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if matches!(chars.peek(), Some(&(_, '='))) {
-            chars.next();
-            while matches!(chars.peek(), Some(&(_, c)) if c.is_whitespace()) {
-                chars.next();
-            }
-            if matches!(chars.peek(), Some(&(_, '\''))) {
-                chars.next();
-                while let Some((_, c)) = chars.next() {
-                    match c {
-                        '\\' => {
-                            if let Some((_, n)) = chars.next() {
-                                value.push(n)
-                            }
-                        }
-                        '\'' => break,
-                        _ => value.push(c),
-                    }
-                }
-            } else {
-                while let Some(&(_, c)) = chars.peek() {
-                    if c.is_whitespace() {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
-                }
-            }
-        }
-        let end = chars.peek().map(|&(i, _)| i).unwrap_or(s.len());
-        out.push((key, value, s[start..end].to_owned()));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn url_form_tls_params_are_split_off() {
-        let p = split_tls_params("postgresql://u:p@db:5432/kici?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x");
-        assert_eq!(p.rest, "postgresql://u:p@db:5432/kici?application_name=x");
-        assert_eq!(p.sslmode.as_deref(), Some("verify-full"));
-        assert_eq!(p.sslrootcert.as_deref(), Some("/etc/ca.pem"));
-        let p = split_tls_params("postgres://db/kici?sslmode=require");
-        assert_eq!(p.rest, "postgres://db/kici");
-        assert_eq!(p.sslmode.as_deref(), Some("require"));
-        let p = split_tls_params("postgres://db/kici");
-        assert_eq!(
-            p,
-            TlsParts {
-                rest: "postgres://db/kici".into(),
-                sslmode: None,
-                sslrootcert: None
-            }
-        );
-    }
-
-    #[test]
-    fn keyword_form_tls_params_are_split_off() {
-        let p = split_tls_params(
-            "host=db user=ci password='a b\\'c' sslmode=verify-ca sslrootcert = /ca.pem dbname=k",
-        );
-        assert_eq!(p.rest, "host=db user=ci password='a b\\'c' dbname=k");
-        assert_eq!(p.sslmode.as_deref(), Some("verify-ca"));
-        assert_eq!(p.sslrootcert.as_deref(), Some("/ca.pem"));
-    }
 
     #[test]
     fn connector_modes() {

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod migrate;
 pub mod pool;
 pub mod tokens;
+pub mod url;
 
 pub use connect::Connector;
 pub use pool::{Pool, PooledClient};

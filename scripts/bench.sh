@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Benchmarks, never tests: prints figures with their medians over repeated runs.
+#
+#   scripts/bench.sh startup [RUNS]   start-to-ready time on a migrated database, and idle RSS,
+#                                      against `psql -c 'SELECT 1'` measured in the same run
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/lib/common.sh
+
+what=${1:-}
+shift || true
+
+build_release() {
+  log "+ cargo build --release"
+  cargo build --release >&2
+  printf '%s\n' "$PWD/target/release/kici-admin"
+}
+
+# A private PostgreSQL for one benchmark run, stopped on exit.
+start_bench_pg() {
+  bindir="$(ensure_postgres)"
+  ensure_pg_user
+  bench_dir=$(mktemp -d /tmp/kici-bench.XXXXXX)
+  chmod 711 "$bench_dir"
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  pg_cluster_start "$bindir" "$bench_dir/pg" "$pg_port"
+  trap 'pg_cluster_stop "$bindir" "$bench_dir/pg"; rm -rf "$bench_dir"' EXIT
+  db_url="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+}
+
+bench_startup() {
+  local runs=${1:-15}
+  local bin
+  bin=$(build_release)
+  start_bench_pg
+  "$bin" db migrate --database-url "$db_url" >/dev/null
+  python3 - "$bin" "$db_url" "$runs" "$bindir/psql" <<'PY'
+import os, socket, statistics, subprocess, sys, time
+
+bin_, db_url, runs, psql = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+def ready(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
+            c.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return c.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+def rss_kib(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+env = {k: v for k, v in os.environ.items() if not k.startswith("KICI_")}
+env.update(KICI_MODE="independent", KICI_DATABASE_URL=db_url, KICI_SECRET_KEY="11" * 32,
+           KICI_BIND_ADDRESS="127.0.0.1", KICI_BOOTSTRAP_ADMIN_TOKEN="22" * 32, KICI_LOG_LEVEL="warn")
+starts, rsss, hwms, threads = [], [], [], []
+for i in range(runs):
+    port = free_port()
+    env["KICI_PORT"] = str(port)
+    t0 = time.perf_counter()
+    p = subprocess.Popen([bin_, "orchestrator", "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not ready(port):
+        if p.poll() is not None:
+            sys.exit(f"daemon exited with {p.returncode}")
+        if time.perf_counter() - t0 > 10:
+            p.kill(); sys.exit("daemon not ready within 10 s")
+        time.sleep(0.001)
+    starts.append((time.perf_counter() - t0) * 1000)
+    time.sleep(2)  # idle
+    rsss.append(rss_kib(p.pid) / 1024); hwms.append(rss_kib(p.pid, "VmHWM") / 1024)
+    threads.append(len(os.listdir(f"/proc/{p.pid}/task")))
+    p.terminate(); p.wait(10)
+
+base = []
+for i in range(runs):
+    t0 = time.perf_counter()
+    subprocess.run([psql, db_url, "-qAtc", "SELECT 1"], check=True, stdout=subprocess.DEVNULL)
+    base.append((time.perf_counter() - t0) * 1000)
+
+med = statistics.median
+print(f"startup ({runs} runs, medians; min..max)")
+print(f"  start-to-ready      {med(starts):7.1f} ms   ({min(starts):.1f}..{max(starts):.1f})   target <= 100 ms")
+print(f"  idle RSS            {med(rsss):7.2f} MiB  ({min(rsss):.2f}..{max(rsss):.2f})   target <= 12 MiB")
+print(f"  peak RSS (VmHWM)    {med(hwms):7.2f} MiB")
+print(f"  threads when idle   {med(threads):7.0f}")
+print(f"  baseline: psql -c 'SELECT 1' (process start + connect + query) {med(base):.1f} ms")
+print(f"  ratio start-to-ready / psql baseline: {med(starts) / med(base):.2f}x")
+PY
+}
+
+case "$what" in
+  startup) bench_startup "$@" ;;
+  *) echo "usage: scripts/bench.sh startup [RUNS]" >&2; exit 2 ;;
+esac

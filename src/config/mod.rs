@@ -1,0 +1,660 @@
+//! Boot configuration: the `KICI_*` environment validated into a [`Config`] (spec-admin §2).
+//!
+//! Every problem is collected and reported at once, so an operator fixes a broken env file in one
+//! round instead of one restart per mistake. Secret values never reach a message or `Debug`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use log::LevelFilter;
+
+use crate::crypto::SecretKey;
+use crate::db::url::keyword_pairs;
+pub use crate::db::url::redact_database_url;
+
+mod vars;
+pub use vars::is_known_var;
+use vars::{suggest, IGNORED_PREFIXES, IGNORED_SUFFIX};
+
+/// A key file holds one key (at most ~90 characters). The bound keeps a wrong path such as
+/// `/dev/zero` or a log file from stalling boot or filling memory.
+const KEY_FILE_LIMIT: u64 = 4096;
+
+const SECRET_KEY_REQUIRED: &str = "is required: 64 hex characters or base64 of exactly 32 bytes \
+     (generate one with: openssl rand -hex 32), or set KICI_SECRET_KEY_FILE to a file containing it";
+const DEV_HINT: &str = "Set KICI_DEV=true to downgrade unknown-variable errors to warnings.";
+
+/// How this orchestrator reaches webhooks: through the Platform relay, directly, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Platform,
+    Hybrid,
+    Independent,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Platform => "platform",
+            Mode::Hybrid => "hybrid",
+            Mode::Independent => "independent",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageType {
+    S3,
+    Filesystem,
+}
+
+/// Cache/log storage. Only the fields of the chosen `kind` are filled in.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub kind: StorageType,
+    pub bucket: Option<String>,
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub external_endpoint: Option<String>,
+    pub upload_endpoint: Option<String>,
+    pub force_path_style: bool,
+    /// `None`: logs go to `bucket` (spec-admin §2.2).
+    pub log_bucket: Option<String>,
+    pub fs_path: Option<PathBuf>,
+    /// `None`: `http://127.0.0.1:<bound port>`; left to the caller because port 0 is only known
+    /// after binding.
+    pub fs_base_url: Option<String>,
+}
+
+/// The validated boot configuration (spec-admin §2.2). `Debug` is written by hand so secrets
+/// never reach a log line.
+#[derive(Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub database_url: String,
+    pub secret_key: SecretKey,
+    pub secret_key_old: Option<SecretKey>,
+    pub auto_migrate: bool,
+    pub bootstrap_admin_token: Option<String>,
+    pub platform_url: Option<String>,
+    pub platform_token: Option<String>,
+    pub port: u16,
+    pub bind_address: IpAddr,
+    /// `""` for the root, else `/a/b`: routes are `format!("{base_path}/health")`.
+    pub base_path: String,
+    pub log_level: log::LevelFilter,
+    pub storage: Option<StorageConfig>,
+    pub cache_ttl_days: u32,
+    pub event_log_max_payload_bytes: u64,
+    pub webhook_public_url: Option<String>,
+    pub dev: bool,
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+fn hidden<T>(secret: &Option<T>) -> Option<Redacted> {
+    secret.as_ref().map(|_| Redacted)
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("mode", &self.mode)
+            .field("database_url", &redact_database_url(&self.database_url))
+            .field("secret_key", &Redacted)
+            .field("secret_key_old", &hidden(&self.secret_key_old))
+            .field("auto_migrate", &self.auto_migrate)
+            .field(
+                "bootstrap_admin_token",
+                &hidden(&self.bootstrap_admin_token),
+            )
+            .field("platform_url", &self.platform_url)
+            .field("platform_token", &hidden(&self.platform_token))
+            .field("port", &self.port)
+            .field("bind_address", &self.bind_address)
+            .field("base_path", &self.base_path)
+            .field("log_level", &self.log_level)
+            .field("storage", &self.storage)
+            .field("cache_ttl_days", &self.cache_ttl_days)
+            .field(
+                "event_log_max_payload_bytes",
+                &self.event_log_max_payload_bytes,
+            )
+            .field("webhook_public_url", &self.webhook_public_url)
+            .field("dev", &self.dev)
+            .finish()
+    }
+}
+
+/// A valid configuration plus the warnings met on the way, for the caller to log once logging
+/// is set up (the log level is itself part of the configuration).
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// The configuration is unusable. `problems` holds one `KICI_NAME: message` line per problem.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+    /// True when some problem is an unknown variable, which `KICI_DEV=true` would downgrade.
+    pub unknown_present: bool,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Configuration validation failed:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        if self.unknown_present {
+            write!(f, "\n{DEV_HINT}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Validate from the process environment. Non-UTF-8 `KICI_*` values are problems.
+    ///
+    /// # Errors
+    /// Every problem found, at once.
+    pub fn from_env() -> Result<Loaded, ConfigError> {
+        Loader::from_os(std::env::vars_os()).load()
+    }
+
+    /// Same, from an explicit list. Only names starting with `KICI_` matter.
+    pub fn from_vars<I: IntoIterator<Item = (String, String)>>(
+        vars: I,
+    ) -> Result<Loaded, ConfigError> {
+        let vars = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("KICI_"));
+        Loader::new(vars.collect(), BTreeSet::new()).load()
+    }
+}
+
+/// The `KICI_*` variables, and what was found wrong with them so far.
+struct Loader {
+    vars: BTreeMap<String, String>,
+    /// Names whose value is not UTF-8: reported once, and never again as missing.
+    unreadable: BTreeSet<String>,
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Loader {
+    fn from_os<I: IntoIterator<Item = (OsString, OsString)>>(env: I) -> Loader {
+        let mut vars = BTreeMap::new();
+        let mut unreadable = BTreeSet::new();
+        for (name, value) in env {
+            // A non-UTF-8 name turns lossy, never matches a known name, and so gets reported.
+            let name = name.to_string_lossy().into_owned();
+            if !name.starts_with("KICI_") {
+                continue;
+            }
+            if let Ok(value) = value.into_string() {
+                vars.insert(name, value);
+            } else {
+                unreadable.insert(name);
+            }
+        }
+        Loader::new(vars, unreadable)
+    }
+
+    fn new(vars: BTreeMap<String, String>, unreadable: BTreeSet<String>) -> Loader {
+        let problems = unreadable
+            .iter()
+            .map(|n| format!("{n}: value is not valid UTF-8"))
+            .collect();
+        Loader {
+            vars,
+            unreadable,
+            problems,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn load(mut self) -> Result<Loaded, ConfigError> {
+        let dev = self.flag("KICI_DEV", "development mode");
+        let modes = [
+            ("platform", Mode::Platform),
+            ("hybrid", Mode::Hybrid),
+            ("independent", Mode::Independent),
+        ];
+        let mode = self.choice("KICI_MODE", &modes, Mode::Platform);
+        let database_url = self.database_url();
+        let secret_key = self.key("KICI_SECRET_KEY", "KICI_SECRET_KEY_FILE", true);
+        let secret_key_old = self.key("KICI_SECRET_KEY_OLD", "KICI_SECRET_KEY_FILE_OLD", false);
+        let auto_migrate = self.auto_migrate();
+        let (platform_url, platform_token) = self.platform(mode);
+        let port = self.number(
+            "KICI_PORT",
+            4000u16,
+            "must be a whole number from 0 to 65535",
+        );
+        let bind_address = self.bind_address();
+        let base_path = self.base_path();
+        let levels = [
+            ("trace", LevelFilter::Trace),
+            ("debug", LevelFilter::Debug),
+            ("info", LevelFilter::Info),
+            ("warn", LevelFilter::Warn),
+            ("error", LevelFilter::Error),
+        ];
+        let log_level = self.choice("KICI_LOG_LEVEL", &levels, LevelFilter::Info);
+        let storage = self.storage();
+        let ttl_rule = "must be a whole number of days, at least 30";
+        let cache_ttl_days = self.number("KICI_CACHE_TTL_DAYS", 30u32, ttl_rule);
+        if cache_ttl_days < 30 {
+            let got = self.get("KICI_CACHE_TTL_DAYS").unwrap_or_default();
+            let message = format!("must be at least 30 (days), got {got:?}");
+            self.problem("KICI_CACHE_TTL_DAYS", message);
+        }
+        let max_payload = self.max_payload();
+        let webhook_public_url = self.url("KICI_WEBHOOK_PUBLIC_URL", &["http://", "https://"]);
+        let unknown_present = self.unknown_vars(dev);
+
+        // The `None`s below come only with a problem, so the defaults are never used.
+        let (Some(secret_key), true) = (secret_key, self.problems.is_empty()) else {
+            return Err(ConfigError {
+                problems: self.problems,
+                unknown_present,
+            });
+        };
+        let config = Config {
+            mode: mode.unwrap_or(Mode::Platform),
+            database_url: database_url.unwrap_or_default(),
+            secret_key,
+            secret_key_old,
+            auto_migrate,
+            bootstrap_admin_token: self.get("KICI_BOOTSTRAP_ADMIN_TOKEN"),
+            platform_url,
+            platform_token,
+            port,
+            bind_address,
+            base_path,
+            log_level: log_level.unwrap_or(LevelFilter::Info),
+            storage,
+            cache_ttl_days,
+            event_log_max_payload_bytes: max_payload,
+            webhook_public_url,
+            dev,
+        };
+        Ok(Loaded {
+            config,
+            warnings: self.warnings,
+        })
+    }
+
+    fn bind_address(&mut self) -> IpAddr {
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let Some(value) = self.get("KICI_BIND_ADDRESS") else {
+            return any;
+        };
+        value.parse().unwrap_or_else(|_| {
+            let rule = "must be an IP address such as 0.0.0.0, 127.0.0.1 or ::";
+            self.problem("KICI_BIND_ADDRESS", format!("{rule}, got {value:?}"));
+            any
+        })
+    }
+
+    fn base_path(&mut self) -> String {
+        let raw = self.get("KICI_BASE_PATH").unwrap_or_else(|| "/".to_owned());
+        normalize_base_path(&raw).unwrap_or_else(|| {
+            let rule = "must be a URL path starting with / (such as /kici), without ?, #, whitespace or .. segments";
+            self.problem("KICI_BASE_PATH", format!("{rule}, got {raw:?}"));
+            String::new()
+        })
+    }
+
+    fn max_payload(&mut self) -> u64 {
+        const NAME: &str = "KICI_EVENT_LOG_MAX_PAYLOAD_BYTES";
+        let rule = "must be a whole number of bytes greater than 0";
+        let bytes = self.number(NAME, 5_242_880u64, rule);
+        if bytes == 0 {
+            let got = self.get(NAME).unwrap_or_default();
+            self.problem(NAME, format!("{rule}, got {got:?}"));
+        }
+        bytes
+    }
+
+    /// Empty counts as unset: env files and templates often write `KICI_X=`.
+    fn get(&self, name: &str) -> Option<String> {
+        self.vars.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    fn problem(&mut self, name: &str, message: impl fmt::Display) {
+        self.problems.push(format!("{name}: {message}"));
+    }
+
+    /// `get`, or a problem saying `message` unless the value was already reported as unreadable.
+    fn required(&mut self, name: &str, message: &str) -> Option<String> {
+        let value = self.get(name);
+        if value.is_none() && !self.unreadable.contains(name) {
+            self.problem(name, message);
+        }
+        value
+    }
+
+    /// `None` (after reporting) when the value is not one of `choices`.
+    fn choice<T: Copy>(&mut self, name: &str, choices: &[(&str, T)], default: T) -> Option<T> {
+        let Some(value) = self.get(name) else {
+            return Some(default);
+        };
+        let found = choices.iter().find(|(text, _)| *text == value).map(|c| c.1);
+        if found.is_none() {
+            let accepted: Vec<&str> = choices.iter().map(|c| c.0).collect();
+            self.problem(
+                name,
+                format!("must be one of {}, got {value:?}", accepted.join(", ")),
+            );
+        }
+        found
+    }
+
+    /// `rule` is the accepted form. Digits only: `str::parse` would also take `+4000`.
+    fn number<T: std::str::FromStr + Copy>(&mut self, name: &str, default: T, rule: &str) -> T {
+        let Some(value) = self.get(name) else {
+            return default;
+        };
+        let parsed = value
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| value.parse().ok());
+        parsed.flatten().unwrap_or_else(|| {
+            self.problem(name, format!("{rule}, got {value:?}"));
+            default
+        })
+    }
+
+    /// Only the exact value `true` turns a flag on (spec-admin §2.2); other values but `false`
+    /// are probably mistakes worth a warning.
+    fn flag(&mut self, name: &str, what: &str) -> bool {
+        match self.get(name).as_deref() {
+            Some("true") => true,
+            None | Some("false") => false,
+            Some(other) => {
+                let message = format!("{name}={other:?} is treated as false: only the exact value true enables {what}");
+                self.warnings.push(message);
+                false
+            }
+        }
+    }
+
+    /// An optional URL that must start with one of `schemes` and name a host after it.
+    fn url(&mut self, name: &str, schemes: &[&str]) -> Option<String> {
+        let value = self.get(name)?;
+        let scheme_len = schemes.iter().find(|s| {
+            value
+                .get(..s.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(s))
+        });
+        let rest = scheme_len.map_or("", |s| &value[s.len()..]);
+        if !rest.is_empty() && !rest.starts_with('/') && !value.contains(char::is_whitespace) {
+            return Some(value);
+        }
+        let list = match schemes.split_last() {
+            Some((last, others)) if !others.is_empty() => {
+                format!("{} or {last}", others.join(", "))
+            }
+            _ => schemes.join(""),
+        };
+        self.problem(
+            name,
+            format!("must be a URL starting with {list}, got {value:?}"),
+        );
+        None
+    }
+
+    /// Reference behaviour: only the exact string `false` disables. We keep it, and warn when a
+    /// value looks like it meant something else (`0`, `no`, `FALSE`, ...).
+    fn auto_migrate(&mut self) -> bool {
+        let Some(value) = self.get("KICI_AUTO_MIGRATE") else {
+            return true;
+        };
+        if value == "false" {
+            return false;
+        }
+        if !["true", "1", "yes", "on"]
+            .iter()
+            .any(|t| value.eq_ignore_ascii_case(t))
+        {
+            let message = format!("KICI_AUTO_MIGRATE={value:?} is treated as true: only the exact value false disables auto-migration");
+            self.warnings.push(message);
+        }
+        true
+    }
+
+    fn database_url(&mut self) -> Option<String> {
+        const NAME: &str = "KICI_DATABASE_URL";
+        let example = "postgresql://user:password@127.0.0.1:5432/kici";
+        let url = self.required(
+            NAME,
+            &format!("is required (a PostgreSQL URL such as {example})"),
+        )?;
+        let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let is_keywords = keyword_pairs(&url)
+            .iter()
+            .any(|(key, _)| matches!(*key, "host" | "hostaddr" | "dbname"));
+        if is_url || is_keywords {
+            return Some(url);
+        }
+        let got = redact_database_url(&url);
+        let rule = format!("must be a PostgreSQL URL such as {example}, or a libpq key=value string with host= or dbname=");
+        self.problem(NAME, format!("{rule}, got {got:?}"));
+        None
+    }
+
+    /// Never shows the key: a message carries only the variable, the path and the parse error.
+    fn key(&mut self, name: &str, file_name: &str, required: bool) -> Option<SecretKey> {
+        let value = self.get(name).filter(|v| !v.trim().is_empty());
+        match (value, self.get(file_name)) {
+            (Some(_), Some(_)) => {
+                let why = format!("removing {name} keeps the key out of the process environment");
+                self.problem(
+                    name,
+                    format!("cannot be set together with {file_name}; remove one of them ({why})"),
+                );
+                None
+            }
+            (Some(key), None) => SecretKey::parse(key.trim())
+                .map_err(|e| self.problem(name, e))
+                .ok(),
+            (None, Some(path)) => {
+                let key = read_key_file(&path)
+                    .map_err(|message| self.problem(file_name, message))
+                    .ok()?;
+                SecretKey::parse(&key)
+                    .map_err(|e| self.problem(file_name, format!("file '{path}': {e}")))
+                    .ok()
+            }
+            (None, None) => {
+                let reported = [name, file_name]
+                    .iter()
+                    .any(|n| self.unreadable.contains(*n));
+                if required && !reported {
+                    self.problem(name, SECRET_KEY_REQUIRED);
+                }
+                None
+            }
+        }
+    }
+
+    fn platform(&mut self, mode: Option<Mode>) -> (Option<String>, Option<String>) {
+        const URL: &str = "KICI_PLATFORM_URL";
+        const TOKEN: &str = "KICI_PLATFORM_TOKEN";
+        if mode == Some(Mode::Independent) {
+            let ignored = [URL, TOKEN].map(|name| self.get(name).map(|_| name));
+            for name in ignored.into_iter().flatten() {
+                self.warnings.push(format!(
+                    "{name} is ignored because KICI_MODE is independent"
+                ));
+            }
+            return (None, None);
+        }
+        let url = self.url(URL, &["ws://", "wss://", "http://", "https://"]);
+        // With an invalid mode the requirement is unknown; the mode's own problem is enough.
+        if mode.is_none() {
+            return (url, self.get(TOKEN));
+        }
+        let rule = "is required when KICI_MODE is platform or hybrid \
+                    (the default mode is platform; set KICI_MODE=independent to run without the Platform)";
+        self.required(URL, rule);
+        (url, self.required(TOKEN, rule))
+    }
+
+    fn storage(&mut self) -> Option<StorageConfig> {
+        if self.get("KICI_STORAGE_TYPE").is_none() {
+            let set = self.vars.iter().filter(|(name, value)| {
+                name.starts_with("KICI_STORAGE_")
+                    && *name != "KICI_STORAGE_PATH"
+                    && !value.is_empty()
+            });
+            let ignored: Vec<&str> = set.map(|(name, _)| name.as_str()).collect();
+            if !ignored.is_empty() {
+                let names = ignored.join(", ");
+                let fix = "set it to s3 or filesystem to enable caching";
+                let message =
+                    format!("{names} ignored because KICI_STORAGE_TYPE is not set ({fix})");
+                self.warnings.push(message);
+            }
+            return None;
+        }
+        let kinds = [
+            ("s3", StorageType::S3),
+            ("filesystem", StorageType::Filesystem),
+        ];
+        let kind = self.choice("KICI_STORAGE_TYPE", &kinds, StorageType::S3)?;
+        let http = ["http://", "https://"];
+        let mut storage = StorageConfig {
+            kind,
+            bucket: None,
+            prefix: String::new(),
+            region: None,
+            endpoint: None,
+            external_endpoint: None,
+            upload_endpoint: None,
+            force_path_style: false,
+            log_bucket: None,
+            fs_path: None,
+            fs_base_url: None,
+        };
+        if kind == StorageType::Filesystem {
+            let path = self.required(
+                "KICI_STORAGE_FS_PATH",
+                "is required when KICI_STORAGE_TYPE is filesystem",
+            );
+            storage.fs_path = path
+                .filter(|p| Path::new(p).is_absolute())
+                .map(PathBuf::from);
+            if let (Some(path), None) = (self.get("KICI_STORAGE_FS_PATH"), &storage.fs_path) {
+                self.problem(
+                    "KICI_STORAGE_FS_PATH",
+                    format!("must be an absolute path, got {path:?}"),
+                );
+            }
+            storage.fs_base_url = self.url("KICI_STORAGE_FS_BASE_URL", &http);
+            return Some(storage);
+        }
+        storage.bucket = self.required(
+            "KICI_STORAGE_BUCKET",
+            "is required when KICI_STORAGE_TYPE is s3",
+        );
+        let region_rule = "is required when KICI_STORAGE_TYPE is s3 (any value such as us-east-1 works for non-AWS stores like MinIO)";
+        storage.region = self.required("KICI_STORAGE_REGION", region_rule);
+        storage.prefix = self.get("KICI_STORAGE_PREFIX").unwrap_or_default();
+        storage.endpoint = self.url("KICI_STORAGE_ENDPOINT", &http);
+        storage.external_endpoint = self.url("KICI_STORAGE_EXTERNAL_ENDPOINT", &http);
+        storage.upload_endpoint = self.url("KICI_STORAGE_UPLOAD_ENDPOINT", &http);
+        storage.force_path_style = self.choice(
+            "KICI_STORAGE_FORCE_PATH_STYLE",
+            &[("true", true), ("false", false)],
+            false,
+        ) == Some(true);
+        storage.log_bucket = self.get("KICI_STORAGE_LOG_BUCKET");
+        Some(storage)
+    }
+
+    /// The typo catcher (spec-admin §2.1 step 3). Returns whether unknown names became problems.
+    fn unknown_vars(&mut self, dev: bool) -> bool {
+        let ignored = |name: &str| {
+            IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) || name.ends_with(IGNORED_SUFFIX)
+        };
+        let names: BTreeSet<String> = self.vars.keys().chain(&self.unreadable).cloned().collect();
+        let unknown: Vec<String> = names
+            .into_iter()
+            .filter(|n| !is_known_var(n) && !ignored(n))
+            .collect();
+        for name in &unknown {
+            let hint = suggest(name).map_or("no similar known name".to_owned(), |known| {
+                format!("did you mean {known}?")
+            });
+            let line = format!("{name}: unknown variable ({hint})");
+            if dev {
+                self.warnings.push(line)
+            } else {
+                self.problems.push(line)
+            }
+        }
+        !dev && !unknown.is_empty()
+    }
+}
+
+fn read_key_file(path: &str) -> Result<String, String> {
+    let cannot = |e: std::io::Error| format!("cannot read file '{path}': {e}");
+    let mut text = String::new();
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    file.take(KEY_FILE_LIMIT + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > KEY_FILE_LIMIT {
+        return Err(format!(
+            "file '{path}' is larger than {KEY_FILE_LIMIT} bytes; it must hold only the key"
+        ));
+    }
+    match text.trim() {
+        "" => Err(format!("file '{path}' is empty")),
+        key => Ok(key.to_owned()),
+    }
+}
+
+/// `""` for the root, else `/a/b`; `None` when the value cannot be a path prefix.
+fn normalize_base_path(raw: &str) -> Option<String> {
+    let bad_char = |c: char| c == '?' || c == '#' || c.is_whitespace() || c.is_control();
+    if !raw.starts_with('/') || raw.contains(bad_char) {
+        return None;
+    }
+    let mut out = String::new();
+    for segment in raw.split('/').filter(|s| !s.is_empty()) {
+        if segment == "." || segment == ".." {
+            return None;
+        }
+        out.push('/');
+        out.push_str(segment);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;
