@@ -223,3 +223,48 @@ fn auto_migrate_false_refuses_pending_then_starts_after_db_migrate() {
     d.wait_ready_status(200, Duration::from_secs(10));
     assert!(!d.stderr().contains("Acquiring migration lock"));
 }
+
+#[test]
+fn source_writes_notify_their_routing_key() {
+    use postgres::fallible_iterator::FallibleIterator;
+    let pg = PgCluster::shared();
+    let url = pg.create_database();
+    assert!(cli(&db_args(&url, &[]), &[]).status.success());
+    let mut listener = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    listener
+        .batch_execute("LISTEN sources_change; LISTEN generic_sources_change")
+        .unwrap();
+    // One transaction each: PostgreSQL folds identical notifications within a transaction.
+    for sql in [
+        "INSERT INTO sources (provider, name, routing_key) VALUES ('github', 'a', 'github:1')",
+        "UPDATE sources SET name = 'b' WHERE routing_key = 'github:1'",
+        "DELETE FROM sources WHERE routing_key = 'github:1'",
+        "INSERT INTO generic_webhook_sources (id, customer_id, name, routing_key)
+           VALUES ('6f1c0000-0000-4000-8000-000000000002', 'org', 'n', 'generic:org:6f1c0000-0000-4000-8000-000000000002')",
+        "UPDATE generic_webhook_sources SET enabled = false",
+        "DELETE FROM generic_webhook_sources",
+    ] {
+        pg.psql(&url, sql);
+    }
+    let mut got = Vec::new();
+    let mut n = listener.notifications();
+    let mut it = n.timeout_iter(Duration::from_secs(5));
+    while got.len() < 6 {
+        match it.next().unwrap() {
+            Some(note) => got.push(format!("{}={}", note.channel(), note.payload())),
+            None => break,
+        }
+    }
+    let generic = "generic_sources_change=generic:org:6f1c0000-0000-4000-8000-000000000002";
+    assert_eq!(
+        got,
+        [
+            "sources_change=github:1",
+            "sources_change=github:1",
+            "sources_change=github:1",
+            generic,
+            generic,
+            generic
+        ]
+    );
+}

@@ -181,6 +181,26 @@ impl PgCluster {
         self.wait_ready();
     }
 
+    /// Turns TLS on with this server certificate and key (PEM), then restarts the server.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) {
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = self.data.join(name);
+            fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("PgCluster: cannot write {}: {e}", path.display()));
+            let mut chmod = Command::new("chmod");
+            chmod.arg("600").arg(&path);
+            check(&chmod.output().expect("chmod"), "chmod of a TLS file", "");
+            if let Some(r) = &self.run_as {
+                let mut chown = Command::new("chown");
+                chown.arg(format!("{}:{}", r.uid, r.gid)).arg(&path);
+                check(&chown.output().expect("chown"), "chown of a TLS file", "");
+            }
+        }
+        self.append_conf("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        self.stop();
+        self.start_again();
+    }
+
     /// Run SQL (simple query protocol, several statements allowed) and return the rows
     /// joined by '\n', columns by '|' (NULL as empty), like `psql -At`.
     pub fn psql(&self, db_url: &str, sql: &str) -> String {
