@@ -30,21 +30,25 @@ fn main() {
     code.push_str("]\n");
     fs::write(out, code).expect("write migrations.rs");
 
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=KICI_BUILD_COMMIT={commit}");
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=KICI_BUILD_DATE={date}");
+    println!(
+        "cargo:rustc-env=KICI_BUILD_COMMIT={}",
+        first_line_of("git", &["rev-parse", "--short=12", "HEAD"])
+    );
+    println!(
+        "cargo:rustc-env=KICI_BUILD_DATE={}",
+        first_line_of("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+    );
     println!("cargo:rerun-if-changed=.git/HEAD");
+}
+
+/// What a command printed, or "unknown" when it is missing or failed (e.g. no git checkout).
+fn first_line_of(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }

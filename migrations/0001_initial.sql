@@ -121,30 +121,20 @@ CREATE INDEX event_log_org_received_idx ON event_log (org_id, received_at DESC);
 -- Hot reload: every write to a source table tells every orchestrator instance which routing key
 -- changed (spec-admin.md §10.2). Secret-only changes also touch sources.updated_at, so no trigger
 -- on scoped_secrets is needed.
-CREATE FUNCTION notify_sources_change() RETURNS trigger LANGUAGE plpgsql AS $$
+-- One function for both tables: the channel is the trigger's argument.
+CREATE FUNCTION notify_routing_key_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('sources_change', OLD.routing_key);
+        PERFORM pg_notify(TG_ARGV[0], OLD.routing_key);
         RETURN OLD;
     END IF;
-    PERFORM pg_notify('sources_change', NEW.routing_key);
+    PERFORM pg_notify(TG_ARGV[0], NEW.routing_key);
     RETURN NEW;
 END
 $$;
 CREATE TRIGGER sources_change_trigger
     AFTER INSERT OR UPDATE OR DELETE ON sources
-    FOR EACH ROW EXECUTE FUNCTION notify_sources_change();
-
-CREATE FUNCTION notify_generic_sources_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('generic_sources_change', OLD.routing_key);
-        RETURN OLD;
-    END IF;
-    PERFORM pg_notify('generic_sources_change', NEW.routing_key);
-    RETURN NEW;
-END
-$$;
+    FOR EACH ROW EXECUTE FUNCTION notify_routing_key_change('sources_change');
 CREATE TRIGGER generic_sources_change_trigger
     AFTER INSERT OR UPDATE OR DELETE ON generic_webhook_sources
-    FOR EACH ROW EXECUTE FUNCTION notify_generic_sources_change();
+    FOR EACH ROW EXECUTE FUNCTION notify_routing_key_change('generic_sources_change');

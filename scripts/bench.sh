@@ -10,7 +10,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 what=${1:-}
 shift || true
 
+# KICI_BENCH_BIN=target/x86_64-unknown-linux-musl/release/kici-admin measures another build
+# (e.g. the static one from scripts/build-static.sh).
 build_release() {
+  if [ -n "${KICI_BENCH_BIN:-}" ]; then
+    printf '%s\n' "$(realpath "$KICI_BENCH_BIN")"
+    return
+  fi
   log "+ cargo build --release"
   cargo build --release >&2
   printf '%s\n' "$PWD/target/release/kici-admin"
