@@ -9,7 +9,7 @@
 //! Parsing is in `parse.rs` (pure); this file only moves bytes and enforces limits.
 
 use std::{
-    io::{self, Read, Write},
+    io::{self, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
@@ -20,6 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::conn::{read_chunked, Conn, ReadEnd};
 use super::parse::{self, BodyKind, Head, HeadError};
 use super::{Request, Response};
 
@@ -57,7 +58,7 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// How often a waiting connection looks at the shutdown flag.
-const TICK: Duration = Duration::from_millis(500);
+pub(super) const TICK: Duration = Duration::from_millis(500);
 const CONN_STACK: usize = 256 * 1024;
 
 pub struct Server {
@@ -192,132 +193,6 @@ fn reject_busy(mut stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Why reading stopped.
-enum ReadEnd {
-    /// Peer closed, idle timeout, or shutdown while idle: close quietly.
-    Quiet,
-    /// Request did not arrive in time: 408.
-    Timeout,
-    Io(io::Error),
-}
-
-/// A connection with its read buffer; reads honour a deadline.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    /// Start of unconsumed bytes in `buf`.
-    pos: usize,
-}
-
-impl Conn {
-    fn buffered(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.pos += n;
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
-    }
-
-    /// Reads more bytes. `idle` means no byte of a request has arrived yet: then a timeout or a
-    /// shutdown is a quiet close, otherwise a 408.
-    fn fill(
-        &mut self,
-        deadline: Instant,
-        idle: bool,
-        stop: &ShutdownHandle,
-    ) -> Result<(), ReadEnd> {
-        if self.pos > 0 && self.pos > self.buf.len() / 2 {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        let mut chunk = [0u8; 8192];
-        loop {
-            if idle && stop.is_shutdown() {
-                return Err(ReadEnd::Quiet);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(if idle {
-                    ReadEnd::Quiet
-                } else {
-                    ReadEnd::Timeout
-                });
-            }
-            let wait = if idle {
-                (deadline - now).min(TICK)
-            } else {
-                deadline - now
-            };
-            self.stream
-                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-                .map_err(ReadEnd::Io)?;
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(ReadEnd::Quiet),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(());
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    return Err(ReadEnd::Quiet)
-                }
-                Err(e) => return Err(ReadEnd::Io(e)),
-            }
-        }
-    }
-
-    /// Takes exactly `n` bytes, reading as needed.
-    fn take(
-        &mut self,
-        n: usize,
-        deadline: Instant,
-        stop: &ShutdownHandle,
-    ) -> Result<Vec<u8>, ReadEnd> {
-        while self.buffered().len() < n {
-            self.fill(deadline, false, stop)?;
-        }
-        let out = self.buffered()[..n].to_vec();
-        self.consume(n);
-        Ok(out)
-    }
-
-    /// Takes one CRLF-terminated line (without the line end), at most `max` bytes.
-    fn line(
-        &mut self,
-        max: usize,
-        deadline: Instant,
-        stop: &ShutdownHandle,
-    ) -> Result<Option<Vec<u8>>, ReadEnd> {
-        loop {
-            if let Some(i) = self.buffered().iter().position(|&b| b == b'\n') {
-                let raw = &self.buffered()[..i];
-                let line = raw.strip_suffix(b"\r").unwrap_or(raw).to_vec();
-                self.consume(i + 1);
-                return Ok(Some(line));
-            }
-            if self.buffered().len() > max {
-                return Ok(None);
-            }
-            self.fill(deadline, false, stop)?;
-        }
-    }
-}
-
 /// Serves one connection until it closes, times out, errs, or the server shuts down.
 fn serve(stream: TcpStream, limits: &Limits, stop: &ShutdownHandle, handler: &dyn Handler) {
     let peer = match stream.peer_addr() {
@@ -392,14 +267,10 @@ fn serve_one(
             );
         }
     }
-    if head.expects_continue() && kind != BodyKind::None {
-        if conn
-            .stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .is_err()
-        {
-            return Err(());
-        }
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    if head.expects_continue() && kind != BodyKind::None && conn.stream.write_all(interim).is_err()
+    {
+        return Err(());
     }
     let body = match kind {
         BodyKind::None => Vec::new(),
@@ -456,44 +327,6 @@ fn serve_one(
     }
     sent.map_err(|_| ())?;
     Ok(keep_alive)
-}
-
-type ChunkResult = Result<Result<Vec<u8>, (u16, &'static str)>, ReadEnd>;
-
-fn read_chunked(
-    conn: &mut Conn,
-    limits: &Limits,
-    deadline: Instant,
-    stop: &ShutdownHandle,
-) -> ChunkResult {
-    let mut body = Vec::new();
-    loop {
-        let Some(line) = conn.line(1024, deadline, stop)? else {
-            return Ok(Err((400, "Malformed chunked body")));
-        };
-        let size = match parse::parse_chunk_size(&line) {
-            Ok(s) => s,
-            Err(_) => return Ok(Err((400, "Malformed chunked body"))),
-        };
-        if size == 0 {
-            // Trailer fields, ignored, up to the blank line.
-            loop {
-                match conn.line(limits.max_head_bytes, deadline, stop)? {
-                    Some(l) if l.is_empty() => return Ok(Ok(body)),
-                    Some(_) => continue,
-                    None => return Ok(Err((431, "Request header fields too large"))),
-                }
-            }
-        }
-        if body.len() as u64 + size > limits.max_body_bytes {
-            return Ok(Err((413, "Request body too large")));
-        }
-        body.extend_from_slice(&conn.take(size as usize, deadline, stop)?);
-        match conn.line(2, deadline, stop)? {
-            Some(l) if l.is_empty() => {}
-            _ => return Ok(Err((400, "Malformed chunked body"))),
-        }
-    }
 }
 
 /// Echoes a sane client `X-Request-ID`, else makes one.
