@@ -45,6 +45,7 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 #[test]
 fn three_hundred_idle_connections_do_not_block_health_and_are_closed() {
     let d = daemon_with(&[]);
+    let opened = Instant::now();
     let mut idle: Vec<TcpStream> = (0..300)
         .map(|_| TcpStream::connect(d.addr).expect("idle connect"))
         .collect();
@@ -52,19 +53,18 @@ fn three_hundred_idle_connections_do_not_block_health_and_are_closed() {
     let r = d.get("/health");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
-    // The server closes every one of them by itself (idle timeout 30 s; bound the wait at 45 s).
-    let start = Instant::now();
+    // The server closes every one of them by itself, within 30 s (idle timeout 25 s).
     for s in idle.iter_mut() {
-        let left = Duration::from_secs(45).saturating_sub(start.elapsed());
+        let left = Duration::from_secs(30).saturating_sub(opened.elapsed());
         assert!(
             closed_within(s, left).is_some(),
-            "an idle connection was still open after 45 s"
+            "an idle connection was still open 30 s after it was opened"
         );
     }
     assert!(
-        start.elapsed() >= Duration::from_secs(20),
+        opened.elapsed() >= Duration::from_secs(20),
         "closed suspiciously early: {:?}",
-        start.elapsed()
+        opened.elapsed()
     );
 }
 
@@ -95,13 +95,13 @@ fn a_trickling_client_is_cut_off() {
             }
         }
         assert!(
-            start.elapsed() < Duration::from_secs(80),
-            "trickling client still connected after 80 s"
+            start.elapsed() < Duration::from_secs(70),
+            "trickling client still connected after 70 s"
         );
     }
     let elapsed = start.elapsed();
     assert!(
-        elapsed >= Duration::from_secs(50) && elapsed < Duration::from_secs(75),
+        elapsed >= Duration::from_secs(45) && elapsed < Duration::from_secs(60),
         "cut off after {elapsed:?}"
     );
     let text = String::from_utf8_lossy(&got);

@@ -44,8 +44,8 @@ impl Default for Limits {
             max_connections: 1024,
             max_head_bytes: 32 * 1024,
             max_body_bytes: 25 * 1024 * 1024,
-            idle_timeout: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(25),
+            request_timeout: Duration::from_secs(55),
             write_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
         }
