@@ -14,7 +14,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::{
     config::Config,
+    crypto::SecretBox,
     db::{self, migrate, tokens::Bootstrap, Connector, Pool},
+    github::api::GitHubApi,
     http::{
         routes::App,
         server::{Limits, Server, ShutdownHandle},
@@ -71,6 +73,8 @@ pub fn run() -> Result<(), Error> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let app = App {
+        secrets: SecretBox::new(config.secret_key.clone(), config.secret_key_old.clone()),
+        github: GitHubApi::new(&config.github_api_url),
         config: config.clone(),
         pool: pool.clone(),
         started,

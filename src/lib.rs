@@ -6,8 +6,10 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod db;
+pub mod github;
 pub mod http;
 pub mod logging;
+pub mod rbac;
 
 use std::fmt;
 

@@ -99,6 +99,8 @@ pub struct Config {
     pub cache_ttl_days: u32,
     pub event_log_max_payload_bytes: u64,
     pub webhook_public_url: Option<String>,
+    /// `KICI_GITHUB_API_URL`: GitHub's REST API (GitHub Enterprise: `https://<host>/api/v3`).
+    pub github_api_url: String,
     pub dev: bool,
 }
 
@@ -140,6 +142,7 @@ impl fmt::Debug for Config {
                 &self.event_log_max_payload_bytes,
             )
             .field("webhook_public_url", &self.webhook_public_url)
+            .field("github_api_url", &self.github_api_url)
             .field("dev", &self.dev)
             .finish()
     }
@@ -274,6 +277,9 @@ impl Loader {
         }
         let max_payload = self.max_payload();
         let webhook_public_url = self.url("KICI_WEBHOOK_PUBLIC_URL", &["http://", "https://"]);
+        let github_api_url = self
+            .url("KICI_GITHUB_API_URL", &["http://", "https://"])
+            .unwrap_or_else(|| "https://api.github.com".to_owned());
         let unknown_present = self.unknown_vars(dev);
 
         // The `None`s below come only with a problem, so the defaults are never used.
@@ -300,6 +306,7 @@ impl Loader {
             cache_ttl_days,
             event_log_max_payload_bytes: max_payload,
             webhook_public_url,
+            github_api_url,
             dev,
         };
         Ok(Loaded {

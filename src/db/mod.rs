@@ -2,8 +2,11 @@
 //! embedded migrations and one file per table group. Nothing else in the crate holds a `Client`.
 
 pub mod connect;
+pub mod generic;
 pub mod migrate;
 pub mod pool;
+pub mod secrets;
+pub mod sources;
 pub mod tokens;
 pub mod url;
 

@@ -86,3 +86,74 @@ fn map_unique(context: &'static str) -> impl FnOnce(postgres::Error) -> DbError 
         }
     }
 }
+
+/// `to_char` pattern for every timestamp the API shows: ISO-8601 UTC with milliseconds.
+pub const ISO: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+
+/// The token row a valid `Authorization: Bearer` maps to; `last_used_at` is bumped in the same
+/// statement. `None` for unknown, revoked or expired tokens.
+pub fn authenticate(
+    client: &mut Client,
+    token: &str,
+) -> Result<Option<crate::rbac::Caller>, DbError> {
+    let rows = client
+        .query(
+            "UPDATE admin_tokens SET last_used_at = now()
+             WHERE token_hash = $1 AND NOT revoked AND (expires_at IS NULL OR expires_at > now())
+             RETURNING id::text, role, routing_key",
+            &[&crypto::hash_token(token)],
+        )
+        .map_err(DbError::query("checking the admin token"))?;
+    Ok(rows.first().and_then(|r| {
+        let role = crate::rbac::Role::parse(r.get(1))?;
+        Some(crate::rbac::Caller {
+            token_id: r.get(0),
+            role,
+            routing_key: r.get(2),
+        })
+    }))
+}
+
+/// Creates a token; returns (plaintext shown once, id).
+pub fn create(
+    client: &mut Client,
+    label: &str,
+    role: crate::rbac::Role,
+    routing_key: Option<&str>,
+) -> Result<(String, String), DbError> {
+    let token = crypto::generate_token();
+    let row = client
+        .query_one(
+            "INSERT INTO admin_tokens (token_hash, label, role, routing_key) VALUES ($1, $2, $3, $4) RETURNING id::text",
+            &[&crypto::hash_token(&token), &label, &role.as_str(), &routing_key],
+        )
+        .map_err(DbError::query("creating an admin token"))?;
+    Ok((token, row.get(0)))
+}
+
+/// Every token, newest first, revoked ones included; never the hash.
+pub fn list(client: &mut Client) -> Result<Vec<serde_json::Value>, DbError> {
+    let sql = format!(
+        "SELECT jsonb_build_object('id', id, 'label', label, 'role', role, 'routing_key', routing_key,
+            'created_at', to_char(created_at AT TIME ZONE 'UTC', {ISO}),
+            'expires_at', to_char(expires_at AT TIME ZONE 'UTC', {ISO}),
+            'last_used_at', to_char(last_used_at AT TIME ZONE 'UTC', {ISO}),
+            'revoked', revoked)
+         FROM admin_tokens ORDER BY created_at DESC, id"
+    );
+    let rows = client
+        .query(&sql, &[])
+        .map_err(DbError::query("listing admin tokens"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Revokes by id; false when no such token. A malformed id fails with SQLSTATE 22P02.
+pub fn revoke(client: &mut Client, id: &str) -> Result<bool, DbError> {
+    let n = client
+        .execute(
+            "UPDATE admin_tokens SET revoked = true WHERE id = $1::text::uuid",
+            &[&id],
+        )
+        .map_err(DbError::query("revoking an admin token"))?;
+    Ok(n > 0)
+}

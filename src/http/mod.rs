@@ -1,6 +1,7 @@
 //! HTTP in: the listener (server.rs), request parsing (parse.rs) and the routes (routes.rs,
 //! health.rs). Request and Response are plain data so handlers are testable without sockets.
 
+pub mod admin;
 mod conn;
 pub mod health;
 pub mod parse;

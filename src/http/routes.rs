@@ -2,15 +2,21 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::{health, server::Handler, Request, Response};
-use crate::{config::Config, db::Pool};
+use super::{admin, health, server::Handler, Request, Response};
+use crate::{config::Config, crypto::SecretBox, db::Pool, github::api::GitHubApi};
 
 /// Shared by every connection thread.
 pub struct App {
     pub config: Arc<Config>,
     pub pool: Pool,
     pub started: Instant,
+    /// Seals and opens source secrets with `KICI_SECRET_KEY` (and `_OLD` during rotation).
+    pub secrets: SecretBox,
+    /// Where GitHub App credentials are checked (`KICI_GITHUB_API_URL`).
+    pub github: GitHubApi,
 }
+
+const ADMIN_PREFIX: &str = "/api/v1/admin";
 
 impl App {
     /// The path below the base path, or None when the request is outside it.
@@ -36,6 +42,9 @@ impl Handler for App {
         match path {
             "/health" => only_get(method).unwrap_or_else(|| health::health(self.started)),
             "/ready" => only_get(method).unwrap_or_else(|| health::ready(&self.pool)),
+            p if p == ADMIN_PREFIX || p.starts_with("/api/v1/admin/") => {
+                admin::handle(self, req, &p[ADMIN_PREFIX.len()..])
+            }
             _ => Response::error(404, "Not found"),
         }
     }

@@ -1,3 +1,4 @@
 #![allow(dead_code)]
 pub mod daemon;
+pub mod fake_github;
 pub mod pg;

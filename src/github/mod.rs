@@ -1,0 +1,10 @@
+//! GitHub Apps: proving an App's credentials (spec-admin §6.1 "Add semantics", step 1).
+//!
+//! `app_jwt.rs` is pure (PEM key → signed RS256 JWT, the clock passed in); `api.rs` is the only
+//! code here that talks to GitHub, so tests run it against a fake REST server.
+
+pub mod api;
+pub mod app_jwt;
+
+pub use api::{validate_app, AppIdentity, GitHubApi, GitHubError, ValidationError};
+pub use app_jwt::{app_jwt, AppKey, KeyError};

@@ -1,0 +1,214 @@
+//! The admin API under `/api/v1/admin` (spec-admin.md §5–§6): bearer-token authentication,
+//! the role table on every route (rbac.rs), routing-key scopes, and the §5.5 error shapes.
+//! Order of checks on every route: token (401) → permission (403) → scope (403) → body (400) →
+//! lookup (404) → conflict (409).
+
+mod body;
+mod generic;
+mod github;
+
+use serde_json::json;
+
+use super::{parse::percent_decode, Request, Response};
+use crate::{
+    db::{self, migrate, DbError},
+    http::routes::App,
+    rbac::{Caller, Denied, Permission, Role},
+};
+
+pub use body::Body;
+
+/// Why an admin request failed; `into_response` gives the §5.5 shape.
+#[derive(Debug)]
+pub enum ApiError {
+    Status(u16, String),
+    Denied(Denied),
+    /// 400 `Validation error` with (path, message) details.
+    Validation(Vec<(String, String)>),
+    Db(DbError),
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> ApiError {
+        ApiError::Db(e)
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> ApiError {
+        ApiError::Denied(d)
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+pub fn not_found(what: &str) -> ApiError {
+    ApiError::Status(404, format!("{what} not found"))
+}
+
+impl ApiError {
+    fn into_response(self, req: &Request) -> Response {
+        match self {
+            ApiError::Status(status, msg) => Response::error(status, &msg),
+            ApiError::Denied(d) => Response::error(403, &d.to_string()),
+            ApiError::Validation(details) => {
+                let details: Vec<_> = details
+                    .iter()
+                    .map(|(p, m)| json!({ "path": p, "message": m }))
+                    .collect();
+                Response::json(
+                    400,
+                    &json!({ "error": "Validation error", "details": details }),
+                )
+            }
+            ApiError::Db(e) => match e.sqlstate() {
+                Some("23505") => Response::error(409, "Conflict: resource already exists"),
+                Some("22P02") => {
+                    Response::error(400, "Invalid request: malformed value for a typed field")
+                }
+                _ if e.is_unavailable() => {
+                    log::warn!(
+                        "admin {} {}: database unavailable: {e}",
+                        req.method,
+                        req.path
+                    );
+                    Response::error(503, "Database unavailable, try again")
+                        .with_header("Retry-After", "5")
+                }
+                _ => {
+                    log::error!(
+                        "admin {} {} failed (request {}): {e}",
+                        req.method,
+                        req.path,
+                        req.request_id
+                    );
+                    Response::error(500, "Internal server error")
+                }
+            },
+        }
+    }
+}
+
+/// Entry point for every path below `/api/v1/admin` (`rest` starts after it).
+pub fn handle(app: &App, req: &Request, rest: &str) -> Response {
+    match route(app, req, rest) {
+        Ok(r) => r,
+        Err(e) => e.into_response(req),
+    }
+}
+
+fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
+    let caller = authenticate(app, req)?;
+    let segments: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_decode(s)
+                .ok_or_else(|| ApiError::Status(400, "Invalid percent-encoding in the path".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let m = req.method.as_str();
+    match (seg.as_slice(), m) {
+        (["sources"], "GET") => github::list(app, &caller),
+        (["sources"], "POST") => github::create(app, &caller, req),
+        (["sources", rk], "PATCH") => github::update(app, &caller, req, rk),
+        (["sources", rk], "DELETE") => github::delete(app, &caller, rk),
+        (["sources", rk, "webhook-secret"], "GET") => github::webhook_secret(app, &caller, rk),
+        (["generic-sources"], "GET") => generic::list(app, &caller, req),
+        (["generic-sources"], "POST") => generic::create(app, &caller, req),
+        (["generic-sources", id], "GET") => generic::get(app, &caller, req, id),
+        (["generic-sources", id], "PATCH") => generic::update(app, &caller, req, id),
+        (["generic-sources", id], "DELETE") => generic::delete(app, &caller, req, id),
+        (["generic-sources", id, action @ ("enable" | "disable")], "POST") => {
+            generic::set_enabled(app, &caller, id, *action == "enable")
+        }
+        (["tokens"], "GET") => list_tokens(app, &caller),
+        (["tokens"], "POST") => create_token(app, &caller, req),
+        (["tokens", id], "DELETE") => revoke_token(app, &caller, id),
+        (["db", "migrate"], "POST") => run_migrations(app, &caller),
+        (["db", "migrate", "status"], "GET") => migration_status(app, &caller),
+        (["sources"] | ["generic-sources"] | ["tokens"], _)
+        | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
+        | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
+        | (["db", "migrate"] | ["db", "migrate", "status"], _) => {
+            Err(ApiError::Status(405, "Method not allowed".into()))
+        }
+        _ => Err(not_found("Route")),
+    }
+}
+
+fn authenticate(app: &App, req: &Request) -> Result<Caller, ApiError> {
+    let token = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Status(401, "Missing authorization".into()))?;
+    app.pool
+        .with_retry(|c| db::tokens::authenticate(c, token))?
+        .ok_or_else(|| ApiError::Status(401, "Invalid or expired token".into()))
+}
+
+fn list_tokens(app: &App, caller: &Caller) -> ApiResult {
+    caller.require(Permission::TokenManage)?;
+    caller.require_unscoped()?;
+    let tokens = app.pool.with_retry(db::tokens::list)?;
+    Ok(Response::json(200, &json!({ "tokens": tokens })))
+}
+
+fn create_token(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+    caller.require(Permission::TokenManage)?;
+    caller.require_unscoped()?;
+    let mut body = Body::parse(&req.body)?;
+    let label = body.string("label", true, 255);
+    let role = body.choice("role", &["owner", "admin", "auditor"]);
+    if role.is_none() && !body.has("role") {
+        body.problem("role", "is required");
+    }
+    let routing_key = body.string("routingKey", false, 500);
+    body.finish()?;
+    let (label, role) = (
+        label.unwrap_or_default(),
+        role.and_then(|r| Role::parse(&r)).unwrap_or(Role::Auditor),
+    );
+    let mut conn = app.pool.get()?;
+    let (token, id) = db::tokens::create(&mut conn, &label, role, routing_key.as_deref())?;
+    log::info!(
+        "admin token {id} ({role}, label {label:?}) created by token {}",
+        caller.token_id
+    );
+    Ok(Response::json(201, &json!({ "token": token, "id": id })))
+}
+
+fn revoke_token(app: &App, caller: &Caller, id: &str) -> ApiResult {
+    caller.require(Permission::TokenManage)?;
+    caller.require_unscoped()?;
+    if !app.pool.with_retry(|c| db::tokens::revoke(c, id))? {
+        return Err(not_found("Token"));
+    }
+    log::info!("admin token {id} revoked by token {}", caller.token_id);
+    Ok(Response::json(200, &json!({ "revoked": true })))
+}
+
+fn run_migrations(app: &App, caller: &Caller) -> ApiResult {
+    caller.require(Permission::DbMigrate)?;
+    caller.require_unscoped()?;
+    let mut conn = app.pool.get()?;
+    let applied = migrate::migrate(&mut conn).map_err(|e| match e {
+        DbError::Refused(m) => ApiError::Status(409, m),
+        other => ApiError::Db(other),
+    })?;
+    let names: Vec<&str> = applied.iter().map(|a| a.name.as_str()).collect();
+    Ok(Response::json(
+        200,
+        &json!({ "applied": applied.len(), "migrations": names }),
+    ))
+}
+
+fn migration_status(app: &App, caller: &Caller) -> ApiResult {
+    caller.require(Permission::DbStatus)?;
+    caller.require_unscoped()?;
+    let statuses = app.pool.with_retry(migrate::status)?;
+    Ok(Response::json(200, &json!({ "migrations": statuses })))
+}

@@ -1,0 +1,241 @@
+//! A fake GitHub REST API on 127.0.0.1 that knows one App and checks App JWTs the way GitHub
+//! does: a real HTTP server (the project's own), so the client's TLS-less path, headers, status
+//! handling and timeouts are exercised for real.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::Command,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use data_encoding::BASE64URL_NOPAD;
+use kici_orchestrator::http::server::{Handler, Limits, Server, ShutdownHandle};
+use kici_orchestrator::http::{Request, Response};
+use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use serde_json::{json, Value};
+
+/// GitHub's own texts (seen in its 401 bodies), so client code is tested against real wording.
+pub const MSG_UNDECODABLE: &str = "A JSON web token could not be decoded";
+pub const MSG_EXPIRED: &str = "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires";
+pub const MSG_EXP_TOO_FAR: &str = "'Expiration time' claim ('exp') is too far in the future";
+pub const MSG_IAT: &str = "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued";
+const DOCS_URL: &str = "https://docs.github.com/rest";
+/// GitHub's cap on how far ahead `exp` may be.
+const MAX_EXP_AHEAD_SECS: i64 = 600;
+
+pub struct FakeGitHub {
+    /// `http://127.0.0.1:<port>`: pass to `GitHubApi::new`.
+    pub url: String,
+    app: Arc<FakeApp>,
+    stop: ShutdownHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct FakeApp {
+    id: i64,
+    name: String,
+    slug: String,
+    public_key_pkcs1_der: Vec<u8>,
+    requests: AtomicUsize,
+    last_headers: Mutex<Vec<(String, String)>>,
+}
+
+impl FakeGitHub {
+    /// Serves `GET /app` for one App. A Bearer JWT that is missing, malformed, not RS256, signed
+    /// by another key, or whose `iss` is not this App's ID gets 401 "A JSON web token could not
+    /// be decoded"; a past `exp`, an `exp` over 10 minutes ahead, or a future `iat` get GitHub's
+    /// messages for those. A request without User-Agent gets GitHub's 403. `iss` is read as a
+    /// number (JSON number or decimal string), as GitHub documents it.
+    pub fn start(app_id: i64, name: &str, slug: &str, public_key_pkcs1_der: Vec<u8>) -> FakeGitHub {
+        let limits = Limits {
+            drain_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), limits)
+            .expect("bind fake GitHub on 127.0.0.1");
+        let url = format!("http://{}", server.local_addr());
+        let stop = server.shutdown_handle();
+        let app = Arc::new(FakeApp {
+            id: app_id,
+            name: name.to_owned(),
+            slug: slug.to_owned(),
+            public_key_pkcs1_der,
+            requests: AtomicUsize::new(0),
+            last_headers: Mutex::new(Vec::new()),
+        });
+        let handler: Arc<dyn Handler> = app.clone();
+        let thread = thread::Builder::new()
+            .name("fake-github".into())
+            .spawn(move || server.run(handler))
+            .expect("start fake GitHub thread");
+        FakeGitHub {
+            url,
+            app,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many `/app` calls it served (accepted or not).
+    pub fn requests(&self) -> usize {
+        self.app.requests.load(Ordering::SeqCst)
+    }
+
+    /// Headers of the latest `/app` call, names lower-cased.
+    pub fn last_headers(&self) -> Vec<(String, String)> {
+        self.app.last_headers.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeGitHub {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Handler for FakeApp {
+    fn handle(&self, req: &Request) -> Response {
+        if req.method != "GET" || req.path != "/app" {
+            return github_error(404, "Not Found");
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        *self.last_headers.lock().unwrap() = req.headers.clone();
+        if req.header("user-agent").is_none_or(str::is_empty) {
+            // GitHub answers this one in plain text, not JSON.
+            return Response {
+                status: 403,
+                headers: vec![("Content-Type".into(), "text/plain".into())],
+                body: b"Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required). Check https://developer.github.com for other possible causes.\n".to_vec(),
+            };
+        }
+        let token = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match token.map(|t| self.check_jwt(t, now_unix())) {
+            Some(Ok(())) => Response::json(
+                200,
+                &json!({
+                    "id": self.id,
+                    "slug": self.slug,
+                    "node_id": "A_kwDOBfake",
+                    "client_id": format!("Iv23fake{}", self.id),
+                    "owner": {"login": "kici-test", "id": 1, "type": "Organization"},
+                    "name": self.name,
+                    "description": "",
+                    "external_url": "https://kici.test",
+                    "html_url": format!("https://github.com/apps/{}", self.slug),
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                    "permissions": {"checks": "write", "contents": "read", "metadata": "read"},
+                    "events": ["check_run", "pull_request", "push"],
+                    "installations_count": 1
+                }),
+            ),
+            Some(Err(message)) => github_error(401, message),
+            None => github_error(401, MSG_UNDECODABLE),
+        }
+    }
+}
+
+impl FakeApp {
+    fn check_jwt(&self, token: &str, now: i64) -> Result<(), &'static str> {
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header_b64, claims_b64, signature_b64] = parts[..] else {
+            return Err(MSG_UNDECODABLE);
+        };
+        let header = decode_json(header_b64).ok_or(MSG_UNDECODABLE)?;
+        if header["alg"] != "RS256" {
+            return Err(MSG_UNDECODABLE);
+        }
+        let claims = decode_json(claims_b64).ok_or(MSG_UNDECODABLE)?;
+        let iss = match &claims["iss"] {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse::<i64>().ok(),
+            _ => None,
+        };
+        if iss != Some(self.id) {
+            return Err(MSG_UNDECODABLE);
+        }
+        let signature = BASE64URL_NOPAD
+            .decode(signature_b64.as_bytes())
+            .map_err(|_| MSG_UNDECODABLE)?;
+        let signed = format!("{header_b64}.{claims_b64}");
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &self.public_key_pkcs1_der)
+            .verify(signed.as_bytes(), &signature)
+            .map_err(|_| MSG_UNDECODABLE)?;
+        match claims["exp"].as_i64() {
+            Some(exp) if exp > now + MAX_EXP_AHEAD_SECS => return Err(MSG_EXP_TOO_FAR),
+            Some(exp) if exp > now => {}
+            _ => return Err(MSG_EXPIRED),
+        }
+        match claims["iat"].as_i64() {
+            Some(iat) if iat <= now => Ok(()),
+            _ => Err(MSG_IAT),
+        }
+    }
+}
+
+fn decode_json(part: &str) -> Option<Value> {
+    let bytes = BASE64URL_NOPAD.decode(part.as_bytes()).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn github_error(status: u16, message: &str) -> Response {
+    Response::json(
+        status,
+        &json!({ "message": message, "documentation_url": DOCS_URL }),
+    )
+}
+
+fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// An RSA App key pair made by the `openssl` CLI: (private key PEM in PKCS#1, GitHub's download
+/// format; public key as PKCS#1 RSAPublicKey DER, what ring verifies with).
+pub fn rsa_key_pair() -> (String, Vec<u8>) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "kici-fake-github-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir for the key pair");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // OpenSSL 3 writes PKCS#8 unless told -traditional.
+    openssl(&["genrsa", "-traditional", "-out", "app.pem", "2048"]);
+    openssl(&[
+        "rsa",
+        "-in",
+        "app.pem",
+        "-RSAPublicKey_out",
+        "-outform",
+        "DER",
+        "-out",
+        "app.pub.der",
+    ]);
+    let private_pem = std::fs::read_to_string(dir.join("app.pem")).expect("private key");
+    let public_der = std::fs::read(dir.join("app.pub.der")).expect("public key");
+    let _ = std::fs::remove_dir_all(&dir);
+    (private_pem, public_der)
+}
