@@ -3,6 +3,8 @@
 #
 #   scripts/bench.sh startup [RUNS]   start-to-ready time on a migrated database, and idle RSS,
 #                                      against `psql -c 'SELECT 1'` measured in the same run
+#   scripts/bench.sh cli [RUNS]       `kici-admin source list` round trip (process start to exit)
+#                                      against `curl` of the same admin route in the same run
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/common.sh
@@ -100,7 +102,56 @@ print(f"  ratio start-to-ready / psql baseline: {med(starts) / med(base):.2f}x")
 PY
 }
 
+# Starts a release daemon on the bench database; sets daemon_url and daemon_pid.
+start_bench_daemon() {
+  local bin=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  env -u KICI_ADMIN_URL -u KICI_ADMIN_TOKEN KICI_MODE=independent KICI_DATABASE_URL="$db_url" \
+    KICI_SECRET_KEY="$(random_hex32)" KICI_BOOTSTRAP_ADMIN_TOKEN="$bench_token" KICI_PORT="$port" \
+    KICI_BIND_ADDRESS=127.0.0.1 KICI_LOG_LEVEL=warn "$bin" orchestrator run >/dev/null 2>&1 &
+  daemon_pid=$!
+  daemon_url="http://127.0.0.1:$port"
+  trap 'kill $daemon_pid 2>/dev/null; pg_cluster_stop "$bindir" "$bench_dir/pg"; rm -rf "$bench_dir"' EXIT
+  for _ in $(seq 200); do
+    curl -sf "$daemon_url/ready" >/dev/null && return 0
+    sleep 0.05
+  done
+  die "daemon did not become ready"
+}
+
+bench_cli() {
+  local runs=${1:-30} bin
+  bin=$(build_release)
+  start_bench_pg
+  bench_token=$(random_hex32)
+  start_bench_daemon "$bin"
+  for i in 1 2 3; do
+    KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" source add generic --org bench \
+      --name "source-$i" --verification none >/dev/null
+  done
+  python3 - "$bin" "$daemon_url" "$bench_token" "$runs" <<'PY'
+import os, statistics, subprocess, sys, time
+bin_, url, token, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+env = dict(os.environ, KICI_ADMIN_URL=url, KICI_ADMIN_TOKEN=token)
+def timed(cmd):
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+cli = timed([bin_, "source", "list", "--org", "bench"])
+curl = timed(["curl", "-sf", "-H", f"Authorization: Bearer {token}", f"{url}/api/v1/admin/generic-sources?orgId=bench"])
+med = statistics.median
+print(f"cli ({runs} runs, medians; min..max)")
+print(f"  kici-admin source list --org bench   {med(cli):6.1f} ms  ({min(cli):.1f}..{max(cli):.1f})   target <= 50 ms")
+print(f"  baseline: curl of the same route     {med(curl):6.1f} ms")
+print(f"  ratio kici-admin / curl: {med(cli) / med(curl):.2f}x   (reference CLI: ~3500 ms)")
+PY
+}
+
 case "$what" in
   startup) bench_startup "$@" ;;
-  *) echo "usage: scripts/bench.sh startup [RUNS]" >&2; exit 2 ;;
+  cli) bench_cli "$@" ;;
+  *) echo "usage: scripts/bench.sh startup|cli [RUNS]" >&2; exit 2 ;;
 esac

@@ -25,12 +25,16 @@ pub enum Error {
     Startup(String),
     /// Wrong use of the CLI that argh cannot see (conflicting flags, missing inputs).
     Usage(String),
+    /// The admin API refused a request or could not be reached (the message says which).
+    Api(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Config(m) | Error::Startup(m) | Error::Usage(m) => f.write_str(m),
+            Error::Config(m) | Error::Startup(m) | Error::Usage(m) | Error::Api(m) => {
+                f.write_str(m)
+            }
             Error::Db(e) => e.fmt(f),
         }
     }

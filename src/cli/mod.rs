@@ -1,26 +1,41 @@
 //! Argument parsing and command dispatch. Parsing is argh's, after `normalize_args` has made a
 //! commander-style command line (spec-admin.md §7.1) acceptable to it: `--opt=value` is split,
-//! and the global `-u/--url`, `-t/--token` and `-V/--version` are moved before the subcommand,
-//! wherever the user wrote them. Command bodies live in one file per group and call library code.
+//! `-h` becomes `--help`, and the global `-u/--url`, `-t/--token`, `--instance-dir` and
+//! `-V/--version` are moved before the subcommand, wherever the user wrote them. Command bodies
+//! live in one file per group; the admin API is reached through `client`, and what is printed
+//! is built by pure functions.
 
+pub mod client;
 pub mod db;
+pub mod instance;
 pub mod orchestrator;
 pub mod output;
+pub mod secret_input;
+pub mod source;
+pub mod source_generic;
+mod source_generic_body;
+pub mod source_output;
+pub mod token;
 
 use argh::FromArgs;
 
 use crate::Error;
 
 /// KiCI orchestrator and admin CLI.
-#[derive(FromArgs, Debug)]
+#[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help", "help"))]
 pub struct TopLevel {
-    /// admin API base URL (default: $KICI_ADMIN_URL, else http://localhost:8080)
+    /// orchestrator URL, with its KICI_BASE_PATH if any (default: $KICI_ADMIN_URL, else the
+    /// instance's KICI_PORT and KICI_BASE_PATH on localhost, else http://localhost:4000)
     #[argh(option, short = 'u')]
     pub url: Option<String>,
     /// admin API token (default: $KICI_ADMIN_TOKEN)
     #[argh(option, short = 't')]
     pub token: Option<String>,
+    /// the orchestrator instance folder (holding .kici-orchestrator.json) whose env file gives
+    /// the default URL (default: the current directory, when it holds one)
+    #[argh(option)]
+    pub instance_dir: Option<String>,
     /// print the version and exit (also -V, --version)
     #[argh(switch, short = 'V')]
     pub cli_version: bool,
@@ -28,18 +43,35 @@ pub struct TopLevel {
     pub command: Option<Command>,
 }
 
-#[derive(FromArgs, Debug)]
+/// No Debug: the source commands hold secrets given on the command line. Parsed once per
+/// process, so the size of the largest variant does not matter (and argh cannot box one).
+#[allow(clippy::large_enum_variant)]
+#[derive(FromArgs)]
 #[argh(subcommand)]
 pub enum Command {
     Orchestrator(orchestrator::OrchestratorCmd),
+    Source(source::SourceCmd),
+    Token(token::TokenCmd),
     Db(db::DbCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Globals {
     pub url: Option<String>,
     pub token: Option<String>,
+    pub instance_dir: Option<String>,
+}
+
+/// Hand-written so that a debug print can never show the token.
+impl std::fmt::Debug for Globals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Globals")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("instance_dir", &self.instance_dir)
+            .finish()
+    }
 }
 
 pub fn version_line() -> String {
@@ -51,7 +83,7 @@ pub fn version_line() -> String {
 }
 
 /// Options of the top level that take a value, and the switches meaning "version".
-const GLOBAL_WITH_VALUE: &[&str] = &["-u", "--url", "-t", "--token"];
+const GLOBAL_WITH_VALUE: &[&str] = &["-u", "--url", "-t", "--token", "--instance-dir"];
 const VERSION_FLAGS: &[&str] = &["-V", "--version", "--cli-version"];
 
 /// Rewrites argv (without the program name) so argh accepts commander-style input.
@@ -71,7 +103,10 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
             }
             _ => (arg.clone(), None),
         };
-        if VERSION_FLAGS.contains(&name.as_str()) && inline.is_none() {
+        if name == "-h" && inline.is_none() {
+            // argh knows -h only at the top level; commander takes it everywhere.
+            rest.push("--help".to_owned());
+        } else if VERSION_FLAGS.contains(&name.as_str()) && inline.is_none() {
             globals.push("--cli-version".to_owned());
         } else if GLOBAL_WITH_VALUE.contains(&name.as_str()) {
             globals.push(name);
@@ -97,12 +132,15 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
     let globals = Globals {
         url: top.url,
         token: top.token,
+        instance_dir: top.instance_dir,
     };
     match top.command {
         None => Err(Error::Usage(
             "a command is required: run kici-admin --help to see them".into(),
         )),
         Some(Command::Orchestrator(cmd)) => orchestrator::run(cmd, &globals),
+        Some(Command::Source(cmd)) => source::run(cmd, &globals),
+        Some(Command::Token(cmd)) => token::run(cmd, &globals),
         Some(Command::Db(cmd)) => db::run(cmd, &globals),
     }
 }
@@ -141,6 +179,108 @@ mod tests {
         assert_eq!(n(&["--version"]), ["--cli-version"]);
         assert_eq!(n(&["db", "-V"]), ["--cli-version", "db"]);
         assert_eq!(n(&["x", "--", "--url", "y"]), ["x", "--", "--url", "y"]);
+        assert_eq!(n(&["source", "list", "-h"]), ["source", "list", "--help"]);
+    }
+
+    #[test]
+    fn hoists_instance_dir_in_both_spellings() {
+        assert_eq!(
+            n(&["source", "list", "--instance-dir", "/srv/ci", "--json"]),
+            ["--instance-dir", "/srv/ci", "source", "list", "--json"]
+        );
+        assert_eq!(
+            n(&["token", "list", "--instance-dir=/srv/ci", "-t", "tok"]),
+            ["--instance-dir", "/srv/ci", "-t", "tok", "token", "list"]
+        );
+        let args = n(&["source", "list", "--instance-dir=./deploy"]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let top = TopLevel::from_args(&["kici-admin"], &refs).expect("parses");
+        assert_eq!(top.instance_dir.as_deref(), Some("./deploy"));
+    }
+
+    #[test]
+    fn every_command_parses_after_normalisation() {
+        let lines: &[&[&str]] = &[
+            &[
+                "source",
+                "add",
+                "github",
+                "--name",
+                "main-org",
+                "--app-id",
+                "12345",
+                "--private-key",
+                "@/path/to/app.pem",
+                "--webhook-secret",
+                "s",
+            ],
+            &[
+                "source",
+                "add",
+                "generic",
+                "--org",
+                "my-org",
+                "--name",
+                "n",
+                "--verification",
+                "hmac_sha256",
+                "--secret",
+                "@/p",
+                "--event-type-header",
+                "X-Event-Type",
+                "--rate-limit",
+                "120",
+            ],
+            &[
+                "source",
+                "list",
+                "--org",
+                "my-org",
+                "--include-deleted",
+                "--json",
+            ],
+            &["source", "get", "id", "--show-secrets"],
+            &[
+                "source",
+                "update",
+                "github:12345",
+                "--webhook-secret",
+                "new-secret",
+            ],
+            &[
+                "source",
+                "update-generic",
+                "id",
+                "--rate-limit",
+                "300",
+                "--name",
+                "new-name",
+            ],
+            &["source", "enable", "id"],
+            &["source", "disable", "id"],
+            &["source", "remove", "id", "--generic", "--hard", "--yes"],
+            &["source", "get-webhook-secret", "github:1"],
+            &[
+                "token",
+                "create",
+                "ci",
+                "--role",
+                "admin",
+                "--routing-key",
+                "github:1",
+            ],
+            &["token", "list", "--json"],
+            &["token", "revoke", "id"],
+            &["db", "migrate", "--status"],
+        ];
+        for line in lines {
+            let args = n(line);
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            assert!(
+                TopLevel::from_args(&["kici-admin"], &refs).is_ok(),
+                "does not parse: {line:?}"
+            );
+        }
     }
 
     #[test]
@@ -153,7 +293,7 @@ mod tests {
             Some(Command::Db(db::DbCmd {
                 command: db::DbSub::Migrate(m),
             })) => assert!(m.status && m.json),
-            other => panic!("unexpected {other:?}"),
+            _ => panic!("not db migrate"),
         }
     }
 }

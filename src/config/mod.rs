@@ -576,7 +576,7 @@ fn read_key_file(path: &str) -> Result<String, String> {
 }
 
 /// `""` for the root, else `/a/b`; `None` when the value cannot be a path prefix.
-fn normalize_base_path(raw: &str) -> Option<String> {
+pub(crate) fn normalize_base_path(raw: &str) -> Option<String> {
     let bad_char = |c: char| c == '?' || c == '#' || c.is_whitespace() || c.is_control();
     if !raw.starts_with('/') || raw.contains(bad_char) {
         return None;

@@ -277,3 +277,17 @@ pub fn read_response(s: &mut TcpStream) -> HttpResponse {
         body,
     }
 }
+
+/// Like `cli`, feeding `input` on standard input.
+pub fn cli_with_stdin(args: &[&str], env: &[(String, String)], input: &str) -> Output {
+    let mut cmd = command();
+    cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run kici-admin");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    child.wait_with_output().expect("kici-admin output")
+}

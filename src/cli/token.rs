@@ -1,0 +1,184 @@
+//! `kici-admin token create|list|revoke` (spec-admin.md §7.4): admin API tokens. The server
+//! allows these to owner tokens without a routing-key restriction only.
+
+use argh::FromArgs;
+use serde_json::{json, Value};
+
+use super::{
+    client::{array_of, encode_component, AdminClient},
+    output::{field, opt_field, print_json, show},
+    Globals,
+};
+use crate::Error;
+
+const ROLES: &[&str] = &["owner", "admin", "auditor"];
+
+/// Manage admin API tokens (needs an owner token).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "token")]
+pub struct TokenCmd {
+    #[argh(subcommand)]
+    pub command: TokenSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+pub enum TokenSub {
+    Create(CreateCmd),
+    List(ListCmd),
+    Revoke(RevokeCmd),
+}
+
+/// Create an admin API token; it is printed once and cannot be shown again.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "create")]
+pub struct CreateCmd {
+    /// what the token is for, e.g. ci-deploy
+    #[argh(positional)]
+    pub label: String,
+    /// owner (everything), admin (everything but tokens and key rotation) or auditor (read-only)
+    #[argh(option)]
+    pub role: String,
+    /// restrict the token to requests on this one source routing key, e.g. github:42
+    #[argh(option)]
+    pub routing_key: Option<String>,
+    /// print the API's JSON answer
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// List admin API tokens, newest first, revoked ones included.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+pub struct ListCmd {
+    /// print the API's JSON answer
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Revoke an admin API token.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "revoke")]
+pub struct RevokeCmd {
+    /// the token's ID (from token list)
+    #[argh(positional)]
+    pub id: String,
+    /// print the API's JSON answer
+    #[argh(switch)]
+    pub json: bool,
+}
+
+pub fn run(cmd: TokenCmd, globals: &Globals) -> Result<(), Error> {
+    match cmd.command {
+        TokenSub::Create(c) => create(c, globals),
+        TokenSub::List(c) => list(c, globals),
+        TokenSub::Revoke(c) => revoke(c, globals),
+    }
+}
+
+fn create(cmd: CreateCmd, globals: &Globals) -> Result<(), Error> {
+    if !ROLES.contains(&cmd.role.as_str()) {
+        return Err(Error::Usage(format!(
+            "--role must be one of {}, got {:?}",
+            ROLES.join(", "),
+            cmd.role
+        )));
+    }
+    let mut body = json!({ "label": cmd.label, "role": cmd.role });
+    if let Some(key) = cmd.routing_key.filter(|k| !k.is_empty()) {
+        body["routingKey"] = key.into();
+    }
+    let answer = AdminClient::from_globals(globals)?.post("/tokens", &body)?;
+    show(&answer, cmd.json, token_created);
+    Ok(())
+}
+
+fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
+    let answer = AdminClient::from_globals(globals)?.get("/tokens")?;
+    if cmd.json {
+        print_json(&answer);
+    } else {
+        println!(
+            "{}",
+            token_table(&array_of(&answer, "tokens", "GET /tokens")?)
+        );
+    }
+    Ok(())
+}
+
+fn revoke(cmd: RevokeCmd, globals: &Globals) -> Result<(), Error> {
+    let route = format!("/tokens/{}", encode_component(&cmd.id));
+    let answer = AdminClient::from_globals(globals)?.delete(&route)?;
+    show(&answer, cmd.json, |_| format!("Token {} revoked.", cmd.id));
+    Ok(())
+}
+
+fn token_created(answer: &Value) -> String {
+    format!(
+        "Token created: {}\nToken ID: {}\nSave this token -- it will not be shown again.",
+        field(answer, "token"),
+        field(answer, "id")
+    )
+}
+
+/// The §7.4 table: a `|`-separated header, a rule as long as it, one row per token, `-` for
+/// what is unset.
+pub fn token_table(tokens: &[Value]) -> String {
+    if tokens.is_empty() {
+        return "No tokens found.".to_owned();
+    }
+    let header = "ID | Label | Role | RoutingKey | Created | LastUsed | Revoked";
+    let mut lines = vec![header.to_owned(), "-".repeat(header.len())];
+    for t in tokens {
+        let cell = |key: &str| opt_field(t, key).unwrap_or_else(|| "-".to_owned());
+        let revoked = t.get("revoked").and_then(Value::as_bool).unwrap_or(false);
+        lines.push(format!(
+            "{} | {} | {} | {} | {} | {} | {revoked}",
+            cell("id"),
+            cell("label"),
+            cell("role"),
+            cell("routing_key"),
+            cell("created_at"),
+            cell("last_used_at"),
+        ));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_table() {
+        assert_eq!(token_table(&[]), "No tokens found.");
+    }
+
+    #[test]
+    fn table_rows_use_a_dash_for_null() {
+        let tokens = [
+            json!({"id": "a1", "label": "ci", "role": "admin", "routing_key": "github:1",
+                   "created_at": "2026-11-28T01:57:00.123Z", "expires_at": null,
+                   "last_used_at": "2026-11-28T02:00:00.000Z", "revoked": true}),
+            json!({"id": "b2", "label": "bootstrap", "role": "owner", "routing_key": null,
+                   "created_at": "2026-11-27T00:00:00.000Z", "expires_at": null,
+                   "last_used_at": null, "revoked": false}),
+        ];
+        let header = "ID | Label | Role | RoutingKey | Created | LastUsed | Revoked";
+        assert_eq!(header.len(), 61);
+        assert_eq!(
+            token_table(&tokens),
+            format!("{header}\n{}\n", "-".repeat(61))
+                + "a1 | ci | admin | github:1 | 2026-11-28T01:57:00.123Z | 2026-11-28T02:00:00.000Z | true\n\
+             b2 | bootstrap | owner | - | 2026-11-27T00:00:00.000Z | - | false"
+        );
+    }
+
+    #[test]
+    fn created_token_lines() {
+        assert_eq!(
+            token_created(&json!({"token": "ab12", "id": "u-1"})),
+            "Token created: ab12\nToken ID: u-1\nSave this token -- it will not be shown again."
+        );
+    }
+}
