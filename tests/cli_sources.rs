@@ -73,6 +73,26 @@ impl Setup {
 #[test]
 fn seed_github_source_commands() {
     let s = setup(12345);
+    // A key GitHub does not accept: GitHub's own reason, nothing stored.
+    let (other_key, _) = rsa_key_pair();
+    std::fs::write(s.dir.join("other.pem"), other_key).unwrap();
+    let out = s.run(&[
+        "source",
+        "add",
+        "github",
+        "--name",
+        "main-org",
+        "--app-id",
+        "12345",
+        "--private-key",
+        &format!("@{}", s.path("other.pem")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "Error: HTTP 400: GitHub API validation failed: A JSON web token could not be decoded"
+    );
+    assert_eq!(s.pg.psql(&s.db, "SELECT count(*) FROM sources"), "0");
     let out = s.ok(&[
         "source",
         "add",
