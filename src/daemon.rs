@@ -5,7 +5,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -21,11 +24,16 @@ use crate::{
         routes::App,
         server::{Limits, Server, ShutdownHandle},
     },
+    ingest::Recorder,
+    sources::{listen, ratelimit::RateLimiter, registry::SourceRegistry},
     Error,
 };
 
 const POOL_SIZE: usize = 16;
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Two recorders pipeline: one commits while the other gathers the next batch.
+const RECORDER_THREADS: usize = 2;
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
 pub fn run() -> Result<(), Error> {
     let started = Instant::now();
@@ -52,6 +60,11 @@ pub fn run() -> Result<(), Error> {
     )?);
     drop(client);
 
+    let secrets = SecretBox::new(config.secret_key.clone(), config.secret_key_old.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let registry = Arc::new(SourceRegistry::default());
+    listen::start(&connector, secrets.clone(), registry.clone(), stop.clone())?;
+    let recorder = Recorder::start(connector.clone(), RECORDER_THREADS);
     let pool = Pool::new(connector, POOL_SIZE, POOL_ACQUIRE_TIMEOUT);
     let server = Server::bind(
         SocketAddr::new(config.bind_address, config.port),
@@ -72,14 +85,19 @@ pub fn run() -> Result<(), Error> {
     watch_signals(server.shutdown_handle())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    let app = App {
-        secrets: SecretBox::new(config.secret_key.clone(), config.secret_key_old.clone()),
+    let app = Arc::new(App {
+        secrets,
         github: GitHubApi::new(&config.github_api_url),
         config: config.clone(),
         pool: pool.clone(),
         started,
-    };
-    server.run(Arc::new(app));
+        registry,
+        limiter: RateLimiter::new(),
+        recorder,
+    });
+    housekeeping(app.clone(), stop.clone());
+    server.run(app);
+    stop.store(true, Ordering::SeqCst);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     pool.close_idle();
     log::info!("Shut down cleanly");
@@ -151,4 +169,29 @@ fn watch_signals(stop: ShutdownHandle) -> Result<(), Error> {
         })
         .map_err(|e| Error::Startup(format!("cannot start the signal thread: {e}")))?;
     Ok(())
+}
+
+/// Expires dedup entries and idle rate-limit windows every minute.
+fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
+    let spawned = thread::Builder::new()
+        .name("housekeeping".into())
+        .spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(500));
+                if last.elapsed() < HOUSEKEEPING_EVERY {
+                    continue;
+                }
+                last = Instant::now();
+                app.limiter.sweep(last);
+                match app.pool.with_retry(db::events::expire_dedup) {
+                    Ok(0) => {}
+                    Ok(n) => log::debug!("expired {n} dedup entries"),
+                    Err(e) => log::warn!("expiring dedup entries failed: {e}"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the housekeeping thread: {e}");
+    }
 }

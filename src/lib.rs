@@ -8,8 +8,10 @@ pub mod daemon;
 pub mod db;
 pub mod github;
 pub mod http;
+pub mod ingest;
 pub mod logging;
 pub mod rbac;
+pub mod sources;
 
 use std::fmt;
 

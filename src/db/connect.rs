@@ -91,6 +91,14 @@ impl Connector {
         })
     }
 
+    /// The same target under another `application_name` (how a connection shows in
+    /// pg_stat_activity).
+    pub fn with_application_name(&self, name: &str) -> Connector {
+        let mut c = self.clone();
+        c.config.application_name(name);
+        c
+    }
+
     pub fn display_url(&self) -> &str {
         &self.display
     }

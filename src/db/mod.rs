@@ -2,6 +2,7 @@
 //! embedded migrations and one file per table group. Nothing else in the crate holds a `Client`.
 
 pub mod connect;
+pub mod events;
 pub mod generic;
 pub mod migrate;
 pub mod pool;

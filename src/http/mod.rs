@@ -7,6 +7,7 @@ pub mod health;
 pub mod parse;
 pub mod routes;
 pub mod server;
+pub mod webhooks;
 
 use std::{net::SocketAddr, time::Instant};
 
@@ -28,10 +29,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        parse::find_header(&self.headers, name)
     }
 
     pub fn query_pairs(&self) -> Vec<(String, String)> {

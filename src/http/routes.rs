@@ -2,8 +2,18 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::{admin, health, server::Handler, Request, Response};
-use crate::{config::Config, crypto::SecretBox, db::Pool, github::api::GitHubApi};
+use super::{admin, health, parse::percent_decode, server::Handler, webhooks, Request, Response};
+use crate::{
+    config::{Config, Mode},
+    crypto::SecretBox,
+    db::Pool,
+    github::api::GitHubApi,
+    ingest::Recorder,
+    sources::{
+        ratelimit::RateLimiter,
+        registry::{Kind, SourceRegistry},
+    },
+};
 
 /// Shared by every connection thread.
 pub struct App {
@@ -14,11 +24,29 @@ pub struct App {
     pub secrets: SecretBox,
     /// Where GitHub App credentials are checked (`KICI_GITHUB_API_URL`).
     pub github: GitHubApi,
+    /// Every enabled source with its secret, kept current by the LISTEN thread.
+    pub registry: Arc<SourceRegistry>,
+    /// Per-source webhook rate limits (per process, like the reference).
+    pub limiter: RateLimiter,
+    /// Group-commits accepted webhooks.
+    pub recorder: Recorder,
 }
 
 const ADMIN_PREFIX: &str = "/api/v1/admin";
 
 impl App {
+    /// Applies an admin change to this instance's registry at once, so a webhook right after the
+    /// admin call already sees it (other instances follow through LISTEN/NOTIFY).
+    pub fn refresh_source(&self, kind: Kind, routing_key: &str) {
+        let keys = [(kind, routing_key.to_owned())];
+        if let Err(e) = self
+            .pool
+            .with_retry(|c| self.registry.refresh(c, &self.secrets, &keys))
+        {
+            log::warn!("refreshing source {routing_key} locally failed ({e}); the LISTEN thread will catch up");
+        }
+    }
+
     /// The path below the base path, or None when the request is outside it.
     fn local_path<'a>(&self, path: &'a str) -> Option<&'a str> {
         let base = self.config.base_path.as_str();
@@ -45,7 +73,39 @@ impl Handler for App {
             p if p == ADMIN_PREFIX || p.starts_with("/api/v1/admin/") => {
                 admin::handle(self, req, &p[ADMIN_PREFIX.len()..])
             }
+            p if p.starts_with("/webhook/") => self.webhook(req, p),
             _ => Response::error(404, "Not found"),
+        }
+    }
+}
+
+impl App {
+    /// Direct ingress exists in hybrid and independent mode only; in platform mode webhooks come
+    /// through the Platform relay and these paths are plain 404s (spec-admin.md §11 #15).
+    fn webhook(&self, req: &Request, path: &str) -> Response {
+        if self.config.mode == Mode::Platform {
+            return Response::error(404, "Not found");
+        }
+        let parts: Vec<Option<String>> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(percent_decode)
+            .collect();
+        let parts: Vec<&str> = parts.iter().map(|p| p.as_deref().unwrap_or("")).collect();
+        let route = match parts.as_slice() {
+            ["webhook", org, "generic", name] if !org.is_empty() && !name.is_empty() => {
+                Some((*org, Some(*name)))
+            }
+            ["webhook", org, "github"] if !org.is_empty() => Some((*org, None)),
+            _ => None,
+        };
+        match (route, req.method.as_str()) {
+            (None, _) => Response::error(404, "Not found"),
+            (Some(_), m) if m != "POST" => {
+                Response::error(405, "Method not allowed").with_header("Allow", "POST")
+            }
+            (Some((org, Some(name))), _) => webhooks::generic(self, req, org, name),
+            (Some((org, None)), _) => webhooks::github(self, req, org),
         }
     }
 }

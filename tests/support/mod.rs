@@ -2,3 +2,4 @@
 pub mod daemon;
 pub mod fake_github;
 pub mod pg;
+pub mod webhook;

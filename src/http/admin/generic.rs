@@ -9,6 +9,7 @@ use crate::{
     db::generic::{self, SecretChange, Val},
     http::{routes::App, Request, Response},
     rbac::{Caller, Permission},
+    sources::registry::Kind,
 };
 
 const METHODS: &[&str] = &["hmac_sha256", "bearer_token", "ip_allowlist", "none"];
@@ -173,6 +174,11 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         ),
         _ => ApiError::Db(e),
     })?;
+    drop(conn);
+    app.refresh_source(
+        Kind::Generic,
+        row["routing_key"].as_str().unwrap_or_default(),
+    );
     log::info!(
         "generic source {} created by token {}",
         row["routing_key"].as_str().unwrap_or_default(),
@@ -311,6 +317,15 @@ pub fn update(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
             _ => ApiError::Db(e),
         })?
         .ok_or_else(|| not_found("Source"))?;
+    app.refresh_source(
+        Kind::Generic,
+        current["routing_key"].as_str().unwrap_or_default(),
+    );
+    drop(conn);
+    app.refresh_source(
+        Kind::Generic,
+        current["routing_key"].as_str().unwrap_or_default(),
+    );
     log::info!("generic source {id} updated by token {}", caller.token_id);
     Ok(Response::json(200, &json!({ "source": row })))
 }
@@ -321,11 +336,16 @@ pub fn delete(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
         .query_pairs()
         .iter()
         .any(|(k, v)| k == "hard" && v == "true");
-    lookup(app, caller, id)?;
+    let row = lookup(app, caller, id)?;
     let mut conn = app.pool.get()?;
     if !generic::delete(&mut conn, id, hard)? {
         return Err(not_found("Source"));
     }
+    drop(conn);
+    app.refresh_source(
+        Kind::Generic,
+        row["routing_key"].as_str().unwrap_or_default(),
+    );
     log::info!(
         "generic source {id} {} by token {}",
         if hard { "deleted" } else { "soft-deleted" },
@@ -339,12 +359,16 @@ pub fn delete(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
 
 pub fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> ApiResult {
     caller.require(Permission::ContextUpdate)?;
-    lookup(app, caller, id)?;
+    let row = lookup(app, caller, id)?;
     if !app
         .pool
         .with_retry(|c| generic::set_enabled(c, id, enabled))?
     {
         return Err(not_found("Source"));
     }
+    app.refresh_source(
+        Kind::Generic,
+        row["routing_key"].as_str().unwrap_or_default(),
+    );
     Ok(Response::json(200, &json!({ "enabled": enabled })))
 }

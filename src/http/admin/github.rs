@@ -10,6 +10,7 @@ use crate::{
     github::api::{validate_app, AppIdentity, GitHubError, ValidationError},
     http::{routes::App, Request, Response},
     rbac::{Caller, Permission},
+    sources::registry::Kind,
 };
 
 pub fn list(app: &App, caller: &Caller) -> ApiResult {
@@ -108,6 +109,8 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         ),
         _ => ApiError::Db(e),
     })?;
+    drop(conn);
+    app.refresh_source(Kind::GitHub, &routing_key);
     log::info!(
         "GitHub source {routing_key} ({}) added by token {} (requested name {name:?})",
         identity.name,
@@ -169,6 +172,8 @@ pub fn update(app: &App, caller: &Caller, req: &Request, routing_key: &str) -> A
     let Some(name) = sources::update(&mut conn, &app.secrets, routing_key, &update)? else {
         return Err(not_found("Source"));
     };
+    drop(conn);
+    app.refresh_source(Kind::GitHub, routing_key);
     log::info!(
         "GitHub source {routing_key} updated by token {}",
         caller.token_id
@@ -187,6 +192,8 @@ pub fn delete(app: &App, caller: &Caller, routing_key: &str) -> ApiResult {
     if !sources::delete(&mut conn, routing_key)? {
         return Err(not_found("Source"));
     }
+    drop(conn);
+    app.refresh_source(Kind::GitHub, routing_key);
     log::info!(
         "GitHub source {routing_key} removed by token {}",
         caller.token_id

@@ -1,0 +1,107 @@
+//! The durable record of accepted webhooks: `dedup_cache` + `event_log`, written for a whole
+//! batch of deliveries in ONE statement (hence one commit, one WAL flush) — the group commit that
+//! lets ingestion keep up with many concurrent senders. A delivery whose id is already in
+//! `dedup_cache` is a duplicate; its event_log row is left alone.
+
+use postgres::{Client, Statement};
+
+use super::DbError;
+
+/// One accepted delivery, as stored.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub org_id: String,
+    pub delivery_id: String,
+    pub routing_key: Option<String>,
+    pub event: Option<String>,
+    pub action: Option<String>,
+    pub provider: Option<String>,
+    pub repo: Option<String>,
+    pub git_ref: Option<String>,
+    /// `None` when the payload was too large to keep (`payload_omitted = size_exceeded`).
+    pub payload: Option<Vec<u8>>,
+    pub size: i64,
+    /// SHA-256 hex of the raw body.
+    pub hash: String,
+    /// How long the delivery id stays in the dedup cache.
+    pub dedup_ttl_secs: i32,
+}
+
+const RECORD: &str = "
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                         $8::text[], $9::bytea[], $10::int8[], $11::text[], $12::int4[])
+        AS t(org_id, delivery_id, routing_key, event, action, provider, repo, ref, payload, size, hash, ttl)
+), fresh AS (
+    INSERT INTO dedup_cache (delivery_id, expires_at)
+    SELECT delivery_id, now() + make_interval(secs => ttl) FROM input
+    ON CONFLICT (delivery_id) DO NOTHING
+    RETURNING delivery_id
+), logged AS (
+    INSERT INTO event_log (org_id, delivery_id, routing_key, event, action, source, provider, repo_identifier, ref,
+                           payload, payload_omitted, payload_omitted_reason, payload_size_bytes, payload_hash, status)
+    SELECT i.org_id, i.delivery_id, i.routing_key, i.event, i.action, 'direct', i.provider, i.repo, i.ref,
+           i.payload, i.payload IS NULL, CASE WHEN i.payload IS NULL THEN 'size_exceeded' END, i.size, i.hash, 'received'
+    FROM input i JOIN fresh f USING (delivery_id)
+    ON CONFLICT (org_id, delivery_id) DO NOTHING
+)
+SELECT delivery_id FROM fresh";
+
+/// Prepared once per recorder connection.
+pub fn prepare_record(client: &mut Client) -> Result<Statement, DbError> {
+    client
+        .prepare(RECORD)
+        .map_err(DbError::query("preparing the webhook record statement"))
+}
+
+/// Records the batch (delivery ids must be distinct within it); returns, per delivery, whether
+/// it was new (`true`) or a duplicate. When this returns Ok, the new ones are committed.
+pub fn record(
+    client: &mut Client,
+    stmt: &Statement,
+    batch: &[&Delivery],
+) -> Result<Vec<bool>, DbError> {
+    let col = |f: fn(&Delivery) -> Option<String>| {
+        batch.iter().map(|d| f(d)).collect::<Vec<Option<String>>>()
+    };
+    let org: Vec<&str> = batch.iter().map(|d| d.org_id.as_str()).collect();
+    let ids: Vec<&str> = batch.iter().map(|d| d.delivery_id.as_str()).collect();
+    let routing = col(|d| d.routing_key.clone());
+    let event = col(|d| d.event.clone());
+    let action = col(|d| d.action.clone());
+    let provider = col(|d| d.provider.clone());
+    let repo = col(|d| d.repo.clone());
+    let git_ref = col(|d| d.git_ref.clone());
+    let payload: Vec<Option<&[u8]>> = batch.iter().map(|d| d.payload.as_deref()).collect();
+    let size: Vec<i64> = batch.iter().map(|d| d.size).collect();
+    let hash: Vec<&str> = batch.iter().map(|d| d.hash.as_str()).collect();
+    let ttl: Vec<i32> = batch.iter().map(|d| d.dedup_ttl_secs).collect();
+    let rows = client
+        .query(
+            stmt,
+            &[
+                &org, &ids, &routing, &event, &action, &provider, &repo, &git_ref, &payload, &size,
+                &hash, &ttl,
+            ],
+        )
+        .map_err(DbError::query("recording webhooks"))?;
+    let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    Ok(batch
+        .iter()
+        .map(|d| fresh.contains(&d.delivery_id))
+        .collect())
+}
+
+/// Deletes expired dedup entries; returns how many.
+pub fn expire_dedup(client: &mut Client) -> Result<u64, DbError> {
+    let a = client
+        .execute("DELETE FROM dedup_cache WHERE expires_at < now()", &[])
+        .map_err(DbError::query("expiring dedup entries"))?;
+    let b = client
+        .execute(
+            "DELETE FROM generic_idempotency WHERE expires_at < now()",
+            &[],
+        )
+        .map_err(DbError::query("expiring idempotency markers"))?;
+    Ok(a + b)
+}

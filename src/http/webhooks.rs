@@ -1,0 +1,216 @@
+//! Direct webhook ingress (spec-admin.md §9): `POST /webhook/:orgId/generic/:sourceName` and
+//! `POST /webhook/:orgId/github`, in hybrid and independent modes. A 2xx is sent only after the
+//! delivery is committed (event_log + dedup key, group-committed by ingest::Recorder); when the
+//! database is unavailable the answer is 503 so the sender retries — never a 202 for something
+//! that could be lost.
+//!
+//! One deliberate divergence in order: the signature is checked *before* the rate limit, so
+//! requests with a bad signature do not consume a source's budget (the reference counts them,
+//! which lets anyone who knows the URL starve a source).
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::{routes::App, Request, Response};
+use crate::{
+    crypto,
+    db::events::Delivery,
+    ingest::Recorded,
+    sources::{
+        extract,
+        verify::{self, Verdict},
+    },
+};
+
+/// Route-level cap for generic webhooks (the server's global cap is 25 MiB).
+const GENERIC_MAX_BODY: usize = 10 * 1024 * 1024;
+/// How long a delivery id stays deduplicated (spec-admin.md §9.5).
+const DEDUP_SECS: i32 = 24 * 3600;
+
+fn rejected(status: u16, reason: &str) -> Response {
+    Response::json(status, &json!({ "rejected": true, "reason": reason }))
+}
+
+fn unavailable(e: &str) -> Response {
+    log::warn!("webhook not recorded, answering 503: {e}");
+    rejected(503, "Storage unavailable, retry later").with_header("Retry-After", "5")
+}
+
+fn sha256_hex(body: &[u8]) -> String {
+    crypto::hex(&Sha256::digest(body))
+}
+
+/// The stored payload, or `None` (omitted) when larger than KICI_EVENT_LOG_MAX_PAYLOAD_BYTES.
+fn kept_payload(app: &App, body: &[u8]) -> Option<Vec<u8>> {
+    (body.len() as u64 <= app.config.event_log_max_payload_bytes).then(|| body.to_vec())
+}
+
+pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
+    if req.body.len() > GENERIC_MAX_BODY {
+        return Response::json(
+            413,
+            &json!({ "rejected": true, "reason": "Payload too large", "maxBytes": GENERIC_MAX_BODY }),
+        );
+    }
+    let snapshot = app.registry.snapshot();
+    let Some(source) = snapshot.generic(org, name) else {
+        return rejected(404, "Unknown source");
+    };
+    if req.body.len() > source.max_payload_bytes as usize {
+        return Response::json(
+            413,
+            &json!({ "rejected": true, "reason": "Payload too large", "maxBytes": source.max_payload_bytes }),
+        );
+    }
+    match verify::verify_generic(&source.verification, &req.headers, &req.body) {
+        Verdict::Valid => {}
+        Verdict::Invalid => return rejected(401, "Invalid signature"),
+        Verdict::Misconfigured => return rejected(500, "Source verification misconfigured"),
+    }
+    if let Err(retry) = app.limiter.check(
+        &source.id,
+        source.rate_limit_rpm.max(1) as u32,
+        Instant::now(),
+    ) {
+        return rejected(429, "Rate limit exceeded")
+            .with_header("Retry-After", &retry.seconds.to_string());
+    }
+    let content_type = req.header("content-type");
+    let payload = extract::parse_body(content_type, &req.body);
+    if source.local {
+        if !content_type.is_none_or(|c| c.contains("application/json"))
+            || serde_json::from_slice::<Value>(&req.body).is_err()
+        {
+            return rejected(400, "Local source requires JSON body");
+        }
+        if req.header("x-event-type").is_none_or(str::is_empty) {
+            return rejected(400, "Missing x-event-type header for local source");
+        }
+    }
+    let event = extract::event_type(
+        &req.headers,
+        &payload,
+        source.event_type_header.as_deref(),
+        source.event_type_path.as_deref(),
+    );
+    if let Some(allowed) = source
+        .allowed_events
+        .as_ref()
+        .filter(|a| !a.is_empty() && !source.local)
+    {
+        if !allowed.contains(&event) {
+            let reason = format!("Event '{event}' not in allowed list");
+            return Response::json(
+                200,
+                &json!({ "accepted": true, "status": "filtered", "reason": reason }),
+            );
+        }
+    }
+    let key = extract::idempotency_key(
+        &req.headers,
+        &payload,
+        source.idempotency_key_header.as_deref(),
+        source.idempotency_key_path.as_deref(),
+    );
+    let delivery_id = extract::delivery_id(
+        &source.routing_key,
+        key.as_deref(),
+        &req.headers,
+        &crypto::random_uuid(),
+    );
+    // A keyed delivery stays deduplicated for its source's window when that is longer than 24 h.
+    let ttl = if key.is_some() {
+        DEDUP_SECS.max(source.dedup_window_seconds)
+    } else {
+        DEDUP_SECS
+    };
+    let delivery = Delivery {
+        org_id: org.to_owned(),
+        delivery_id: delivery_id.clone(),
+        routing_key: Some(source.routing_key.clone()),
+        event: Some(event),
+        action: payload
+            .get("action")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        provider: Some(if source.local { "local" } else { "generic" }.to_owned()),
+        repo: None,
+        git_ref: None,
+        payload: kept_payload(app, &req.body),
+        size: req.body.len() as i64,
+        hash: sha256_hex(&req.body),
+        dedup_ttl_secs: ttl,
+    };
+    match app.recorder.record(delivery) {
+        Ok(Recorded::Accepted) => {
+            Response::json(202, &json!({ "accepted": true, "deliveryId": delivery_id }))
+        }
+        Ok(Recorded::Duplicate) if key.is_some() => {
+            Response::json(200, &json!({ "accepted": true, "duplicate": true }))
+        }
+        Ok(Recorded::Duplicate) => Response::json(
+            200,
+            &json!({ "accepted": true, "deliveryId": delivery_id, "duplicate": true }),
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// GitHub App webhooks posted straight to us (spec-admin.md §9.6, PROPOSED): the reference
+/// accepts GitHub only through its Platform, which self-hosters may not have.
+pub fn github(app: &App, req: &Request, org: &str) -> Response {
+    let Some(target) = req
+        .header("x-github-hook-installation-target-id")
+        .filter(|t| !t.is_empty())
+    else {
+        return rejected(400, "Missing X-GitHub-Hook-Installation-Target-ID header");
+    };
+    let routing_key = format!("github:{target}");
+    let snapshot = app.registry.snapshot();
+    let Some(source) = snapshot.github(&routing_key) else {
+        return rejected(404, "Unknown source");
+    };
+    let Some(secret) = source.webhook_secret.as_deref() else {
+        return rejected(500, "Source verification misconfigured");
+    };
+    if !verify::verify_github(
+        secret.as_bytes(),
+        req.header("x-hub-signature-256"),
+        &req.body,
+    ) {
+        return rejected(401, "Invalid signature");
+    }
+    let delivery_id = req
+        .header("x-github-delivery")
+        .filter(|d| !d.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(crypto::random_uuid);
+    let payload: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let delivery = Delivery {
+        org_id: org.to_owned(),
+        delivery_id: delivery_id.clone(),
+        routing_key: Some(routing_key),
+        event: req.header("x-github-event").map(str::to_owned),
+        action: text(payload.get("action")),
+        provider: Some("github".into()),
+        repo: text(payload.pointer("/repository/full_name")),
+        git_ref: text(payload.get("ref")),
+        payload: kept_payload(app, &req.body),
+        size: req.body.len() as i64,
+        hash: sha256_hex(&req.body),
+        dedup_ttl_secs: DEDUP_SECS,
+    };
+    match app.recorder.record(delivery) {
+        Ok(Recorded::Accepted) => {
+            Response::json(202, &json!({ "accepted": true, "deliveryId": delivery_id }))
+        }
+        Ok(Recorded::Duplicate) => Response::json(
+            200,
+            &json!({ "accepted": true, "deliveryId": delivery_id, "duplicate": true }),
+        ),
+        Err(e) => unavailable(&e),
+    }
+}

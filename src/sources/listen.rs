@@ -1,0 +1,138 @@
+//! The dedicated LISTEN thread: its own connection LISTENs on `sources_change` and
+//! `generic_sources_change`; each notification's routing key is re-read and swapped into the
+//! registry at once (no debounce sleep: everything already queued is applied together). When the
+//! connection drops it reconnects with backoff, LISTENs again and does a full resync, because
+//! notifications sent while it was down are lost.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread,
+    time::Duration,
+};
+
+use postgres::{fallible_iterator::FallibleIterator, Client};
+
+use super::registry::{self, Kind, SourceRegistry};
+use crate::{
+    crypto::SecretBox,
+    db::{Connector, DbError},
+};
+
+/// How long one wait for notifications lasts before the thread looks at the stop flag.
+const WAIT: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// `application_name` of the LISTEN connection (per process, so operators and tests can find it
+/// in pg_stat_activity).
+pub fn application_name() -> String {
+    format!("kici-listen-{}", std::process::id())
+}
+
+/// Loads every source synchronously (so the daemon never serves with an empty registry by
+/// mistake), then keeps it current from a thread.
+pub fn start(
+    connector: &Connector,
+    sbox: SecretBox,
+    registry: Arc<SourceRegistry>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), DbError> {
+    let connector = connector.with_application_name(&application_name());
+    let client = sync(&connector, &sbox, &registry)?;
+    thread::Builder::new()
+        .name("listen".into())
+        .spawn(move || run(client, &connector, &sbox, &registry, &stop))
+        .map_err(|e| DbError::Refused(format!("cannot start the LISTEN thread: {e}")))?;
+    Ok(())
+}
+
+/// Connect, LISTEN, then load everything: in that order, so no change falls between the load
+/// and the LISTEN.
+fn sync(
+    connector: &Connector,
+    sbox: &SecretBox,
+    registry: &SourceRegistry,
+) -> Result<Client, DbError> {
+    let mut client = connector.connect()?;
+    client
+        .batch_execute("LISTEN sources_change; LISTEN generic_sources_change")
+        .map_err(DbError::query("LISTEN for source changes"))?;
+    let snapshot = registry::load_all(&mut client, sbox)?;
+    if snapshot.is_empty() {
+        log::info!("No sources configured yet (the orchestrator runs with zero sources)");
+    } else {
+        log::info!("Loaded {} source(s)", snapshot.len());
+    }
+    registry.replace(snapshot);
+    Ok(client)
+}
+
+fn run(
+    mut client: Client,
+    connector: &Connector,
+    sbox: &SecretBox,
+    registry: &SourceRegistry,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let Err(e) = wait_and_apply(&mut client, sbox, registry) else {
+            continue;
+        };
+        log::warn!("source change listener lost its connection ({e}); reconnecting");
+        let mut backoff = Duration::from_millis(100);
+        client = loop {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match sync(connector, sbox, registry) {
+                Ok(c) => {
+                    log::info!("source change listener reconnected and resynced");
+                    break c;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "source change listener: {e}; retrying in {} ms",
+                        backoff.as_millis()
+                    );
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        };
+    }
+}
+
+/// Waits up to `WAIT` for notifications and applies all that arrived. Err = connection lost.
+fn wait_and_apply(
+    client: &mut Client,
+    sbox: &SecretBox,
+    registry: &SourceRegistry,
+) -> Result<(), DbError> {
+    let mut keys: Vec<(Kind, String)> = Vec::new();
+    {
+        let lost = |e: postgres::Error| DbError::Connect {
+            url: "LISTEN connection".into(),
+            detail: crate::db::describe(&e),
+        };
+        let mut notes = client.notifications();
+        let first = notes.timeout_iter(WAIT).next().map_err(lost)?;
+        let Some(first) = first else { return Ok(()) };
+        let mut push = |n: postgres::Notification| {
+            if let Some(kind) = Kind::from_channel(n.channel()) {
+                let key = (kind, n.payload().to_owned());
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        };
+        push(first);
+        let mut queued = notes.iter();
+        while let Some(n) = queued.next().map_err(lost)? {
+            push(n);
+        }
+    }
+    log::debug!("source change: {keys:?}");
+    registry.refresh(client, sbox, &keys)
+}

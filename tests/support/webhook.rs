@@ -1,0 +1,42 @@
+//! Helpers for webhook tests: signing, posting, and creating sources through the admin API.
+
+use serde_json::{json, Value};
+
+use super::daemon::{request, Daemon, HttpResponse};
+
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    kici_orchestrator::crypto::hex(&kici_orchestrator::crypto::hmac_sha256(
+        secret.as_bytes(),
+        body,
+    ))
+}
+
+pub fn post(d: &Daemon, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    request(d.addr, "POST", path, headers, body)
+}
+
+pub fn admin(d: &Daemon, token: &str, method: &str, path: &str, body: Value) -> HttpResponse {
+    let auth = format!("Bearer {token}");
+    let body = body.to_string();
+    request(
+        d.addr,
+        method,
+        &format!("/api/v1/admin{path}"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}
+
+/// Creates a generic source in org `org`; returns its row.
+pub fn generic_source(d: &Daemon, token: &str, org: &str, fields: Value) -> Value {
+    let mut body = json!({ "orgId": org });
+    for (k, v) in fields.as_object().expect("object") {
+        body[k] = v.clone();
+    }
+    let r = admin(d, token, "POST", "/generic-sources", body);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["source"].clone()
+}
