@@ -500,3 +500,16 @@ fn github_direct_ingress() {
         )
     );
 }
+
+#[test]
+fn expired_dedup_entries_are_removed() {
+    let (_d, pg, url) = daemon(&[]);
+    pg.psql(&url, "INSERT INTO dedup_cache (delivery_id, expires_at) VALUES ('old', now() - interval '1 second'), ('new', now() + interval '1 hour')");
+    pg.psql(&url, "INSERT INTO generic_idempotency (source_id, key, expires_at) VALUES (gen_random_uuid(), 'k', now() - interval '1 second')");
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    assert_eq!(
+        kici_orchestrator::db::events::expire_dedup(&mut c).unwrap(),
+        2
+    );
+    assert_eq!(pg.psql(&url, "SELECT delivery_id FROM dedup_cache"), "new");
+}
