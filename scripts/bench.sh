@@ -5,6 +5,15 @@
 #                                      against `psql -c 'SELECT 1'` measured in the same run
 #   scripts/bench.sh cli [RUNS]       `kici-admin source list` round trip (process start to exit)
 #                                      against `curl` of the same admin route in the same run
+#   scripts/bench.sh ingest [SECONDS] signed generic webhooks accepted (202, committed) per second
+#                                      at 1, 8 and 32 concurrent senders (examples/loadgen.rs),
+#                                      their p50/p99 latency and the daemon's max RSS under load,
+#                                      against `pgbench` inserting one unique-keyed ~1 KiB jsonb row
+#                                      with as many connections on the same PostgreSQL in the same
+#                                      run; SECONDS per level (default 10). BENCH_REPEAT=N (default
+#                                      1) repeats every pair and reports medians; BENCH_WARMUP
+#                                      (whole seconds, default 2) precedes every measured run;
+#                                      BENCH_LEVELS (default "1 8 32").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/common.sh
@@ -150,8 +159,207 @@ print(f"  ratio kici-admin / curl: {med(cli) / med(curl):.2f}x   (reference CLI:
 PY
 }
 
+# The webhook load generator (a cargo example, not part of the shipped binary); prints its path.
+build_loadgen() {
+  log "+ cargo build --release --example loadgen"
+  cargo build --release --example loadgen >&2
+  printf '%s\n' "$PWD/target/release/examples/loadgen"
+}
+
+# Webhooks accepted per second against pgbench's one-row insert on the same PostgreSQL in the same
+# run. Per level (and per BENCH_REPEAT) the two run back to back, each after a CHECKPOINT and an
+# unrecorded warmup, so both see the same disk (its fsync time varies a lot between runs).
+bench_ingest() {
+  local secs=${1:-10} bin loadgen secret
+  case "$secs" in '' | *[!0-9]*) die "SECONDS must be a whole number, got '$secs'" ;; esac
+  { [ "$secs" -ge 1 ] && [ "$secs" -le 600 ]; } || die "SECONDS must be 1..600"
+  bin=$(build_release)
+  loadgen=$(build_loadgen)
+  start_bench_pg
+  [ -x "$bindir/pgbench" ] || die "pgbench not found in $bindir"
+  bench_token=$(random_hex32)
+  start_bench_daemon "$bin"
+  secret=$(random_hex32)
+  # The default limit (600 per minute) would answer 429 within a second: this measures ingestion.
+  KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" source add generic --org bench \
+    --name load --verification hmac_sha256 --secret "$secret" --rate-limit 2147483647 >/dev/null
+  "$bindir/psql" "$db_url" -qAtX -v ON_ERROR_STOP=1 \
+    -c 'CREATE TABLE bench_insert (k text PRIMARY KEY, payload jsonb NOT NULL)'
+  python3 - "$bindir" "$pg_port" "$db_url" "$bench_dir" "$loadgen" \
+    "$daemon_url/webhook/bench/generic/load" "$secret" "$daemon_pid" "$secs" \
+    "${BENCH_REPEAT:-1}" "${BENCH_WARMUP:-2}" "${BENCH_LEVELS:-1 8 32}" <<'PY'
+import glob, json, os, re, statistics, subprocess, sys, tempfile, threading, time
+
+(bindir, pg_port, db_url, bench_dir, loadgen, url, secret, daemon_pid, secs, repeat, warmup,
+ levels) = sys.argv[1:]
+daemon_pid, secs, repeat, warmup = int(daemon_pid), int(secs), int(repeat), int(warmup)
+levels = [int(x) for x in levels.split()]
+if not (1 <= repeat <= 20 and 0 <= warmup <= 60 and levels and all(1 <= n <= 256 for n in levels)):
+    sys.exit("BENCH_REPEAT must be 1..20, BENCH_WARMUP 0..60 (whole seconds), BENCH_LEVELS 1..256")
+psql = [f"{bindir}/psql", db_url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c"]
+pgbench = [f"{bindir}/pgbench", "-h", "127.0.0.1", "-p", pg_port, "-U", "postgres", "-n"]
+
+# The ~1 KiB JSON document shape the load generator sends (there "seq" and the filler vary per
+# request; here it is one literal). No quote, backslash or ":name" for pgbench to substitute.
+head = '{"event":"bench.load","nonce":"pgbench","thread":0,"seq":0,"data":{"ref":"refs/heads/main","pad":"'
+tail = '"}}'
+doc = head + ("abcdefghijklmnopqrstuvwxyz0123456789" * 40)[: 1024 - len(head) - len(tail)] + tail
+assert len(doc) == 1024
+script = os.path.join(bench_dir, "insert.sql")
+with open(script, "w") as f:
+    # txid_current() is unique per transaction for the cluster's life: keys never collide.
+    f.write("INSERT INTO bench_insert (k, payload) VALUES "
+            f"('bench-' || :client_id || '-' || txid_current(), '{doc}');\n")
+
+def alive():
+    return os.path.exists(f"/proc/{daemon_pid}")
+
+def rss_kib(field="VmRSS"):
+    try:
+        with open(f"/proc/{daemon_pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+
+def checkpoint():
+    subprocess.run(psql + ["CHECKPOINT"], check=True, stdout=subprocess.DEVNULL, timeout=120)
+
+def percentile(sorted_vals, p):  # nearest rank, like the load generator
+    if not sorted_vals:
+        return None
+    return sorted_vals[max(1, -(-len(sorted_vals) * p // 100)) - 1]
+
+def run_pgbench(n):
+    checkpoint()
+    common = ["-f", script, "-c", str(n), "-j", str(n)]
+    if warmup > 0:
+        subprocess.run(pgbench + common + ["-T", str(warmup), "postgres"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=warmup + 60)
+    logdir = tempfile.mkdtemp(dir=bench_dir, prefix=f"pgbench-{n}-")
+    p = subprocess.run(pgbench + common + ["-T", str(secs), "-l", "postgres"], cwd=logdir,
+                       capture_output=True, text=True, timeout=secs + 60)
+    out = p.stdout + p.stderr
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    if p.returncode != 0 or (failed and int(failed.group(1)) > 0):
+        sys.exit(f"pgbench -c {n} failed (exit {p.returncode}):\n{out}")
+    # PG >= 14: "tps = X (without initial connection time)"; before: "(excluding connections
+    # establishing)" next to an "including" line.
+    tps = re.search(r"^tps = ([\d.]+) \((?:without initial connection time|excluding connections "
+                    r"establishing)\)", out, re.M) or re.search(r"^tps = ([\d.]+)", out, re.M)
+    if not tps:
+        sys.exit(f"no tps line in pgbench's output:\n{out}")
+    # -l: one line per transaction, "client_id transaction_no latency_us script_no epoch us".
+    lat = []
+    for path in glob.glob(os.path.join(logdir, "pgbench_log.*")):
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    lat.append(int(fields[2]))
+    lat.sort()
+    ms = lambda v: None if v is None else v / 1000
+    return dict(tps=float(tps.group(1)), p50=ms(percentile(lat, 50)), p99=ms(percentile(lat, 99)))
+
+def run_loadgen(n):
+    if not alive():
+        sys.exit("the daemon is gone")
+    checkpoint()
+    peak = [0]
+    done = threading.Event()
+    def sample():
+        # Stops with loadgen, and in any case after its own hard bound (duration + 10 s) and more.
+        t_end = time.monotonic() + warmup + secs + 30
+        while not done.is_set() and time.monotonic() < t_end:
+            v = rss_kib()
+            if v:
+                peak[0] = max(peak[0], v)
+            done.wait(0.05)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        p = subprocess.run([loadgen, "--url", url, "--secret", secret, "--concurrency", str(n),
+                            "--duration", str(secs), "--warmup", str(warmup),
+                            "--payload-bytes", "1024"],
+                           capture_output=True, text=True, timeout=warmup + secs + 30)
+    finally:
+        done.set()
+        sampler.join()
+    if p.returncode != 0:
+        sys.exit(f"loadgen -c {n} failed (exit {p.returncode}):\n{p.stdout}{p.stderr}")
+    if p.stderr.strip():
+        print(f"  ({n} senders) {p.stderr.strip()}", file=sys.stderr)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["rss_mib"] = peak[0] / 1024
+    return r
+
+idle_rss = (rss_kib() or 0) / 1024
+results = {n: [] for n in levels}
+for rep in range(repeat):
+    for n in levels:
+        print(f"[bench ingest] run {rep + 1}/{repeat}, {n} connection(s): pgbench, then webhooks",
+              file=sys.stderr, flush=True)
+        base = run_pgbench(n)
+        hook = run_loadgen(n)
+        results[n].append((base, hook))
+hwm = (rss_kib("VmHWM") or 0) / 1024
+if not alive():
+    sys.exit("the daemon died during the benchmark")
+# Accepted means recorded: every 202 (warmups included) must be an event_log row by now.
+answered = sum(h["accepted_all"] for n in levels for _, h in results[n])
+rows = subprocess.run(psql + ["SELECT count(*) FROM event_log WHERE org_id = 'bench'"],
+                      capture_output=True, text=True, timeout=60)
+rows = int(rows.stdout) if rows.returncode == 0 and rows.stdout.strip().isdigit() else None
+
+med = statistics.median
+def med_of(vals):
+    vals = [v for v in vals if v is not None]
+    return med(vals) if vals else None
+def f(v, width=6, prec=2):
+    return f"{v:{width}.{prec}f}" if v is not None else "-".rjust(width)
+
+print(f"ingest ({secs} s per level, {repeat} run(s) each" + (", medians" if repeat > 1 else "")
+      + f"; {warmup} s unrecorded warmup before each; 1 KiB JSON bodies)")
+print("  senders  pgbench tps  webhooks/s   ratio  p50 ms  p99 ms  pgbench p50/p99 ms"
+      "  max RSS MiB  other responses")
+ratios = {}
+for n in levels:
+    runs = results[n]
+    ratio = med([h["rate"] / b["tps"] if b["tps"] else 0.0 for b, h in runs])
+    ratios[n] = ratio
+    other = {}
+    for _, h in runs:
+        for code, c in h["statuses"].items():
+            if code != "202":
+                other[code] = other.get(code, 0) + c
+        if h["errors"]:
+            other["transport errors"] = other.get("transport errors", 0) + h["errors"]
+    print(f"  {n:7d}  {med([b['tps'] for b, _ in runs]):11.1f}  "
+          f"{med([h['rate'] for _, h in runs]):10.1f}  {ratio:5.2f}x  "
+          f"{f(med_of([h['p50_ms'] for _, h in runs]))}  {f(med_of([h['p99_ms'] for _, h in runs]))}"
+          f"  {f(med_of([b['p50'] for b, _ in runs]), 8)} /{f(med_of([b['p99'] for b, _ in runs]), 7)}"
+          f"  {max(h['rss_mib'] for _, h in runs):11.2f}  "
+          + (", ".join(f"{k}: {v}" for k, v in sorted(other.items())) or "-"))
+print("  target: webhooks/s >= 0.80x pgbench tps at every level; RSS during load <= 40 MiB")
+print("  ratios: " + "   ".join(f"{n}: {r:.2f}x {'ok' if r >= 0.8 else 'BELOW'}"
+                                for n, r in ratios.items()))
+peak = max(h["rss_mib"] for n in levels for _, h in results[n])
+print(f"  RSS: max {peak:.2f} MiB during load ({'ok' if peak <= 40 else 'ABOVE'}), "
+      f"VmHWM {hwm:.2f} MiB, idle before load {idle_rss:.2f} MiB")
+if rows is None:
+    print(f"  recorded: could not count event_log rows; {answered} answered 202")
+else:
+    print(f"  recorded: {rows} event_log rows for {answered} answers 202 "
+          f"({'ok' if rows >= answered else 'MISSING ' + str(answered - rows)})")
+if all(h["accepted"] == 0 for n in levels for _, h in results[n]):
+    print("  warning: no webhook was accepted (202): is the route there and the source created?")
+PY
+}
+
 case "$what" in
   startup) bench_startup "$@" ;;
   cli) bench_cli "$@" ;;
-  *) echo "usage: scripts/bench.sh startup|cli [RUNS]" >&2; exit 2 ;;
+  ingest) bench_ingest "$@" ;;
+  *) echo "usage: scripts/bench.sh startup|cli [RUNS] | ingest [SECONDS]" >&2; exit 2 ;;
 esac
