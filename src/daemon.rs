@@ -31,7 +31,7 @@ use crate::{
 
 const POOL_SIZE: usize = 16;
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Two recorders pipeline: one commits while the other gathers the next batch.
+/// Two recorder connections: one batch commits while the next one gathers.
 const RECORDER_THREADS: usize = 2;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 

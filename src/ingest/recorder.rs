@@ -1,17 +1,19 @@
-//! Group commit for webhook deliveries. Request threads hand their delivery to a small pool of
-//! recorder threads and wait; each recorder takes everything queued at that moment (up to
-//! `MAX_BATCH`) and writes it with one statement, so N concurrent senders cost one commit, not N.
-//! With a single sender it degrades to one commit per delivery, like a plain INSERT.
+//! Group commit for webhook deliveries, leader/follower style. A request thread queues its
+//! delivery; if a recorder connection is free it becomes the leader: it takes everything queued at
+//! that moment (up to `MAX_BATCH`), writes it with one statement (one commit) and hands each
+//! waiter its result. If more queued meanwhile, leadership and the connection pass to the oldest
+//! waiter, which writes the next batch. So with one sender the request thread writes its own
+//! delivery (no hand-off to another thread), and with many, N deliveries cost one commit and each
+//! waiter is woken exactly once.
 //! The recorder owns its connections (not the pool), so a burst of webhooks never starves the
-//! admin API, and a broken connection is replaced on the next batch.
+//! admin API, and a broken connection is replaced on its next batch.
 
 use std::{
     collections::HashSet,
     sync::{
-        mpsc::{self, Receiver, Sender, SyncSender},
-        Arc, Mutex,
+        mpsc::{self, SyncSender},
+        Arc, Mutex, MutexGuard,
     },
-    thread,
 };
 
 use crate::db::{
@@ -30,68 +32,104 @@ pub enum Recorded {
 }
 
 type Reply = Result<Recorded, String>;
+/// A recorder connection, opened lazily (`None` until first used or after a failure).
+type Conn = Option<(postgres::Client, postgres::Statement)>;
+
+/// What a waiting request thread is told.
+enum Msg {
+    Done(Reply),
+    /// Write the next batch (its own delivery is in it) on this connection.
+    Lead(Conn),
+}
 
 struct Job {
     delivery: Delivery,
-    reply: SyncSender<Reply>,
+    tell: SyncSender<Msg>,
+}
+
+struct State {
+    queue: Vec<Job>,
+    idle: Vec<Conn>,
+}
+
+struct Inner {
+    connector: Connector,
+    state: Mutex<State>,
 }
 
 /// Cheap to clone; `record` blocks the calling thread until its delivery is committed.
 #[derive(Clone)]
 pub struct Recorder {
-    jobs: Sender<Job>,
+    inner: Arc<Inner>,
 }
 
 impl Recorder {
-    pub fn start(connector: Connector, threads: usize) -> Recorder {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads.max(1) {
-            let (rx, connector) = (rx.clone(), connector.clone());
-            let spawned = thread::Builder::new()
-                .name(format!("recorder-{i}"))
-                .spawn(move || run(&rx, &connector));
-            if let Err(e) = spawned {
-                log::error!("cannot start a webhook recorder thread: {e}");
-            }
+    /// `connections`: how many batches may be in flight at once (each on its own connection).
+    pub fn start(connector: Connector, connections: usize) -> Recorder {
+        let idle = (0..connections.max(1)).map(|_| None).collect();
+        Recorder {
+            inner: Arc::new(Inner {
+                connector,
+                state: Mutex::new(State {
+                    queue: Vec::new(),
+                    idle,
+                }),
+            }),
         }
-        Recorder { jobs: tx }
     }
 
     /// `Err` (with the reason) when the delivery could not be committed: answer 503.
     pub fn record(&self, delivery: Delivery) -> Result<Recorded, String> {
-        let (reply, wait) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Job { delivery, reply })
-            .map_err(|_| "the webhook recorder has stopped".to_owned())?;
-        wait.recv()
-            .unwrap_or_else(|_| Err("the webhook recorder has stopped".into()))
+        // Room for two hand-offs (one per connection) and the result: sends never block.
+        let (tell, inbox) = mpsc::sync_channel(4);
+        let mut st = self.lock();
+        st.queue.push(Job { delivery, tell });
+        let free = st.idle.pop();
+        drop(st);
+        if let Some(conn) = free {
+            self.lead(conn);
+        }
+        loop {
+            match inbox.recv() {
+                Ok(Msg::Done(reply)) => return reply,
+                Ok(Msg::Lead(conn)) => self.lead(conn),
+                Err(_) => return Err("the webhook recorder lost this delivery's reply".into()),
+            }
+        }
     }
-}
 
-fn run(rx: &Mutex<Receiver<Job>>, connector: &Connector) {
-    let mut conn: Option<(postgres::Client, postgres::Statement)> = None;
-    loop {
-        let batch = {
-            let rx = match rx.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            let Ok(first) = rx.recv() else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+    /// Writes one batch, answers its waiters, then passes the connection on (or parks it).
+    fn lead(&self, mut conn: Conn) {
+        let mut st = self.lock();
+        let n = st.queue.len().min(MAX_BATCH);
+        let batch: Vec<Job> = st.queue.drain(..n).collect();
+        drop(st);
+        if !batch.is_empty() {
+            let outcome = write(&mut conn, &self.inner.connector, &batch);
+            if outcome.is_err() {
+                conn = None;
+            }
+            reply_all(batch, outcome);
+        }
+        let mut st = self.lock();
+        match st.queue.first() {
+            Some(next) => {
+                if let Err(
+                    mpsc::TrySendError::Full(Msg::Lead(c))
+                    | mpsc::TrySendError::Disconnected(Msg::Lead(c)),
+                ) = next.tell.try_send(Msg::Lead(conn))
+                {
+                    // Cannot happen (a queued waiter has an empty inbox); never lose the slot.
+                    st.idle.push(c);
                 }
             }
-            batch
-        };
-        let outcome = write(&mut conn, connector, &batch);
-        if outcome.is_err() {
-            conn = None;
+            None => st.idle.push(conn),
         }
-        reply_all(batch, outcome);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Only plain pushes, pops and drains happen under this lock: a poisoned one is usable.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -130,20 +168,21 @@ fn write(
 
 fn reply_all(batch: Vec<Job>, outcome: Result<Vec<Option<bool>>, DbError>) {
     match outcome {
-        Ok(results) => {
-            for (job, r) in batch.into_iter().zip(results) {
-                let _ = job.reply.send(Ok(if r == Some(true) {
+        Ok(fresh) => {
+            for (job, r) in batch.into_iter().zip(fresh) {
+                let reply = Ok(if r == Some(true) {
                     Recorded::Accepted
                 } else {
                     Recorded::Duplicate
-                }));
+                });
+                let _ = job.tell.try_send(Msg::Done(reply));
             }
         }
         Err(e) => {
             log::warn!("recording {} webhook(s) failed: {e}", batch.len());
             let msg = e.to_string();
             for job in batch {
-                let _ = job.reply.send(Err(msg.clone()));
+                let _ = job.tell.try_send(Msg::Done(Err(msg.clone())));
             }
         }
     }
