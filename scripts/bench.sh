@@ -5,6 +5,8 @@
 #                                      against `psql -c 'SELECT 1'` measured in the same run
 #   scripts/bench.sh cli [RUNS]       `kici-admin source list` round trip (process start to exit)
 #                                      against `curl` of the same admin route in the same run
+#   scripts/bench.sh reload [RUNS]    two daemons on one database: a source added (then disabled)
+#                                      through A's admin API until B accepts (then refuses) it
 #   scripts/bench.sh ingest [SECONDS] signed generic webhooks accepted (202, committed) per second
 #                                      at 1, 8 and 32 concurrent senders (examples/loadgen.rs),
 #                                      their p50/p99 latency and the daemon's max RSS under load,
@@ -120,7 +122,8 @@ start_bench_daemon() {
     KICI_BIND_ADDRESS=127.0.0.1 KICI_LOG_LEVEL=warn "$bin" orchestrator run >/dev/null 2>&1 &
   daemon_pid=$!
   daemon_url="http://127.0.0.1:$port"
-  trap 'kill $daemon_pid 2>/dev/null; pg_cluster_stop "$bindir" "$bench_dir/pg"; rm -rf "$bench_dir"' EXIT
+  all_daemon_pids="${all_daemon_pids:-} $daemon_pid"
+  trap 'kill $all_daemon_pids 2>/dev/null; pg_cluster_stop "$bindir" "$bench_dir/pg"; rm -rf "$bench_dir"' EXIT
   for _ in $(seq 200); do
     curl -sf "$daemon_url/ready" >/dev/null && return 0
     sleep 0.05
@@ -357,9 +360,55 @@ if all(h["accepted"] == 0 for n in levels for _, h in results[n]):
 PY
 }
 
+bench_reload() {
+  local runs=${1:-30} bin url_a url_b
+  bin=$(build_release)
+  start_bench_pg
+  bench_token=$(random_hex32)
+  start_bench_daemon "$bin"
+  url_a=$daemon_url
+  start_bench_daemon "$bin"
+  url_b=$daemon_url
+  python3 - "$url_a" "$url_b" "$bench_token" "$runs" <<'PY'
+import json, statistics, sys, time, urllib.request, urllib.error
+a, b, token, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def call(url, method, path, body=None, headers=None):
+    req = urllib.request.Request(url + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers=dict({"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, **(headers or {})))
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+def until(path, want, start):
+    while True:
+        status, _ = call(b, "POST", path, {}, {"X-Request-ID": f"r{time.perf_counter_ns()}"})
+        if status == want:
+            return (time.perf_counter() - start) * 1000
+        if time.perf_counter() - start > 10:
+            sys.exit(f"B still answers {status} for {path} after 10 s")
+add, disable = [], []
+for i in range(runs):
+    status, body = call(a, "POST", "/api/v1/admin/generic-sources", {"orgId": "reload", "name": f"s{i}", "verificationMethod": "none"})
+    t0 = time.perf_counter()
+    assert status == 201, body
+    source = json.loads(body)["source"]
+    add.append(until(f"/webhook/reload/generic/s{i}", 202, t0))
+    status, _ = call(a, "POST", f"/api/v1/admin/generic-sources/{source['id']}/disable", {})
+    t0 = time.perf_counter()
+    assert status == 200
+    disable.append(until(f"/webhook/reload/generic/s{i}", 404, t0))
+q = lambda xs, p: sorted(xs)[min(len(xs) - 1, int(p * len(xs)))]
+print(f"reload ({runs} runs; from A's admin answer to B's first matching webhook answer)")
+print(f"  source added on A, accepted by B     median {statistics.median(add):6.1f} ms  p95 {q(add, .95):6.1f} ms  max {max(add):6.1f} ms   target < 100 ms")
+print(f"  source disabled on A, 404 from B     median {statistics.median(disable):6.1f} ms  p95 {q(disable, .95):6.1f} ms  max {max(disable):6.1f} ms")
+PY
+}
+
 case "$what" in
   startup) bench_startup "$@" ;;
   cli) bench_cli "$@" ;;
   ingest) bench_ingest "$@" ;;
-  *) echo "usage: scripts/bench.sh startup|cli [RUNS] | ingest [SECONDS]" >&2; exit 2 ;;
+  reload) bench_reload "$@" ;;
+  *) echo "usage: scripts/bench.sh startup|cli|reload [RUNS] | ingest [SECONDS]" >&2; exit 2 ;;
 esac

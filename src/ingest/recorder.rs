@@ -39,7 +39,7 @@ type Conn = Option<(postgres::Client, postgres::Statement)>;
 enum Msg {
     Done(Reply),
     /// Write the next batch (its own delivery is in it) on this connection.
-    Lead(Conn),
+    Lead(Box<Conn>),
 }
 
 struct Job {
@@ -92,7 +92,7 @@ impl Recorder {
         loop {
             match inbox.recv() {
                 Ok(Msg::Done(reply)) => return reply,
-                Ok(Msg::Lead(conn)) => self.lead(conn),
+                Ok(Msg::Lead(conn)) => self.lead(*conn),
                 Err(_) => return Err("the webhook recorder lost this delivery's reply".into()),
             }
         }
@@ -117,10 +117,10 @@ impl Recorder {
                 if let Err(
                     mpsc::TrySendError::Full(Msg::Lead(c))
                     | mpsc::TrySendError::Disconnected(Msg::Lead(c)),
-                ) = next.tell.try_send(Msg::Lead(conn))
+                ) = next.tell.try_send(Msg::Lead(Box::new(conn)))
                 {
                     // Cannot happen (a queued waiter has an empty inbox); never lose the slot.
-                    st.idle.push(c);
+                    st.idle.push(*c);
                 }
             }
             None => st.idle.push(conn),
