@@ -252,3 +252,13 @@ fn ct_eq_cases() {
     assert!(!ct_eq(b"abc", b"abcd"));
     assert!(!ct_eq(b"", b"a"));
 }
+
+#[test]
+fn uuid_v7_is_time_ordered() {
+    let a = uuid_v7(1_700_000_000_000);
+    let b = uuid_v7(1_700_000_000_001);
+    assert!(a < b, "{a} < {b}");
+    assert_eq!(&a[..13], "018bcfe5-6800");
+    assert_eq!(&a[14..15], "7");
+    assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+}

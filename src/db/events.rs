@@ -10,6 +10,8 @@ use super::DbError;
 /// One accepted delivery, as stored.
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    /// The event_log row id: a time-ordered UUID (crypto::uuid_v7).
+    pub id: String,
     pub org_id: String,
     pub delivery_id: String,
     pub routing_key: Option<String>,
@@ -30,17 +32,17 @@ pub struct Delivery {
 const RECORD: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::bytea[], $10::int8[], $11::text[], $12::int4[])
-        AS t(org_id, delivery_id, routing_key, event, action, provider, repo, ref, payload, size, hash, ttl)
+                         $8::text[], $9::bytea[], $10::int8[], $11::text[], $12::int4[], $13::text[])
+        AS t(org_id, delivery_id, routing_key, event, action, provider, repo, ref, payload, size, hash, ttl, id)
 ), fresh AS (
     INSERT INTO dedup_cache (delivery_id, expires_at)
     SELECT delivery_id, now() + make_interval(secs => ttl) FROM input
     ON CONFLICT (delivery_id) DO NOTHING
     RETURNING delivery_id
 ), logged AS (
-    INSERT INTO event_log (org_id, delivery_id, routing_key, event, action, source, provider, repo_identifier, ref,
+    INSERT INTO event_log (id, org_id, delivery_id, routing_key, event, action, source, provider, repo_identifier, ref,
                            payload, payload_omitted, payload_omitted_reason, payload_size_bytes, payload_hash, status)
-    SELECT i.org_id, i.delivery_id, i.routing_key, i.event, i.action, 'direct', i.provider, i.repo, i.ref,
+    SELECT i.id::uuid, i.org_id, i.delivery_id, i.routing_key, i.event, i.action, 'direct', i.provider, i.repo, i.ref,
            i.payload, i.payload IS NULL, CASE WHEN i.payload IS NULL THEN 'size_exceeded' END, i.size, i.hash, 'received'
     FROM input i JOIN fresh f USING (delivery_id)
     ON CONFLICT (org_id, delivery_id) DO NOTHING
@@ -76,12 +78,13 @@ pub fn record(
     let size: Vec<i64> = batch.iter().map(|d| d.size).collect();
     let hash: Vec<&str> = batch.iter().map(|d| d.hash.as_str()).collect();
     let ttl: Vec<i32> = batch.iter().map(|d| d.dedup_ttl_secs).collect();
+    let row_ids: Vec<&str> = batch.iter().map(|d| d.id.as_str()).collect();
     let rows = client
         .query(
             stmt,
             &[
                 &org, &ids, &routing, &event, &action, &provider, &repo, &git_ref, &payload, &size,
-                &hash, &ttl,
+                &hash, &ttl, &row_ids,
             ],
         )
         .map_err(DbError::query("recording webhooks"))?;

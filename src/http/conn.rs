@@ -4,11 +4,11 @@
 use std::{
     io::{self, Read},
     net::TcpStream,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use super::parse;
-use super::server::{Limits, ShutdownHandle, TICK};
+use super::server::{Limits, ShutdownHandle};
 
 /// Why reading stopped.
 pub(super) enum ReadEnd {
@@ -65,14 +65,9 @@ impl Conn {
                     ReadEnd::Timeout
                 });
             }
-            let wait = if idle {
-                (deadline - now).min(TICK)
-            } else {
-                deadline - now
-            };
-            self.stream
-                .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-                .map_err(ReadEnd::Io)?;
+            // The socket's read timeout is a fixed TICK (set once per connection in server.rs):
+            // a read returns at least every TICK, the deadline is checked here, and no
+            // setsockopt is needed per read. Deadlines are therefore kept to within one TICK.
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(ReadEnd::Quiet),
                 Ok(n) => {

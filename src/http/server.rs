@@ -13,7 +13,7 @@ use std::{
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     thread,
@@ -201,6 +201,9 @@ fn serve(stream: TcpStream, limits: &Limits, stop: &ShutdownHandle, handler: &dy
     };
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    if stream.set_read_timeout(Some(TICK)).is_err() {
+        return;
+    }
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
@@ -337,8 +340,29 @@ fn request_id(head: &Head) -> String {
         {
             id.to_owned()
         }
-        _ => crate::crypto::random_uuid(),
+        _ => generated_request_id(),
     }
+}
+
+/// A UUID-shaped id unique to this process: a random 64-bit prefix drawn once plus a counter.
+/// Request ids only need to be unique, not unpredictable, so no syscall per request.
+fn generated_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        prefix >> 32,
+        (prefix >> 16) & 0xffff,
+        prefix & 0xfff,
+        0x8000 | ((n >> 48) & 0x3fff),
+        n & 0xffff_ffff_ffff
+    )
 }
 
 fn read_failed(conn: &mut Conn, end: ReadEnd) -> Result<bool, ()> {
@@ -381,7 +405,7 @@ fn reply_error(
 ) -> Result<bool, ()> {
     let id = request_id
         .map(str::to_owned)
-        .unwrap_or_else(crate::crypto::random_uuid);
+        .unwrap_or_else(generated_request_id);
     let _ = write_response(
         &mut conn.stream,
         Response::error(status, msg),
@@ -421,9 +445,25 @@ fn write_response(
     stream.flush()
 }
 
+/// The `Date` header value, formatted at most once per second per thread.
 fn http_date() -> String {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = jiff::Timestamp::now();
+    let second = now.as_second() as u64;
+    CACHED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != second {
+            *c = (second, format_http_date(now));
+        }
+        c.1.clone()
+    })
+}
+
+fn format_http_date(now: jiff::Timestamp) -> String {
     jiff::fmt::rfc2822::DateTimePrinter::new()
-        .timestamp_to_rfc9110_string(&jiff::Timestamp::now())
+        .timestamp_to_rfc9110_string(&now)
         .unwrap_or_default()
 }
 

@@ -114,12 +114,15 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
         source.idempotency_key_header.as_deref(),
         source.idempotency_key_path.as_deref(),
     );
-    let delivery_id = extract::delivery_id(
-        &source.routing_key,
-        key.as_deref(),
-        &req.headers,
-        &crypto::random_uuid(),
-    );
+    // A fresh UUID only when neither an idempotency key nor an X-Request-ID names the delivery.
+    let needs_fallback = key.is_none() && req.header("x-request-id").is_none_or(str::is_empty);
+    let fallback = if needs_fallback {
+        crypto::random_uuid()
+    } else {
+        String::new()
+    };
+    let delivery_id =
+        extract::delivery_id(&source.routing_key, key.as_deref(), &req.headers, &fallback);
     // A keyed delivery stays deduplicated for its source's window when that is longer than 24 h.
     let ttl = if key.is_some() {
         DEDUP_SECS.max(source.dedup_window_seconds)
@@ -127,6 +130,7 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
         DEDUP_SECS
     };
     let delivery = Delivery {
+        id: crypto::uuid_v7(jiff::Timestamp::now().as_millisecond() as u64),
         org_id: org.to_owned(),
         delivery_id: delivery_id.clone(),
         routing_key: Some(source.routing_key.clone()),
@@ -190,6 +194,7 @@ pub fn github(app: &App, req: &Request, org: &str) -> Response {
     let payload: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let delivery = Delivery {
+        id: crypto::uuid_v7(jiff::Timestamp::now().as_millisecond() as u64),
         org_id: org.to_owned(),
         delivery_id: delivery_id.clone(),
         routing_key: Some(routing_key),
