@@ -4,23 +4,10 @@
 
 mod support;
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use kici_orchestrator::db::Connector;
-use support::pg::PgCluster;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::{fake_github::openssl, pg::PgCluster};
 
 /// A CA, a server certificate for 127.0.0.1/localhost signed by it, and an unrelated CA.
 fn make_pki(dir: &Path) {

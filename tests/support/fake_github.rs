@@ -200,6 +200,20 @@ fn now_unix() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// Runs the `openssl` CLI in `dir`; panics with its stderr when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An RSA App key pair made by the `openssl` CLI: (private key PEM in PKCS#1, GitHub's download
 /// format; public key as PKCS#1 RSAPublicKey DER, what ring verifies with).
 pub fn rsa_key_pair() -> (String, Vec<u8>) {
@@ -210,18 +224,7 @@ pub fn rsa_key_pair() -> (String, Vec<u8>) {
         NEXT.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).expect("temp dir for the key pair");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .expect("openssl is installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| openssl(&dir, args);
     // OpenSSL 3 writes PKCS#8 unless told -traditional.
     openssl(&["genrsa", "-traditional", "-out", "app.pem", "2048"]);
     openssl(&[
