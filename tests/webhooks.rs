@@ -513,3 +513,50 @@ fn expired_dedup_entries_are_removed() {
     );
     assert_eq!(pg.psql(&url, "SELECT delivery_id FROM dedup_cache"), "new");
 }
+
+#[test]
+fn a_batch_records_new_deliveries_once_and_reports_duplicates() {
+    use kici_orchestrator::db::events::{self, Delivery};
+    let (_d, pg, url) = daemon(&[]);
+    let d = |id: &str| Delivery {
+        id: kici_orchestrator::crypto::uuid_v7(1_700_000_000_000),
+        org_id: "o".into(),
+        delivery_id: id.into(),
+        routing_key: Some("generic:o:x".into()),
+        event: Some("push".into()),
+        action: None,
+        provider: Some("generic".into()),
+        repo: None,
+        git_ref: None,
+        payload: if id == "big" {
+            None
+        } else {
+            Some(b"{}".to_vec())
+        },
+        size: 2,
+        hash: "h".into(),
+        dedup_ttl_secs: 60,
+    };
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let stmts = events::prepare_record(&mut c).unwrap();
+    let (a, b, big) = (d("a"), d("b"), d("big"));
+    assert_eq!(
+        events::record(&mut c, &stmts, &[&a]).unwrap(),
+        [true],
+        "the one-delivery statement"
+    );
+    assert_eq!(
+        events::record(&mut c, &stmts, &[&a, &b, &big]).unwrap(),
+        [false, true, true],
+        "the batch statement"
+    );
+    assert_eq!(events::record(&mut c, &stmts, &[&b]).unwrap(), [false]);
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT delivery_id, payload_omitted FROM event_log ORDER BY delivery_id"
+        ),
+        "a|f\nb|f\nbig|t"
+    );
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM dedup_cache"), "3");
+}

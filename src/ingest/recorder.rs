@@ -33,7 +33,7 @@ pub enum Recorded {
 
 type Reply = Result<Recorded, String>;
 /// A recorder connection, opened lazily (`None` until first used or after a failure).
-type Conn = Option<(postgres::Client, postgres::Statement)>;
+type Conn = Option<(postgres::Client, events::RecordStatements)>;
 
 /// What a waiting request thread is told.
 enum Msg {
@@ -135,7 +135,7 @@ impl Recorder {
 
 /// Per job: `Some(new?)` for those sent to the database, `None` for in-batch repeats.
 fn write(
-    conn: &mut Option<(postgres::Client, postgres::Statement)>,
+    conn: &mut Conn,
     connector: &Connector,
     batch: &[Job],
 ) -> Result<Vec<Option<bool>>, DbError> {
