@@ -116,7 +116,7 @@ CREATE TABLE event_log (
     archive_object_key     text NULL,
     UNIQUE (org_id, delivery_id)
 );
-CREATE INDEX event_log_org_received_idx ON event_log (org_id, received_at DESC);
+-- (org_id, received_at) index: added with the event-log listing that needs it.
 
 -- Hot reload: every write to a source table tells every orchestrator instance which routing key
 -- changed (spec-admin.md §10.2). Secret-only changes also touch sources.updated_at, so no trigger
