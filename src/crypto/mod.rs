@@ -330,7 +330,12 @@ pub fn generate_token() -> String {
 /// `hex(SHA-256(utf8(token)))`, lowercase: the `token_hash` column. Unsalted on purpose: the
 /// token is 256 random bits, and the hash must be a lookup key.
 pub fn hash_token(token: &str) -> String {
-    HEXLOWER.encode(&Sha256::digest(token.as_bytes()))
+    sha256_hex(token.as_bytes())
+}
+
+/// Lowercase hex SHA-256 (token hashes, migration checksums, webhook payload hashes).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    HEXLOWER.encode(&Sha256::digest(bytes))
 }
 
 /// Constant-time equality for secrets (tokens, signatures). A length mismatch returns false at

@@ -98,10 +98,6 @@ impl Connector {
         c.config.application_name(name);
         c
     }
-
-    pub fn display_url(&self) -> &str {
-        &self.display
-    }
 }
 
 fn tls_connector(

@@ -5,7 +5,7 @@
 use postgres::{types::ToSql, Client};
 use serde_json::Value;
 
-use super::{secrets, tokens::ISO, DbError};
+use super::{secrets, DbError, ISO};
 use crate::crypto::SecretBox;
 
 /// The `scoped_secrets` key of a generic source's verification secret.

@@ -21,8 +21,7 @@ pub struct Migration {
 pub static MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 pub fn checksum(sql: &str) -> String {
-    use sha2::{Digest, Sha256};
-    crate::crypto::hex(&Sha256::digest(sql.as_bytes()))
+    crate::crypto::sha256_hex(sql.as_bytes())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,9 +106,10 @@ fn recorded(client: &mut Client) -> Result<Vec<(String, String, String)>, DbErro
     }
     let rows = client
         .query(
-            "SELECT name, checksum,
-                    to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
-             FROM schema_migrations ORDER BY name",
+            &format!(
+                "SELECT name, checksum, to_char(applied_at AT TIME ZONE 'UTC', {}) FROM schema_migrations ORDER BY name",
+                super::ISO
+            ),
             &[],
         )
         .map_err(DbError::query("reading schema_migrations"))?;

@@ -21,6 +21,9 @@ use std::fmt;
 pub const MIGRATION_LOCK_KEY: i64 = 543_210_001;
 pub const BOOTSTRAP_LOCK_KEY: i64 = 543_210_002;
 
+/// `to_char` pattern for every timestamp we show: ISO-8601 UTC with milliseconds.
+pub const ISO: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
+
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DbError {

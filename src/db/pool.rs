@@ -47,10 +47,6 @@ impl Pool {
         }
     }
 
-    pub fn connector(&self) -> &Connector {
-        &self.inner.connector
-    }
-
     /// A connection, waiting up to the acquire timeout for one to be free.
     pub fn get(&self) -> Result<PooledClient, DbError> {
         let deadline = Instant::now() + self.inner.acquire_timeout;

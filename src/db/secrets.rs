@@ -62,15 +62,6 @@ pub fn get(
         .map_err(|_| DbError::Refused(format!("secret {scope}:{key} is not UTF-8")))
 }
 
-pub fn exists(c: &mut impl GenericClient, scope: &str, key: &str) -> Result<bool, DbError> {
-    c.query_one(
-        "SELECT EXISTS (SELECT 1 FROM scoped_secrets WHERE org_id = $1 AND scope = $2 AND key = $3)",
-        &[&SYSTEM_ORG, &scope, &key],
-    )
-    .map(|r| r.get(0))
-    .map_err(DbError::query("checking a secret"))
-}
-
 pub fn delete_scope(c: &mut impl GenericClient, scope: &str) -> Result<(), DbError> {
     c.execute(
         "DELETE FROM scoped_secrets WHERE org_id = $1 AND scope = $2",

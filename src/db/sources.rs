@@ -4,7 +4,7 @@
 use postgres::Client;
 use serde_json::Value;
 
-use super::{secrets, tokens::ISO, DbError};
+use super::{secrets, DbError, ISO};
 use crate::crypto::SecretBox;
 
 pub const PRIVATE_KEY: &str = "privateKey";

@@ -2,7 +2,7 @@
 
 use postgres::Client;
 
-use super::{DbError, BOOTSTRAP_LOCK_KEY};
+use super::{DbError, BOOTSTRAP_LOCK_KEY, ISO};
 use crate::crypto;
 
 /// What `ensure_bootstrap_token` did at start-up (spec-admin.md §5.2).
@@ -86,9 +86,6 @@ fn map_unique(context: &'static str) -> impl FnOnce(postgres::Error) -> DbError 
         }
     }
 }
-
-/// `to_char` pattern for every timestamp the API shows: ISO-8601 UTC with milliseconds.
-pub const ISO: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'";
 
 /// The token row a valid `Authorization: Bearer` maps to; `last_used_at` is bumped in the same
 /// statement. `None` for unknown, revoked or expired tokens.

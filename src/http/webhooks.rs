@@ -11,7 +11,6 @@
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::{routes::App, Request, Response};
 use crate::{
@@ -36,10 +35,6 @@ fn rejected(status: u16, reason: &str) -> Response {
 fn unavailable(e: &str) -> Response {
     log::warn!("webhook not recorded, answering 503: {e}");
     rejected(503, "Storage unavailable, retry later").with_header("Retry-After", "5")
-}
-
-fn sha256_hex(body: &[u8]) -> String {
-    crypto::hex(&Sha256::digest(body))
 }
 
 /// The stored payload, or `None` (omitted) when larger than KICI_EVENT_LOG_MAX_PAYLOAD_BYTES.
@@ -144,22 +139,10 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
         git_ref: None,
         payload: kept_payload(app, &req.body),
         size: req.body.len() as i64,
-        hash: sha256_hex(&req.body),
+        hash: crypto::sha256_hex(&req.body),
         dedup_ttl_secs: ttl,
     };
-    match app.recorder.record(delivery) {
-        Ok(Recorded::Accepted) => {
-            Response::json(202, &json!({ "accepted": true, "deliveryId": delivery_id }))
-        }
-        Ok(Recorded::Duplicate) if key.is_some() => {
-            Response::json(200, &json!({ "accepted": true, "duplicate": true }))
-        }
-        Ok(Recorded::Duplicate) => Response::json(
-            200,
-            &json!({ "accepted": true, "deliveryId": delivery_id, "duplicate": true }),
-        ),
-        Err(e) => unavailable(&e),
-    }
+    answer(app, delivery, key.is_some())
 }
 
 /// GitHub App webhooks posted straight to us (spec-admin.md §9.6, PROPOSED): the reference
@@ -205,16 +188,26 @@ pub fn github(app: &App, req: &Request, org: &str) -> Response {
         git_ref: text(payload.get("ref")),
         payload: kept_payload(app, &req.body),
         size: req.body.len() as i64,
-        hash: sha256_hex(&req.body),
+        hash: crypto::sha256_hex(&req.body),
         dedup_ttl_secs: DEDUP_SECS,
     };
+    answer(app, delivery, false)
+}
+
+/// Records the delivery and answers: 202 when new, 200 duplicate (without the delivery id when
+/// an idempotency key made it one, spec-admin.md §9.1 step 6), 503 when it could not be stored.
+fn answer(app: &App, delivery: Delivery, keyed: bool) -> Response {
+    let id = delivery.delivery_id.clone();
     match app.recorder.record(delivery) {
         Ok(Recorded::Accepted) => {
-            Response::json(202, &json!({ "accepted": true, "deliveryId": delivery_id }))
+            Response::json(202, &json!({ "accepted": true, "deliveryId": id }))
+        }
+        Ok(Recorded::Duplicate) if keyed => {
+            Response::json(200, &json!({ "accepted": true, "duplicate": true }))
         }
         Ok(Recorded::Duplicate) => Response::json(
             200,
-            &json!({ "accepted": true, "deliveryId": delivery_id, "duplicate": true }),
+            &json!({ "accepted": true, "deliveryId": id, "duplicate": true }),
         ),
         Err(e) => unavailable(&e),
     }
