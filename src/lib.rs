@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod logging;
 pub mod rbac;
 pub mod sources;
+pub mod storage;
 
 use std::fmt;
 

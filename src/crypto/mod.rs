@@ -64,6 +64,12 @@ impl SecretKey {
         SecretKey(key)
     }
 
+    /// A subkey for one purpose: HMAC-SHA256(key, label). Distinct labels give independent keys,
+    /// and none reveals the secret key.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.0, label)
+    }
+
     /// 64 lowercase hex characters: the form the wizard prints and `parse` reads back.
     pub fn to_hex(&self) -> String {
         HEXLOWER.encode(&self.0)
