@@ -16,7 +16,7 @@ use std::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::{
-    config::Config,
+    config::{default_blob_base_url, Config},
     crypto::SecretBox,
     db::{self, migrate, tokens::Bootstrap, Connector, Pool},
     github::api::GitHubApi,
@@ -26,6 +26,7 @@ use crate::{
     },
     ingest::Recorder,
     sources::{listen, ratelimit::RateLimiter, registry::SourceRegistry},
+    storage::{Backend, OpenParams, Storage},
     Error,
 };
 
@@ -82,6 +83,7 @@ pub fn run() -> Result<(), Error> {
         config.base_path,
         started.elapsed().as_millis()
     );
+    let storage = open_storage(&config, server.local_addr().port())?;
     watch_signals(server.shutdown_handle())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
@@ -94,6 +96,7 @@ pub fn run() -> Result<(), Error> {
         registry,
         limiter: RateLimiter::new(),
         recorder,
+        storage,
     });
     housekeeping(app.clone(), stop.clone());
     server.run(app);
@@ -102,6 +105,40 @@ pub fn run() -> Result<(), Error> {
     pool.close_idle();
     log::info!("Shut down cleanly");
     Ok(())
+}
+
+/// The configured object storage, or `None` (caches off, said once). A filesystem folder is
+/// created if missing and must be writable; S3 needs credentials.
+fn open_storage(config: &Config, port: u16) -> Result<Option<Arc<Storage>>, Error> {
+    let Some(cfg) = &config.storage else {
+        log::info!(
+            "No object storage configured (KICI_STORAGE_TYPE unset): caches are off, agents clone \
+             and install dependencies on every job"
+        );
+        return Ok(None);
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let params = OpenParams {
+        ttl_days: config.cache_ttl_days,
+        secret_key: Some(&config.secret_key),
+        secret_key_old: config.secret_key_old.as_ref(),
+        default_base_url: default_blob_base_url(port, &config.base_path),
+        env: &env,
+    };
+    let storage = Storage::open(cfg, &params).map_err(Error::Config)?;
+    if let Backend::Fs(f) = storage.backend() {
+        f.prepare().map_err(|e| {
+            Error::Startup(format!(
+                "{e} (KICI_STORAGE_FS_PATH must be a folder the orchestrator's user can write)"
+            ))
+        })?;
+    }
+    log::info!(
+        "{} (cache TTL {} days)",
+        storage.describe(),
+        config.cache_ttl_days
+    );
+    Ok(Some(Arc::new(storage)))
 }
 
 /// Auto-migrate, or with `KICI_AUTO_MIGRATE=false` refuse to start on a schema that is behind.

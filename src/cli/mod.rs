@@ -15,6 +15,7 @@ pub mod source;
 pub mod source_generic;
 mod source_generic_body;
 pub mod source_output;
+pub mod storage;
 pub mod token;
 
 use argh::FromArgs;
@@ -53,6 +54,7 @@ pub enum Command {
     Source(source::SourceCmd),
     Token(token::TokenCmd),
     Db(db::DbCmd),
+    Storage(storage::StorageCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -142,6 +144,7 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::Source(cmd)) => source::run(cmd, &globals),
         Some(Command::Token(cmd)) => token::run(cmd, &globals),
         Some(Command::Db(cmd)) => db::run(cmd, &globals),
+        Some(Command::Storage(cmd)) => storage::run(cmd, &globals),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::db::url::keyword_pairs;
 pub use crate::db::url::redact_database_url;
 
 mod storage;
+pub use storage::{default_blob_base_url, StorageOnly};
 mod vars;
 pub use vars::is_known_var;
 use vars::{suggest, IGNORED_PREFIXES, IGNORED_SUFFIX};
@@ -268,13 +269,7 @@ impl Loader {
         ];
         let log_level = self.choice("KICI_LOG_LEVEL", &levels, LevelFilter::Info);
         let storage = self.storage();
-        let ttl_rule = "must be a whole number of days, at least 30";
-        let cache_ttl_days = self.number("KICI_CACHE_TTL_DAYS", 30u32, ttl_rule);
-        if cache_ttl_days < 30 {
-            let got = self.get("KICI_CACHE_TTL_DAYS").unwrap_or_default();
-            let message = format!("must be at least 30 (days), got {got:?}");
-            self.problem("KICI_CACHE_TTL_DAYS", message);
-        }
+        let cache_ttl_days = self.cache_ttl_days();
         let max_payload = self.max_payload();
         let webhook_public_url = self.url("KICI_WEBHOOK_PUBLIC_URL", &["http://", "https://"]);
         let github_api_url = self

@@ -160,7 +160,7 @@ fn each_rule_reports_its_own_message() {
         (fs.to_vec(), "KICI_STORAGE_FS_PATH: is required when KICI_STORAGE_TYPE is filesystem".into()),
         ([&fs[..], &[("KICI_STORAGE_FS_PATH", "rel/dir")]].concat(), r#"KICI_STORAGE_FS_PATH: must be an absolute path, got "rel/dir""#.into()),
         ([&fs[..], &[("KICI_STORAGE_FS_PATH", "/d"), ("KICI_STORAGE_FS_BASE_URL", "x")]].concat(), r#"KICI_STORAGE_FS_BASE_URL: must be a URL starting with http:// or https://, got "x""#.into()),
-        (vec![("KICI_CACHE_TTL_DAYS", "7")], r#"KICI_CACHE_TTL_DAYS: must be at least 30 (days), got "7""#.into()),
+        (vec![("KICI_CACHE_TTL_DAYS", "7")], format!(r#"KICI_CACHE_TTL_DAYS: must be at least 30 (days), got "7": {}"#, crate::storage::lifecycle::TTL_REASON)),
         (vec![("KICI_CACHE_TTL_DAYS", "a month")], r#"KICI_CACHE_TTL_DAYS: must be a whole number of days, at least 30, got "a month""#.into()),
         (vec![("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "0")], r#"KICI_EVENT_LOG_MAX_PAYLOAD_BYTES: must be a whole number of bytes greater than 0, got "0""#.into()),
         (vec![("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "5MB")], r#"KICI_EVENT_LOG_MAX_PAYLOAD_BYTES: must be a whole number of bytes greater than 0, got "5MB""#.into()),

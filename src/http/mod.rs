@@ -2,6 +2,7 @@
 //! health.rs). Request and Response are plain data so handlers are testable without sockets.
 
 pub mod admin;
+mod blob;
 mod conn;
 pub mod health;
 pub mod parse;
@@ -9,7 +10,7 @@ pub mod routes;
 pub mod server;
 pub mod webhooks;
 
-use std::{net::SocketAddr, time::Instant};
+use std::{fs::File, net::SocketAddr, sync::Arc, time::Instant};
 
 use serde::Serialize;
 
@@ -45,6 +46,19 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Sent instead of `body` when set: an open file and its length (blob downloads).
+    pub file: Option<FileBody>,
+}
+
+/// A file streamed as a response body. Holding the open file (not its path) means a concurrent
+/// atomic replace cannot change what is sent mid-way.
+#[derive(Debug, Clone)]
+pub struct FileBody(pub Arc<File>, pub u64);
+
+impl PartialEq for FileBody {
+    fn eq(&self, other: &FileBody) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) && self.1 == other.1
+    }
 }
 
 impl Response {
@@ -54,6 +68,7 @@ impl Response {
                 status,
                 headers: vec![("Content-Type".into(), "application/json".into())],
                 body,
+                file: None,
             },
             Err(e) => {
                 log::error!("serialising a response failed: {e}");
@@ -65,6 +80,16 @@ impl Response {
     /// `{"error": "<message>"}`, the shape of every error this server sends.
     pub fn error(status: u16, message: &str) -> Response {
         Response::json(status, &serde_json::json!({ "error": message }))
+    }
+
+    /// 200 with `file` as an `application/octet-stream` body.
+    pub fn file(file: File, len: u64) -> Response {
+        Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+            body: Vec::new(),
+            file: Some(FileBody(Arc::new(file), len)),
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Response {

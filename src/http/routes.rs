@@ -2,7 +2,9 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::{admin, health, parse::percent_decode, server::Handler, webhooks, Request, Response};
+use super::{
+    admin, blob, health, parse::percent_decode, server::Handler, webhooks, Request, Response,
+};
 use crate::{
     config::{Config, Mode},
     crypto::SecretBox,
@@ -13,6 +15,7 @@ use crate::{
         ratelimit::RateLimiter,
         registry::{Kind, SourceRegistry},
     },
+    storage::{blob_token::ROUTE_PREFIX as BLOB_PREFIX, fs::FsStore, Backend, Storage},
 };
 
 /// Shared by every connection thread.
@@ -30,6 +33,8 @@ pub struct App {
     pub limiter: RateLimiter,
     /// Group-commits accepted webhooks.
     pub recorder: Recorder,
+    /// Caches and logs; `None` when no storage is configured (caches off).
+    pub storage: Option<Arc<Storage>>,
 }
 
 const ADMIN_PREFIX: &str = "/api/v1/admin";
@@ -44,6 +49,14 @@ impl App {
             .with_retry(|c| self.registry.refresh(c, &self.secrets, &keys))
         {
             log::warn!("refreshing source {routing_key} locally failed ({e}); the LISTEN thread will catch up");
+        }
+    }
+
+    /// The filesystem store behind the signed blob routes, when that is the backend.
+    fn blob_store(&self) -> Option<&FsStore> {
+        match self.storage.as_deref().map(Storage::backend) {
+            Some(Backend::Fs(f)) => Some(f),
+            _ => None,
         }
     }
 
@@ -74,7 +87,30 @@ impl Handler for App {
                 admin::handle(self, req, &p[ADMIN_PREFIX.len()..])
             }
             p if p.starts_with("/webhook/") => self.webhook(req, p),
-            _ => Response::error(404, "Not found"),
+            p => match (p.strip_prefix(BLOB_PREFIX), self.blob_store()) {
+                (Some(rest), Some(store)) if matches!(method, "GET" | "HEAD") => {
+                    blob::get(store, req, rest)
+                }
+                (Some(_), Some(_)) => Response::error(405, "Method not allowed")
+                    .with_header("Allow", "GET, HEAD, PUT"),
+                _ => Response::error(404, "Not found"),
+            },
+        }
+    }
+
+    fn streams_body(&self, method: &str, path: &str) -> Option<u64> {
+        let path = self.local_path(path)?;
+        (method == "PUT" && path.starts_with(BLOB_PREFIX) && self.blob_store().is_some())
+            .then_some(blob::MAX_UPLOAD_BYTES)
+    }
+
+    fn handle_stream(&self, req: &Request, body: &mut dyn std::io::Read) -> Response {
+        let rest = self
+            .local_path(&req.path)
+            .and_then(|p| p.strip_prefix(BLOB_PREFIX));
+        match (rest, self.blob_store()) {
+            (Some(rest), Some(store)) => blob::put(store, req, rest, body),
+            _ => self.handle(req),
         }
     }
 }

@@ -55,6 +55,17 @@ impl Default for Limits {
 /// What a route does with a request. Called on the connection's own thread.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &Request) -> Response;
+
+    /// `Some(limit)` for requests whose body the handler reads itself as a stream (large blob
+    /// uploads) instead of the server buffering it up to `max_body_bytes`.
+    fn streams_body(&self, _method: &str, _path: &str) -> Option<u64> {
+        None
+    }
+
+    /// Handles a request announced by `streams_body`; `req.body` is empty, `body` yields it.
+    fn handle_stream(&self, req: &Request, _body: &mut dyn io::Read) -> Response {
+        self.handle(req)
+    }
 }
 
 /// How often a waiting connection looks at the shutdown flag.
@@ -257,7 +268,17 @@ fn serve_one(
         Err(e) => return reply_head_error(conn, e),
     };
     let request_id = request_id(&head);
-    if let BodyKind::Length(n) = kind {
+    let target_path = head.target.split('?').next().unwrap_or_default();
+    let stream_limit = handler.streams_body(&head.method, target_path);
+    if let (Some(limit), BodyKind::Length(n)) = (stream_limit, kind) {
+        if n > limit {
+            let msg = format!("Request body too large (limit {limit} bytes)");
+            return reply_error(conn, 413, &msg, Some(&request_id));
+        }
+    } else if stream_limit.is_some() && kind == BodyKind::Chunked {
+        let msg = "Length required: send Content-Length with this upload";
+        return reply_error(conn, 411, msg, Some(&request_id));
+    } else if let BodyKind::Length(n) = kind {
         if n > limits.max_body_bytes {
             return reply_error(
                 conn,
@@ -276,6 +297,7 @@ fn serve_one(
         return Err(());
     }
     let body = match kind {
+        _ if stream_limit.is_some() => Vec::new(),
         BodyKind::None => Vec::new(),
         BodyKind::Length(n) => match conn.take(n as usize, deadline, stop) {
             Ok(b) => b,
@@ -287,7 +309,7 @@ fn serve_one(
             Err(end) => return read_failed(conn, end),
         },
     };
-    let keep_alive = head.keep_alive() && !stop.is_shutdown();
+    let mut keep_alive = head.keep_alive() && !stop.is_shutdown();
     let (path, query) = match head.target.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (head.target.clone(), None),
@@ -302,9 +324,31 @@ fn serve_one(
         request_id,
         received_at: started,
     };
-    let response = match catch_unwind(AssertUnwindSafe(|| handler.handle(&req))) {
-        Ok(r) => r,
+    let streamed_len = match kind {
+        BodyKind::Length(n) => n,
+        _ => 0,
+    };
+    let handled = catch_unwind(AssertUnwindSafe(|| match stream_limit {
+        Some(_) => {
+            let mut reader = BodyReader {
+                conn: &mut *conn,
+                remaining: streamed_len,
+                timeout: limits.request_timeout,
+                stop,
+            };
+            let response = handler.handle_stream(&req, &mut reader);
+            (response, reader.remaining)
+        }
+        None => (handler.handle(&req), 0),
+    }));
+    let response = match handled {
+        Ok((r, unread)) => {
+            // A body the handler left unread makes the connection unusable for a next request.
+            keep_alive &= unread == 0;
+            r
+        }
         Err(_) => {
+            keep_alive = false;
             log::error!(
                 "handler panicked on {} {} (request {})",
                 req.method,
@@ -423,6 +467,7 @@ fn write_response(
     head_only: bool,
     keep_alive: bool,
 ) -> io::Result<()> {
+    let body_len = resp.file.as_ref().map_or(resp.body.len() as u64, |f| f.1);
     let mut out = Vec::with_capacity(256 + resp.body.len());
     write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))?;
     write!(out, "Date: {}\r\n", http_date())?;
@@ -431,8 +476,7 @@ fn write_response(
     }
     write!(
         out,
-        "X-Request-ID: {request_id}\r\nContent-Length: {}\r\n",
-        resp.body.len()
+        "X-Request-ID: {request_id}\r\nContent-Length: {body_len}\r\n"
     )?;
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -442,7 +486,56 @@ fn write_response(
         out.extend_from_slice(&resp.body);
     }
     stream.write_all(&out)?;
+    if let (Some(super::FileBody(file, len)), false) = (&resp.file, head_only) {
+        let copied = io::copy(&mut io::Read::take(file.as_ref(), *len), stream)?;
+        if copied < *len {
+            // The file shrank under us: the promised length cannot be kept, so end the connection.
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than announced",
+            ));
+        }
+    }
     stream.flush()
+}
+
+/// A request body read on demand from the connection: at most `remaining` bytes, each read
+/// within `timeout` of the previous one (a stalled upload ends, a slow but moving one does not).
+struct BodyReader<'a> {
+    conn: &'a mut Conn,
+    remaining: u64,
+    timeout: Duration,
+    stop: &'a ShutdownHandle,
+}
+
+impl io::Read for BodyReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        if self.conn.buffered().is_empty() {
+            let deadline = Instant::now() + self.timeout;
+            self.conn
+                .fill(deadline, false, self.stop)
+                .map_err(|end| match end {
+                    ReadEnd::Io(e) => e,
+                    ReadEnd::Timeout => io::Error::new(io::ErrorKind::TimedOut, "upload stalled"),
+                    ReadEnd::Quiet => {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "client went away")
+                    }
+                })?;
+        }
+        let n = self
+            .conn
+            .buffered()
+            .len()
+            .min(out.len())
+            .min(self.remaining as usize);
+        out[..n].copy_from_slice(&self.conn.buffered()[..n]);
+        self.conn.consume(n);
+        self.remaining -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The `Date` header value, formatted at most once per second per thread.
@@ -482,6 +575,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         429 => "Too Many Requests",

@@ -252,20 +252,13 @@ fn probe_s3(
     let agent = s3::agent();
     let body = format!("kici storage check {}", Timestamp::now());
     let started = Instant::now();
-    let step =
-        |verb: Verb, payload: &[u8]| -> Result<(Answer, Timestamp, Timestamp), StorageError> {
-            let now = Timestamp::now();
-            let url = signer
-                .sign(verb, &bucket, Some(&key), &[], &[], PROBE_LIFETIME, now)
-                .map_err(StorageError::Invalid)?
-                .to_string();
-            let answer = s3::send(&agent, verb, &url, &[], payload)?;
-            if !(200..300).contains(&answer.status) {
-                return Err(answer.refused(&verb.as_str().to_ascii_lowercase(), &url));
-            }
-            Ok((answer, now, Timestamp::now()))
-        };
+    let step = |verb: Verb, payload: &[u8]| {
+        // HEAD addresses the bucket itself: some stores create a missing bucket on PUT.
+        let object = (verb != Verb::Head).then_some(key.as_str());
+        probe_step(&agent, signer, &bucket, object, verb, payload)
+    };
     let result = (|| {
+        step(Verb::Head, &[])?;
         let (put, sent, received) = step(Verb::Put, body.as_bytes())?;
         let skew = skew_seconds(put.header("date"), sent, received);
         let (got, _, _) = step(Verb::Get, &[])?;
@@ -297,6 +290,38 @@ fn probe_s3(
         Err(e) => line.detail = advice(&e, &ctx),
     }
     line
+}
+
+/// One signed request of a probe; a non-2xx answer is an error naming the operation.
+fn probe_step(
+    agent: &ureq::Agent,
+    signer: &Presigner,
+    bucket: &str,
+    key: Option<&str>,
+    verb: Verb,
+    payload: &[u8],
+) -> Result<(Answer, Timestamp, Timestamp), StorageError> {
+    let now = Timestamp::now();
+    let url = signer
+        .sign(verb, bucket, key, &[], &[], PROBE_LIFETIME, now)
+        .map_err(StorageError::Invalid)?
+        .to_string();
+    let answer = s3::send(agent, verb, &url, &[], payload)?;
+    if verb == Verb::Head && answer.status == 404 {
+        // A HEAD answer has no body to carry the error code.
+        return Err(StorageError::Refused {
+            op: "head-bucket".into(),
+            url: s3::strip_query(&url),
+            status: 404,
+            code: "NoSuchBucket".into(),
+            message: String::new(),
+            region: None,
+        });
+    }
+    if !(200..300).contains(&answer.status) {
+        return Err(answer.refused(&verb.as_str().to_ascii_lowercase(), &url));
+    }
+    Ok((answer, now, Timestamp::now()))
 }
 
 fn probe_folder(storage: &Storage, f: &super::fs::FsStore) -> Line {
@@ -382,14 +407,14 @@ fn probe_signed_routes(storage: &Storage, f: &super::fs::FsStore) -> Line {
                  start), or set KICI_STORAGE_FS_BASE_URL to the URL agents use to reach it"
             )
         }
-        Err(StorageError::Refused { status, .. }) if status == 404 => {
+        Err(StorageError::Refused { status: 404, .. }) => {
             line.detail = format!(
                 "{} answered 404 for the blob route: it is not this orchestrator with \
                  filesystem storage, or KICI_STORAGE_FS_BASE_URL lacks its KICI_BASE_PATH",
                 f.base_url()
             )
         }
-        Err(StorageError::Refused { status, .. }) if status == 401 => {
+        Err(StorageError::Refused { status: 401, .. }) => {
             line.detail = "the orchestrator refused the signature: it runs with another \
                            KICI_SECRET_KEY than this command"
                 .into()

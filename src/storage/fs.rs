@@ -120,7 +120,7 @@ impl FsStore {
                 let meta = f
                     .metadata()
                     .map_err(|e| io_error("cannot stat", &path, e))?;
-                Ok(meta.is_file().then(|| (f, meta.len())))
+                Ok(meta.is_file().then_some((f, meta.len())))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("cannot open", &path, e)),

@@ -184,7 +184,7 @@ impl fmt::Display for StorageError {
 impl std::error::Error for StorageError {}
 
 pub enum Backend {
-    S3(s3::S3Store),
+    S3(Box<s3::S3Store>),
     Fs(fs::FsStore),
 }
 
@@ -200,7 +200,8 @@ pub struct Storage {
 /// What `Storage::open` needs besides the storage settings.
 pub struct OpenParams<'a> {
     pub ttl_days: u32,
-    pub secret_key: &'a SecretKey,
+    /// Required for the filesystem backend (its URLs are signed with a key derived from it).
+    pub secret_key: Option<&'a SecretKey>,
     pub secret_key_old: Option<&'a SecretKey>,
     /// The orchestrator's own URL with its base path (the filesystem backend's default base).
     pub default_base_url: String,
@@ -223,11 +224,14 @@ impl Storage {
                     .fs_base_url
                     .clone()
                     .unwrap_or_else(|| p.default_base_url.clone());
-                let mut signing = vec![blob_token::SigningKey::derive(p.secret_key)];
+                let key = p.secret_key.ok_or(
+                    "KICI_SECRET_KEY is required for filesystem storage (its signed URLs are keyed from it)",
+                )?;
+                let mut signing = vec![blob_token::SigningKey::derive(key)];
                 signing.extend(p.secret_key_old.map(blob_token::SigningKey::derive));
                 Backend::Fs(fs::FsStore::new(root, &base, signing))
             }
-            StorageType::S3 => Backend::S3(open_s3(cfg, p.env)?),
+            StorageType::S3 => Backend::S3(Box::new(open_s3(cfg, p.env)?)),
         };
         let cache_bucket = cfg.bucket.clone().unwrap_or_default();
         Ok(Storage {

@@ -115,6 +115,7 @@ impl Handler for FakeApp {
                 status: 403,
                 headers: vec![("Content-Type".into(), "text/plain".into())],
                 body: b"Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required). Check https://developer.github.com for other possible causes.\n".to_vec(),
+                file: None,
             };
         }
         let token = req
