@@ -14,10 +14,15 @@ log "PostgreSQL server binaries: $bindir ($("$bindir/postgres" --version))"
 # initdb/postgres refuse to run as root: the harness runs them as this user when root.
 ensure_pg_user
 
-# --- S3 test server (added by the storage work) ---
+# --- S3 test server: s3s-fs, which verifies SigV4 (tests/support/s3.rs starts one per test
+# process on a free 127.0.0.1 port); curl drives presigned URLs as agents would ---
+command -v cargo >/dev/null 2>&1 || { log "cargo not found on PATH"; exit 1; }
+S3S_FS_BIN="$(ensure_s3s_fs)"
+export S3S_FS_BIN
+log "S3 test server: $S3S_FS_BIN"
+ensure_command curl curl
 
 # --- tests ---
-command -v cargo >/dev/null 2>&1 || { log "cargo not found on PATH"; exit 1; }
 log "+ cargo test --all-targets $*"
 status=0
 cargo test --all-targets "$@" || status=$?

@@ -238,3 +238,14 @@ fn version_and_help() {
     let out = cli(&["bogus"], &[]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_cache_ttl_below_30_days_is_refused_with_the_reason() {
+    let (code, err) = run(&with(&[("KICI_CACHE_TTL_DAYS", "10")]));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("KICI_CACHE_TTL_DAYS: must be at least 30 (days), got \"10\": the orchestrator relies on cache freshness"),
+        "{err}"
+    );
+    assert!(err.contains("causing cache misses"), "{err}");
+}

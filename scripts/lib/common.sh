@@ -91,3 +91,28 @@ pg_cluster_stop() {
 random_hex32() {
   od -An -tx1 -N32 /dev/urandom | tr -d ' \n'
 }
+
+# The SigV4-verifying S3 server the storage tests start themselves (tests/support/s3.rs):
+# s3s-fs from crates.io (reference/s3-servers.md). Installed once with cargo; prints its path.
+S3S_FS_VERSION=${S3S_FS_VERSION:-0.14.1}
+ensure_s3s_fs() {
+  local bin
+  for bin in "${S3S_FS_BIN:-}" "$(command -v s3s-fs 2>/dev/null || true)" \
+             "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"; do
+    if [ -n "$bin" ] && [ -x "$bin" ]; then
+      printf '%s\n' "$bin"
+      return 0
+    fi
+  done
+  log "+ cargo install s3s-fs --version $S3S_FS_VERSION --features binary --locked (once; a few minutes)"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked >&2
+  printf '%s\n' "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
+}
+
+# ensure_command NAME PACKAGE: installs the Debian package when the command is missing.
+ensure_command() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  log "$1 not found: installing the $2 package"
+  as_root apt-get update >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >&2
+}

@@ -139,11 +139,23 @@ mod tests {
         let k = key(7);
         let t = sign(&k, "GET", "source/a.tar.gz", 2_000);
         assert_eq!(
-            verify(std::slice::from_ref(&k), &t, "GET", "source/a.tar.gz", 1_000),
+            verify(
+                std::slice::from_ref(&k),
+                &t,
+                "GET",
+                "source/a.tar.gz",
+                1_000
+            ),
             Ok(())
         );
         assert_eq!(
-            verify(std::slice::from_ref(&k), &t, "GET", "source/a.tar.gz", 2_000),
+            verify(
+                std::slice::from_ref(&k),
+                &t,
+                "GET",
+                "source/a.tar.gz",
+                2_000
+            ),
             Ok(())
         );
         let e = |token: &str, method: &str, object: &str, now: i64| {

@@ -258,7 +258,13 @@ fn probe_s3(
         probe_step(&agent, signer, &bucket, object, verb, payload)
     };
     let result = (|| {
-        step(Verb::Head, &[])?;
+        // Only a missing bucket or no answer counts here: a HEAD error has no body to explain
+        // itself, so other refusals are left to the PUT, whose error document says more.
+        match step(Verb::Head, &[]) {
+            Err(e) if e.code_is("NoSuchBucket") => return Err(e),
+            Err(e @ StorageError::Unreachable { .. }) => return Err(e),
+            _ => {}
+        }
         let (put, sent, received) = step(Verb::Put, body.as_bytes())?;
         let skew = skew_seconds(put.header("date"), sent, received);
         let (got, _, _) = step(Verb::Get, &[])?;

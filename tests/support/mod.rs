@@ -2,4 +2,6 @@
 pub mod daemon;
 pub mod fake_github;
 pub mod pg;
+pub mod s3;
+pub mod storage;
 pub mod webhook;
