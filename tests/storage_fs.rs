@@ -196,6 +196,17 @@ fn the_blob_routes_refuse_what_they_must() {
     ];
     let (status, _) = curl(&[&chunked[..], &[full(&put).as_str()]].concat());
     assert_eq!(status, 411, "uploads must announce their length");
+    // Refused before the body is sent: a bad signature gets its 401 instead of 100 Continue.
+    let (put_head, put_sig) = put.split_once("sig=").unwrap();
+    let last = if put_sig.ends_with('0') { "1" } else { "0" };
+    let bad_put = format!("{put_head}sig={}{last}", &put_sig[..put_sig.len() - 1]);
+    let mut raw = std::net::TcpStream::connect(daemon.addr).unwrap();
+    let head = format!(
+        "PUT {bad_put} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    std::io::Write::write_all(&mut raw, head.as_bytes()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(support::daemon::read_response(&mut raw).status, 401);
     std::fs::remove_file(&chunk_file).unwrap();
     // Nothing above changed the blob.
     assert_eq!(std::fs::read(dir.join(key)).unwrap(), b"v1");

@@ -2,13 +2,15 @@
 //! (the idle and request timeouts of server.rs), and chunked body decoding on top of it.
 
 use std::{
-    io::{self, Read},
+    io::{self, Read, Write},
     net::TcpStream,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use super::parse;
 use super::server::{Limits, ShutdownHandle};
+
+pub(super) const INTERIM: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Why reading stopped.
 pub(super) enum ReadEnd {
@@ -166,5 +168,49 @@ pub(super) fn read_chunked(
             Some(l) if l.is_empty() => {}
             _ => return Ok(Err((400, "Malformed chunked body"))),
         }
+    }
+}
+
+/// A request body read on demand from the connection: at most `remaining` bytes, each read
+/// within `timeout` of the previous one (a stalled upload ends, a slow but moving one does not).
+pub(super) struct BodyReader<'a> {
+    pub(super) conn: &'a mut Conn,
+    /// The client sent `Expect: 100-continue` and has not been told to go on yet.
+    pub(super) send_continue: bool,
+    pub(super) remaining: u64,
+    pub(super) timeout: Duration,
+    pub(super) stop: &'a ShutdownHandle,
+}
+
+impl io::Read for BodyReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || out.is_empty() {
+            return Ok(0);
+        }
+        if std::mem::take(&mut self.send_continue) {
+            self.conn.stream.write_all(INTERIM)?;
+        }
+        if self.conn.buffered().is_empty() {
+            let deadline = Instant::now() + self.timeout;
+            self.conn
+                .fill(deadline, false, self.stop)
+                .map_err(|end| match end {
+                    ReadEnd::Io(e) => e,
+                    ReadEnd::Timeout => io::Error::new(io::ErrorKind::TimedOut, "upload stalled"),
+                    ReadEnd::Quiet => {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "client went away")
+                    }
+                })?;
+        }
+        let n = self
+            .conn
+            .buffered()
+            .len()
+            .min(out.len())
+            .min(self.remaining as usize);
+        out[..n].copy_from_slice(&self.conn.buffered()[..n]);
+        self.conn.consume(n);
+        self.remaining -= n as u64;
+        Ok(n)
     }
 }

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::conn::{read_chunked, Conn, ReadEnd};
+use super::conn::{read_chunked, BodyReader, Conn, ReadEnd, INTERIM};
 use super::parse::{self, BodyKind, Head, HeadError};
 use super::{Request, Response};
 
@@ -291,9 +291,10 @@ fn serve_one(
             );
         }
     }
-    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
-    if head.expects_continue() && kind != BodyKind::None && conn.stream.write_all(interim).is_err()
-    {
+    let wants_continue = head.expects_continue() && kind != BodyKind::None;
+    // A streamed body gets its 100 Continue on the handler's first read, so a refused upload
+    // (bad signature) is answered before the client sends a byte of it.
+    if wants_continue && stream_limit.is_none() && conn.stream.write_all(INTERIM).is_err() {
         return Err(());
     }
     let body = match kind {
@@ -332,6 +333,7 @@ fn serve_one(
         Some(_) => {
             let mut reader = BodyReader {
                 conn: &mut *conn,
+                send_continue: wants_continue,
                 remaining: streamed_len,
                 timeout: limits.request_timeout,
                 stop,
@@ -497,45 +499,6 @@ fn write_response(
         }
     }
     stream.flush()
-}
-
-/// A request body read on demand from the connection: at most `remaining` bytes, each read
-/// within `timeout` of the previous one (a stalled upload ends, a slow but moving one does not).
-struct BodyReader<'a> {
-    conn: &'a mut Conn,
-    remaining: u64,
-    timeout: Duration,
-    stop: &'a ShutdownHandle,
-}
-
-impl io::Read for BodyReader<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 || out.is_empty() {
-            return Ok(0);
-        }
-        if self.conn.buffered().is_empty() {
-            let deadline = Instant::now() + self.timeout;
-            self.conn
-                .fill(deadline, false, self.stop)
-                .map_err(|end| match end {
-                    ReadEnd::Io(e) => e,
-                    ReadEnd::Timeout => io::Error::new(io::ErrorKind::TimedOut, "upload stalled"),
-                    ReadEnd::Quiet => {
-                        io::Error::new(io::ErrorKind::UnexpectedEof, "client went away")
-                    }
-                })?;
-        }
-        let n = self
-            .conn
-            .buffered()
-            .len()
-            .min(out.len())
-            .min(self.remaining as usize);
-        out[..n].copy_from_slice(&self.conn.buffered()[..n]);
-        self.conn.consume(n);
-        self.remaining -= n as u64;
-        Ok(n)
-    }
 }
 
 /// The `Date` header value, formatted at most once per second per thread.
