@@ -10,9 +10,11 @@ pub mod github;
 pub mod http;
 pub mod ingest;
 pub mod logging;
+pub mod platform;
 pub mod rbac;
 pub mod sources;
 pub mod storage;
+pub mod tls;
 
 use std::fmt;
 

@@ -18,11 +18,6 @@ use super::url::split_tls_params;
 
 /// Default for `connect_timeout` when the URL sets none: a dead host must not hang `/ready` or start.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const SYSTEM_CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-];
-
 /// How to open connections to one database; cheap to clone.
 #[derive(Clone)]
 pub struct Connector {
@@ -128,17 +123,7 @@ fn tls_connector(
                 )));
             }
         }
-        _ => {
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-            for bundle in SYSTEM_CA_BUNDLES {
-                if let Ok(certs) = CertificateDer::pem_file_iter(bundle) {
-                    for cert in certs.flatten() {
-                        let _ = roots.add(cert);
-                    }
-                    break;
-                }
-            }
-        }
+        _ => roots = crate::tls::public_and_system_roots(),
     }
     let cfg = rustls::ClientConfig::builder()
         .with_root_certificates(roots)

@@ -26,7 +26,7 @@ use crate::{
 /// Route-level cap for generic webhooks (the server's global cap is 25 MiB).
 const GENERIC_MAX_BODY: usize = 10 * 1024 * 1024;
 /// How long a delivery id stays deduplicated (spec-admin.md §9.5).
-const DEDUP_SECS: i32 = 24 * 3600;
+pub const DEDUP_SECS: i32 = 24 * 3600;
 
 fn rejected(status: u16, reason: &str) -> Response {
     Response::json(status, &json!({ "rejected": true, "reason": reason }))
@@ -38,7 +38,7 @@ fn unavailable(e: &str) -> Response {
 }
 
 /// The stored payload, or `None` (omitted) when larger than KICI_EVENT_LOG_MAX_PAYLOAD_BYTES.
-fn kept_payload(app: &App, body: &[u8]) -> Option<Vec<u8>> {
+pub fn kept_payload(app: &App, body: &[u8]) -> Option<Vec<u8>> {
     (body.len() as u64 <= app.config.event_log_max_payload_bytes).then(|| body.to_vec())
 }
 
@@ -174,24 +174,37 @@ pub fn github(app: &App, req: &Request, org: &str) -> Response {
         .filter(|d| !d.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(crypto::random_uuid);
-    let payload: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let event = req.header("x-github-event").map(str::to_owned);
+    let delivery = github_delivery(app, org, routing_key, delivery_id, event, &req.body);
+    answer(app, delivery, false)
+}
+
+/// The event-log record of a verified GitHub delivery (direct or relayed by the Platform).
+pub fn github_delivery(
+    app: &App,
+    org: &str,
+    routing_key: String,
+    delivery_id: String,
+    event: Option<String>,
+    body: &[u8],
+) -> Delivery {
+    let payload: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let delivery = Delivery {
+    Delivery {
         id: crypto::uuid_v7(jiff::Timestamp::now().as_millisecond() as u64),
         org_id: org.to_owned(),
-        delivery_id: delivery_id.clone(),
+        delivery_id,
         routing_key: Some(routing_key),
-        event: req.header("x-github-event").map(str::to_owned),
+        event,
         action: text(payload.get("action")),
         provider: Some("github".into()),
         repo: text(payload.pointer("/repository/full_name")),
         git_ref: text(payload.get("ref")),
-        payload: kept_payload(app, &req.body),
-        size: req.body.len() as i64,
-        hash: crypto::sha256_hex(&req.body),
+        payload: kept_payload(app, body),
+        size: body.len() as i64,
+        hash: crypto::sha256_hex(body),
         dedup_ttl_secs: DEDUP_SECS,
-    };
-    answer(app, delivery, false)
+    }
 }
 
 /// Records the delivery and answers: 202 when new, 200 duplicate (without the delivery id when

@@ -62,6 +62,32 @@ impl Snapshot {
         self.github.get(routing_key)
     }
 
+    /// A generic source by its routing key (`generic:<org>:<id>`), as relayed deliveries name it.
+    pub fn generic_by_key(&self, routing_key: &str) -> Option<&Arc<GenericSource>> {
+        self.generic_names
+            .get(routing_key)
+            .and_then(|key| self.generic.get(key))
+    }
+
+    /// Every source as `(routing key, kind, name, local)`, sorted by routing key.
+    pub fn listing(&self) -> Vec<(String, Kind, String, bool)> {
+        let mut out: Vec<(String, Kind, String, bool)> = self
+            .github
+            .iter()
+            .map(|(k, s)| (k.clone(), Kind::GitHub, s.name.clone(), false))
+            .chain(self.generic.values().map(|s| {
+                (
+                    s.routing_key.clone(),
+                    Kind::Generic,
+                    s.name.clone(),
+                    s.local,
+                )
+            }))
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.generic.len() + self.github.len()
     }
@@ -91,7 +117,7 @@ impl Snapshot {
 }
 
 /// Which table a change notification came from (its NOTIFY channel).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     GitHub,
     Generic,
