@@ -11,6 +11,7 @@ pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod rbac;
+pub mod service;
 pub mod sources;
 
 use std::fmt;
