@@ -190,6 +190,23 @@ fn wizard_over_a_pipe_installs_an_instance_that_starts_and_lists_its_github_sour
         "{listed}"
     );
 
+    // restart: a new process, ready again; logs: the daemon's own lines from the log file.
+    let old_pid = status["pid"].clone();
+    let restarted = s.ok(&["restart"]);
+    assert!(
+        restarted.contains("stopped (pid ") && restarted.contains("started (pid "),
+        "{restarted}"
+    );
+    let status = json(&s.ok(&["status", "--json"]));
+    assert_eq!(
+        (status["running"].clone(), status["ready"].clone()),
+        (true.into(), true.into())
+    );
+    assert_ne!(status["pid"], old_pid, "restart kept the old process");
+    let logs = s.ok(&["logs", "-n", "50"]);
+    assert!(logs.contains("Listening on http://127.0.0.1:"), "{logs}");
+    assert!(!logs.contains(&token), "the admin token reached the log");
+
     // Idempotent: the same install again changes nothing and keeps the generated secrets.
     let before = std::fs::read_to_string(&env_file).unwrap();
     let again = s.ok(&[
