@@ -1,66 +1,128 @@
 #!/usr/bin/env bash
-# Builds kici-admin and runs the orchestrator in the foreground in independent mode on its
-# embedded defaults: a private PostgreSQL in .kici-quickstart/ started from the system's server
-# binaries (installed when missing), or $KICI_DATABASE_URL when given; a generated secret key
-# and admin token kept in .kici-quickstart/ so every run reuses them. Ctrl-C stops both.
+# One command from a fresh checkout to an orchestrator that accepted a webhook:
+#   1. builds kici-admin (release);
+#   2. without $KICI_DATABASE_URL, starts a private PostgreSQL from the system's server binaries
+#      (installing the package when missing) with its data in .kici-quickstart/pgdata;
+#   3. installs an independent-mode instance in .kici-quickstart/instance with filesystem storage
+#      (`kici-admin orchestrator install`, secrets generated once and kept in its env file);
+#   4. starts it detached (`kici-admin orchestrator start`) and waits until /ready answers;
+#   5. adds a demo generic source (org "demo", name "hello", HMAC-signed) and sends it a signed
+#      webhook, showing the 202 and the delivery recorded in event_log.
+# Running it again reuses everything (same instance, same source, a new delivery).
 #
-#   scripts/quickstart.sh                 # http://127.0.0.1:4000
+#   scripts/quickstart.sh            # http://127.0.0.1:4000
 #   KICI_PORT=4100 scripts/quickstart.sh
+#   scripts/quickstart.sh stop       # stop the orchestrator and the private PostgreSQL
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/common.sh
 
 state=${KICI_QUICKSTART_DIR:-$PWD/.kici-quickstart}
+instance=$state/instance
+name=kici-quickstart
 port=${KICI_PORT:-4000}
 pg_port=${KICI_QUICKSTART_PG_PORT:-54329}
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+bin=$target_dir/release/kici-admin
+
+# The PostgreSQL data folder: in the state folder, unless (as root) the unprivileged cluster
+# owner cannot reach it there.
+pg_data_dir() {
+  local data=$state/pgdata
+  if is_root && ! setpriv --reuid="$KICI_PG_USER" --regid="$KICI_PG_USER" --clear-groups -- test -x "$(dirname "$state")" 2>/dev/null; then
+    data=/var/tmp/kici-quickstart-$(id -u)/pgdata
+  fi
+  printf '%s\n' "$data"
+}
+
+if [ "${1:-}" = stop ]; then
+  [ -x "$bin" ] && [ -d "$instance" ] && "$bin" orchestrator stop --instance-dir "$instance"
+  if bindir="$(pg_bindir)" && [ -f "$(pg_data_dir)/PG_VERSION" ]; then
+    pg_cluster_stop "$bindir" "$(pg_data_dir)"
+    log "private PostgreSQL stopped ($(pg_data_dir))"
+  fi
+  exit 0
+fi
 
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
+command -v curl >/dev/null 2>&1 || die "curl not found: install it (apt-get install curl)"
+command -v openssl >/dev/null 2>&1 || die "openssl not found: install it (apt-get install openssl); it signs the demo webhook"
 log "+ cargo build --release"
 cargo build --release
-bin=$PWD/target/release/kici-admin
-
 mkdir -p "$state"
 chmod 700 "$state"
 umask 077
-[ -s "$state/secret.key" ] || random_hex32 >"$state/secret.key"
-[ -s "$state/admin.token" ] || random_hex32 >"$state/admin.token"
 
-pg_data=""
 if [ -z "${KICI_DATABASE_URL:-}" ]; then
   bindir="$(ensure_postgres)"
   ensure_pg_user
-  pg_data=$state/pgdata
-  # The unprivileged cluster owner must be able to reach the data folder.
-  if is_root && ! setpriv --reuid="$KICI_PG_USER" --regid="$KICI_PG_USER" --clear-groups -- test -x "$(dirname "$state")"; then
-    pg_data=/var/tmp/kici-quickstart-$(id -u)/pgdata
-    mkdir -p "$(dirname "$pg_data")"
-    log "$state is not reachable by $KICI_PG_USER; keeping the PostgreSQL data in $pg_data"
-  fi
+  pg_data=$(pg_data_dir)
+  mkdir -p "$(dirname "$pg_data")"
   is_root && chmod 711 "$state"
   pg_cluster_start "$bindir" "$pg_data" "$pg_port"
-  trap 'pg_cluster_stop "$bindir" "$pg_data"' EXIT
-  export KICI_DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+  KICI_DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
   log "PostgreSQL running on 127.0.0.1:$pg_port (data: $pg_data)"
 fi
 
-export KICI_MODE=independent
-export KICI_PORT=$port
-export KICI_BIND_ADDRESS=${KICI_BIND_ADDRESS:-127.0.0.1}
-export KICI_SECRET_KEY_FILE=$state/secret.key
-KICI_BOOTSTRAP_ADMIN_TOKEN=$(cat "$state/admin.token")
-export KICI_BOOTSTRAP_ADMIN_TOKEN
-unset KICI_SECRET_KEY
+# Secrets from an earlier quickstart (before instances existed) are kept: sources stored with
+# that key stay readable.
+legacy=()
+[ -s "$state/secret.key" ] && legacy+=(--secret-key "@$state/secret.key")
+[ -s "$state/admin.token" ] && legacy+=(--admin-token "@$state/admin.token")
+
+# --force: the quickstart owns this instance, so the current flags win (secrets are kept).
+log "+ kici-admin orchestrator install --name $name --instance-dir $instance --mode independent …"
+"$bin" orchestrator install --name "$name" --instance-dir "$instance" --supervisor process \
+  --mode independent --database-url "$KICI_DATABASE_URL" --port "$port" --bind-address 127.0.0.1 \
+  --storage-type filesystem --storage-path "$instance/data/storage" --force "${legacy[@]}"
+
+running=$("$bin" orchestrator status --instance-dir "$instance" --json | sed -n 's/^  "running": \(true\|false\),*$/\1/p')
+if [ "$running" != true ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  die "port $port is already in use by another program: run KICI_PORT=4100 $0"
+fi
+log "+ kici-admin orchestrator start --instance-dir $instance"
+"$bin" orchestrator start --instance-dir "$instance"
+
+env_file=$instance/$name.env
+KICI_ADMIN_TOKEN=$(sed -n 's/^KICI_BOOTSTRAP_ADMIN_TOKEN=//p' "$env_file")
+export KICI_ADMIN_TOKEN
+admin() { "$bin" --instance-dir "$instance" "$@"; }
+
+secret_file=$state/demo-webhook.secret
+[ -s "$secret_file" ] || random_hex32 >"$secret_file"
+if admin source list --org demo --json | grep -q '"name": "hello"'; then
+  log "demo source demo/hello exists already"
+else
+  log "+ kici-admin source add generic --org demo --name hello --secret @$secret_file --event-type-header X-Event-Type"
+  admin source add generic --org demo --name hello --secret "@$secret_file" --event-type-header X-Event-Type
+fi
+
+body="{\"event\":\"quickstart.ping\",\"sentAt\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$(cat "$secret_file")" | sed 's/^.*= //')
+url=http://127.0.0.1:$port/webhook/demo/generic/hello
+log "+ curl -X POST $url (X-Signature-256: sha256=<HMAC of the body>)"
+answer=$(curl -sS -o - -w '\n%{http_code}' -X POST "$url" -H 'Content-Type: application/json' \
+  -H 'X-Event-Type: quickstart.ping' -H "X-Signature-256: sha256=$signature" --data-binary "$body")
+code=${answer##*$'\n'}
+reply=${answer%$'\n'*}
+echo "HTTP $code $reply"
+[ "$code" = 202 ] || die "the orchestrator answered $code instead of 202 (log: kici-admin orchestrator logs --instance-dir $instance)"
+delivery=$(printf '%s' "$reply" | sed -n 's/.*"deliveryId":"\([^"]*\)".*/\1/p')
+if command -v psql >/dev/null 2>&1; then
+  echo "Recorded delivery (event_log):"
+  psql "$KICI_DATABASE_URL" -X -P pager=off -c \
+    "SELECT delivery_id, event, status, payload_size_bytes AS bytes, received_at FROM event_log WHERE delivery_id = '${delivery//\'/}'"
+else
+  echo "Recorded delivery: $delivery (install psql to see the event_log row)"
+fi
 
 cat <<MSG
 
-  KiCI orchestrator (independent mode)
-  Listening on:  http://$KICI_BIND_ADDRESS:$port   (health: /health, readiness: /ready)
-  Admin token:   $KICI_BOOTSTRAP_ADMIN_TOKEN
-  State:         $state (secret key, admin token$( [ -n "$pg_data" ] && printf ', PostgreSQL data' ))
-  Try:           curl -s http://127.0.0.1:$port/ready
-                 $bin db migrate --status --database-url '$KICI_DATABASE_URL'
-  Stop:          Ctrl-C
+  KiCI orchestrator "$name" is running (independent mode): http://127.0.0.1:$port
+  Admin token:  KICI_BOOTSTRAP_ADMIN_TOKEN in $env_file
+                (export KICI_ADMIN_TOKEN=\$(sed -n 's/^KICI_BOOTSTRAP_ADMIN_TOKEN=//p' $env_file))
+  Try:          $bin source list --org demo --instance-dir $instance
+  Status/logs:  $bin orchestrator status --instance-dir $instance   (logs: … orchestrator logs -f)
+  Stop:         $0 stop   (the orchestrator and the private PostgreSQL)
 
 MSG
-# Not exec: the EXIT trap stops the private PostgreSQL when the orchestrator ends.
-"$bin" orchestrator run

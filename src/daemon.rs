@@ -208,14 +208,25 @@ fn watch_signals(stop: ShutdownHandle) -> Result<(), Error> {
     Ok(())
 }
 
-/// Expires dedup entries and idle rate-limit windows every minute.
+/// Expires dedup entries and idle rate-limit windows every minute. Under systemd with
+/// `WatchdogSec=` it also sends WATCHDOG=1 at half the interval: from this loop rather than a
+/// thread of its own, so a wedged housekeeping loop gets the daemon restarted.
 fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
+    let watchdog = sd_notify::watchdog_enabled().map(|interval| interval / 2);
+    let tick = watchdog.map_or(Duration::from_millis(500), |half| {
+        half.min(Duration::from_millis(500))
+    });
     let spawned = thread::Builder::new()
         .name("housekeeping".into())
         .spawn(move || {
             let mut last = Instant::now();
+            let mut pinged = Instant::now();
             while !stop.load(Ordering::SeqCst) {
-                thread::sleep(Duration::from_millis(500));
+                thread::sleep(tick);
+                if watchdog.is_some_and(|half| pinged.elapsed() >= half) {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    pinged = Instant::now();
+                }
                 if last.elapsed() < HOUSEKEEPING_EVERY {
                     continue;
                 }

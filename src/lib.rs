@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod logging;
 pub mod platform;
 pub mod rbac;
+pub mod service;
 pub mod sources;
 pub mod storage;
 pub mod tls;

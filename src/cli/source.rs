@@ -343,7 +343,11 @@ fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
 
 /// Writes `prompt`, reads one line: only `y` or `Y` confirms. End of input is a no (after a
 /// line break, so what follows does not run on after the prompt).
-fn confirm(prompt: &str, input: &mut dyn BufRead, out: &mut dyn Write) -> std::io::Result<bool> {
+pub(super) fn confirm(
+    prompt: &str,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> std::io::Result<bool> {
     out.write_all(prompt.as_bytes())?;
     out.flush()?;
     let mut line = String::new();
