@@ -16,7 +16,7 @@ use std::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::{
-    config::{default_blob_base_url, Config},
+    config::{default_blob_base_url, Config, Mode},
     crypto::SecretBox,
     db::{self, migrate, tokens::Bootstrap, Connector, Pool},
     github::api::GitHubApi,
@@ -25,6 +25,7 @@ use crate::{
         server::{Limits, Server, ShutdownHandle},
     },
     ingest::Recorder,
+    platform::{client::RelayConfig, Link},
     sources::{listen, ratelimit::RateLimiter, registry::SourceRegistry},
     storage::{Backend, OpenParams, Storage},
     Error,
@@ -84,6 +85,8 @@ pub fn run() -> Result<(), Error> {
         started.elapsed().as_millis()
     );
     let storage = open_storage(&config, server.local_addr().port())?;
+    // Independent mode never talks to the Platform (spec-runtime.md §0).
+    let platform = (config.mode != Mode::Independent).then(|| Arc::new(Link::default()));
     watch_signals(server.shutdown_handle())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
@@ -97,7 +100,20 @@ pub fn run() -> Result<(), Error> {
         limiter: RateLimiter::new(),
         recorder,
         storage,
+        platform: platform.clone(),
     });
+    if let (Some(link), Some(url), Some(token)) =
+        (platform, &config.platform_url, &config.platform_token)
+    {
+        let relay = RelayConfig {
+            url: url.clone(),
+            token: token.clone(),
+            instance_id: config.instance_id.clone(),
+            mode: config.mode.as_str(),
+        };
+        log::info!("Connecting to the Platform at {url} (instance {})", config.instance_id);
+        crate::platform::client::start(app.clone(), link, relay, stop.clone());
+    }
     housekeeping(app.clone(), stop.clone());
     server.run(app);
     stop.store(true, Ordering::SeqCst);

@@ -102,6 +102,9 @@ pub struct Config {
     pub webhook_public_url: Option<String>,
     /// `KICI_GITHUB_API_URL`: GitHub's REST API (GitHub Enterprise: `https://<host>/api/v3`).
     pub github_api_url: String,
+    /// `KICI_CLUSTER_INSTANCE_ID`, else a fresh UUID per boot: names this orchestrator to the
+    /// Platform (`source.register`, OIDC mint path).
+    pub instance_id: String,
     pub dev: bool,
 }
 
@@ -144,6 +147,7 @@ impl fmt::Debug for Config {
             )
             .field("webhook_public_url", &self.webhook_public_url)
             .field("github_api_url", &self.github_api_url)
+            .field("instance_id", &self.instance_id)
             .field("dev", &self.dev)
             .finish()
     }
@@ -302,6 +306,9 @@ impl Loader {
             event_log_max_payload_bytes: max_payload,
             webhook_public_url,
             github_api_url,
+            instance_id: self
+                .get("KICI_CLUSTER_INSTANCE_ID")
+                .unwrap_or_else(crate::crypto::random_uuid),
             dev,
         };
         Ok(Loaded {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::Response;
-use crate::db::Pool;
+use crate::{db::Pool, platform::Link};
 
 pub fn health(started: Instant) -> Response {
     Response::json(
@@ -28,23 +28,24 @@ pub fn health(started: Instant) -> Response {
 }
 
 /// Ready while a pooled connection can run a query. Follows the database both ways without a
-/// restart: a broken connection is dropped and the next check opens a new one.
-pub fn ready(pool: &Pool) -> Response {
-    match pool.with_retry(|c| {
+/// restart: a broken connection is dropped and the next check opens a new one. The Platform
+/// link's state is reported alongside (`platform`) but does not decide readiness: direct
+/// webhooks, admin calls and agents keep working while the Platform is unreachable.
+pub fn ready(pool: &Pool, link: Option<&Link>) -> Response {
+    let db = pool.with_retry(|c| {
         c.simple_query("SELECT 1")
             .map(|_| ())
             .map_err(crate::db::DbError::query("readiness check"))
-    }) {
-        Ok(()) => Response::json(
-            200,
-            &json!({ "status": "ready", "checks": { "database": true } }),
-        ),
+    });
+    let mut body = match &db {
+        Ok(()) => json!({ "status": "ready", "checks": { "database": true } }),
         Err(e) => {
             log::warn!("not ready: {e}");
-            Response::json(
-                503,
-                &json!({ "status": "not ready", "checks": { "database": false } }),
-            )
+            json!({ "status": "not ready", "checks": { "database": false } })
         }
+    };
+    if let Some(link) = link {
+        body["platform"] = link.ready_json();
     }
+    Response::json(if db.is_ok() { 200 } else { 503 }, &body)
 }

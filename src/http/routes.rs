@@ -11,6 +11,7 @@ use crate::{
     db::Pool,
     github::api::GitHubApi,
     ingest::Recorder,
+    platform::Link,
     sources::{
         ratelimit::RateLimiter,
         registry::{Kind, SourceRegistry},
@@ -35,6 +36,8 @@ pub struct App {
     pub recorder: Recorder,
     /// Caches and logs; `None` when no storage is configured (caches off).
     pub storage: Option<Arc<Storage>>,
+    /// The Platform link (platform and hybrid modes).
+    pub platform: Option<Arc<Link>>,
 }
 
 const ADMIN_PREFIX: &str = "/api/v1/admin";
@@ -82,7 +85,8 @@ impl Handler for App {
         let method = req.method.as_str();
         match path {
             "/health" => only_get(method).unwrap_or_else(|| health::health(self.started)),
-            "/ready" => only_get(method).unwrap_or_else(|| health::ready(&self.pool)),
+            "/ready" => only_get(method)
+                .unwrap_or_else(|| health::ready(&self.pool, self.platform.as_deref())),
             p if p == ADMIN_PREFIX || p.starts_with("/api/v1/admin/") => {
                 admin::handle(self, req, &p[ADMIN_PREFIX.len()..])
             }
