@@ -16,6 +16,11 @@
 #                                      1) repeats every pair and reports medians; BENCH_WARMUP
 #                                      (whole seconds, default 2) precedes every measured run;
 #                                      BENCH_LEVELS (default "1 8 32").
+#   scripts/bench.sh relay [COUNT]    relayed deliveries acked per second and ack latency p50/p99
+#                                      seen from a Platform double (examples/relaybench.rs), 1 and
+#                                      16 in flight, COUNT each (default 3000), against direct
+#                                      signed webhooks from one sender in the same run;
+#                                      BENCH_REPEAT (default 3) repeats and reports medians
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/common.sh
@@ -114,12 +119,14 @@ PY
 }
 
 # Starts a release daemon on the bench database; sets daemon_url and daemon_pid.
+# start_bench_daemon BIN [VAR=value...]: extra variables override the independent-mode defaults.
 start_bench_daemon() {
   local bin=$1 port
+  shift
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   env -u KICI_ADMIN_URL -u KICI_ADMIN_TOKEN KICI_MODE=independent KICI_DATABASE_URL="$db_url" \
     KICI_SECRET_KEY="$(random_hex32)" KICI_BOOTSTRAP_ADMIN_TOKEN="$bench_token" KICI_PORT="$port" \
-    KICI_BIND_ADDRESS=127.0.0.1 KICI_LOG_LEVEL=warn "$bin" orchestrator run >/dev/null 2>&1 &
+    KICI_BIND_ADDRESS=127.0.0.1 KICI_LOG_LEVEL=warn "$@" "$bin" orchestrator run >/dev/null 2>&1 &
   daemon_pid=$!
   daemon_url="http://127.0.0.1:$port"
   all_daemon_pids="${all_daemon_pids:-} $daemon_pid"
@@ -405,10 +412,55 @@ print(f"  source disabled on A, 404 from B     median {statistics.median(disable
 PY
 }
 
+# Relayed deliveries acked per second (examples/relaybench.rs plays the Platform over a real
+# socket and measures from its side), with 1 and 16 deliveries in flight, against direct signed
+# webhooks from one sender (examples/loadgen.rs) on the same daemon and database in the same run.
+bench_relay() {
+  local count=${1:-3000} bin secret rport repeat windows=""
+  case "$count" in '' | *[!0-9]*) die "COUNT must be a whole number, got '$count'" ;; esac
+  { [ "$count" -ge 100 ] && [ "$count" -le 100000 ]; } || die "COUNT must be 100..100000"
+  repeat=${BENCH_REPEAT:-3}
+  bin=$(build_release)
+  log "+ cargo build --release --example relaybench --example loadgen"
+  cargo build --release --example relaybench --example loadgen >&2
+  start_bench_pg
+  bench_token=$(random_hex32)
+  secret=$(random_hex32)
+  rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  for _ in $(seq "$repeat"); do windows="$windows 1 16"; done
+  target/release/examples/relaybench --port "$rport" --token "bench-platform-token" --secret "$secret" \
+    --count "$count" --windows "$windows" >"$bench_dir/relay.jsonl" &
+  local relay_pid=$!
+  start_bench_daemon "$bin" KICI_MODE=hybrid KICI_PLATFORM_URL="ws://127.0.0.1:$rport/ws" \
+    KICI_PLATFORM_TOKEN=bench-platform-token
+  KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" source add generic --org bench \
+    --name relay --verification hmac_sha256 --secret "$secret" --rate-limit 2147483647 >/dev/null
+  wait "$relay_pid" || die "relaybench failed (see above)"
+  for _ in $(seq "$repeat"); do
+    target/release/examples/loadgen --url "$daemon_url/webhook/bench/generic/relay" --secret "$secret" \
+      --concurrency 1 --duration 5 --warmup 1 >>"$bench_dir/direct.jsonl"
+  done
+  python3 - "$bench_dir/relay.jsonl" "$bench_dir/direct.jsonl" <<'PY'
+import json, statistics, sys
+relay = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+direct = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+med = statistics.median
+d = med(r["rate"] for r in direct)
+print(f"relay ({len(direct)} repeats, medians; acks measured on the Platform's side)")
+for w in sorted({r["window"] for r in relay}):
+    rs = [r for r in relay if r["window"] == w]
+    rate = med(r["rate"] for r in rs)
+    print(f"  {w:2d} in flight: {rate:8.0f} acks/s  p50 {med(r['p50_ms'] for r in rs):6.2f} ms  p99 {med(r['p99_ms'] for r in rs):6.2f} ms"
+          f"   {rate / d:.2f}x direct")
+print(f"  baseline: direct signed webhooks, 1 sender: {d:8.0f} /s  p50 {med(r['p50_ms'] for r in direct):.2f} ms")
+PY
+}
+
 case "$what" in
   startup) bench_startup "$@" ;;
   cli) bench_cli "$@" ;;
   ingest) bench_ingest "$@" ;;
   reload) bench_reload "$@" ;;
-  *) echo "usage: scripts/bench.sh startup|cli|reload [RUNS] | ingest [SECONDS]" >&2; exit 2 ;;
+  relay) bench_relay "$@" ;;
+  *) echo "usage: scripts/bench.sh startup|cli|reload [RUNS] | ingest [SECONDS] | relay [COUNT]" >&2; exit 2 ;;
 esac

@@ -111,7 +111,10 @@ pub fn run() -> Result<(), Error> {
             instance_id: config.instance_id.clone(),
             mode: config.mode.as_str(),
         };
-        log::info!("Connecting to the Platform at {url} (instance {})", config.instance_id);
+        log::info!(
+            "Connecting to the Platform at {url} (instance {})",
+            config.instance_id
+        );
         crate::platform::client::start(app.clone(), link, relay, stop.clone());
     }
     housekeeping(app.clone(), stop.clone());

@@ -2,6 +2,8 @@
 pub mod daemon;
 pub mod fake_github;
 pub mod pg;
+pub mod platform;
 pub mod s3;
 pub mod storage;
+pub mod tls;
 pub mod webhook;
