@@ -1,7 +1,7 @@
 //! The relay thread in-process (an `App` over a real PostgreSQL, the Platform double over real
 //! sockets): status frames built from rows created directly in the database, `state.replay`
-//! after each authentication, and frames queued while the Platform is away flushed in order
-//! right after the next `source.register`.
+//! after each authentication, and frames queued while the Platform is away for 60 s flushed in
+//! order right after the next `source.register`.
 
 mod support;
 
@@ -157,12 +157,17 @@ fn status_frames_replay_and_ordered_flush_after_an_outage() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // 60 s away, a frame produced every 1.2 s meanwhile.
+    let down = Instant::now();
     for i in 0..50 {
         link.send(status::log_frame(RUN, JOB_A, 0, &[format!("line {i}")]));
+        std::thread::sleep(Duration::from_millis(1200));
     }
+    assert!(down.elapsed() >= Duration::from_secs(60));
     let registers_before = platform.frames_of("source.register").len();
     platform.restart();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Reconnection attempts are at most 60 s apart (plus the connect itself).
+    let deadline = Instant::now() + Duration::from_secs(65);
     while platform.frames_of("log.chunk").len() < 50 {
         assert!(
             Instant::now() < deadline,

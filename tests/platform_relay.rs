@@ -405,6 +405,36 @@ fn database_down_is_rejected_misconfigured_so_the_sender_retries() {
     };
     assert_eq!(accepted["deliveryId"], "db-1");
     assert_eq!(event_rows(&pg, &url, "db-1"), 1);
+    // After the restart, source changes still reach the Platform (LISTEN was re-established).
+    let later = generic_source(
+        &d,
+        OWNER,
+        "acme",
+        json!({ "name": "later", "verificationMethod": "none" }),
+    );
+    let key = later["routing_key"].as_str().unwrap().to_owned();
+    platform.wait_for("source.register", Duration::from_secs(10), |f| {
+        f["sources"][0]["routingKey"] == key.as_str()
+    });
+}
+
+#[test]
+fn independent_mode_never_connects() {
+    let platform = PlatformDouble::start(None);
+    let mut env = base_env(&PgCluster::shared().create_database());
+    env.push(("KICI_PLATFORM_URL".into(), platform.url()));
+    env.push(("KICI_PLATFORM_TOKEN".into(), PlatformDouble::TOKEN.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(platform.connects().is_empty());
+    assert!(d.get("/ready").json().get("platform").is_none());
+    assert!(
+        d.stderr()
+            .contains("KICI_PLATFORM_URL is ignored because KICI_MODE is independent"),
+        "{}",
+        d.stderr()
+    );
 }
 
 #[test]

@@ -385,14 +385,27 @@ fn disabled_and_deleted_sources_are_unknown() {
 }
 
 #[test]
-fn platform_mode_has_no_direct_ingress() {
+fn platform_mode_serves_generic_but_not_direct_github() {
     let (d, _, _) = daemon(&[
         ("KICI_MODE", "platform"),
         ("KICI_PLATFORM_URL", "wss://127.0.0.1:1"),
         ("KICI_PLATFORM_TOKEN", "t"),
     ]);
-    assert_eq!(post(&d, "/webhook/o/generic/s", &[], b"{}").status, 404);
-    assert_eq!(post(&d, "/webhook/o/github", &[], b"{}").status, 404);
+    generic_source(
+        &d,
+        OWNER,
+        "o",
+        json!({ "name": "s", "verificationMethod": "none" }),
+    );
+    let r = post(
+        &d,
+        "/webhook/o/generic/s",
+        &[("X-Request-ID", "p-1")],
+        b"{}",
+    );
+    assert_eq!(r.status, 202, "generic webhooks are served in every mode");
+    let github = [("X-GitHub-Hook-Installation-Target-ID", "1")];
+    assert_eq!(post(&d, "/webhook/o/github", &github, b"{}").status, 404);
 }
 
 fn wait_for(

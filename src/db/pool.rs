@@ -94,6 +94,9 @@ impl Pool {
             Err(e) if conn.is_closed() => {
                 log::debug!("database connection was closed ({e}); retrying on a new one");
                 drop(conn);
+                // A closed connection usually means the server restarted: the other idle ones
+                // are dead too, so the retry must not pick one of them.
+                self.close_idle();
                 let mut conn = self.get()?;
                 f(&mut conn)
             }

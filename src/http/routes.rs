@@ -120,12 +120,10 @@ impl Handler for App {
 }
 
 impl App {
-    /// Direct ingress exists in hybrid and independent mode only; in platform mode webhooks come
-    /// through the Platform relay and these paths are plain 404s (spec-admin.md §11 #15).
+    /// Direct generic webhooks are served in every mode, as the reference does (spec-runtime.md
+    /// §0); direct GitHub webhooks in hybrid and independent mode only: in platform mode GitHub
+    /// deliveries come through the Platform relay, and that path is a plain 404.
     fn webhook(&self, req: &Request, path: &str) -> Response {
-        if self.config.mode == Mode::Platform {
-            return Response::error(404, "Not found");
-        }
         let parts: Vec<Option<String>> = path
             .trim_start_matches('/')
             .split('/')
@@ -145,6 +143,9 @@ impl App {
                 Response::error(405, "Method not allowed").with_header("Allow", "POST")
             }
             (Some((org, Some(name))), _) => webhooks::generic(self, req, org, name),
+            (Some((_, None)), _) if self.config.mode == Mode::Platform => {
+                Response::error(404, "Not found")
+            }
             (Some((org, None)), _) => webhooks::github(self, req, org),
         }
     }
