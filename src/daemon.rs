@@ -16,6 +16,7 @@ use std::{
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::{
+    agent::{Hub, HubConfig},
     config::{default_blob_base_url, Config, Mode},
     crypto::SecretBox,
     db::{self, migrate, tokens::Bootstrap, Connector, Pool},
@@ -25,8 +26,13 @@ use crate::{
         server::{Limits, Server, ShutdownHandle},
     },
     ingest::Recorder,
+    platform::oidc::Minter,
     platform::{client::RelayConfig, Link},
-    sources::{listen, ratelimit::RateLimiter, registry::SourceRegistry},
+    sources::{
+        listen::{self, QueueSignal},
+        ratelimit::RateLimiter,
+        registry::SourceRegistry,
+    },
     storage::{Backend, OpenParams, Storage},
     Error,
 };
@@ -60,12 +66,25 @@ pub fn run() -> Result<(), Error> {
         &mut client,
         config.bootstrap_admin_token.as_deref(),
     )?);
+    // Jobs a previous process dispatched wait for their agents to re-register (§2.7).
+    let recovery_secs = config.agents.recovery_window.as_secs() as i64;
+    let recovering = crate::agent::queue::recover_after_restart(&mut client, recovery_secs)?;
+    if recovering > 0 {
+        log::info!("{recovering} job(s) dispatched before the restart wait {recovery_secs} s for their agents");
+    }
     drop(client);
 
     let secrets = SecretBox::new(config.secret_key.clone(), config.secret_key_old.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let registry = Arc::new(SourceRegistry::default());
-    listen::start(&connector, secrets.clone(), registry.clone(), stop.clone())?;
+    let queue_signal = Arc::new(QueueSignal::default());
+    listen::start(
+        &connector,
+        secrets.clone(),
+        registry.clone(),
+        queue_signal.clone(),
+        stop.clone(),
+    )?;
     let recorder = Recorder::start(connector.clone(), RECORDER_THREADS);
     let pool = Pool::new(connector, POOL_SIZE, POOL_ACQUIRE_TIMEOUT);
     let server = Server::bind(
@@ -90,6 +109,26 @@ pub fn run() -> Result<(), Error> {
     watch_signals(server.shutdown_handle())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
+    let minter = match (&config.platform_url, &config.platform_token) {
+        (Some(url), Some(token)) => Some(Minter::new(url, token, &config.instance_id)),
+        _ => None,
+    };
+    let hub = Arc::new(Hub::new(
+        pool.clone(),
+        storage.clone(),
+        platform.clone(),
+        minter,
+        HubConfig {
+            ack_timeout: config.agents.ack_timeout,
+            recovery_window: config.agents.recovery_window,
+            auth_required: config.agents.auth_required,
+            instance_id: config.instance_id.clone(),
+        },
+    ));
+    hub.set_shutdown(server.shutdown_handle());
+    let waker = hub.clone();
+    queue_signal.set(move || waker.wake());
+    hub.start_dispatcher(stop.clone());
     let app = Arc::new(App {
         secrets,
         github: GitHubApi::new(&config.github_api_url),
@@ -101,6 +140,7 @@ pub fn run() -> Result<(), Error> {
         recorder,
         storage,
         platform: platform.clone(),
+        agents: hub,
     });
     if let (Some(link), Some(url), Some(token)) =
         (platform, &config.platform_url, &config.platform_token)

@@ -1,6 +1,7 @@
 //! The KiCI orchestrator: one binary, `kici-admin`, that is both the admin CLI and the daemon.
 //! `main.rs` is glue; everything else lives in these modules (see DESIGN.md for the map).
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -11,6 +11,7 @@ use std::{
 };
 
 use kici_orchestrator::{
+    agent::{Hub, HubConfig},
     config::Config,
     crypto::{SecretBox, SecretKey},
     db::{Connector, Pool},
@@ -47,7 +48,23 @@ fn app(db_url: &str, platform: &PlatformDouble, link: Arc<Link>) -> Arc<App> {
         limiter: RateLimiter::new(),
         recorder: Recorder::start(connector, 1),
         storage: None,
-        platform: Some(link),
+        platform: Some(link.clone()),
+        agents: Arc::new(Hub::new(
+            Pool::new(
+                Connector::from_url(db_url).unwrap(),
+                2,
+                Duration::from_secs(5),
+            ),
+            None,
+            Some(link),
+            None,
+            HubConfig {
+                ack_timeout: Duration::from_secs(10),
+                recovery_window: Duration::from_secs(120),
+                auth_required: true,
+                instance_id: "inst-link".into(),
+            },
+        )),
     })
 }
 

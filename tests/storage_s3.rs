@@ -227,7 +227,7 @@ fn odd_keys_and_the_split_log_bucket() {
         assert!(listed.contains(&key.to_owned()), "{key} not in {listed:?}");
     }
     // Logs land in the log bucket, under the prefix, and nowhere else.
-    let log = keys::step_log("exec-1", "job-1", "2");
+    let log = keys::step_log("exec-1", "build", 2);
     storage.put(Area::Logs, &log, b"step output", None).unwrap();
     assert!(s3.data.join("logs/team a").join(&log).is_file());
     assert!(!s3.data.join("cache/team a").join(&log).exists());

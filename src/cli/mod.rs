@@ -5,6 +5,7 @@
 //! live in one file per group; the admin API is reached through `client`, and what is printed
 //! is built by pure functions.
 
+pub mod agent;
 pub mod client;
 pub mod db;
 pub mod instance;
@@ -55,6 +56,8 @@ pub enum Command {
     Token(token::TokenCmd),
     Db(db::DbCmd),
     Storage(storage::StorageCmd),
+    AgentToken(agent::AgentTokenCmd),
+    Agent(agent::AgentCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -145,6 +148,8 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::Token(cmd)) => token::run(cmd, &globals),
         Some(Command::Db(cmd)) => db::run(cmd, &globals),
         Some(Command::Storage(cmd)) => storage::run(cmd, &globals),
+        Some(Command::AgentToken(cmd)) => agent::run(cmd, &globals),
+        Some(Command::Agent(cmd)) => agent::run_agent(cmd, &globals),
     }
 }
 

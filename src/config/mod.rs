@@ -16,7 +16,9 @@ use crate::crypto::SecretKey;
 use crate::db::url::keyword_pairs;
 pub use crate::db::url::redact_database_url;
 
+mod agents;
 mod storage;
+pub use agents::AgentSettings;
 pub use storage::{default_blob_base_url, StorageOnly};
 mod vars;
 pub use vars::is_known_var;
@@ -105,6 +107,7 @@ pub struct Config {
     /// `KICI_CLUSTER_INSTANCE_ID`, else a fresh UUID per boot: names this orchestrator to the
     /// Platform (`source.register`, OIDC mint path).
     pub instance_id: String,
+    pub agents: AgentSettings,
     pub dev: bool,
 }
 
@@ -148,6 +151,7 @@ impl fmt::Debug for Config {
             .field("webhook_public_url", &self.webhook_public_url)
             .field("github_api_url", &self.github_api_url)
             .field("instance_id", &self.instance_id)
+            .field("agents", &self.agents)
             .field("dev", &self.dev)
             .finish()
     }
@@ -274,6 +278,7 @@ impl Loader {
         let log_level = self.choice("KICI_LOG_LEVEL", &levels, LevelFilter::Info);
         let storage = self.storage();
         let cache_ttl_days = self.cache_ttl_days();
+        let agents = self.agent_settings();
         let max_payload = self.max_payload();
         let webhook_public_url = self.url("KICI_WEBHOOK_PUBLIC_URL", &["http://", "https://"]);
         let github_api_url = self
@@ -309,6 +314,7 @@ impl Loader {
             instance_id: self
                 .get("KICI_CLUSTER_INSTANCE_ID")
                 .unwrap_or_else(crate::crypto::random_uuid),
+            agents,
             dev,
         };
         Ok(Loaded {

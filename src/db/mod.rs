@@ -1,6 +1,7 @@
 //! Everything that talks to PostgreSQL: connecting (TLS included), the connection pool, the
 //! embedded migrations and one file per table group. Nothing else in the crate holds a `Client`.
 
+pub mod agent_tokens;
 pub mod connect;
 pub mod events;
 pub mod generic;

@@ -6,6 +6,7 @@ use super::{
     admin, blob, health, parse::percent_decode, server::Handler, webhooks, Request, Response,
 };
 use crate::{
+    agent::{session, Hub},
     config::{Config, Mode},
     crypto::SecretBox,
     db::Pool,
@@ -38,6 +39,8 @@ pub struct App {
     pub storage: Option<Arc<Storage>>,
     /// The Platform link (platform and hybrid modes).
     pub platform: Option<Arc<Link>>,
+    /// Connected agents, their jobs and the queue.
+    pub agents: Arc<Hub>,
 }
 
 const ADMIN_PREFIX: &str = "/api/v1/admin";
@@ -91,6 +94,10 @@ impl Handler for App {
                 admin::handle(self, req, &p[ADMIN_PREFIX.len()..])
             }
             p if p.starts_with("/webhook/") => self.webhook(req, p),
+            "/ws" => Response::error(
+                400,
+                "Expected a WebSocket upgrade (agents connect with KICI_ORCHESTRATOR_URL=ws://<host>:<port>/ws)",
+            ),
             p => match (p.strip_prefix(BLOB_PREFIX), self.blob_store()) {
                 (Some(rest), Some(store)) if matches!(method, "GET" | "HEAD") => {
                     blob::get(store, req, rest)
@@ -100,6 +107,14 @@ impl Handler for App {
                 _ => Response::error(404, "Not found"),
             },
         }
+    }
+
+    fn upgrades(&self, req: &Request) -> bool {
+        self.local_path(&req.path) == Some("/ws") && session::is_upgrade(req)
+    }
+
+    fn upgrade(&self, req: &Request, stream: std::net::TcpStream, buffered: Vec<u8>) {
+        session::serve(&self.agents, req, stream, buffered);
     }
 
     fn streams_body(&self, method: &str, path: &str) -> Option<u64> {

@@ -66,6 +66,15 @@ pub trait Handler: Send + Sync + 'static {
     fn handle_stream(&self, req: &Request, _body: &mut dyn io::Read) -> Response {
         self.handle(req)
     }
+
+    /// Whether this request takes the connection over (the agent WebSocket on `GET /ws`).
+    fn upgrades(&self, _req: &Request) -> bool {
+        false
+    }
+
+    /// Runs a taken-over connection until it ends; `buffered` holds bytes already read past the
+    /// request head. The server closes the socket afterwards.
+    fn upgrade(&self, _req: &Request, _stream: TcpStream, _buffered: Vec<u8>) {}
 }
 
 /// How often a waiting connection looks at the shutdown flag.
@@ -325,6 +334,13 @@ fn serve_one(
         request_id,
         received_at: started,
     };
+    if kind == BodyKind::None && handler.upgrades(&req) {
+        let leftover = conn.buffered().to_vec();
+        if let Ok(stream) = conn.stream.try_clone() {
+            let _ = catch_unwind(AssertUnwindSafe(|| handler.upgrade(&req, stream, leftover)));
+        }
+        return Err(());
+    }
     let streamed_len = match kind {
         BodyKind::Length(n) => n,
         _ => 0,

@@ -24,6 +24,26 @@ use crate::{
 /// How long one wait for notifications lasts before the thread looks at the stop flag.
 const WAIT: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const QUEUE_CHANNEL: &str = "dispatch_queue_pending";
+
+/// Called when any orchestrator on the database queued work (`dispatch_queue_pending`); set once
+/// the agent hub exists. Also fired after every reconnect, since notifications were lost.
+#[derive(Default)]
+pub struct QueueSignal {
+    hook: std::sync::Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl QueueSignal {
+    pub fn set(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+    }
+
+    fn fire(&self) {
+        if let Some(h) = self.hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            h();
+        }
+    }
+}
 
 /// `application_name` of the LISTEN connection (per process, so operators and tests can find it
 /// in pg_stat_activity).
@@ -37,13 +57,14 @@ pub fn start(
     connector: &Connector,
     sbox: SecretBox,
     registry: Arc<SourceRegistry>,
+    queue: Arc<QueueSignal>,
     stop: Arc<AtomicBool>,
 ) -> Result<(), DbError> {
     let connector = connector.with_application_name(&application_name());
     let client = sync(&connector, &sbox, &registry)?;
     thread::Builder::new()
         .name("listen".into())
-        .spawn(move || run(client, &connector, &sbox, &registry, &stop))
+        .spawn(move || run(client, &connector, &sbox, &registry, &queue, &stop))
         .map_err(|e| DbError::Refused(format!("cannot start the LISTEN thread: {e}")))?;
     Ok(())
 }
@@ -57,7 +78,9 @@ fn sync(
 ) -> Result<Client, DbError> {
     let mut client = connector.connect()?;
     client
-        .batch_execute("LISTEN sources_change; LISTEN generic_sources_change")
+        .batch_execute(
+            "LISTEN sources_change; LISTEN generic_sources_change; LISTEN dispatch_queue_pending",
+        )
         .map_err(DbError::query("LISTEN for source changes"))?;
     let snapshot = registry::load_all(&mut client, sbox)?;
     if snapshot.is_empty() {
@@ -74,10 +97,11 @@ fn run(
     connector: &Connector,
     sbox: &SecretBox,
     registry: &SourceRegistry,
+    queue: &QueueSignal,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::SeqCst) {
-        let Err(e) = wait_and_apply(&mut client, sbox, registry) else {
+        let Err(e) = wait_and_apply(&mut client, sbox, registry, queue) else {
             continue;
         };
         log::warn!("source change listener lost its connection ({e}); reconnecting");
@@ -89,6 +113,7 @@ fn run(
             match sync(connector, sbox, registry) {
                 Ok(c) => {
                     log::info!("source change listener reconnected and resynced");
+                    queue.fire();
                     break c;
                 }
                 Err(e) => {
@@ -109,8 +134,10 @@ fn wait_and_apply(
     client: &mut Client,
     sbox: &SecretBox,
     registry: &SourceRegistry,
+    queue: &QueueSignal,
 ) -> Result<(), DbError> {
     let mut keys: Vec<(Kind, String)> = Vec::new();
+    let mut queued_work = false;
     {
         let lost = |e: postgres::Error| DbError::Connect {
             url: "LISTEN connection".into(),
@@ -120,7 +147,9 @@ fn wait_and_apply(
         let first = notes.timeout_iter(WAIT).next().map_err(lost)?;
         let Some(first) = first else { return Ok(()) };
         let mut push = |n: postgres::Notification| {
-            if let Some(kind) = Kind::from_channel(n.channel()) {
+            if n.channel() == QUEUE_CHANNEL {
+                queued_work = true;
+            } else if let Some(kind) = Kind::from_channel(n.channel()) {
                 let key = (kind, n.payload().to_owned());
                 if !keys.contains(&key) {
                     keys.push(key);
@@ -132,6 +161,12 @@ fn wait_and_apply(
         while let Some(n) = queued.next().map_err(lost)? {
             push(n);
         }
+    }
+    if queued_work {
+        queue.fire();
+    }
+    if keys.is_empty() {
+        return Ok(());
     }
     log::debug!("source change: {keys:?}");
     registry.refresh(client, sbox, &keys)

@@ -181,6 +181,22 @@ impl FsStore {
             .map_err(|e| io_error("cannot write", &path, e))
     }
 
+    /// Appends to a blob, creating it (and its folders) when missing. Not atomic: for logs, where
+    /// a torn last line is acceptable and a rewrite per chunk is not.
+    pub fn append(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let path = self.path(key)?;
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_error("cannot create", parent, e))?;
+        }
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("cannot open", &path, e))?;
+        file.write_all(bytes)
+            .map_err(|e| io_error("cannot append to", &path, e))
+    }
+
     /// Writes fresh metadata next to an existing blob; `Ok(false)` when the blob is absent.
     pub fn set_meta(&self, key: &str, meta: &Meta) -> Result<bool, StorageError> {
         if self.head(key)?.is_none() {

@@ -96,13 +96,13 @@ pub const CACHE_PREFIXES: [&str; 3] = ["source/", "deps/", "cache/"];
 /// Prefixes of what the log bucket holds.
 pub const LOG_PREFIXES: [&str; 2] = ["kici-logs/", "event-log/"];
 
-/// One step's log (log bucket).
-pub fn step_log(execution_id: &str, job_id: &str, step: &str) -> String {
+/// One step's log, JSON lines (log bucket): `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log`
+/// (`step--1.log` for the workflow's own setup lines).
+pub fn step_log(run_id: &str, job_name: &str, step_index: i64) -> String {
     format!(
-        "kici-logs/executions/{}/{}/{}.log",
-        segment(execution_id),
-        segment(job_id),
-        segment(step)
+        "kici-logs/executions/{}/job-{}/step-{step_index}.log",
+        segment(run_id),
+        segment(job_name)
     )
 }
 
@@ -191,7 +191,14 @@ mod tests {
             test_upload("k", None, "u1"),
             "test-uploads/k/unknown/u1.tar.gz.enc"
         );
-        assert_eq!(step_log("e", "j", "3"), "kici-logs/executions/e/j/3.log");
+        assert_eq!(
+            step_log("e", "build (a, b)", 3),
+            "kici-logs/executions/e/job-build (a, b)/step-3.log"
+        );
+        assert_eq!(
+            step_log("e", "j", -1),
+            "kici-logs/executions/e/job-j/step--1.log"
+        );
         assert_eq!(event_payload("acme", "d-1"), "event-log/acme/d-1.json.gz");
     }
 

@@ -363,6 +363,20 @@ impl Storage {
         }
     }
 
+    /// Appends to an object (created when missing): logs. The filesystem appends in place; S3
+    /// has no append, so the object is read and written back whole (callers batch their writes).
+    pub fn append(&self, area: Area, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let full = self.full_key(key)?;
+        match &self.backend {
+            Backend::Fs(f) => f.append(&full, bytes),
+            Backend::S3(s) => {
+                let mut body = s.get(self.bucket(area), &full)?.unwrap_or_default();
+                body.extend_from_slice(bytes);
+                s.put(self.bucket(area), &full, &body, None)
+            }
+        }
+    }
+
     /// Replaces an object's metadata; `Ok(false)` when it does not exist.
     pub fn set_meta(&self, area: Area, key: &str, meta: &Meta) -> Result<bool, StorageError> {
         let full = self.full_key(key)?;

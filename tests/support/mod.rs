@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+pub mod agent;
 pub mod daemon;
 pub mod fake_github;
 pub mod pg;

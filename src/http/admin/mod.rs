@@ -3,6 +3,7 @@
 //! Order of checks on every route: token (401) → permission (403) → scope (403) → body (400) →
 //! lookup (404) → conflict (409).
 
+mod agents;
 mod body;
 mod generic;
 mod github;
@@ -126,9 +127,14 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         (["tokens"], "GET") => list_tokens(app, &caller),
         (["tokens"], "POST") => create_token(app, &caller, req),
         (["tokens", id], "DELETE") => revoke_token(app, &caller, id),
+        (["agent-tokens"], "GET") => agents::list(app, &caller),
+        (["agent-tokens"], "POST") => agents::create(app, &caller, req),
+        (["agent-tokens", id], "DELETE") => agents::revoke(app, &caller, id),
+        (["runs", id, "cancel"], "POST") => agents::cancel_run(app, &caller, req, id),
         (["db", "migrate"], "POST") => run_migrations(app, &caller),
         (["db", "migrate", "status"], "GET") => migration_status(app, &caller),
-        (["sources"] | ["generic-sources"] | ["tokens"], _)
+        (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"], _)
+        | (["agent-tokens", _] | ["runs", _, "cancel"], _)
         | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
         | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
         | (["db", "migrate"] | ["db", "migrate", "status"], _) => {

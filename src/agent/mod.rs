@@ -1,0 +1,566 @@
+//! The agent link (spec-runtime.md §2): agents connect to `GET /ws` on the orchestrator's port,
+//! authenticate with `kat_` tokens, register with labels, and receive `job.dispatch` frames for
+//! queued jobs they may run; they report status, steps and logs back.
+//!
+//! `Hub` is the shared state: connected agents (labels, capacity, taint, their writer), which
+//! job each one holds (for ownership checks, ack deadlines and recovery), and the queue claims.
+//! `session` runs one connection on its own thread; `handle` acts on what agents send; `queue`
+//! and `jobs` are the database; `messages`, `select` and `wsframe` are pure.
+
+pub mod handle;
+pub mod jobs;
+pub mod logs;
+pub mod messages;
+pub mod queue;
+pub mod select;
+pub mod session;
+pub mod wsframe;
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::Write,
+    net::{Shutdown, TcpStream},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Condvar, Mutex, MutexGuard,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+use crate::{
+    db::Pool,
+    http::server::ShutdownHandle,
+    platform::{oidc::Minter, Link},
+    storage::Storage,
+};
+use logs::Logs;
+
+/// How long a late message about a finished job is still accepted from its agent.
+const LATE_GRACE: Duration = Duration::from_secs(30);
+
+pub struct HubConfig {
+    /// `KICI_DISPATCH_ACK_TIMEOUT_MS` (default 10 000, at least 1 000).
+    pub ack_timeout: Duration,
+    /// How long jobs of a vanished agent wait for it (2 × `KICI_AGENT_MAX_RECONNECT_DELAY_MS`).
+    pub recovery_window: Duration,
+    /// `KICI_AGENT_AUTH=none` turns token checks off (development only).
+    pub auth_required: bool,
+    pub instance_id: String,
+}
+
+/// One connection's write side: whole frames written under a lock, from any thread.
+pub struct Writer {
+    stream: Mutex<TcpStream>,
+    closed: AtomicBool,
+}
+
+impl Writer {
+    pub fn new(stream: TcpStream) -> Writer {
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        Writer {
+            stream: Mutex::new(stream),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) -> bool {
+        if self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
+        let mut s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let ok = s.write_all(bytes).and_then(|_| s.flush()).is_ok();
+        if !ok {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+        ok
+    }
+
+    /// Sends a JSON text frame; false when the connection is gone.
+    pub fn send(&self, frame: &Value) -> bool {
+        self.write(&wsframe::encode(
+            wsframe::OP_TEXT,
+            frame.to_string().as_bytes(),
+        ))
+    }
+
+    pub fn send_raw(&self, opcode: u8, payload: &[u8]) -> bool {
+        self.write(&wsframe::encode(opcode, payload))
+    }
+
+    /// Sends a close frame and ends the connection (its reader sees the end and cleans up).
+    pub fn close(&self, code: u16, reason: &str) {
+        self.write(&wsframe::close(code, reason));
+        self.closed.store(true, Ordering::SeqCst);
+        let s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = s.shutdown(Shutdown::Both);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// A registered agent.
+pub struct Agent {
+    pub id: String,
+    pub connection_id: String,
+    pub token_id: Option<String>,
+    pub labels: Vec<String>,
+    pub taint: Vec<String>,
+    pub max: u32,
+    pub writer: Arc<Writer>,
+    active: Mutex<HashSet<String>>,
+    /// Set by a `job.reject{busy}`: no dispatch until the agent reports spare capacity.
+    paused: AtomicBool,
+    drain_lock: Mutex<()>,
+}
+
+impl Agent {
+    pub fn new(
+        id: String,
+        connection_id: String,
+        token_id: Option<String>,
+        labels: Vec<String>,
+        taint: Vec<String>,
+        max: u32,
+        writer: Arc<Writer>,
+    ) -> Agent {
+        Agent {
+            id,
+            connection_id,
+            token_id,
+            labels,
+            taint,
+            max,
+            writer,
+            active: Mutex::default(),
+            paused: AtomicBool::new(false),
+            drain_lock: Mutex::new(()),
+        }
+    }
+
+    fn active(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.active().len()
+    }
+}
+
+/// A job held by an agent (or recently finished by it).
+#[derive(Debug, Clone)]
+pub struct Owned {
+    pub agent_id: String,
+    pub run_id: String,
+    pub job_name: String,
+    pub ack_deadline: Option<Instant>,
+    pub finished_at: Option<Instant>,
+    pub log_bytes: u64,
+}
+
+pub struct Hub {
+    pub pool: Pool,
+    pub storage: Option<Arc<Storage>>,
+    pub link: Option<Arc<Link>>,
+    pub minter: Option<Minter>,
+    pub cfg: HubConfig,
+    pub logs: Logs,
+    agents: Mutex<HashMap<String, Arc<Agent>>>,
+    jobs: Mutex<HashMap<String, Owned>>,
+    shutdown: Mutex<Option<ShutdownHandle>>,
+    wake: (Mutex<bool>, Condvar),
+}
+
+/// How often the dispatcher thread looks at ack deadlines when nothing wakes it.
+const DISPATCH_TICK: Duration = Duration::from_millis(200);
+/// How often lost agents' jobs and stale jobs are looked for.
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+/// A running job without a heartbeat for two intervals (2 × 60 s) is stale.
+const STALE_AFTER_SECS: i64 = 120;
+
+impl Hub {
+    pub fn new(
+        pool: Pool,
+        storage: Option<Arc<Storage>>,
+        link: Option<Arc<Link>>,
+        minter: Option<Minter>,
+        cfg: HubConfig,
+    ) -> Hub {
+        Hub {
+            pool,
+            logs: Logs::new(storage.clone()),
+            storage,
+            link,
+            minter,
+            cfg,
+            agents: Mutex::default(),
+            jobs: Mutex::default(),
+            shutdown: Mutex::default(),
+            wake: (Mutex::new(false), Condvar::new()),
+        }
+    }
+
+    /// Asks the dispatcher thread to offer queued work to the agents (non-blocking): after a job
+    /// is queued here, or another orchestrator queued one (NOTIFY).
+    pub fn wake(&self) {
+        let (lock, cv) = &self.wake;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_one();
+    }
+
+    /// The dispatcher thread: drains on wake-ups, enforces ack deadlines, expires lost and stale
+    /// jobs. Runs until `stop`.
+    pub fn start_dispatcher(self: &Arc<Self>, stop: Arc<AtomicBool>) {
+        let hub = self.clone();
+        let spawned = thread::Builder::new()
+            .name("dispatcher".into())
+            .spawn(move || {
+                let mut last_expire = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    let woken = {
+                        let (lock, cv) = &hub.wake;
+                        let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+                        let (mut guard, _) = cv
+                            .wait_timeout_while(guard, DISPATCH_TICK, |w| !*w)
+                            .unwrap_or_else(|p| p.into_inner());
+                        std::mem::take(&mut *guard)
+                    };
+                    if woken {
+                        hub.kick();
+                    }
+                    hub.check_ack_deadlines();
+                    if last_expire.elapsed() >= EXPIRE_EVERY {
+                        last_expire = Instant::now();
+                        handle::expire(&hub, STALE_AFTER_SECS);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the dispatcher thread: {e}");
+        }
+    }
+
+    pub fn set_shutdown(&self, handle: ShutdownHandle) {
+        *self.shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(ShutdownHandle::is_shutdown)
+    }
+
+    fn agents(&self) -> MutexGuard<'_, HashMap<String, Arc<Agent>>> {
+        self.agents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, HashMap<String, Owned>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn agent(&self, id: &str) -> Option<Arc<Agent>> {
+        self.agents().get(id).cloned()
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents().len()
+    }
+
+    /// The job as `agent_id` holds it: dispatched to it, recovering on it, or finished by it less
+    /// than 30 s ago (late logs). Job-scoped messages about anything else are ignored.
+    pub fn owned_by(&self, agent_id: &str, job_id: &str) -> Option<Owned> {
+        self.jobs()
+            .get(job_id)
+            .filter(|o| o.agent_id == agent_id)
+            .filter(|o| o.finished_at.is_none_or(|t| t.elapsed() < LATE_GRACE))
+            .cloned()
+    }
+
+    fn track(&self, job_id: &str, owned: Owned) {
+        self.jobs().insert(job_id.to_owned(), owned);
+    }
+
+    fn update_job(&self, job_id: &str, f: impl FnOnce(&mut Owned)) {
+        if let Some(o) = self.jobs().get_mut(job_id) {
+            f(o);
+        }
+    }
+
+    /// Registers a connection's agent. An agent id already bound to another token is refused;
+    /// the same agent reconnecting replaces its previous connection.
+    pub fn register(&self, agent: Arc<Agent>) -> Result<(), String> {
+        let previous = {
+            let mut agents = self.agents();
+            if let Some(old) = agents.get(&agent.id) {
+                if old.token_id != agent.token_id && old.connection_id != agent.connection_id {
+                    return Err(format!(
+                        "agent id {} is already connected with another token",
+                        agent.id
+                    ));
+                }
+            }
+            agents.insert(agent.id.clone(), agent.clone())
+        };
+        if let Some(old) = previous.filter(|o| o.connection_id != agent.connection_id) {
+            // Jobs of the old connection now belong to the new one.
+            let moved: Vec<String> = old.active().drain().collect();
+            agent.active().extend(moved);
+            old.writer.close(1000, "Replaced by a new connection");
+        }
+        log::info!(
+            "agent {} registered (labels {}, capacity {})",
+            agent.id,
+            agent.labels.join(","),
+            agent.max
+        );
+        Ok(())
+    }
+
+    /// A connection ended. Jobs its agent never acknowledged go back to the queue; running ones
+    /// wait for the agent to come back within the recovery window.
+    pub fn unregister(&self, agent_id: &str, connection_id: &str) {
+        let removed = {
+            let mut agents = self.agents();
+            match agents.get(agent_id) {
+                Some(a) if a.connection_id == connection_id => agents.remove(agent_id),
+                _ => None,
+            }
+        };
+        let Some(agent) = removed else { return };
+        let held: Vec<String> = agent.active().iter().cloned().collect();
+        let unacked: Vec<String> = {
+            let jobs = self.jobs();
+            held.iter()
+                .filter(|j| jobs.get(*j).is_some_and(|o| o.ack_deadline.is_some()))
+                .cloned()
+                .collect()
+        };
+        for job in &unacked {
+            self.requeue(
+                job,
+                agent_id,
+                "agent disconnected before acknowledging the job",
+            );
+        }
+        if held.len() > unacked.len() {
+            let secs = self.cfg.recovery_window.as_secs() as i64;
+            match self.pool.with_retry(|c| queue::start_recovery(c, agent_id, secs)) {
+                Ok(n) => log::info!("agent {agent_id} disconnected with {n} job(s) in flight; waiting {secs} s for it"),
+                Err(e) => log::warn!("agent {agent_id} disconnected; recording recovery failed: {e}"),
+            }
+        } else {
+            log::info!("agent {agent_id} disconnected");
+        }
+        self.kick();
+    }
+
+    /// Offers queued work to every agent with spare capacity (after a job is queued, an agent
+    /// frees a slot, or another orchestrator queued work).
+    pub fn kick(&self) {
+        let agents: Vec<Arc<Agent>> = self.agents().values().cloned().collect();
+        let mut sorted = agents;
+        // The reference's default pick: lowest agent id first.
+        sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        for agent in sorted {
+            self.drain(&agent);
+        }
+    }
+
+    /// Dispatches queued jobs to one agent while it has spare capacity.
+    pub fn drain(&self, agent: &Arc<Agent>) {
+        let _one_at_a_time = agent.drain_lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !agent.writer.is_closed()
+            && !agent.paused.load(Ordering::SeqCst)
+            && agent.active_count() < agent.max as usize
+            && !self.shutting_down()
+        {
+            let ack_ms = self.cfg.ack_timeout.as_millis() as i64;
+            let claimed = self
+                .pool
+                .with_retry(|c| queue::claim(c, &agent.id, &agent.labels, &agent.taint, ack_ms));
+            let job = match claimed {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("claiming a job for agent {} failed: {e}", agent.id);
+                    return;
+                }
+            };
+            agent.active().insert(job.id.clone());
+            self.track(
+                &job.id,
+                Owned {
+                    agent_id: agent.id.clone(),
+                    run_id: job.run_id.clone(),
+                    job_name: job.job_name.clone(),
+                    ack_deadline: Some(Instant::now() + self.cfg.ack_timeout),
+                    finished_at: None,
+                    log_bytes: 0,
+                },
+            );
+            let frame = dispatch_frame(&job);
+            if agent.writer.send(&frame) {
+                log::debug!(
+                    "job {} ({}) dispatched to {}",
+                    job.id,
+                    job.job_name,
+                    agent.id
+                );
+            } else {
+                agent.active().remove(&job.id);
+                self.requeue(
+                    &job.id,
+                    &agent.id,
+                    "the agent's connection failed during dispatch",
+                );
+                return;
+            }
+        }
+    }
+
+    /// Back to the queue (or failed after the last attempt); the job's run may end with it.
+    pub fn requeue(&self, job_id: &str, agent_id: &str, why: &str) {
+        if let Some(a) = self.agent(agent_id) {
+            a.active().remove(job_id);
+        }
+        self.jobs().remove(job_id);
+        match self
+            .pool
+            .with_retry(|c| queue::requeue(c, job_id, agent_id, why))
+        {
+            Ok(queue::Requeued::Failed) => {
+                let reason = format!(
+                    "re-dispatch attempts exhausted ({} attempts; last: {why})",
+                    queue::MAX_ATTEMPTS
+                );
+                log::warn!("job {job_id} failed: {reason}");
+                handle::finish_job(self, job_id, "failed", Some(&reason));
+            }
+            Ok(queue::Requeued::Pending) => log::info!("job {job_id} requeued: {why}"),
+            Ok(queue::Requeued::Gone) => {}
+            Err(e) => log::warn!("requeueing job {job_id} failed: {e}"),
+        }
+    }
+
+    /// Housekeeping, every fraction of a second: acknowledgements that did not come in time
+    /// close the agent (4031) and requeue its job.
+    pub fn check_ack_deadlines(&self) {
+        let now = Instant::now();
+        let late: Vec<(String, String)> = self
+            .jobs()
+            .iter()
+            .filter(|(_, o)| o.ack_deadline.is_some_and(|d| d < now))
+            .map(|(j, o)| (j.clone(), o.agent_id.clone()))
+            .collect();
+        let requeued = !late.is_empty();
+        for (job, agent_id) in late {
+            log::warn!(
+                "agent {agent_id} did not acknowledge job {job} within {:?}",
+                self.cfg.ack_timeout
+            );
+            if let Some(agent) = self.agent(&agent_id) {
+                agent.writer.close(4031, "Dispatch acknowledgement timeout");
+                self.agents().remove(&agent_id);
+            }
+            self.requeue(
+                &job,
+                &agent_id,
+                "no acknowledgement within the dispatch deadline",
+            );
+        }
+        let now = Instant::now();
+        self.jobs().retain(|_, o| {
+            o.finished_at
+                .is_none_or(|t| now.duration_since(t) < LATE_GRACE)
+        });
+        if requeued {
+            self.kick();
+        }
+    }
+
+    /// Sends `job.cancel` for every live job of a run and cancels what is still queued. Returns
+    /// how many jobs were cancelled or told to cancel.
+    pub fn cancel_run(
+        &self,
+        run_id: &str,
+        force: bool,
+        reason: &str,
+    ) -> Result<usize, crate::db::DbError> {
+        let live = self.pool.with_retry(|c| queue::live_of_run(c, run_id))?;
+        let mut count = 0;
+        for (job_id, status, agent_id) in live {
+            if status == "pending" {
+                self.pool
+                    .with_retry(|c| queue::finish(c, &job_id, "cancelled"))?;
+                handle::finish_job(self, &job_id, "cancelled", Some(reason));
+                count += 1;
+                continue;
+            }
+            let Some(agent) = agent_id.as_deref().and_then(|a| self.agent(a)) else {
+                continue;
+            };
+            if agent
+                .writer
+                .send(&messages::job_cancel(run_id, &job_id, reason, force))
+            {
+                count += 1;
+            }
+        }
+        self.pool.with_retry(|c| {
+            c.execute(
+                "UPDATE execution_runs SET status = 'cancelling', updated_at = now()
+                  WHERE run_id = $1::text::uuid AND status IN ('pending', 'running')",
+                &[&run_id],
+            )
+            .map_err(crate::db::DbError::query("marking a run cancelling"))
+        })?;
+        // Jobs not yet created in the queue (waiting on needs) end with the run.
+        let pending: Vec<String> = self.pool.with_retry(|c| {
+            let rows = c
+                .query(
+                    "SELECT job_id::text FROM execution_jobs WHERE run_id = $1::text::uuid AND status = 'pending'
+                       AND NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.id = execution_jobs.job_id)",
+                    &[&run_id],
+                )
+                .map_err(crate::db::DbError::query("reading a run's waiting jobs"))?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })?;
+        for job_id in pending {
+            handle::finish_job(self, &job_id, "cancelled", Some(reason));
+            count += 1;
+        }
+        Ok(count)
+    }
+}
+
+/// The `job.dispatch` frame for a claimed job: its stored fields plus ids and timestamps.
+pub fn dispatch_frame(job: &queue::Claimed) -> Value {
+    let mut frame = match &job.dispatch {
+        Value::Object(o) => Value::Object(o.clone()),
+        _ => json!({}),
+    };
+    frame["type"] = json!("job.dispatch");
+    frame["messageId"] = json!(crate::crypto::random_uuid());
+    frame["runId"] = json!(job.run_id);
+    frame["jobId"] = json!(job.id);
+    frame["timestamp"] = json!(jiff::Timestamp::now().as_millisecond());
+    if frame.get("lockFileUrl").is_none() {
+        frame["lockFileUrl"] = json!("");
+    }
+    frame
+}
+
+impl crate::platform::oidc::OwnedJobs for Hub {
+    fn run_of(&self, agent_id: &str, job_id: &str) -> Option<String> {
+        self.jobs()
+            .get(job_id)
+            .filter(|o| o.agent_id == agent_id && o.finished_at.is_none())
+            .map(|o| o.run_id.clone())
+    }
+}

@@ -1,0 +1,214 @@
+//! A scripted agent: the agent side of spec-runtime.md §2 over a real WebSocket (tungstenite
+//! client), sending what the real KiCI agent sends (agent-observed.md) and recording what it gets.
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
+
+pub struct TestAgent {
+    ws: WebSocket<MaybeTlsStream<TcpStream>>,
+    pub id: String,
+    /// The close code the orchestrator sent, once it did.
+    pub closed: Option<u16>,
+    /// Text frames received and not yet consumed by `recv_type`.
+    backlog: Vec<Value>,
+}
+
+pub const LABELS: [&str; 6] = [
+    "linux",
+    "kici:os:linux",
+    "kici:arch:x64",
+    "kici:host:vm",
+    "kici:role:builder",
+    "kici:role:init-runner",
+];
+
+impl TestAgent {
+    pub fn connect(addr: SocketAddr, id: &str) -> TestAgent {
+        let url = format!("ws://{addr}/ws");
+        let (ws, _) = tungstenite::connect(url.as_str()).expect("WebSocket connect to /ws");
+        if let MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        }
+        TestAgent {
+            ws,
+            id: id.to_owned(),
+            closed: None,
+            backlog: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, frame: Value) {
+        let _ = self.ws.send(Message::text(frame.to_string()));
+    }
+
+    /// A fresh text frame from the socket within `within`, or `None` (timeout, or closed: see
+    /// `closed`).
+    fn read_frame(&mut self, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline && self.closed.is_none() {
+            match self.ws.read() {
+                Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
+                Ok(Message::Close(f)) => self.closed = Some(f.map_or(1005, |f| u16::from(f.code))),
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => self.closed = Some(self.closed.unwrap_or(1006)),
+            }
+        }
+        None
+    }
+
+    /// The next text frame (kept ones first).
+    pub fn recv(&mut self, within: Duration) -> Option<Value> {
+        if !self.backlog.is_empty() {
+            return Some(self.backlog.remove(0));
+        }
+        self.read_frame(within)
+    }
+
+    /// The next frame of `kind`; others are kept for later.
+    pub fn recv_type(&mut self, kind: &str, within: Duration) -> Option<Value> {
+        if let Some(i) = self.backlog.iter().position(|f| f["type"] == kind) {
+            return Some(self.backlog.remove(i));
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline && self.closed.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.read_frame(left) {
+                Some(f) if f["type"] == kind => return Some(f),
+                Some(f) => self.backlog.push(f),
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// Waits for the orchestrator to close the connection; returns its close code.
+    pub fn wait_closed(&mut self, within: Duration) -> Option<u16> {
+        let deadline = Instant::now() + within;
+        while self.closed.is_none() && Instant::now() < deadline {
+            if let Some(f) = self.read_frame(Duration::from_millis(100)) {
+                self.backlog.push(f);
+            }
+        }
+        self.closed
+    }
+
+    /// Drops the connection without a close frame (as a killed agent does).
+    pub fn vanish(self) {
+        if let MaybeTlsStream::Plain(s) = self.ws.get_ref() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn auth(&mut self, token: &str) -> Value {
+        self.send(json!({"type": "auth.request", "token": token, "protocolVersion": 1}));
+        self.recv(Duration::from_secs(5)).unwrap_or(Value::Null)
+    }
+
+    /// `agent.register` as the real agent sends it; returns the `register.ack`.
+    pub fn register(&mut self, labels: &[&str], in_flight: &[(&str, &str)]) -> Option<Value> {
+        let mut frame = json!({
+            "type": "agent.register", "messageId": format!("register-{}-1", self.id), "agentId": self.id,
+            "labels": labels, "platform": "linux", "arch": "x64", "hostname": "vm", "version": "0.1.24",
+            "runningAsUser": "ci", "runningAsUid": 1000,
+        });
+        if !in_flight.is_empty() {
+            frame["inFlightJobs"] = json!(in_flight
+                .iter()
+                .map(|(j, r)| json!({"jobId": j, "runId": r}))
+                .collect::<Vec<_>>());
+        }
+        self.send(frame);
+        let ack = self.recv_type("register.ack", Duration::from_secs(5));
+        if ack.is_some() {
+            self.send(json!({"type": "config.ack", "messageId": "config-ack", "agentId": self.id}));
+        }
+        ack
+    }
+
+    /// Connect, authenticate and register with the default labels.
+    pub fn online(addr: SocketAddr, id: &str, token: &str) -> TestAgent {
+        let mut a = TestAgent::connect(addr, id);
+        assert_eq!(a.auth(token)["type"], "auth.success");
+        assert!(a.register(&LABELS, &[]).is_some(), "no register.ack");
+        a
+    }
+
+    pub fn dispatch(&mut self, within: Duration) -> Option<Value> {
+        self.recv_type("job.dispatch", within)
+    }
+
+    fn job_frame(&self, kind: &str, job: &Value) -> Value {
+        json!({"type": kind, "messageId": kici_orchestrator::crypto::random_uuid(),
+               "runId": job["runId"], "jobId": job["jobId"], "timestamp": jiff::Timestamp::now().as_millisecond()})
+    }
+
+    pub fn ack(&mut self, job: &Value) {
+        let f = self.job_frame("job.ack", job);
+        self.send(f);
+    }
+
+    pub fn status(&mut self, job: &Value, state: &str, data: Value) {
+        let mut f = self.job_frame("job.status", job);
+        f["state"] = json!(state);
+        if !data.is_null() {
+            f["data"] = data;
+        }
+        self.send(f);
+    }
+
+    pub fn step(&mut self, job: &Value, index: i64, name: &str, state: &str, data: Value) {
+        let mut f = self.job_frame("step.status", job);
+        f["stepIndex"] = json!(index);
+        f["stepName"] = json!(name);
+        f["state"] = json!(state);
+        if !data.is_null() {
+            f["data"] = data;
+        }
+        self.send(f);
+    }
+
+    pub fn log(&mut self, job: &Value, index: i64, lines: &[&str]) {
+        let mut f = self.job_frame("log.chunk", job);
+        f["stepIndex"] = json!(index);
+        f["lines"] = json!(lines);
+        self.send(f);
+    }
+
+    /// What the real agent does for a job: ack, running, context, one step with logs, the end.
+    pub fn run_job(&mut self, job: &Value, outcome: &str) {
+        self.ack(job);
+        self.status(job, "running", Value::Null);
+        self.send(json!({"type": "job.context", "runId": job["runId"], "jobId": job["jobId"], "context": {"sandboxType": "bare-metal"}}));
+        self.send(json!({"type": "run.event", "runId": job["runId"], "eventType": "agent.execution.start", "timestampMs": 1, "sourceService": "agent", "jobId": job["jobId"], "durationMs": null}));
+        self.log(job, -1, &["[workflow-runner] Cloning"]);
+        self.step(job, 0, "hello", "running", Value::Null);
+        self.log(job, 0, &["hello from kici", "second line"]);
+        if outcome == "success" {
+            self.step(job, 0, "hello", "success", json!({"durationMs": 12}));
+            self.status(job, "success", json!({"durationMs": 40, "stepResults": [{"name": "hello", "status": "success", "durationMs": 12}]}));
+        } else {
+            let error = json!({"message": "to stderr\n    exit code: 3", "exitCode": 3});
+            self.step(
+                job,
+                0,
+                "hello",
+                "failed",
+                json!({"durationMs": 5, "error": error}),
+            );
+            self.status(job, "failed", json!({"durationMs": 30, "stepResults": [{"name": "hello", "status": "failed", "durationMs": 5, "error": "exit code: 3"}]}));
+        }
+        self.send(
+            json!({"type": "agent.status", "messageId": "s", "agentId": self.id, "activeJobs": 0}),
+        );
+    }
+}
