@@ -7,117 +7,15 @@ mod support;
 
 use std::time::Duration;
 
-use kici_orchestrator::agent::{
-    jobs::{create_run, NewRun},
-    queue::NewJob,
-    select::Requirements,
-};
 use serde_json::{json, Value};
 use support::{
-    agent::{TestAgent, LABELS},
+    agent::{agent_token, one, queue_run, setup, wait_value, TestAgent, LABELS, OWNER},
     daemon::*,
     pg::PgCluster,
     webhook::admin,
 };
 
-const OWNER: &str = "6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d6d";
 const T: Duration = Duration::from_secs(10);
-
-struct Setup {
-    d: Daemon,
-    db: String,
-    logs: std::path::PathBuf,
-}
-
-fn setup(pg: &PgCluster, extra: &[(&str, &str)]) -> Setup {
-    let db = pg.create_database();
-    let logs = std::env::temp_dir().join(format!(
-        "kici-agent-logs-{}-{}",
-        std::process::id(),
-        db.rsplit('/').next().unwrap()
-    ));
-    let mut env = base_env(&db);
-    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
-    env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
-    env.push(("KICI_STORAGE_FS_PATH".into(), logs.display().to_string()));
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let d = Daemon::start(&env);
-    d.wait_ready_status(200, T);
-    Setup { d, db, logs }
-}
-
-fn agent_token(s: &Setup, body: Value) -> String {
-    let r = admin(&s.d, OWNER, "POST", "/agent-tokens", body);
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-    r.json()["token"].as_str().unwrap().to_owned()
-}
-
-fn dispatch_body(name: &str) -> Value {
-    json!({
-        "repoUrl": "file:///srv/repos/acme/basic", "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567",
-        "lockFileUrl": "",
-        "jobConfig": {"workflowName": "basic", "name": name, "baseJobName": name,
-                      "source": {"file": ".kici/workflows/basic.ts", "export": "#default"},
-                      "event": {"type": "push", "targetBranch": "main", "payload": {}}},
-    })
-}
-
-/// Queues a run with these jobs (all runnable now); returns (run id, job ids).
-fn queue_run(db: &str, names: &[&str], labels: &[&str]) -> (String, Vec<String>) {
-    let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
-    let run_id = kici_orchestrator::crypto::random_uuid();
-    let jobs: Vec<NewJob> = names
-        .iter()
-        .map(|n| NewJob {
-            id: kici_orchestrator::crypto::random_uuid(),
-            run_id: run_id.clone(),
-            workflow_name: "basic".into(),
-            job_name: (*n).into(),
-            dispatch: dispatch_body(n),
-            requirements: Requirements {
-                labels: labels.iter().map(|l| l.to_string()).collect(),
-                ..Requirements::default()
-            },
-            routing_key: None,
-        })
-        .collect();
-    let ids = jobs.iter().map(|j| j.id.clone()).collect();
-    let run = NewRun {
-        run_id: run_id.clone(),
-        workflow_name: "basic".into(),
-        provider: Some("local".into()),
-        routing_key: None,
-        repo: Some("acme/basic".into()),
-        git_ref: Some("main".into()),
-        sha: None,
-        delivery_id: None,
-        trigger_event: Some("push".into()),
-        trigger_decision: None,
-        jobs,
-        waiting: Vec::new(),
-    };
-    create_run(&mut client, &run).unwrap();
-    (run_id, ids)
-}
-
-fn one(pg: &PgCluster, db: &str, sql: &str) -> String {
-    pg.psql(db, sql).trim().to_owned()
-}
-
-fn wait_value(pg: &PgCluster, db: &str, sql: &str, want: &str) {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let got = one(pg, db, sql);
-        if got == want {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{sql}: {got:?}, wanted {want:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn happy_path_each_job_to_its_own_outcome_with_logs_stored() {

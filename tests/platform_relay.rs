@@ -79,7 +79,7 @@ fn handshake_registers_sources_and_follows_admin_changes() {
     assert_eq!(
         auth,
         json!({"type":"auth.request","token":PlatformDouble::TOKEN,"protocolVersion":1,
-               "capabilities":{"orchRole":"coordinator","supportedDashboardRequests":[]}})
+               "capabilities":{"orchRole":"coordinator","supportedDashboardRequests":["run.cancel.request"]}})
     );
     let first = pg.wait_for("source.register", Duration::from_secs(10), |_| true);
     assert_eq!(

@@ -405,6 +405,26 @@ impl Session<'_> {
                     None => Ok(()),
                 }
             }
+            Inbound::CancelRun {
+                request_id,
+                run_id,
+                force,
+            } => {
+                let reply = match self.app.agents.cancel_run(
+                    &run_id,
+                    force,
+                    "run cancelled from the Platform",
+                ) {
+                    Ok(n) => {
+                        serde_json::json!({"type": "run.cancel.response", "requestId": request_id, "cancelledJobs": n})
+                    }
+                    Err(e) => {
+                        log::warn!("cancelling run {run_id} for the Platform failed: {e}");
+                        serde_json::json!({"type": "run.cancel.response", "requestId": request_id, "error": "the orchestrator could not cancel the run"})
+                    }
+                };
+                self.send(socket, &reply)
+            }
             Inbound::Request {
                 kind,
                 request_id,

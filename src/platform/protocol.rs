@@ -54,7 +54,7 @@ pub fn auth_request(token: &str) -> Value {
         "type": "auth.request",
         "token": token,
         "protocolVersion": PROTOCOL_VERSION,
-        "capabilities": { "orchRole": "coordinator", "supportedDashboardRequests": [] },
+        "capabilities": { "orchRole": "coordinator", "supportedDashboardRequests": ["run.cancel.request"] },
     })
 }
 
@@ -172,6 +172,12 @@ pub enum Inbound {
     },
     RelayStart(Box<Start>),
     RelayChunk(Chunk),
+    /// `run.cancel.request`: cancel a run's jobs, answer `run.cancel.response`.
+    CancelRun {
+        request_id: String,
+        run_id: String,
+        force: bool,
+    },
     /// A request we do not serve: answer `<type>.response` with an error.
     Request {
         kind: String,
@@ -251,6 +257,19 @@ pub fn parse(text: &str) -> Inbound {
         }
         "webhook.relay.start" => parse_start(obj),
         "webhook.relay.chunk" => parse_chunk(obj),
+        "run.cancel.request" => match (opt_string(obj, "requestId"), opt_string(obj, "runId")) {
+            (Some(request_id), Some(run_id)) => Inbound::CancelRun {
+                request_id,
+                run_id,
+                force: obj.get("force").and_then(Value::as_bool).unwrap_or(false),
+            },
+            (Some(request_id), None) => Inbound::Request {
+                kind,
+                request_id,
+                code: "invalid_payload",
+            },
+            _ => Inbound::Other { kind },
+        },
         k if k.starts_with("dashboard.")
             || k.starts_with("run.")
             || k.starts_with("test.relay.") =>
@@ -341,7 +360,7 @@ mod tests {
         assert_eq!(
             auth_request("kici_ok_x"),
             json!({"type":"auth.request","token":"kici_ok_x","protocolVersion":1,
-                   "capabilities":{"orchRole":"coordinator","supportedDashboardRequests":[]}})
+                   "capabilities":{"orchRole":"coordinator","supportedDashboardRequests":["run.cancel.request"]}})
         );
     }
 
