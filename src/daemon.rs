@@ -43,8 +43,25 @@ const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const RECORDER_THREADS: usize = 2;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
+/// Agents hold one socket each: lift the soft open-files limit to the hard one (the usual soft
+/// default of 1024 would stop the daemon short of a thousand agents).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 pub fn run() -> Result<(), Error> {
     let started = Instant::now();
+    raise_fd_limit();
     let loaded = Config::from_env().map_err(|e| Error::Config(e.to_string()))?;
     crate::logging::init(loaded.config.log_level);
     for w in &loaded.warnings {

@@ -41,7 +41,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_connections: 1024,
+            // HTTP clients and agent WebSockets together (an agent holds one connection).
+            max_connections: 4096,
             max_head_bytes: 32 * 1024,
             max_body_bytes: 25 * 1024 * 1024,
             idle_timeout: Duration::from_secs(25),
