@@ -23,7 +23,7 @@ log "S3 test server: $S3S_FS_BIN"
 ensure_command curl curl
 
 # --- tests ---
-log "+ cargo test --all-targets $*"
+log "+ cargo test --all-targets --no-fail-fast $*"
 status=0
-cargo test --all-targets "$@" || status=$?
+cargo test --all-targets --no-fail-fast "$@" || status=$?
 exit "$status"

@@ -41,9 +41,10 @@ pub fn enqueue(client: &mut impl GenericClient, job: &NewJob) -> Result<(), DbEr
     let r = &job.requirements;
     client
         .execute(
+            // clock_timestamp(), not now(): jobs queued in one transaction keep their order.
             "INSERT INTO dispatch_queue (id, run_id, workflow_name, job_name, dispatch, runs_on_labels,
-                 runs_on_patterns, exclude_labels, exclude_patterns, routing_key)
-             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 runs_on_patterns, exclude_labels, exclude_patterns, routing_key, created_at)
+             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp())",
             &[
                 &job.id,
                 &job.run_id,
