@@ -101,6 +101,7 @@ fn oidc_only_for_owned_jobs_and_cancel_from_the_platform() {
         &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
         "cancelled",
     );
+    platform.wait_for("execution.status", T, |f| f["status"] == "cancelled");
     let statuses: Vec<String> = platform
         .frames_of("execution.status")
         .iter()
