@@ -4,4 +4,5 @@
 //! expansion, label routing, the `needs` DAG, readiness and skip cascades, run status and the
 //! job state machine (`plan`, `state`). No I/O here: the caller fetches, stores and dispatches.
 
+pub mod event;
 pub mod glob;
