@@ -6,3 +6,5 @@
 
 pub mod event;
 pub mod glob;
+pub mod jsregex;
+pub mod lockfile;
