@@ -8,3 +8,4 @@ pub mod event;
 pub mod glob;
 pub mod jsregex;
 pub mod lockfile;
+pub mod matcher;
