@@ -9,3 +9,5 @@ pub mod glob;
 pub mod jsregex;
 pub mod lockfile;
 pub mod matcher;
+pub mod plan;
+pub mod state;
