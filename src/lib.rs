@@ -11,6 +11,7 @@ pub mod github;
 pub mod http;
 pub mod ingest;
 pub mod logging;
+pub mod pipeline;
 pub mod platform;
 pub mod rbac;
 pub mod service;

@@ -1,0 +1,140 @@
+//! The glob matcher against picomatch itself (`tests/data/picomatch-golden.jsonl`) and against
+//! picomatch behaviours the golden table does not cover.
+
+use super::{is_match, Glob};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    pattern: String,
+    input: String,
+    #[serde(rename = "match")]
+    expected: bool,
+}
+
+#[test]
+fn agrees_with_every_picomatch_golden_case() {
+    let text = include_str!("../../../tests/data/picomatch-golden.jsonl");
+    let mut lines = text.lines();
+    let about = lines.next().unwrap_or_default();
+    assert!(
+        about.contains("\"about\""),
+        "first line is the about record"
+    );
+    let mut total = 0;
+    let mut disagreements = Vec::new();
+    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let case: Case =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", n + 2));
+        total += 1;
+        let glob = Glob::new(&case.pattern).unwrap_or_else(|e| panic!("{e}"));
+        let got = glob.is_match(&case.input);
+        if got != case.expected {
+            disagreements.push(format!(
+                "  isMatch({:?}, {:?}): picomatch {} / ours {}",
+                case.input, case.pattern, case.expected, got
+            ));
+        }
+    }
+    assert_eq!(total, 3657, "the golden table has 3,657 cases");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {total} cases disagree with picomatch; first 20:\n{}",
+        disagreements.len(),
+        disagreements
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Cases outside the golden table, from picomatch's documented behaviour.
+#[test]
+fn picomatch_behaviours_beyond_the_golden_table() {
+    let cases: &[(&str, &str, bool)] = &[
+        // leading `!` negates the whole pattern
+        ("!main", "dev", true),
+        ("!main", "main", false),
+        ("!!main", "main", true),
+        // extglobs
+        ("+(a|b)", "a", true),
+        ("+(a|b)", "abab", true),
+        ("+(a|b)", "c", false),
+        ("@(main|dev)", "dev", true),
+        ("@(main|dev)", "devx", false),
+        ("?(a)b", "b", true),
+        ("?(a)b", "ab", true),
+        ("*(ab)c", "ababc", true),
+        ("!(main)", "dev", true),
+        ("!(main)", "main", false),
+        ("release/!(beta)", "release/stable", true),
+        ("release/!(beta)", "release/beta", false),
+        ("*.!(js)", "a.md", true),
+        ("*.!(js)", "a.js", false),
+        // numeric and letter ranges in braces
+        ("v{1..3}", "v2", true),
+        ("v{1..3}", "v4", false),
+        ("{a..c}x", "bx", true),
+        // escapes
+        (r"a\*b", "a*b", true),
+        (r"a\*b", "axb", false),
+        (r"\[x\]", "[x]", true),
+        // leading ./ on the pattern
+        ("./src/*.rs", "src/a.rs", true),
+        // posix classes
+        ("[[:digit:]]*", "1abc", true),
+        ("[[:digit:]]*", "abc", false),
+        // dotfiles only when the pattern segment starts with a dot
+        ("*", ".env", false),
+        (".*", ".env", true),
+        ("src/**", "src/.cache/x", false),
+        ("src/**/.cache/*", "src/a/.cache/x", true),
+        // an input equal to the pattern always matches, even with glob characters
+        ("[!a]*", "[!a]*", true),
+        // empty input never matches
+        ("*", "", false),
+        // `**` only as a whole segment: `a**` is a plain star
+        ("a**", "abc", true),
+        ("a**", "a/bc", false),
+    ];
+    let mut wrong = Vec::new();
+    for &(pattern, input, expected) in cases {
+        if is_match(input, pattern) != expected {
+            wrong.push(format!(
+                "isMatch({input:?}, {pattern:?}) should be {expected}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn invalid_patterns_are_errors_that_name_the_pattern() {
+    let err = Glob::new("").expect_err("empty");
+    assert!(err.to_string().contains("empty"));
+    let err = Glob::new(r"(a)\1").expect_err("backreference");
+    assert!(err.to_string().contains(r#""(a)\\1""#), "{err}");
+    assert!(err.to_string().contains("kici compile"), "{err}");
+    assert!(!is_match("x", ""));
+}
+
+#[test]
+fn hostile_patterns_and_inputs_stay_fast() {
+    let input = format!("{}!", "a".repeat(4000));
+    let started = std::time::Instant::now();
+    for pattern in [
+        "*(*(a))b",
+        "+(a|aa)+(a|aa)c",
+        "**/**/**/**/*b",
+        "!(!(!(a)))b",
+    ] {
+        let glob = Glob::new(pattern).expect(pattern);
+        assert!(!glob.is_match(&input), "{pattern}");
+    }
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,14 @@
+//! From a recorded webhook to planned jobs (spec-runtime §3), as pure code: event normalization
+//! (`event`), lock-file parsing and validation (`lockfile`), trigger matching with its decision
+//! trace (`matcher`, over picomatch-compatible globs in `glob` and JavaScript regexes on a
+//! linear-time engine in `jsregex`), and planning — matrix
+//! expansion, label routing, the `needs` DAG, readiness and skip cascades, run status and the
+//! job state machine (`plan`, `state`). No I/O here: the caller fetches, stores and dispatches.
+
+pub mod event;
+pub mod glob;
+pub mod jsregex;
+pub mod lockfile;
+pub mod matcher;
+pub mod plan;
+pub mod state;
