@@ -1,6 +1,6 @@
 //! Which agent may run which job (spec-runtime.md §2.1 gates, §2.5 selection). Pure.
 
-use crate::db::agent_tokens::AgentToken;
+use crate::{db::agent_tokens::AgentToken, pipeline::jsregex::JsRegex};
 
 /// Labels an agent reports about itself, allowed whatever its token lists.
 const SELF_REPORTED: [&str; 3] = ["kici:os:", "kici:arch:", "kici:host:"];
@@ -66,8 +66,9 @@ pub struct Requirements {
 /// the job's own `runsOn` labels. Patterns that do not compile never match.
 pub fn eligible(labels: &[String], taint: &[String], req: &Requirements) -> bool {
     let has = |l: &String| labels.contains(l);
+    // Patterns are JavaScript regexes from the lock file (`{kind:'regex', source}`).
     let matches =
-        |p: &String| regex::Regex::new(p).is_ok_and(|re| labels.iter().any(|l| re.is_match(l)));
+        |p: &String| JsRegex::new(p, "").is_ok_and(|re| labels.iter().any(|l| re.is_match(l)));
     req.labels.iter().all(has)
         && req.patterns.iter().all(matches)
         && !req.exclude_labels.iter().any(has)
