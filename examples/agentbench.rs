@@ -120,6 +120,7 @@ fn latency(args: &[String]) {
                 routing_key: None,
             }],
             waiting: Vec::new(),
+            needs: Vec::new(),
         };
         let t0 = Instant::now();
         create_run(&mut client, &run).expect("queue a run");

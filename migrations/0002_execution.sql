@@ -75,3 +75,7 @@ CREATE TABLE execution_job_needs (
     run_on          text NOT NULL DEFAULT 'success',
     PRIMARY KEY (run_id, job_name, upstream_name)
 );
+
+-- Why a delivery did (or did not) start runs: one decision trace per workflow (spec-runtime.md
+-- §3.5). The reference keeps only matched_count.
+ALTER TABLE event_log ADD COLUMN decisions jsonb;

@@ -34,7 +34,9 @@ CREATE TABLE dispatch_queue (
     exclude_patterns  jsonb NOT NULL DEFAULT '[]',
     runs_on_pick      text NOT NULL DEFAULT 'deterministic',
     status            text NOT NULL DEFAULT 'pending'
-                      CHECK (status IN ('pending', 'dispatched', 'recovering', 'completed', 'failed', 'expired', 'cancelled')),
+                      -- waiting: its needs are not met yet; skipped: they never will be.
+                      CHECK (status IN ('waiting', 'pending', 'dispatched', 'recovering', 'completed', 'failed',
+                                        'expired', 'cancelled', 'skipped')),
     agent_id          text,
     dispatch_attempts integer NOT NULL DEFAULT 0,
     ack_deadline      timestamptz,

@@ -21,11 +21,13 @@ use crate::{
     crypto::SecretBox,
     db::{self, migrate, tokens::Bootstrap, Connector, Pool},
     github::api::GitHubApi,
+    github::repo::InstallationTokens,
     http::{
         routes::App,
         server::{Limits, Server, ShutdownHandle},
     },
     ingest::Recorder,
+    pipeline::process::{Deps as PipelineDeps, Pipeline},
     platform::oidc::Minter,
     platform::{client::RelayConfig, Link},
     sources::{
@@ -41,6 +43,8 @@ const POOL_SIZE: usize = 16;
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Two recorder connections: one batch commits while the next one gathers.
 const RECORDER_THREADS: usize = 2;
+/// Deliveries are processed (lock fetch, matching, planning) by this many threads.
+const PIPELINE_WORKERS: usize = 2;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 
 /// Agents hold one socket each: lift the soft open-files limit to the hard one (the usual soft
@@ -146,6 +150,17 @@ pub fn run() -> Result<(), Error> {
     let waker = hub.clone();
     queue_signal.set(move || waker.wake());
     hub.start_dispatcher(stop.clone());
+    let pipeline = Arc::new(Pipeline::start(
+        Arc::new(PipelineDeps {
+            pool: pool.clone(),
+            secrets: secrets.clone(),
+            github: GitHubApi::new(&config.github_api_url),
+            tokens: InstallationTokens::default(),
+            registry: registry.clone(),
+            hub: hub.clone(),
+        }),
+        PIPELINE_WORKERS,
+    ));
     let app = Arc::new(App {
         secrets,
         github: GitHubApi::new(&config.github_api_url),
@@ -158,6 +173,7 @@ pub fn run() -> Result<(), Error> {
         storage,
         platform: platform.clone(),
         agents: hub,
+        pipeline,
     });
     if let (Some(link), Some(url), Some(token)) =
         (platform, &config.platform_url, &config.platform_token)

@@ -18,6 +18,7 @@ use kici_orchestrator::{
     github::api::GitHubApi,
     http::routes::App,
     ingest::Recorder,
+    pipeline::process::{Deps, Pipeline},
     platform::{client, status, Link},
     sources::{ratelimit::RateLimiter, registry::SourceRegistry},
 };
@@ -38,33 +39,47 @@ fn app(db_url: &str, platform: &PlatformDouble, link: Arc<Link>) -> Arc<App> {
     vars.push(("KICI_PLATFORM_TOKEN".into(), PlatformDouble::TOKEN.into()));
     let config = Config::from_vars(vars).expect("valid config").config;
     let connector = Connector::from_url(db_url).unwrap();
+    let hub = Arc::new(Hub::new(
+        Pool::new(
+            Connector::from_url(db_url).unwrap(),
+            2,
+            Duration::from_secs(5),
+        ),
+        None,
+        Some(link.clone()),
+        None,
+        HubConfig {
+            ack_timeout: Duration::from_secs(10),
+            recovery_window: Duration::from_secs(120),
+            auth_required: true,
+            instance_id: "inst-link".into(),
+        },
+    ));
+    let registry = Arc::new(SourceRegistry::default());
+    let pipeline = Arc::new(Pipeline::start(
+        Arc::new(Deps {
+            pool: Pool::new(connector.clone(), 2, Duration::from_secs(5)),
+            secrets: SecretBox::new(SecretKey::parse(TEST_KEY).unwrap(), None),
+            github: GitHubApi::new(""),
+            tokens: Default::default(),
+            registry: registry.clone(),
+            hub: hub.clone(),
+        }),
+        1,
+    ));
     Arc::new(App {
         config: Arc::new(config),
         pool: Pool::new(connector.clone(), 4, Duration::from_secs(5)),
         started: Instant::now(),
         secrets: SecretBox::new(SecretKey::parse(TEST_KEY).unwrap(), None),
         github: GitHubApi::new(""),
-        registry: Arc::new(SourceRegistry::default()),
+        registry,
         limiter: RateLimiter::new(),
         recorder: Recorder::start(connector, 1),
         storage: None,
         platform: Some(link.clone()),
-        agents: Arc::new(Hub::new(
-            Pool::new(
-                Connector::from_url(db_url).unwrap(),
-                2,
-                Duration::from_secs(5),
-            ),
-            None,
-            Some(link),
-            None,
-            HubConfig {
-                ack_timeout: Duration::from_secs(10),
-                recovery_window: Duration::from_secs(120),
-                auth_required: true,
-                instance_id: "inst-link".into(),
-            },
-        )),
+        agents: hub,
+        pipeline,
     })
 }
 

@@ -246,9 +246,36 @@ fn finish_job_with_logs(
             if let (Some(run), Some(run_status)) = (&f.run_id, f.run_status) {
                 log::info!("run {run} finished: {run_status}");
                 forward_run(hub, run);
+            } else if let (true, Some(run)) = (f.job_changed, &f.run_id) {
+                advance(hub, run);
             }
         }
         Err(e) => log::warn!("recording the end of job {job_id} failed: {e}"),
+    }
+}
+
+/// A job of the run ended: downstream jobs whose needs are now met are queued, those that can
+/// never run are skipped (cascading through `finish_job`), also when the upstream failed within
+/// milliseconds of its dispatch.
+fn advance(hub: &Hub, run_id: &str) {
+    match hub
+        .pool
+        .with_retry(|c| crate::pipeline::records::advance_run(c, run_id))
+    {
+        Ok(a) => {
+            for job_id in &a.skipped {
+                finish_job(
+                    hub,
+                    job_id,
+                    "skipped",
+                    Some("an upstream job did not end as this job's needs require"),
+                );
+            }
+            if a.queued > 0 {
+                hub.wake();
+            }
+        }
+        Err(e) => log::warn!("advancing run {run_id} failed: {e}"),
     }
 }
 

@@ -47,9 +47,11 @@ pub struct NewRun {
     pub delivery_id: Option<String>,
     pub trigger_event: Option<String>,
     pub trigger_decision: Option<Value>,
-    /// Jobs to queue now; `waiting` are recorded `pending` but not queued (their needs decide).
+    /// Jobs to queue now (`pending`), and jobs whose needs are not met yet (`waiting`).
     pub jobs: Vec<NewJob>,
-    pub waiting: Vec<(String, String)>,
+    pub waiting: Vec<NewJob>,
+    /// `execution_job_needs`: (job name, upstream name, accepted upstream statuses comma-separated).
+    pub needs: Vec<(String, String, String)>,
 }
 
 pub fn create_run(client: &mut Client, run: &NewRun) -> Result<(), DbError> {
@@ -67,31 +69,29 @@ pub fn create_run(client: &mut Client, run: &NewRun) -> Result<(), DbError> {
         ],
     )
     .map_err(DbError::query("recording a run"))?;
-    let jobs = run
-        .jobs
-        .iter()
-        .map(|j| {
-            (
-                j.id.clone(),
-                j.job_name.clone(),
-                serde_json::json!(j.requirements.labels),
-            )
-        })
-        .chain(
-            run.waiting
-                .iter()
-                .map(|(id, name)| (id.clone(), name.clone(), serde_json::json!([]))),
-        );
-    for (id, name, labels) in jobs {
+    for job in run.jobs.iter().chain(&run.waiting) {
+        let matrix = job.dispatch.pointer("/jobConfig/matrixValues").cloned();
+        let labels = serde_json::json!(job.requirements.labels);
         tx.execute(
-            "INSERT INTO execution_jobs (job_id, run_id, job_name, runs_on_labels)
-             VALUES ($1::text::uuid, $2::text::uuid, $3, $4)",
-            &[&id, &run.run_id, &name, &labels],
+            "INSERT INTO execution_jobs (job_id, run_id, job_name, runs_on_labels, matrix_values)
+             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5)",
+            &[&job.id, &run.run_id, &job.job_name, &labels, &matrix],
         )
         .map_err(DbError::query("recording a job"))?;
     }
     for job in &run.jobs {
-        queue::enqueue(&mut tx, job)?;
+        queue::enqueue(&mut tx, job, "pending")?;
+    }
+    for job in &run.waiting {
+        queue::enqueue(&mut tx, job, "waiting")?;
+    }
+    for (job, upstream, run_on) in &run.needs {
+        tx.execute(
+            "INSERT INTO execution_job_needs (run_id, job_name, upstream_name, run_on)
+             VALUES ($1::text::uuid, $2, $3, $4)",
+            &[&run.run_id, job, upstream, run_on],
+        )
+        .map_err(DbError::query("recording a job's needs"))?;
     }
     tx.commit().map_err(DbError::query("committing a run"))
 }
@@ -209,7 +209,7 @@ pub fn finish_run_if_done(
     let live = tx
         .query_one(
             "SELECT count(*) FROM dispatch_queue WHERE run_id = $1::text::uuid
-                AND status IN ('pending', 'dispatched', 'recovering')",
+                AND status IN ('waiting', 'pending', 'dispatched', 'recovering')",
             &[&run_id],
         )
         .map_err(DbError::query("reading a run's queue"))?

@@ -495,7 +495,7 @@ impl Hub {
         let live = self.pool.with_retry(|c| queue::live_of_run(c, run_id))?;
         let mut count = 0;
         for (job_id, status, agent_id) in live {
-            if status == "pending" {
+            if status == "pending" || status == "waiting" {
                 self.pool
                     .with_retry(|c| queue::finish(c, &job_id, "cancelled"))?;
                 handle::finish_job(self, &job_id, "cancelled", Some(reason));

@@ -37,14 +37,15 @@ pub struct Claimed {
     pub dispatch: Value,
 }
 
-pub fn enqueue(client: &mut impl GenericClient, job: &NewJob) -> Result<(), DbError> {
+/// Queues a job as `pending` (dispatchable) or `waiting` (for its needs).
+pub fn enqueue(client: &mut impl GenericClient, job: &NewJob, status: &str) -> Result<(), DbError> {
     let r = &job.requirements;
     client
         .execute(
             // clock_timestamp(), not now(): jobs queued in one transaction keep their order.
             "INSERT INTO dispatch_queue (id, run_id, workflow_name, job_name, dispatch, runs_on_labels,
-                 runs_on_patterns, exclude_labels, exclude_patterns, routing_key, created_at)
-             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp())",
+                 runs_on_patterns, exclude_labels, exclude_patterns, routing_key, status, created_at)
+             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp())",
             &[
                 &job.id,
                 &job.run_id,
@@ -56,6 +57,7 @@ pub fn enqueue(client: &mut impl GenericClient, job: &NewJob) -> Result<(), DbEr
                 &json!(r.exclude_labels),
                 &json!(r.exclude_patterns),
                 &job.routing_key,
+                &status,
             ],
         )
         .map_err(DbError::query("queueing a job"))?;
@@ -254,7 +256,7 @@ pub fn live_of_run(
     let rows = client
         .query(
             "SELECT id::text, status, agent_id FROM dispatch_queue
-              WHERE run_id = $1::text::uuid AND status IN ('pending', 'dispatched', 'recovering')",
+              WHERE run_id = $1::text::uuid AND status IN ('waiting', 'pending', 'dispatched', 'recovering')",
             &[&run_id],
         )
         .map_err(DbError::query("reading a run's queued jobs"))?;

@@ -150,6 +150,69 @@ impl GitHubApi {
     }
 }
 
+impl GitHubApi {
+    /// One REST call: `auth` is the whole Authorization value (`Bearer <jwt>` or
+    /// `token <installation token>`). Any HTTP status is an answer; no answer is `Unreachable`.
+    /// Bodies up to 8 MiB (lock files, file lists).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), GitHubError> {
+        let url = format!("{}{path}", self.base);
+        let unreachable = |e: ureq::Error| GitHubError::Unreachable {
+            url: url.clone(),
+            detail: e.to_string(),
+        };
+        let result = match (method, body) {
+            ("POST", b) => self
+                .agent
+                .post(&url)
+                .header("Authorization", auth)
+                .header("Accept", "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", API_VERSION)
+                .send(b.unwrap_or("").as_bytes()),
+            _ => self
+                .agent
+                .get(&url)
+                .header("Authorization", auth)
+                .header("Accept", "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", API_VERSION)
+                .call(),
+        };
+        let mut response = result.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(8 * MAX_BODY_BYTES)
+            .read_to_string()
+            .map_err(unreachable)?;
+        Ok((status, text))
+    }
+
+    /// `call` that turns a non-2xx answer into `Rejected` with GitHub's message.
+    pub fn call_ok(
+        &self,
+        method: &str,
+        path: &str,
+        auth: &str,
+        body: Option<&str>,
+    ) -> Result<String, GitHubError> {
+        let (status, text) = self.call(method, path, auth, body)?;
+        if (200..300).contains(&status) {
+            Ok(text)
+        } else {
+            Err(GitHubError::Rejected {
+                status,
+                message: rejection_message(&text),
+            })
+        }
+    }
+}
+
 impl Default for GitHubApi {
     fn default() -> GitHubApi {
         GitHubApi::new(GITHUB_API_URL)

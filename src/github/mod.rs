@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app_jwt;
+pub mod repo;
 
 pub use api::{validate_app, AppIdentity, GitHubApi, GitHubError, ValidationError};
 pub use app_jwt::{app_jwt, AppKey, KeyError};

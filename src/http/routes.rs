@@ -12,6 +12,7 @@ use crate::{
     db::Pool,
     github::api::GitHubApi,
     ingest::Recorder,
+    pipeline::process::Pipeline,
     platform::Link,
     sources::{
         ratelimit::RateLimiter,
@@ -41,6 +42,8 @@ pub struct App {
     pub platform: Option<Arc<Link>>,
     /// Connected agents, their jobs and the queue.
     pub agents: Arc<Hub>,
+    /// Turns recorded deliveries into runs and queued jobs.
+    pub pipeline: Arc<Pipeline>,
 }
 
 const ADMIN_PREFIX: &str = "/api/v1/admin";

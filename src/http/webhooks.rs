@@ -17,6 +17,7 @@ use crate::{
     crypto,
     db::events::Delivery,
     ingest::Recorded,
+    pipeline::process::Work,
     sources::{
         extract,
         verify::{self, Verdict},
@@ -142,7 +143,7 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
         hash: crypto::sha256_hex(&req.body),
         dedup_ttl_secs: ttl,
     };
-    answer(app, delivery, key.is_some())
+    answer(app, delivery, &req.body, key.is_some())
 }
 
 /// GitHub App webhooks posted straight to us (spec-admin.md §9.6, PROPOSED): the reference
@@ -176,7 +177,7 @@ pub fn github(app: &App, req: &Request, org: &str) -> Response {
         .unwrap_or_else(crypto::random_uuid);
     let event = req.header("x-github-event").map(str::to_owned);
     let delivery = github_delivery(app, org, routing_key, delivery_id, event, &req.body);
-    answer(app, delivery, false)
+    answer(app, delivery, &req.body, false)
 }
 
 /// The event-log record of a verified GitHub delivery (direct or relayed by the Platform).
@@ -207,11 +208,29 @@ pub fn github_delivery(
     }
 }
 
+/// Records a delivery (direct or relayed) and, when it is new, hands it to the pipeline.
+pub fn record_and_submit(app: &App, delivery: Delivery, body: &[u8]) -> Result<Recorded, String> {
+    let work = Work {
+        event_log_id: delivery.id.clone(),
+        delivery_id: delivery.delivery_id.clone(),
+        routing_key: delivery.routing_key.clone().unwrap_or_default(),
+        provider: delivery.provider.clone().unwrap_or_default(),
+        event: delivery.event.clone(),
+        action: delivery.action.clone(),
+        body: body.to_vec(),
+    };
+    let recorded = app.recorder.record(delivery)?;
+    if recorded == Recorded::Accepted {
+        app.pipeline.submit(work);
+    }
+    Ok(recorded)
+}
+
 /// Records the delivery and answers: 202 when new, 200 duplicate (without the delivery id when
 /// an idempotency key made it one, spec-admin.md §9.1 step 6), 503 when it could not be stored.
-fn answer(app: &App, delivery: Delivery, keyed: bool) -> Response {
+fn answer(app: &App, delivery: Delivery, body: &[u8], keyed: bool) -> Response {
     let id = delivery.delivery_id.clone();
-    match app.recorder.record(delivery) {
+    match record_and_submit(app, delivery, body) {
         Ok(Recorded::Accepted) => {
             Response::json(202, &json!({ "accepted": true, "deliveryId": id }))
         }

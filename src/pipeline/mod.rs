@@ -3,7 +3,8 @@
 //! trace (`matcher`, over picomatch-compatible globs in `glob` and JavaScript regexes on a
 //! linear-time engine in `jsregex`), and planning — matrix
 //! expansion, label routing, the `needs` DAG, readiness and skip cascades, run status and the
-//! job state machine (`plan`, `state`). No I/O here: the caller fetches, stores and dispatches.
+//! job state machine (`plan`, `state`). The I/O is at the edge: `process` (worker threads: lock
+//! fetch, matching, run creation) and `records` (the database side).
 
 pub mod event;
 pub mod glob;
@@ -11,4 +12,6 @@ pub mod jsregex;
 pub mod lockfile;
 pub mod matcher;
 pub mod plan;
+pub mod process;
+pub mod records;
 pub mod state;

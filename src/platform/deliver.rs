@@ -13,7 +13,7 @@ use crate::{
     db::events::Delivery,
     http::{
         routes::App,
-        webhooks::{github_delivery, kept_payload, DEDUP_SECS},
+        webhooks::{github_delivery, kept_payload, record_and_submit, DEDUP_SECS},
     },
     ingest::Recorded,
     sources::verify::{self, Verdict},
@@ -112,7 +112,7 @@ pub fn deliver(app: &App, start: &Start, body: &[u8]) -> (AckResult, Option<Stri
         let reason = format!("routing key {key:?} is neither github: nor generic:");
         return (AckResult::RejectedUnknownSource, Some(reason));
     };
-    match app.recorder.record(delivery) {
+    match record_and_submit(app, delivery, body) {
         Ok(Recorded::Accepted) | Ok(Recorded::Duplicate) => (AckResult::Accepted, None),
         Err(e) => {
             log::warn!("relayed delivery {} not recorded: {e}", start.delivery_id);

@@ -300,6 +300,7 @@ pub fn queue_run(db: &str, names: &[&str], labels: &[&str]) -> (String, Vec<Stri
         trigger_decision: None,
         jobs,
         waiting: Vec::new(),
+        needs: Vec::new(),
     };
     create_run(&mut client, &run).unwrap();
     (run_id, ids)

@@ -44,6 +44,10 @@ struct FakeApp {
     public_key_pkcs1_der: Vec<u8>,
     requests: AtomicUsize,
     last_headers: Mutex<Vec<(String, String)>>,
+    /// Installation tokens handed out, repository files by (repo, ref, path), and compare results.
+    tokens: Mutex<Vec<String>>,
+    files: Mutex<std::collections::HashMap<(String, String, String), Vec<u8>>>,
+    compares: Mutex<std::collections::HashMap<(String, String, String), Vec<String>>>,
 }
 
 impl FakeGitHub {
@@ -68,6 +72,9 @@ impl FakeGitHub {
             public_key_pkcs1_der,
             requests: AtomicUsize::new(0),
             last_headers: Mutex::new(Vec::new()),
+            tokens: Mutex::default(),
+            files: Mutex::default(),
+            compares: Mutex::default(),
         });
         let handler: Arc<dyn Handler> = app.clone();
         let thread = thread::Builder::new()
@@ -87,6 +94,27 @@ impl FakeGitHub {
         self.app.requests.load(Ordering::SeqCst)
     }
 
+    /// Serves `content` as `path` of `repo` at `git_ref` through the Contents API.
+    pub fn put_file(&self, repo: &str, git_ref: &str, path: &str, content: &[u8]) {
+        let key = (repo.to_owned(), git_ref.to_owned(), path.to_owned());
+        self.app.files.lock().unwrap().insert(key, content.to_vec());
+    }
+
+    /// What `GET /repos/:repo/compare/:base...:head` lists as changed.
+    pub fn set_compare(&self, repo: &str, base: &str, head: &str, files: &[&str]) {
+        let key = (repo.to_owned(), base.to_owned(), head.to_owned());
+        self.app
+            .compares
+            .lock()
+            .unwrap()
+            .insert(key, files.iter().map(|f| f.to_string()).collect());
+    }
+
+    /// Installation tokens issued so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.app.tokens.lock().unwrap().len()
+    }
+
     /// Headers of the latest `/app` call, names lower-cased.
     pub fn last_headers(&self) -> Vec<(String, String)> {
         self.app.last_headers.lock().unwrap().clone()
@@ -104,6 +132,15 @@ impl Drop for FakeGitHub {
 
 impl Handler for FakeApp {
     fn handle(&self, req: &Request) -> Response {
+        if req.path.starts_with("/app/installations/")
+            && req.path.ends_with("/access_tokens")
+            && req.method == "POST"
+        {
+            return self.access_token(req);
+        }
+        if req.path.starts_with("/repos/") && req.method == "GET" {
+            return self.repos(req);
+        }
         if req.method != "GET" || req.path != "/app" {
             return github_error(404, "Not Found");
         }
@@ -148,6 +185,80 @@ impl Handler for FakeApp {
 }
 
 impl FakeApp {
+    /// `POST /app/installations/:id/access_tokens` as the App (JWT) → a token valid for an hour.
+    fn access_token(&self, req: &Request) -> Response {
+        let jwt = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match jwt.map(|t| self.check_jwt(t, now_unix())) {
+            Some(Ok(())) => {
+                let mut b = [0u8; 16];
+                getrandom::fill(&mut b).unwrap();
+                let token = format!("ghs_{}", kici_orchestrator::crypto::hex(&b));
+                self.tokens.lock().unwrap().push(token.clone());
+                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+                Response::json(
+                    201,
+                    &json!({"token": token, "expires_at": expires.to_string(), "permissions": {"contents": "read"}}),
+                )
+            }
+            Some(Err(m)) => github_error(401, m),
+            None => github_error(401, MSG_UNDECODABLE),
+        }
+    }
+
+    /// Contents, compare and PR files, for an installation token this fake issued.
+    fn repos(&self, req: &Request) -> Response {
+        let token = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("token "));
+        if !token.is_some_and(|t| self.tokens.lock().unwrap().iter().any(|x| x == t)) {
+            return github_error(401, "Bad credentials");
+        }
+        let parts: Vec<&str> = req.path.trim_start_matches('/').splitn(5, '/').collect();
+        let query = req.query_pairs();
+        match parts.as_slice() {
+            ["repos", owner, name, "contents", path] => {
+                let git_ref = query
+                    .iter()
+                    .find(|(k, _)| k == "ref")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default();
+                let key = (format!("{owner}/{name}"), git_ref, path.to_string());
+                match self.files.lock().unwrap().get(&key) {
+                    Some(bytes) => {
+                        let encoded = data_encoding::BASE64.encode(bytes);
+                        let wrapped: Vec<String> = encoded
+                            .as_bytes()
+                            .chunks(60)
+                            .map(|c| String::from_utf8_lossy(c).into_owned())
+                            .collect();
+                        Response::json(
+                            200,
+                            &json!({"type": "file", "encoding": "base64", "path": path, "content": wrapped.join("\n")}),
+                        )
+                    }
+                    None => github_error(404, "Not Found"),
+                }
+            }
+            ["repos", owner, name, "compare", range] => {
+                let (base, head) = range.split_once("...").unwrap_or((range, ""));
+                let key = (format!("{owner}/{name}"), base.to_owned(), head.to_owned());
+                match self.compares.lock().unwrap().get(&key) {
+                    Some(files) => {
+                        let list: Vec<Value> = files
+                            .iter()
+                            .map(|f| json!({"filename": f, "status": "modified"}))
+                            .collect();
+                        Response::json(200, &json!({"status": "ahead", "files": list}))
+                    }
+                    None => github_error(404, "Not Found"),
+                }
+            }
+            _ => github_error(404, "Not Found"),
+        }
+    }
+
     fn check_jwt(&self, token: &str, now: i64) -> Result<(), &'static str> {
         let parts: Vec<&str> = token.split('.').collect();
         let [header_b64, claims_b64, signature_b64] = parts[..] else {

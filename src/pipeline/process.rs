@@ -1,0 +1,567 @@
+//! From a recorded delivery to queued jobs (spec-runtime.md §3.2), on worker threads so webhook
+//! answers never wait for GitHub: normalize → read `.kici/kici.lock.json` at the event's commit
+//! (GitHub Contents API with an installation token, or a local repository's working tree) →
+//! validate → changed files when a trigger filters paths → match → plan → one run per matched
+//! workflow with its jobs queued → the agents are woken. The delivery's event-log entry records
+//! the outcome and every workflow's decision trace, also when nothing matched.
+
+use std::{
+    path::PathBuf,
+    sync::{mpsc, Arc, Mutex},
+    thread,
+};
+
+use serde_json::{json, Value};
+
+use super::{
+    event::{
+        normalize_generic, normalize_github, normalize_local, EventKind, NormalizedEvent, Provider,
+    },
+    lockfile::{parse_and_validate, LockFile, LockWorkflow},
+    matcher::{match_all, needs_changed_files},
+    plan::{plan_workflow, readiness, PlannedJob},
+    records,
+    state::JobStatus,
+};
+use crate::{
+    agent::{
+        jobs::{create_run, NewRun},
+        queue::NewJob,
+        select::Requirements,
+        Hub,
+    },
+    crypto::SecretBox,
+    db::{self, DbError, Pool},
+    github::{repo, AppKey, GitHubApi},
+    sources::registry::SourceRegistry,
+};
+
+pub const LOCK_PATH: &str = ".kici/kici.lock.json";
+
+/// A delivery the recorder committed (direct or relayed).
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub event_log_id: String,
+    pub delivery_id: String,
+    pub routing_key: String,
+    /// `github`, `generic` or `local`.
+    pub provider: String,
+    pub event: Option<String>,
+    pub action: Option<String>,
+    pub body: Vec<u8>,
+}
+
+pub struct Deps {
+    pub pool: Pool,
+    pub secrets: SecretBox,
+    pub github: GitHubApi,
+    pub tokens: repo::InstallationTokens,
+    pub registry: Arc<SourceRegistry>,
+    pub hub: Arc<Hub>,
+}
+
+pub struct Pipeline {
+    tx: Mutex<mpsc::Sender<Work>>,
+}
+
+impl Pipeline {
+    pub fn start(deps: Arc<Deps>, workers: usize) -> Pipeline {
+        let (tx, rx) = mpsc::channel::<Work>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers.max(1) {
+            let (rx, deps) = (rx.clone(), deps.clone());
+            let spawned =
+                thread::Builder::new()
+                    .name(format!("pipeline-{i}"))
+                    .spawn(move || loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(work) = next else { return };
+                        let id = work.delivery_id.clone();
+                        if let Err(e) = process(&deps, &work) {
+                            log::warn!("delivery {id}: pipeline failed: {e}");
+                            let _ = deps.pool.with_retry(|c| {
+                                records::mark_delivery(
+                                    c,
+                                    &work.event_log_id,
+                                    "failed",
+                                    0,
+                                    None,
+                                    &json!([]),
+                                    Some(&e),
+                                )
+                            });
+                        }
+                    });
+            if let Err(e) = spawned {
+                log::error!("cannot start a pipeline worker: {e}");
+            }
+        }
+        Pipeline { tx: Mutex::new(tx) }
+    }
+
+    pub fn submit(&self, work: Work) {
+        let _ = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(work);
+    }
+}
+
+fn db_err(e: DbError) -> String {
+    e.to_string()
+}
+
+/// Where the lock file and the clone come from.
+enum Origin {
+    GitHub {
+        token: String,
+    },
+    Local {
+        base: PathBuf,
+        clone_url_base: Option<String>,
+    },
+    None,
+}
+
+fn process(deps: &Deps, work: &Work) -> Result<(), String> {
+    let payload: Value = serde_json::from_slice(&work.body).unwrap_or_else(|_| json!({}));
+    let snapshot = deps.registry.snapshot();
+    let generic = snapshot.generic_by_key(&work.routing_key).cloned();
+    let event_name = work.event.clone().unwrap_or_default();
+    let mut event = match (work.provider.as_str(), &generic) {
+        ("github", _) => normalize_github(&event_name, work.action.as_deref(), &payload),
+        ("local", _) => normalize_local(&event_name, &payload),
+        (_, Some(src)) => normalize_generic(&src.id, &src.name, &event_name, &payload),
+        _ => normalize_generic("", "", &event_name, &payload),
+    };
+    let mark =
+        |status: &str, matched: i32, run: Option<&str>, decisions: Value, error: Option<&str>| {
+            deps.pool
+                .with_retry(|c| {
+                    records::mark_delivery(
+                        c,
+                        &work.event_log_id,
+                        status,
+                        matched,
+                        run,
+                        &decisions,
+                        error,
+                    )
+                })
+                .map_err(db_err)
+        };
+    if !event.kind.is_matchable() {
+        let why = format!(
+            "event {:?} is not one the pipeline matches",
+            event.kind.as_str()
+        );
+        return mark("processed", 0, None, json!([{"summary": why}]), None);
+    }
+    let origin = origin(deps, work, &event, generic.as_ref().map(|g| g.id.as_str()))?;
+    let lock_bytes = match &origin {
+        Origin::GitHub { token, .. } => {
+            let repo_name = event
+                .repo
+                .clone()
+                .ok_or("the payload names no repository")?;
+            repo::file_at(&deps.github, token, &repo_name, LOCK_PATH, &event.sha)
+                .map_err(|e| e.to_string())?
+        }
+        Origin::Local { base, .. } => {
+            let repo_name = event
+                .repo
+                .clone()
+                .ok_or("the payload names no repository")?;
+            std::fs::read(base.join(&repo_name).join(LOCK_PATH)).ok()
+        }
+        Origin::None => None,
+    };
+    let Some(lock_bytes) = lock_bytes else {
+        let why = format!(
+            "no {LOCK_PATH} in {} at {}",
+            event.repo.as_deref().unwrap_or("(no repository)"),
+            event.sha
+        );
+        return mark("lockfile_missing", 0, None, json!([{"summary": why}]), None);
+    };
+    let lock = match parse_and_validate(&lock_bytes) {
+        Ok(l) => l,
+        Err(e) => {
+            let reason = e.to_string();
+            let run = deps
+                .pool
+                .with_retry(|c| {
+                    records::failed_run(
+                        c,
+                        "(lock file)",
+                        &reason,
+                        "run",
+                        &work.delivery_id,
+                        Some(&work.routing_key),
+                        event.repo.as_deref(),
+                        Some(&event.sha),
+                    )
+                })
+                .map_err(db_err)?;
+            log::warn!("delivery {}: {reason}", work.delivery_id);
+            return mark(
+                "lockfile_corrupt",
+                0,
+                Some(&run),
+                json!([{"summary": reason}]),
+                Some(&reason),
+            );
+        }
+    };
+    if needs_changed_files(&lock.workflows, &event) {
+        event.changed_files = Some(
+            changed_files(deps, &origin, &event, &payload).unwrap_or_else(|e| {
+                log::warn!(
+                    "delivery {}: changed files unavailable ({e}); path filters see none",
+                    work.delivery_id
+                );
+                Vec::new()
+            }),
+        );
+    }
+    let decisions = match_all(&lock.workflows, &event);
+    let mut runs = Vec::new();
+    for decision in decisions.iter().filter(|d| d.matched) {
+        let Some(wf) = lock
+            .workflows
+            .iter()
+            .find(|w| w.name == decision.workflow_name)
+        else {
+            continue;
+        };
+        let trace = serde_json::to_value(decision).unwrap_or(Value::Null);
+        let run = start_run(deps, work, &lock, wf, &event, &origin, trace)?;
+        runs.push(run);
+    }
+    if !runs.is_empty() {
+        deps.hub.wake();
+    }
+    let all = serde_json::to_value(&decisions).unwrap_or(Value::Null);
+    log::info!(
+        "delivery {}: {} workflow(s) matched, {} run(s)",
+        work.delivery_id,
+        runs.len(),
+        runs.len()
+    );
+    mark(
+        "processed",
+        runs.len() as i32,
+        runs.first().map(String::as_str),
+        all,
+        None,
+    )
+}
+
+fn origin(
+    deps: &Deps,
+    work: &Work,
+    event: &NormalizedEvent,
+    generic_id: Option<&str>,
+) -> Result<Origin, String> {
+    match event.provider {
+        Provider::Github => {
+            let app_id = work
+                .routing_key
+                .strip_prefix("github:")
+                .ok_or("not a GitHub routing key")?
+                .to_owned();
+            let installation = event
+                .installation_id
+                .ok_or("the payload has no installation id")?;
+            let snapshot = deps.registry.snapshot();
+            let source = snapshot
+                .github(&work.routing_key)
+                .ok_or("the source is gone")?;
+            let pem = deps
+                .pool
+                .with_retry(|c| {
+                    db::secrets::get(
+                        c,
+                        &deps.secrets,
+                        &db::secrets::github_scope(&source.id),
+                        db::sources::PRIVATE_KEY,
+                    )
+                })
+                .map_err(db_err)?
+                .ok_or("the source has no private key")?;
+            let key = AppKey::from_pem(&pem)
+                .map_err(|e| format!("the source's private key is unusable: {e}"))?;
+            let now = jiff::Timestamp::now().as_second();
+            let token = deps
+                .tokens
+                .get(&deps.github, &app_id, &key, installation, now)
+                .map_err(|e| e.to_string())?;
+            Ok(Origin::GitHub { token })
+        }
+        Provider::Local => {
+            let id = generic_id.ok_or("the local source is gone")?.to_owned();
+            let config: Option<Value> = deps
+                .pool
+                .with_retry(|c| {
+                    c.query_opt(
+                        "SELECT git_config FROM generic_webhook_sources WHERE id = $1::text::uuid",
+                        &[&id],
+                    )
+                    .map(|r| r.and_then(|r| r.get(0)))
+                    .map_err(DbError::query("reading a local source"))
+                })
+                .map_err(db_err)?;
+            let config = config.unwrap_or(Value::Null);
+            let base = config["localPath"]
+                .as_str()
+                .or_else(|| config["path"].as_str())
+                .ok_or("the local source has no localPath in its gitConfig")?;
+            Ok(Origin::Local {
+                base: PathBuf::from(base),
+                clone_url_base: config["cloneUrlBase"].as_str().map(str::to_owned),
+            })
+        }
+        Provider::Generic => Ok(Origin::None),
+    }
+}
+
+fn changed_files(
+    deps: &Deps,
+    origin: &Origin,
+    event: &NormalizedEvent,
+    payload: &Value,
+) -> Result<Vec<String>, String> {
+    let Origin::GitHub { token, .. } = origin else {
+        return Ok(Vec::new());
+    };
+    let repo_name = event.repo.as_deref().unwrap_or("");
+    match event.kind {
+        EventKind::PullRequest => {
+            let n = event.pr_number.ok_or("no pull request number")?;
+            repo::pr_files(&deps.github, token, repo_name, n).map_err(|e| e.to_string())
+        }
+        EventKind::Push | EventKind::Tag => {
+            let before = payload["before"].as_str().unwrap_or("");
+            let after = payload["after"].as_str().unwrap_or("");
+            if before.is_empty() || before.chars().all(|c| c == '0') {
+                // A new branch: the files of its head commit are what the push brought.
+                let files = payload["head_commit"]
+                    .as_object()
+                    .map(|c| {
+                        ["added", "modified", "removed"]
+                            .iter()
+                            .flat_map(|k| {
+                                c.get(*k)
+                                    .and_then(Value::as_array)
+                                    .cloned()
+                                    .unwrap_or_default()
+                            })
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Ok(files);
+            }
+            repo::compare_files(&deps.github, token, repo_name, before, after)
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn event_json(event: &NormalizedEvent) -> Value {
+    let mut v = json!({
+        "type": event.kind.as_str(),
+        "payload": event.payload,
+        "targetBranch": event.target_branch,
+        "provider": match event.provider { Provider::Github => "github", Provider::Local => "local", Provider::Generic => "generic" },
+        "isForkPR": event.is_fork_pr,
+    });
+    for (k, val) in [
+        ("action", event.action.clone()),
+        ("sourceBranch", event.source_branch.clone()),
+        ("baseBranch", event.base_branch.clone()),
+        ("senderUsername", event.sender_username.clone()),
+        ("senderUserId", event.sender_user_id.clone()),
+        ("sourceRepo", event.repo.clone()),
+    ] {
+        if let Some(val) = val {
+            v[k] = json!(val);
+        }
+    }
+    if let Some(files) = &event.changed_files {
+        v["changedFiles"] = json!(files);
+    }
+    v
+}
+
+/// The stored `job.dispatch` body of one planned job (spec-runtime.md §2.4).
+fn dispatch_body(
+    lock: &LockFile,
+    wf: &LockWorkflow,
+    job: &PlannedJob,
+    event: &NormalizedEvent,
+    origin: &Origin,
+) -> Value {
+    let repo_name = event.repo.clone().unwrap_or_default();
+    let repo_url = match origin {
+        Origin::GitHub { .. } => event.payload["repository"]["clone_url"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("https://github.com/{repo_name}.git")),
+        Origin::Local {
+            base,
+            clone_url_base,
+        } => match clone_url_base {
+            Some(b) => format!("{}/{repo_name}", b.trim_end_matches('/')),
+            None => format!("file://{}", base.join(&repo_name).display()),
+        },
+        Origin::None => String::new(),
+    };
+    let mut config = json!({
+        "workflowName": wf.name,
+        "name": job.name,
+        "baseJobName": job.base_name,
+        "needs": job.job.needs,
+        "runsOn": job.runs_on_labels.join(","),
+        "event": event_json(event),
+        "provider": event_json(event)["provider"],
+        "checkout": true,
+    });
+    if let Some(source) = wf.extra.get("source").or(lock.source.as_ref()) {
+        config["source"] = source.clone();
+    }
+    if !wf.content_hash.is_empty() {
+        config["contentHash"] = json!(wf.content_hash);
+    }
+    for key in ["steps", "rules", "timeout", "env", "container"] {
+        if let Some(v) = job.job.extra.get(key) {
+            config[key] = v.clone();
+        }
+    }
+    if let Some(m) = &job.matrix_values {
+        config["matrixValues"] = json!(m);
+    }
+    let git_ref = event
+        .source_branch
+        .clone()
+        .unwrap_or_else(|| event.target_branch.clone());
+    let mut body = json!({ "repoUrl": repo_url, "ref": git_ref, "sha": event.sha, "lockFileUrl": "", "jobConfig": config });
+    if let Origin::GitHub { token, .. } = origin {
+        body["token"] = json!(token);
+        body["sourceAuth"] = json!({"kind": "basic", "user": "x-access-token", "secret": token});
+    }
+    body
+}
+
+fn start_run(
+    deps: &Deps,
+    work: &Work,
+    lock: &LockFile,
+    wf: &LockWorkflow,
+    event: &NormalizedEvent,
+    origin: &Origin,
+    trace: Value,
+) -> Result<String, String> {
+    let failed = |reason: &str| {
+        deps.pool
+            .with_retry(|c| {
+                records::failed_run(
+                    c,
+                    &wf.name,
+                    reason,
+                    "run",
+                    &work.delivery_id,
+                    Some(&work.routing_key),
+                    event.repo.as_deref(),
+                    Some(&event.sha),
+                )
+            })
+            .map_err(db_err)
+    };
+    if let Some(reason) = &wf.init_failure {
+        return failed(reason);
+    }
+    let plan = match plan_workflow(wf) {
+        Ok(p) => p,
+        Err(e) => return failed(&e.to_string()),
+    };
+    let run_id = crate::crypto::random_uuid();
+    let pending: std::collections::BTreeMap<String, JobStatus> = plan
+        .jobs
+        .iter()
+        .map(|j| (j.name.clone(), JobStatus::Pending))
+        .collect();
+    let ready = readiness(&plan.needs, &pending).ready;
+    let (mut now, mut later) = (Vec::new(), Vec::new());
+    for job in &plan.jobs {
+        let new = NewJob {
+            id: crate::crypto::random_uuid(),
+            run_id: run_id.clone(),
+            workflow_name: wf.name.clone(),
+            job_name: job.name.clone(),
+            dispatch: dispatch_body(lock, wf, job, event, origin),
+            requirements: Requirements {
+                labels: job.runs_on_labels.clone(),
+                patterns: job
+                    .runs_on_patterns
+                    .iter()
+                    .map(|p| p.source.clone())
+                    .collect(),
+                exclude_labels: job.exclude_labels.clone(),
+                exclude_patterns: job
+                    .exclude_patterns
+                    .iter()
+                    .map(|p| p.source.clone())
+                    .collect(),
+            },
+            routing_key: Some(work.routing_key.clone()),
+        };
+        if ready.contains(&job.name) {
+            now.push(new);
+        } else {
+            later.push(new);
+        }
+    }
+    let run = NewRun {
+        run_id: run_id.clone(),
+        workflow_name: wf.name.clone(),
+        provider: Some(work.provider.clone()),
+        routing_key: Some(work.routing_key.clone()),
+        repo: event.repo.clone(),
+        git_ref: Some(
+            event
+                .source_branch
+                .clone()
+                .unwrap_or_else(|| event.target_branch.clone()),
+        ),
+        sha: Some(event.sha.clone()),
+        delivery_id: Some(work.delivery_id.clone()),
+        trigger_event: Some(event.kind.as_str().to_owned()),
+        trigger_decision: Some(trace),
+        jobs: now,
+        waiting: later,
+        needs: plan
+            .needs
+            .iter()
+            .map(|n| {
+                (
+                    n.job.clone(),
+                    n.upstream.clone(),
+                    records::run_on_text(&n.run_on),
+                )
+            })
+            .collect(),
+    };
+    deps.pool
+        .with_retry(|c| create_run(c, &run))
+        .map_err(db_err)?;
+    if let Some(link) = &deps.hub.link {
+        let _ = deps
+            .pool
+            .with_retry(|c| crate::platform::status::forward_run(link, c, &run_id));
+    }
+    log::info!(
+        "run {run_id}: workflow {} with {} job(s)",
+        wf.name,
+        plan.jobs.len()
+    );
+    Ok(run_id)
+}

@@ -1,0 +1,149 @@
+//! The pipeline's database side: runs created from plans (jobs whose needs are met are queued
+//! `pending`, the others `waiting`), runs recorded as failed before any job (corrupt lock file,
+//! init failures), the `needs` DAG advanced when a job ends (downstream jobs queued or skipped,
+//! cascading), and the delivery's event-log entry with its decision traces.
+
+use std::collections::BTreeMap;
+
+use postgres::Client;
+use serde_json::Value;
+
+use super::{
+    plan::{readiness, NeedsEdge},
+    state::JobStatus,
+};
+use crate::db::DbError;
+
+/// `run_on` statuses as stored in `execution_job_needs.run_on`.
+pub fn run_on_text(run_on: &[JobStatus]) -> String {
+    run_on
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A run that failed before any job could start; returns its id.
+#[allow(clippy::too_many_arguments)]
+pub fn failed_run(
+    client: &mut Client,
+    workflow: &str,
+    reason: &str,
+    scope: &str,
+    delivery_id: &str,
+    routing_key: Option<&str>,
+    repo: Option<&str>,
+    sha: Option<&str>,
+) -> Result<String, DbError> {
+    let run_id = crate::crypto::random_uuid();
+    let init = serde_json::json!({"scope": scope, "category": "init", "message": reason});
+    client
+        .execute(
+            "INSERT INTO execution_runs (run_id, workflow_name, status, routing_key, repo_identifier, sha, delivery_id,
+                 failure_reason, init_failure, completed_at, duration_ms)
+             VALUES ($1::text::uuid, $2, 'failed', $3, $4, $5, $6, $7, $8, now(), 0)",
+            &[&run_id, &workflow, &routing_key, &repo, &sha, &delivery_id, &reason, &init],
+        )
+        .map_err(DbError::query("recording a failed run"))?;
+    Ok(run_id)
+}
+
+/// What advancing a run's DAG did: how many jobs became dispatchable, and which job ids can
+/// never run (to be ended as `skipped` by the caller).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Advanced {
+    pub queued: u64,
+    pub skipped: Vec<String>,
+}
+
+/// Re-evaluates a run's `needs` after one of its jobs ended.
+pub fn advance_run(client: &mut Client, run_id: &str) -> Result<Advanced, DbError> {
+    let edges: Vec<NeedsEdge> = client
+        .query(
+            "SELECT job_name, upstream_name, run_on FROM execution_job_needs WHERE run_id = $1::text::uuid",
+            &[&run_id],
+        )
+        .map_err(DbError::query("reading a run's needs"))?
+        .iter()
+        .map(|r| NeedsEdge {
+            job: r.get(0),
+            upstream: r.get(1),
+            run_on: r
+                .get::<_, String>(2)
+                .split(',')
+                .filter_map(JobStatus::parse)
+                .collect(),
+        })
+        .collect();
+    if edges.is_empty() {
+        return Ok(Advanced::default());
+    }
+    let statuses: BTreeMap<String, JobStatus> = client
+        .query(
+            "SELECT job_name, status FROM execution_jobs WHERE run_id = $1::text::uuid",
+            &[&run_id],
+        )
+        .map_err(DbError::query("reading a run's jobs"))?
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.get::<_, String>(0),
+                JobStatus::parse(&r.get::<_, String>(1))?,
+            ))
+        })
+        .collect();
+    let verdict = readiness(&edges, &statuses);
+    let queued = client
+        .execute(
+            "UPDATE dispatch_queue SET status = 'pending', updated_at = now()
+              WHERE run_id = $1::text::uuid AND job_name = ANY($2) AND status = 'waiting'",
+            &[&run_id, &verdict.ready],
+        )
+        .map_err(DbError::query("queueing downstream jobs"))?;
+    let skipped = client
+        .query(
+            "UPDATE dispatch_queue SET status = 'skipped', updated_at = now()
+              WHERE run_id = $1::text::uuid AND job_name = ANY($2) AND status = 'waiting'
+             RETURNING id::text",
+            &[&run_id, &verdict.skipped],
+        )
+        .map_err(DbError::query("skipping downstream jobs"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(Advanced { queued, skipped })
+}
+
+/// The delivery's event-log entry after the pipeline looked at it.
+pub fn mark_delivery(
+    client: &mut Client,
+    event_log_id: &str,
+    status: &str,
+    matched: i32,
+    run_id: Option<&str>,
+    decisions: &Value,
+    error: Option<&str>,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE event_log SET status = $2, matched_count = $3, run_id = $4::text::uuid, decisions = $5,
+                    error_message = $6
+              WHERE id = $1::text::uuid",
+            &[&event_log_id, &status, &matched, &run_id, decisions, &error],
+        )
+        .map_err(DbError::query("recording what the pipeline decided"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_on_round_trip() {
+        let text = run_on_text(&[JobStatus::Success, JobStatus::Skipped]);
+        assert_eq!(text, "success,skipped");
+        let back: Vec<JobStatus> = text.split(',').filter_map(JobStatus::parse).collect();
+        assert_eq!(back, [JobStatus::Success, JobStatus::Skipped]);
+    }
+}
