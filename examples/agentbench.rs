@@ -1,13 +1,14 @@
 //! Agent-link load for `scripts/bench.sh dispatch` (a cargo example, not shipped).
 //!
 //! ```text
-//! agentbench latency --ws ws://127.0.0.1:P/ws --token kat_… --db postgresql://… [--count 300]
+//! agentbench latency --ws ws://127.0.0.1:P/ws --token kat_… --db postgresql://… [--count 300] [--webhook URL]
 //! agentbench idle    --ws ws://127.0.0.1:P/ws --token kat_… [--agents 1000] [--seconds 60] [--heartbeat-ms 30000]
 //! ```
 //!
 //! `latency`: one idle registered agent; a run with one job is committed from this process
-//! (as another orchestrator or the pipeline would), and the time until the agent holds the
-//! `job.dispatch` is measured; the agent then finishes the job. Prints
+//! (as another orchestrator would) — or, with `--webhook <url>`, a local-source push is posted
+//! to the orchestrator, whose pipeline reads the lock file and queues the job — and the time
+//! until the agent holds the `job.dispatch` is measured; the agent then finishes the job. Prints
 //! `{"count":..,"p50_ms":..,"p99_ms":..,"max_ms":..}`.
 //! `idle`: N agents connect, register and heartbeat for the duration; prints how many stayed
 //! connected and were registered: `{"agents":..,"registered":..,"still_open":..}`.
@@ -95,6 +96,10 @@ fn latency(args: &[String]) {
     let mut ws =
         online(&url, &token, "bench-agent", Duration::from_millis(1)).expect("agent online");
     let mut client = postgres::Client::connect(&db, postgres::NoTls).expect("database");
+    let webhook = args
+        .iter()
+        .position(|a| a == "--webhook")
+        .and_then(|i| args.get(i + 1).cloned());
     let mut samples = Vec::with_capacity(count);
     for i in 0..count + 20 {
         let run_id = kici_orchestrator::crypto::random_uuid();
@@ -123,11 +128,20 @@ fn latency(args: &[String]) {
             needs: Vec::new(),
         };
         let t0 = Instant::now();
-        create_run(&mut client, &run).expect("queue a run");
+        match &webhook {
+            Some(url) => post_webhook(url, &format!("bench-{}-{i}", std::process::id())),
+            None => create_run(&mut client, &run).expect("queue a run"),
+        }
         let dispatch = wait_for(&mut ws, "job.dispatch", Duration::from_secs(10))
             .expect("job.dispatch within 10 s");
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        assert_eq!(dispatch["jobId"], job_id.as_str());
+        if webhook.is_none() {
+            assert_eq!(dispatch["jobId"], job_id.as_str());
+        }
+        let (run_id, job_id) = (
+            dispatch["runId"].as_str().unwrap_or_default().to_owned(),
+            dispatch["jobId"].as_str().unwrap_or_default().to_owned(),
+        );
         if i >= 20 {
             samples.push(ms);
         }
@@ -143,6 +157,24 @@ fn latency(args: &[String]) {
     println!(
         "{}",
         json!({"count": samples.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0)})
+    );
+}
+
+/// POSTs a local-source push (`X-Event-Type: push`) and checks the 202.
+fn post_webhook(url: &str, delivery: &str) {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .expect("--webhook must be http://");
+    let (host, path) = rest.split_once('/').expect("--webhook needs a path");
+    let body = r#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","repository":{"full_name":"bench/app"}}"#;
+    let mut s = TcpStream::connect(host).expect("connect to the orchestrator");
+    write!(s, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Event-Type: push\r\nX-Request-ID: {delivery}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 202"),
+        "webhook not accepted: {answer}"
     );
 }
 

@@ -152,6 +152,14 @@ pub fn job_terminal(
     let mut tx = client
         .transaction()
         .map_err(DbError::query("starting a job update"))?;
+    // Jobs of one run end one at a time: two jobs finishing together would each see the other
+    // still running, and neither would end the run.
+    tx.execute(
+        "SELECT 1 FROM execution_runs
+          WHERE run_id = (SELECT run_id FROM execution_jobs WHERE job_id = $1::text::uuid) FOR UPDATE",
+        &[&job_id],
+    )
+    .map_err(DbError::query("locking a run"))?;
     let run: Option<String> = tx
         .query_opt(
             "UPDATE execution_jobs

@@ -76,6 +76,38 @@ pub fn claim(
     taint: &[String],
     ack_timeout_ms: i64,
 ) -> Result<Option<Claimed>, DbError> {
+    // Fast path, one statement: jobs with exact labels only (the row lock is held through the
+    // update inside the statement). Jobs with regex requirements take the transaction below.
+    let fast = client
+        .query_opt(
+            "UPDATE dispatch_queue
+                SET status = 'dispatched', agent_id = $3, updated_at = now(),
+                    ack_deadline = now() + make_interval(secs => $4::bigint / 1000.0)
+              WHERE id = (SELECT id FROM dispatch_queue
+                           WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
+                             AND $1::jsonb @> runs_on_labels AND runs_on_labels @> $2::jsonb
+                             AND runs_on_patterns = '[]'::jsonb AND exclude_patterns = '[]'::jsonb
+                             AND NOT (exclude_labels ?| $5::text[])
+                           ORDER BY created_at, id LIMIT 1
+                           FOR UPDATE SKIP LOCKED)
+             RETURNING id::text, run_id::text, job_name, dispatch",
+            &[
+                &json!(labels),
+                &json!(taint),
+                &agent_id,
+                &ack_timeout_ms,
+                &labels,
+            ],
+        )
+        .map_err(DbError::query("claiming a queued job"))?;
+    if let Some(row) = fast {
+        return Ok(Some(Claimed {
+            id: row.get(0),
+            run_id: row.get(1),
+            job_name: row.get(2),
+            dispatch: row.get(3),
+        }));
+    }
     let mut tx = client
         .transaction()
         .map_err(DbError::query("starting a queue claim"))?;
@@ -87,6 +119,7 @@ pub fn claim(
               WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
                 AND $1::jsonb @> runs_on_labels
                 AND runs_on_labels @> $2::jsonb
+                AND (runs_on_patterns <> '[]'::jsonb OR exclude_patterns <> '[]'::jsonb)
               ORDER BY created_at, id
               LIMIT $3
               FOR UPDATE SKIP LOCKED",
