@@ -329,6 +329,45 @@ fn add_trigger_hook_update_remove() {
     ]);
     assert!(s.event_row(&lib_head).starts_with("push||local|"));
 
+    // A bare repository (<name>.git) gets the hook in its own hooks folder; pushing to it
+    // triggers a run for owner/name.
+    git_ok(
+        &base,
+        &["init", "-q", "--bare", "-b", "main", "acme/site.git"],
+    );
+    let out = s.ok(&[
+        "source",
+        "install-hook",
+        &id,
+        "--repo-full-name",
+        "acme/site",
+    ]);
+    let bare_hook = base.join("acme/site.git/hooks/post-receive");
+    assert!(
+        out.starts_with(&format!("Hook installed: {}\n", bare_hook.display())),
+        "{out}"
+    );
+    assert!(!out.contains("denyCurrentBranch"), "{out}");
+    std::fs::write(work.join("CHANGES.md"), "site\n").unwrap();
+    git_ok(&work, &["add", "."]);
+    git_ok(&work, &["commit", "-q", "-m", "Publish"]);
+    let published = git_ok(&work, &["rev-parse", "HEAD"]);
+    let site = base.join("acme/site.git").display().to_string();
+    let out = git(&work, &["push", "-q", &site, "main"]);
+    assert!(out.status.success(), "push: {}", stderr(&out));
+    assert!(
+        s.event_row(&published).starts_with(&format!(
+            "push||local|generic:acme:{id}|refs/heads/main|{published}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let payload_repo = s.sql(&format!(
+        "SELECT convert_from(payload, 'UTF8')::jsonb #>> '{{repository,full_name}}'
+           FROM event_log WHERE delivery_id LIKE '%:local-{published}-%'"
+    ));
+    assert_eq!(payload_repo, "acme/site");
+
     // update-local keeps what it is not told to change.
     let out = s.ok(&[
         "source",
