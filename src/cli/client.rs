@@ -89,6 +89,11 @@ impl AdminClient {
         }
     }
 
+    /// The orchestrator's URL with its base path, for routes outside the admin API (webhooks).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     pub fn get(&self, route: &str) -> Result<Value, ApiError> {
         self.call(Method::GET, route, None)
     }

@@ -9,12 +9,16 @@ pub mod agent;
 pub mod client;
 pub mod db;
 pub mod instance;
+mod local_repo;
 pub mod orchestrator;
 pub mod output;
+pub mod runs;
 pub mod secret_input;
 pub mod source;
 pub mod source_generic;
 mod source_generic_body;
+pub mod source_local;
+pub mod source_local_hook;
 pub mod source_output;
 pub mod storage;
 pub mod token;
@@ -58,6 +62,7 @@ pub enum Command {
     Storage(storage::StorageCmd),
     AgentToken(agent::AgentTokenCmd),
     Agent(agent::AgentCmd),
+    Runs(runs::RunsCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -150,6 +155,7 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::Storage(cmd)) => storage::run(cmd, &globals),
         Some(Command::AgentToken(cmd)) => agent::run(cmd, &globals),
         Some(Command::Agent(cmd)) => agent::run_agent(cmd, &globals),
+        Some(Command::Runs(cmd)) => runs::run(cmd, &globals),
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod console;
 mod detached;
-mod files;
+pub(super) mod files;
 mod install;
 mod lifecycle;
 mod systemctl;

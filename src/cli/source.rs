@@ -11,7 +11,7 @@ use super::{
     client::{array_of, encode_component, AdminClient, ApiError},
     output::{opt_field, print_json, show},
     secret_input::{self, PrimarySecret, ProcessReaders, SecretReaders},
-    source_generic, source_output, Globals,
+    source_generic, source_local, source_local_hook, source_output, Globals,
 };
 use crate::Error;
 
@@ -35,6 +35,9 @@ pub enum SourceSub {
     Disable(source_generic::DisableCmd),
     Remove(RemoveCmd),
     GetWebhookSecret(GetWebhookSecretCmd),
+    UpdateLocal(source_local::UpdateLocalCmd),
+    TriggerLocal(source_local::TriggerLocalCmd),
+    InstallHook(source_local_hook::InstallHookCmd),
 }
 
 /// Add a webhook source.
@@ -50,6 +53,7 @@ pub struct AddCmd {
 pub enum AddSub {
     Github(AddGithubCmd),
     Generic(source_generic::AddGenericCmd),
+    Local(source_local::AddLocalCmd),
 }
 
 /// Add a GitHub App source (routing key github:<app id>). The orchestrator checks the
@@ -128,8 +132,9 @@ pub struct UpdateCmd {
     pub json: bool,
 }
 
-/// Remove a source: a GitHub App source by routing key, or a generic source by ID with
-/// --generic (soft-deleted, or deleted for good with --hard). Asks first unless --yes.
+/// Remove a source: a GitHub App source by routing key, a generic source by ID with --generic,
+/// or a local source by ID or routing key with --local (generic and local sources are
+/// soft-deleted, or deleted for good with --hard). Asks first unless --yes.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "remove")]
 pub struct RemoveCmd {
@@ -142,7 +147,11 @@ pub struct RemoveCmd {
     /// the key is a generic source's ID
     #[argh(switch)]
     pub generic: bool,
-    /// delete the generic source for good instead of soft-deleting it (needs --generic)
+    /// the key is a local source's ID or routing key (generic:<org>:<id>)
+    #[argh(switch)]
+    pub local: bool,
+    /// delete the generic or local source for good instead of soft-deleting it (needs
+    /// --generic or --local)
     #[argh(switch)]
     pub hard: bool,
     /// print the API's JSON answer
@@ -170,6 +179,9 @@ pub fn run(cmd: SourceCmd, globals: &Globals) -> Result<(), Error> {
         SourceSub::Add(AddCmd {
             command: AddSub::Generic(c),
         }) => source_generic::add(c, globals),
+        SourceSub::Add(AddCmd {
+            command: AddSub::Local(c),
+        }) => source_local::add(c, globals),
         SourceSub::List(c) => list(c, globals),
         SourceSub::Get(c) => source_generic::get(c, globals),
         SourceSub::Update(c) => update(c, globals),
@@ -178,6 +190,9 @@ pub fn run(cmd: SourceCmd, globals: &Globals) -> Result<(), Error> {
         SourceSub::Disable(c) => source_generic::set_enabled(&c.id, false, c.json, globals),
         SourceSub::Remove(c) => remove(c, globals),
         SourceSub::GetWebhookSecret(c) => get_webhook_secret(c, globals),
+        SourceSub::UpdateLocal(c) => source_local::update(c, globals),
+        SourceSub::TriggerLocal(c) => source_local::trigger(c, globals),
+        SourceSub::InstallHook(c) => source_local_hook::install_hook(c, globals),
     }
 }
 
@@ -286,17 +301,23 @@ fn github_update_body(cmd: &UpdateCmd, readers: &dyn SecretReaders) -> Result<Va
 }
 
 fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
-    if cmd.hard && !cmd.generic {
+    if cmd.hard && !cmd.generic && !cmd.local {
         return Err(Error::Usage(
-            "--hard applies to generic sources only: add --generic (a GitHub App source is always removed for good)"
+            "--hard applies to generic and local sources only: add --generic or --local (a GitHub App source is always removed for good)"
                 .into(),
         ));
     }
-    if cmd.generic {
+    if cmd.generic && !cmd.local {
         source_generic::reject_routing_key(&cmd.key)?;
     }
     // Token and URL first, so a missing token is not reported after the user said yes.
     let client = AdminClient::from_globals(globals)?;
+    // A local source is a generic source: the same route, once its ID is known.
+    let generic_id = match (cmd.local, cmd.generic) {
+        (true, _) => Some(source_local::local_source(&client, &cmd.key)?.0),
+        (false, true) => Some(cmd.key.clone()),
+        (false, false) => None,
+    };
     if !cmd.yes {
         let prompt = format!("Remove source \"{}\"? (y/N) ", cmd.key);
         let confirmed = confirm(
@@ -310,8 +331,8 @@ fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
             return Ok(());
         }
     }
-    if cmd.generic {
-        let mut route = format!("/generic-sources/{}", encode_component(&cmd.key));
+    if let Some(id) = generic_id {
+        let mut route = format!("/generic-sources/{}", encode_component(&id));
         if cmd.hard {
             route.push_str("?hard=true");
         }
@@ -323,7 +344,7 @@ fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
             } else {
                 "soft-deleted"
             };
-            format!("Generic source {how}: {}", cmd.key)
+            format!("Generic source {how}: {id}")
         });
         return Ok(());
     }

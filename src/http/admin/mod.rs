@@ -7,6 +7,7 @@ mod agents;
 mod body;
 mod generic;
 mod github;
+mod runs;
 
 use serde_json::json;
 
@@ -130,11 +131,13 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         (["agent-tokens"], "GET") => agents::list(app, &caller),
         (["agent-tokens"], "POST") => agents::create(app, &caller, req),
         (["agent-tokens", id], "DELETE") => agents::revoke(app, &caller, id),
+        (["runs"], "GET") => runs::list(app, &caller, req),
+        (["runs", id], "GET") => runs::show(app, &caller, id),
         (["runs", id, "cancel"], "POST") => agents::cancel_run(app, &caller, req, id),
         (["db", "migrate"], "POST") => run_migrations(app, &caller),
         (["db", "migrate", "status"], "GET") => migration_status(app, &caller),
-        (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"], _)
-        | (["agent-tokens", _] | ["runs", _, "cancel"], _)
+        (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"] | ["runs"], _)
+        | (["agent-tokens", _] | ["runs", _] | ["runs", _, "cancel"], _)
         | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
         | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
         | (["db", "migrate"] | ["db", "migrate", "status"], _) => {

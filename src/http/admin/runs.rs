@@ -1,0 +1,269 @@
+//! Read routes for runs (spec-runtime.md §3.9): `GET /runs?status=&limit=` (newest first, with
+//! job counts per status) and `GET /runs/:runId` (the run, its jobs with their steps, needs and
+//! queue rows, and where each step's log is stored). Rows are rendered to JSON by PostgreSQL,
+//! as for the other admin lists. Reading needs `context.read`, which auditors hold (our role
+//! table has no separate `run.read`); a routing-key scoped token sees only its key's runs.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::{not_found, ApiError, ApiResult};
+use crate::{
+    db::{DbError, ISO},
+    http::{routes::App, Request, Response},
+    rbac::{Caller, Permission},
+    storage::{keys, Backend, Storage},
+};
+
+/// Run statuses (migrations/0002_execution.sql), the values `status=` may take.
+pub const RUN_STATUSES: [&str; 7] = [
+    "pending",
+    "running",
+    "success",
+    "failed",
+    "cancelled",
+    "cancelling",
+    "held",
+];
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 1000;
+
+/// `status` and `limit` of a list request; every problem is reported at once.
+fn list_query(pairs: &[(String, String)]) -> Result<(Option<String>, i64), ApiError> {
+    let mut problems = Vec::new();
+    let mut status = None;
+    let mut limit = DEFAULT_LIMIT;
+    for (k, v) in pairs {
+        match k.as_str() {
+            "status" if v.is_empty() => {}
+            "status" if RUN_STATUSES.contains(&v.as_str()) => status = Some(v.clone()),
+            "status" => problems.push((
+                "status".to_owned(),
+                format!(
+                    "{v:?} is not a run status (one of {})",
+                    RUN_STATUSES.join(", ")
+                ),
+            )),
+            "limit" => match v.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
+                _ => problems.push((
+                    "limit".to_owned(),
+                    format!("{v:?} is not a whole number from 1 to {MAX_LIMIT}"),
+                )),
+            },
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok((status, limit))
+    } else {
+        Err(ApiError::Validation(problems))
+    }
+}
+
+fn ts(col: &str) -> String {
+    format!("to_char({col} AT TIME ZONE 'UTC', {ISO})")
+}
+
+/// The run fields both routes show; `r` is `execution_runs`.
+fn run_fields() -> String {
+    format!(
+        "'runId', r.run_id, 'workflowName', r.workflow_name, 'status', r.status,
+         'provider', r.provider, 'routingKey', r.routing_key, 'repo', r.repo_identifier,
+         'ref', r.ref, 'sha', r.sha, 'event', r.trigger_event, 'deliveryId', r.delivery_id,
+         'failureReason', r.failure_reason, 'jobCount', r.job_count,
+         'startedAt', {}, 'completedAt', {},
+         'durationMs', COALESCE(r.duration_ms,
+             (extract(epoch FROM r.completed_at - r.started_at) * 1000)::bigint),
+         'jobs', COALESCE((SELECT jsonb_object_agg(s.status, s.n) FROM
+             (SELECT j.status, count(*) AS n FROM execution_jobs j WHERE j.run_id = r.run_id
+               GROUP BY j.status) s), '{{}}'::jsonb)",
+        ts("r.started_at"),
+        ts("r.completed_at")
+    )
+}
+
+pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+    caller.require(Permission::ContextRead)?;
+    let (status, limit) = list_query(&req.query_pairs())?;
+    let scope = caller.routing_key.clone();
+    let sql = format!(
+        "SELECT jsonb_build_object({}) FROM execution_runs r
+          WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.routing_key = $2)
+          ORDER BY r.started_at DESC, r.run_id DESC LIMIT $3",
+        run_fields()
+    );
+    let runs: Vec<Value> = app.pool.with_retry(|c| {
+        c.query(&sql, &[&status, &scope, &limit])
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .map_err(DbError::query("listing runs"))
+    })?;
+    Ok(Response::json(200, &json!({ "runs": runs })))
+}
+
+pub fn show(app: &App, caller: &Caller, run_id: &str) -> ApiResult {
+    caller.require(Permission::ContextRead)?;
+    let run_sql = format!(
+        "SELECT jsonb_build_object({},
+             'commitMessage', r.commit_message, 'triggerDecision', r.trigger_decision,
+             'initFailure', r.init_failure, 'parentRunId', r.parent_run_id,
+             'originalRunId', r.original_run_id, 'triggeredBy', r.triggered_by,
+             'logBytes', r.log_bytes, 'updatedAt', {})
+           FROM execution_runs r WHERE r.run_id::text = $1",
+        run_fields(),
+        ts("r.updated_at")
+    );
+    let jobs_sql = format!(
+        "SELECT jsonb_build_object('jobId', j.job_id, 'name', j.job_name, 'status', j.status,
+             'matrixValues', j.matrix_values, 'agentId', j.agent_id, 'runsOn', j.runs_on_labels,
+             'error', j.error_message, 'outputs', j.outputs, 'logBytes', j.log_bytes,
+             'createdAt', {}, 'startedAt', {}, 'completedAt', {},
+             'durationMs', COALESCE(j.duration_ms,
+                 (extract(epoch FROM j.completed_at - j.started_at) * 1000)::bigint),
+             'lastHeartbeatAt', {},
+             'queue', (SELECT jsonb_build_object('status', q.status, 'attempts', q.dispatch_attempts,
+                 'lastError', q.last_error, 'agentId', q.agent_id)
+                 FROM dispatch_queue q WHERE q.id = j.job_id),
+             'needs', COALESCE((SELECT jsonb_agg(jsonb_build_object('job', n.upstream_name,
+                 'runOn', n.run_on) ORDER BY n.upstream_name)
+                 FROM execution_job_needs n WHERE n.run_id = j.run_id AND n.job_name = j.job_name),
+                 '[]'::jsonb))
+           FROM execution_jobs j WHERE j.run_id::text = $1 ORDER BY j.created_at, j.job_name",
+        ts("j.created_at"),
+        ts("j.started_at"),
+        ts("j.completed_at"),
+        ts("j.last_heartbeat_at")
+    );
+    let steps_sql = format!(
+        "SELECT s.job_id::text, jsonb_build_object('index', s.step_index, 'name', s.step_name,
+             'type', s.step_type, 'status', s.status, 'startedAt', {}, 'completedAt', {},
+             'durationMs', COALESCE(s.duration_ms,
+                 (extract(epoch FROM s.completed_at - s.started_at) * 1000)::bigint),
+             'exitCode', s.exit_code, 'error', s.error_message, 'logPath', s.log_path)
+           FROM execution_steps s WHERE s.run_id::text = $1 ORDER BY s.job_id, s.step_index",
+        ts("s.started_at"),
+        ts("s.completed_at")
+    );
+    type Loaded = (Option<Value>, Vec<Value>, Vec<(String, Value)>);
+    let (run, mut jobs, steps): Loaded = app.pool.with_retry(|c| {
+        let run = c
+            .query_opt(&run_sql, &[&run_id])
+            .map_err(DbError::query("reading a run"))?
+            .map(|r| r.get(0));
+        if run.is_none() {
+            return Ok((None, Vec::new(), Vec::new()));
+        }
+        let jobs = c
+            .query(&jobs_sql, &[&run_id])
+            .map_err(DbError::query("reading a run's jobs"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let steps = c
+            .query(&steps_sql, &[&run_id])
+            .map_err(DbError::query("reading a run's steps"))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok((run, jobs, steps))
+    })?;
+    let mut run = run.ok_or_else(|| not_found("Run"))?;
+    caller.require_key(run["routingKey"].as_str().unwrap_or(""))?;
+    // The canonical id (the request may differ in case).
+    let run_id = run["runId"].as_str().unwrap_or(run_id).to_owned();
+    let storage = app.storage.as_deref();
+    let mut by_job: HashMap<String, Vec<Value>> = HashMap::new();
+    for (job_id, step) in steps {
+        by_job.entry(job_id).or_default().push(step);
+    }
+    for job in &mut jobs {
+        let name = job["name"].as_str().unwrap_or_default().to_owned();
+        let mut steps = by_job
+            .remove(job["jobId"].as_str().unwrap_or_default())
+            .unwrap_or_default();
+        for step in &mut steps {
+            let key = match step["logPath"].as_str() {
+                Some(p) if !p.is_empty() => p.to_owned(),
+                _ => keys::step_log(&run_id, &name, step["index"].as_i64().unwrap_or(0)),
+            };
+            step["log"] = log_location(&key, storage);
+        }
+        job["setupLog"] = log_location(&keys::step_log(&run_id, &name, -1), storage);
+        job["steps"] = Value::Array(steps);
+    }
+    let prefix = format!("kici-logs/executions/{run_id}/");
+    run["logs"] = log_location(&prefix, storage);
+    Ok(Response::json(200, &json!({ "run": run, "jobs": jobs })))
+}
+
+/// Where a log-bucket key lives: the key, and the file or `s3://` URL it maps to with the
+/// configured backend (`location` is null without storage: logs are then only counted).
+fn log_location(key: &str, storage: Option<&Storage>) -> Value {
+    let Some(storage) = storage else {
+        return json!({ "key": key, "storage": "none", "location": null });
+    };
+    let full = storage.full_key(key).unwrap_or_else(|_| key.to_owned());
+    match storage.backend() {
+        Backend::Fs(f) => json!({
+            "key": key,
+            "storage": "filesystem",
+            "location": f.root().join(&full).display().to_string(),
+        }),
+        Backend::S3(_) => json!({
+            "key": key,
+            "storage": "s3",
+            "location": format!("s3://{}/{full}", storage.bucket(crate::storage::Area::Logs)),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_query_defaults_and_bounds() {
+        let (s, l) = list_query(&[]).unwrap();
+        assert_eq!((s, l), (None, 50));
+        let (s, l) = list_query(&pairs(&[("status", "failed"), ("limit", "1000")])).unwrap();
+        assert_eq!((s.as_deref(), l), (Some("failed"), 1000));
+        assert_eq!(list_query(&pairs(&[("status", "")])).unwrap().0, None);
+    }
+
+    #[test]
+    fn list_query_reports_every_problem_with_the_value() {
+        let Err(ApiError::Validation(details)) =
+            list_query(&pairs(&[("status", "done"), ("limit", "0")]))
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(details.len(), 2);
+        assert_eq!(details[0].0, "status");
+        assert!(details[0]
+            .1
+            .starts_with("\"done\" is not a run status (one of pending, running"));
+        assert_eq!(
+            details[1],
+            (
+                "limit".into(),
+                "\"0\" is not a whole number from 1 to 1000".into()
+            )
+        );
+    }
+
+    #[test]
+    fn log_locations_without_storage_name_the_key() {
+        let v = log_location("kici-logs/executions/r/job-j/step-0.log", None);
+        assert_eq!(
+            v,
+            json!({"key": "kici-logs/executions/r/job-j/step-0.log", "storage": "none", "location": null})
+        );
+    }
+}
