@@ -7,12 +7,17 @@ mod support;
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Output,
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
-use support::{daemon::*, pg::PgCluster, webhook};
+use support::{
+    daemon::*,
+    git::{git, git_ok},
+    pg::PgCluster,
+    webhook,
+};
 
 const OWNER: &str = "3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e3e";
 
@@ -43,41 +48,17 @@ fn setup(tag: &str) -> Setup {
     }
 }
 
-/// `git <args>` in `cwd` with a fixed identity and no user or system configuration.
-fn git(cwd: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new("git");
-    cmd.current_dir(cwd)
-        .args([
-            "-c",
-            "user.name=KiCI Test",
-            "-c",
-            "user.email=test@kici.invalid",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("KICI_") {
-            cmd.env_remove(&k);
-        }
-    }
-    cmd.output().expect("run git")
-}
-
-fn git_ok(cwd: &Path, args: &[&str]) -> String {
-    let out = git(cwd, args);
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    stdout(&out).trim().to_owned()
-}
-
 /// `<base>/<owner>/<name>` with one commit holding `.kici/kici.lock.json`; returns its HEAD.
 fn make_repo(base: &Path, full_name: &str) -> String {
     let repo = base.join(full_name);
     std::fs::create_dir_all(repo.join(".kici")).unwrap();
     git_ok(&repo, &["init", "-q", "-b", "main"]);
+    // One workflow on pushes to main, so trigger-local and pushes create runs.
     std::fs::write(
         repo.join(".kici/kici.lock.json"),
-        r#"{"schemaVersion":29,"workflows":[]}"#,
+        r##"{"schemaVersion":29,"source":{"file":".kici/workflows/ci.ts","export":"#default"},"workflows":[
+            {"name":"ci","contentHash":"h","triggers":[{"_type":"push","branches":[{"type":"glob","pattern":"main"}],"paths":[]}],
+             "jobs":[{"_type":"static","name":"build","runsOn":[{"kind":"exact","value":"linux"}],"needs":[],"steps":[]}]}]}"##,
     )
     .unwrap();
     git_ok(&repo, &["add", "."]);
@@ -143,6 +124,26 @@ impl Setup {
         }
     }
 
+    /// The run the pipeline created for the delivery naming `sha` (waits for it).
+    fn run_for(&self, sha: &str) -> String {
+        let q = format!(
+            "SELECT r.run_id FROM execution_runs r JOIN event_log e ON e.delivery_id = r.delivery_id
+              WHERE e.delivery_id LIKE '%:local-{sha}-%' ORDER BY r.started_at DESC LIMIT 1"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let run = self.sql(&q).trim().to_owned();
+            if !run.is_empty() {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no run for the delivery of {sha}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn source(&self, id: &str) -> Value {
         let out = self.ok(&["source", "get", id, "--json"]);
         serde_json::from_str(&out).unwrap()
@@ -204,6 +205,11 @@ fn add_trigger_hook_update_remove() {
         s.event_row(&head),
         format!("push||local|generic:acme:{id}|refs/heads/main|{head}")
     );
+
+    // The pipeline read the lock file from the working tree and created a run.
+    let run = s.run_for(&head);
+    let shown: Value = serde_json::from_str(&s.ok(&["runs", "show", &run, "--json"])).unwrap();
+    assert!(shown.to_string().contains("\"build\""), "{shown}");
 
     // A pull request event, as JSON.
     let out = s.ok(&[
@@ -292,8 +298,10 @@ fn add_trigger_hook_update_remove() {
         s.event_row(&pushed),
         format!("push||local|generic:acme:{id}|refs/heads/main|{pushed}")
     );
-    // The pushed commit is checked out (the local provider reads the working tree).
+    // The pushed commit is checked out (the local provider reads the working tree), and the
+    // push created a run.
     assert!(repo.join("README.md").exists());
+    s.run_for(&pushed);
 
     // Installing again is fine; a hook of someone else's is kept unless --force.
     s.ok(&["source", "install-hook", &id]);

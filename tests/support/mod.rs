@@ -2,6 +2,7 @@
 pub mod agent;
 pub mod daemon;
 pub mod fake_github;
+pub mod git;
 pub mod pg;
 pub mod platform;
 pub mod s3;
