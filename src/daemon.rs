@@ -156,6 +156,7 @@ pub fn run() -> Result<(), Error> {
             secrets: secrets.clone(),
             github: GitHubApi::new(&config.github_api_url),
             tokens: InstallationTokens::default(),
+            locks: Default::default(),
             registry: registry.clone(),
             hub: hub.clone(),
         }),

@@ -10,81 +10,22 @@ use kici_orchestrator::db::Connector;
 use support::{fake_github::openssl, pg::PgCluster};
 
 /// A CA, a server certificate for 127.0.0.1/localhost signed by it, and an unrelated CA.
+/// The test CA with a server certificate for localhost (tests/support/tls.rs), and a second,
+/// unrelated CA for the wrong-CA case.
 fn make_pki(dir: &Path) {
+    support::tls::TestPki::create(dir);
     let ca = [
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-sha256",
     ];
-    openssl(
-        dir,
-        &[
-            &ca[..],
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-subj",
-                "/CN=kici test CA",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        dir,
-        &[
-            &ca[..],
-            &[
-                "-keyout",
-                "other.key",
-                "-out",
-                "other.pem",
-                "-subj",
-                "/CN=other CA",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-sha256",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "server.crt",
-        ],
-    );
+    let other = [
+        "-keyout",
+        "other.key",
+        "-out",
+        "other.pem",
+        "-subj",
+        "/CN=other CA",
+    ];
+    openssl(dir, &[&ca[..], &other[..]].concat());
 }
 
 fn ssl_in_use(url: &str) -> Result<bool, String> {

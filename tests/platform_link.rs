@@ -62,6 +62,7 @@ fn app(db_url: &str, platform: &PlatformDouble, link: Arc<Link>) -> Arc<App> {
             secrets: SecretBox::new(SecretKey::parse(TEST_KEY).unwrap(), None),
             github: GitHubApi::new(""),
             tokens: Default::default(),
+            locks: Default::default(),
             registry: registry.clone(),
             hub: hub.clone(),
         }),

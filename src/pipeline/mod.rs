@@ -6,6 +6,7 @@
 //! job state machine (`plan`, `state`). The I/O is at the edge: `process` (worker threads: lock
 //! fetch, matching, run creation) and `records` (the database side).
 
+pub mod cache;
 pub mod event;
 pub mod glob;
 pub mod jsregex;

@@ -14,6 +14,7 @@ use std::{
 use serde_json::{json, Value};
 
 use super::{
+    cache::{is_commit, LockCache},
     event::{
         normalize_generic, normalize_github, normalize_local, EventKind, NormalizedEvent, Provider,
     },
@@ -52,6 +53,7 @@ pub struct Work {
 }
 
 pub struct Deps {
+    pub locks: LockCache,
     pub pool: Pool,
     pub secrets: SecretBox,
     pub github: GitHubApi,
@@ -161,8 +163,20 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
                 .repo
                 .clone()
                 .ok_or("the payload names no repository")?;
-            repo::file_at(&deps.github, token, &repo_name, LOCK_PATH, &event.sha)
-                .map_err(|e| e.to_string())?
+            let key = format!("github:{repo_name}@{}", event.sha);
+            match deps.locks.get(&key) {
+                Some(bytes) => Some(bytes.to_vec()),
+                None => {
+                    let fetched =
+                        repo::file_at(&deps.github, token, &repo_name, LOCK_PATH, &event.sha)
+                            .map_err(|e| e.to_string())?;
+                    // Only commits are immutable: a branch name or HEAD is read again next time.
+                    if let (Some(b), true) = (&fetched, is_commit(&event.sha)) {
+                        deps.locks.put(key, b.clone());
+                    }
+                    fetched
+                }
+            }
         }
         Origin::Local { base, .. } => {
             let repo_name = event
@@ -173,6 +187,10 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         }
         Origin::None => None,
     };
+    if matches!(origin, Origin::None) {
+        let why = "a generic source without a repository: no lock file to match";
+        return mark("processed", 0, None, json!([{ "summary": why }]), None);
+    }
     let Some(lock_bytes) = lock_bytes else {
         let why = format!(
             "no {LOCK_PATH} in {} at {}",
