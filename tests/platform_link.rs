@@ -208,6 +208,14 @@ fn status_frames_replay_and_ordered_flush_after_an_outage() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    // state.replay follows the flush: wait for it before reading the order.
+    while platform.frames_of("state.replay").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no state.replay after reconnecting"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let frames = platform.frames();
     let second_register = frames
         .iter()
