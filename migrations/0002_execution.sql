@@ -79,3 +79,8 @@ CREATE TABLE execution_job_needs (
 -- Why a delivery did (or did not) start runs: one decision trace per workflow (spec-runtime.md
 -- §3.5). The reference keeps only matched_count.
 ALTER TABLE event_log ADD COLUMN decisions jsonb;
+
+-- `processing`: a pipeline worker claimed the delivery (so a sweep never processes it twice).
+ALTER TABLE event_log DROP CONSTRAINT event_log_status_check;
+ALTER TABLE event_log ADD CONSTRAINT event_log_status_check
+    CHECK (status IN ('received', 'processing', 'processed', 'duplicate', 'lockfile_missing', 'lockfile_corrupt', 'failed'));

@@ -325,6 +325,7 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
                 }
                 last = Instant::now();
                 app.limiter.sweep(last);
+                app.pipeline.sweep(&app.pool);
                 match app.pool.with_retry(db::events::expire_dedup) {
                     Ok(0) => {}
                     Ok(n) => log::debug!("expired {n} dedup entries"),

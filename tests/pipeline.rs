@@ -105,7 +105,7 @@ fn delivery_row(pg: &PgCluster, db: &str, delivery: &str) -> (String, String, Va
         let row = one(pg, db, &format!(
             "SELECT status || '|' || matched_count || '|' || coalesce(decisions::text, 'null') FROM event_log WHERE delivery_id = '{delivery}'"));
         let parts: Vec<&str> = row.splitn(3, '|').collect();
-        if parts.len() == 3 && parts[0] != "received" {
+        if parts.len() == 3 && parts[0] != "received" && parts[0] != "processing" {
             return (
                 parts[0].to_owned(),
                 parts[1].to_owned(),

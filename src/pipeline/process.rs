@@ -62,13 +62,17 @@ pub struct Deps {
     pub hub: Arc<Hub>,
 }
 
+/// Deliveries waiting for a worker, at most: beyond, they stay `received` in the event log and
+/// the sweep (`Pipeline::sweep`) hands them over later — the event log is the durable queue.
+const QUEUE_LIMIT: usize = 10_000;
+
 pub struct Pipeline {
-    tx: Mutex<mpsc::Sender<Work>>,
+    tx: Mutex<mpsc::SyncSender<Work>>,
 }
 
 impl Pipeline {
     pub fn start(deps: Arc<Deps>, workers: usize) -> Pipeline {
-        let (tx, rx) = mpsc::channel::<Work>();
+        let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE_LIMIT);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..workers.max(1) {
             let (rx, deps) = (rx.clone(), deps.clone());
@@ -101,8 +105,42 @@ impl Pipeline {
         Pipeline { tx: Mutex::new(tx) }
     }
 
+    /// Hands a recorded delivery to the workers without ever blocking the webhook's thread.
+    /// Plain generic sources have no repository, hence no lock file: nothing to do.
     pub fn submit(&self, work: Work) {
-        let _ = self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(work);
+        if work.provider != "github" && work.provider != "local" {
+            return;
+        }
+        if let Err(mpsc::TrySendError::Full(w)) = self
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_send(work)
+        {
+            log::warn!(
+                "pipeline queue full: delivery {} waits for the sweep",
+                w.delivery_id
+            );
+        }
+    }
+
+    /// Resubmits deliveries still `received` a while after they were recorded (a full queue, a
+    /// restart before processing): nothing accepted is left unprocessed.
+    pub fn sweep(&self, pool: &Pool) {
+        match pool.with_retry(|c| records::unprocessed(c, 30, 500)) {
+            Ok(found) => {
+                if !found.is_empty() {
+                    log::info!(
+                        "pipeline sweep: {} delivery(ies) not processed yet",
+                        found.len()
+                    );
+                }
+                for w in found {
+                    self.submit(w);
+                }
+            }
+            Err(e) => log::warn!("pipeline sweep failed: {e}"),
+        }
     }
 }
 
@@ -123,6 +161,13 @@ enum Origin {
 }
 
 fn process(deps: &Deps, work: &Work) -> Result<(), String> {
+    let claimed = deps
+        .pool
+        .with_retry(|c| records::claim_delivery(c, &work.event_log_id))
+        .map_err(db_err)?;
+    if !claimed {
+        return Ok(());
+    }
     let payload: Value = serde_json::from_slice(&work.body).unwrap_or_else(|_| json!({}));
     let snapshot = deps.registry.snapshot();
     let generic = snapshot.generic_by_key(&work.routing_key).cloned();

@@ -135,6 +135,52 @@ pub fn mark_delivery(
     Ok(())
 }
 
+/// Claims a delivery for processing; false when another worker (or instance) already did.
+pub fn claim_delivery(client: &mut Client, event_log_id: &str) -> Result<bool, DbError> {
+    let n = client
+        .execute(
+            "UPDATE event_log SET status = 'processing'
+              WHERE id = $1::text::uuid
+                AND (status = 'received' OR (status = 'processing' AND received_at < now() - interval '10 minutes'))",
+            &[&event_log_id],
+        )
+        .map_err(DbError::query("claiming a delivery"))?;
+    Ok(n > 0)
+}
+
+/// GitHub and local deliveries still `received` `older_than_secs` after they arrived (within a
+/// day), oldest first, with their stored payload.
+pub fn unprocessed(
+    client: &mut Client,
+    older_than_secs: i64,
+    limit: i64,
+) -> Result<Vec<super::process::Work>, DbError> {
+    let rows = client
+        .query(
+            "SELECT id::text, delivery_id, coalesce(routing_key, ''), provider, event, action, payload
+               FROM event_log
+              WHERE (status = 'received' OR (status = 'processing' AND received_at < now() - interval '10 minutes'))
+                AND provider IN ('github', 'local') AND payload IS NOT NULL
+                AND received_at < now() - make_interval(secs => $1::bigint)
+                AND received_at > now() - interval '1 day'
+              ORDER BY received_at LIMIT $2",
+            &[&older_than_secs, &limit],
+        )
+        .map_err(DbError::query("finding unprocessed deliveries"))?;
+    Ok(rows
+        .iter()
+        .map(|r| super::process::Work {
+            event_log_id: r.get(0),
+            delivery_id: r.get(1),
+            routing_key: r.get(2),
+            provider: r.get(3),
+            event: r.get(4),
+            action: r.get(5),
+            body: r.get(6),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
