@@ -210,6 +210,11 @@ pub fn github_delivery(
 
 /// Records a delivery (direct or relayed) and, when it is new, hands it to the pipeline.
 pub fn record_and_submit(app: &App, delivery: Delivery, body: &[u8]) -> Result<Recorded, String> {
+    // Only GitHub and local deliveries have a repository (and so a lock file) to process.
+    let provider = delivery.provider.as_deref().unwrap_or("");
+    if provider != "github" && provider != "local" {
+        return app.recorder.record(delivery);
+    }
     let work = Work {
         event_log_id: delivery.id.clone(),
         delivery_id: delivery.delivery_id.clone(),
