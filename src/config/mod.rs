@@ -17,6 +17,7 @@ use crate::db::url::keyword_pairs;
 pub use crate::db::url::redact_database_url;
 
 mod agents;
+mod platform;
 mod storage;
 pub use agents::AgentSettings;
 pub use storage::{default_blob_base_url, StorageOnly};
@@ -515,29 +516,6 @@ impl Loader {
                 None
             }
         }
-    }
-
-    fn platform(&mut self, mode: Option<Mode>) -> (Option<String>, Option<String>) {
-        const URL: &str = "KICI_PLATFORM_URL";
-        const TOKEN: &str = "KICI_PLATFORM_TOKEN";
-        if mode == Some(Mode::Independent) {
-            let ignored = [URL, TOKEN].map(|name| self.get(name).map(|_| name));
-            for name in ignored.into_iter().flatten() {
-                self.warnings.push(format!(
-                    "{name} is ignored because KICI_MODE is independent"
-                ));
-            }
-            return (None, None);
-        }
-        let url = self.url(URL, &["ws://", "wss://", "http://", "https://"]);
-        // With an invalid mode the requirement is unknown; the mode's own problem is enough.
-        if mode.is_none() {
-            return (url, self.get(TOKEN));
-        }
-        let rule = "is required when KICI_MODE is platform or hybrid \
-                    (the default mode is platform; set KICI_MODE=independent to run without the Platform)";
-        self.required(URL, rule);
-        (url, self.required(TOKEN, rule))
     }
 
     /// The typo catcher (spec-admin §2.1 step 3). Returns whether unknown names became problems.

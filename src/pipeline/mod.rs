@@ -7,6 +7,7 @@
 //! fetch, matching, run creation) and `records` (the database side).
 
 pub mod cache;
+mod dispatch;
 pub mod event;
 pub mod glob;
 pub mod jsregex;

@@ -15,12 +15,13 @@ use serde_json::{json, Value};
 
 use super::{
     cache::{is_commit, LockCache},
+    dispatch::dispatch_body,
     event::{
         normalize_generic, normalize_github, normalize_local, EventKind, NormalizedEvent, Provider,
     },
     lockfile::{parse_and_validate, LockFile, LockWorkflow},
     matcher::{match_all, needs_changed_files},
-    plan::{plan_workflow, readiness, PlannedJob},
+    plan::{plan_workflow, readiness},
     records,
     state::JobStatus,
 };
@@ -149,7 +150,7 @@ fn db_err(e: DbError) -> String {
 }
 
 /// Where the lock file and the clone come from.
-enum Origin {
+pub(super) enum Origin {
     GitHub {
         token: String,
     },
@@ -427,91 +428,6 @@ fn changed_files(
         }
         _ => Ok(Vec::new()),
     }
-}
-
-fn event_json(event: &NormalizedEvent) -> Value {
-    let mut v = json!({
-        "type": event.kind.as_str(),
-        "payload": event.payload,
-        "targetBranch": event.target_branch,
-        "provider": match event.provider { Provider::Github => "github", Provider::Local => "local", Provider::Generic => "generic" },
-        "isForkPR": event.is_fork_pr,
-    });
-    for (k, val) in [
-        ("action", event.action.clone()),
-        ("sourceBranch", event.source_branch.clone()),
-        ("baseBranch", event.base_branch.clone()),
-        ("senderUsername", event.sender_username.clone()),
-        ("senderUserId", event.sender_user_id.clone()),
-        ("sourceRepo", event.repo.clone()),
-    ] {
-        if let Some(val) = val {
-            v[k] = json!(val);
-        }
-    }
-    if let Some(files) = &event.changed_files {
-        v["changedFiles"] = json!(files);
-    }
-    v
-}
-
-/// The stored `job.dispatch` body of one planned job (spec-runtime.md §2.4).
-fn dispatch_body(
-    lock: &LockFile,
-    wf: &LockWorkflow,
-    job: &PlannedJob,
-    event: &NormalizedEvent,
-    origin: &Origin,
-) -> Value {
-    let repo_name = event.repo.clone().unwrap_or_default();
-    let repo_url = match origin {
-        Origin::GitHub { .. } => event.payload["repository"]["clone_url"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("https://github.com/{repo_name}.git")),
-        Origin::Local {
-            base,
-            clone_url_base,
-        } => match clone_url_base {
-            Some(b) => format!("{}/{repo_name}", b.trim_end_matches('/')),
-            None => format!("file://{}", base.join(&repo_name).display()),
-        },
-        Origin::None => String::new(),
-    };
-    let mut config = json!({
-        "workflowName": wf.name,
-        "name": job.name,
-        "baseJobName": job.base_name,
-        "needs": job.job.needs,
-        "runsOn": job.runs_on_labels.join(","),
-        "event": event_json(event),
-        "provider": event_json(event)["provider"],
-        "checkout": true,
-    });
-    if let Some(source) = wf.extra.get("source").or(lock.source.as_ref()) {
-        config["source"] = source.clone();
-    }
-    if !wf.content_hash.is_empty() {
-        config["contentHash"] = json!(wf.content_hash);
-    }
-    for key in ["steps", "rules", "timeout", "env", "container"] {
-        if let Some(v) = job.job.extra.get(key) {
-            config[key] = v.clone();
-        }
-    }
-    if let Some(m) = &job.matrix_values {
-        config["matrixValues"] = json!(m);
-    }
-    let git_ref = event
-        .source_branch
-        .clone()
-        .unwrap_or_else(|| event.target_branch.clone());
-    let mut body = json!({ "repoUrl": repo_url, "ref": git_ref, "sha": event.sha, "lockFileUrl": "", "jobConfig": config });
-    if let Origin::GitHub { token, .. } = origin {
-        body["token"] = json!(token);
-        body["sourceAuth"] = json!({"kind": "basic", "user": "x-access-token", "secret": token});
-    }
-    body
 }
 
 fn start_run(
