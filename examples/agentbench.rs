@@ -32,31 +32,11 @@ use kici_orchestrator::agent::{
 use serde_json::{json, Value};
 use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{arg, read};
+
 type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn arg(args: &[String], name: &str, default: Option<&str>) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or(default.map(str::to_owned))
-        .unwrap_or_else(|| panic!("{name} is required"))
-}
-
-fn read(ws: &mut Socket) -> Option<Value> {
-    match ws.read() {
-        Ok(Message::Text(t)) => serde_json::from_str(&t).ok(),
-        Ok(_) => None,
-        Err(tungstenite::Error::Io(e))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
-        }
-        Err(e) => panic!("agent link failed: {e}"),
-    }
-}
 
 fn wait_for(ws: &mut Socket, kind: &str, within: Duration) -> Option<Value> {
     let deadline = Instant::now() + within;

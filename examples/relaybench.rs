@@ -17,37 +17,14 @@ use std::time::{Duration, Instant};
 
 use data_encoding::BASE64;
 use kici_orchestrator::crypto::{hex, hmac_sha256};
-use serde_json::{json, Value};
+use serde_json::json;
 use tungstenite::Message;
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{arg, read};
+
 const LIMIT: Duration = Duration::from_secs(300);
-
-type Socket = tungstenite::WebSocket<std::net::TcpStream>;
-
-/// The next text frame as JSON, or `None` after the read timeout.
-fn read(ws: &mut Socket) -> Option<Value> {
-    match ws.read() {
-        Ok(Message::Text(t)) => serde_json::from_str(&t).ok(),
-        Ok(_) => None,
-        Err(tungstenite::Error::Io(e))
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            None
-        }
-        Err(e) => panic!("link failed: {e}"),
-    }
-}
-
-fn arg(args: &[String], name: &str, default: Option<&str>) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or(default.map(str::to_owned))
-        .unwrap_or_else(|| panic!("{name} is required"))
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();

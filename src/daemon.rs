@@ -150,11 +150,12 @@ pub fn run() -> Result<(), Error> {
     let waker = hub.clone();
     queue_signal.set(move || waker.wake());
     hub.start_dispatcher(stop.clone());
+    let github = GitHubApi::new(&config.github_api_url);
     let pipeline = Arc::new(Pipeline::start(
         Arc::new(PipelineDeps {
             pool: pool.clone(),
             secrets: secrets.clone(),
-            github: GitHubApi::new(&config.github_api_url),
+            github: github.clone(),
             tokens: InstallationTokens::default(),
             locks: Default::default(),
             registry: registry.clone(),
@@ -164,7 +165,7 @@ pub fn run() -> Result<(), Error> {
     ));
     let app = Arc::new(App {
         secrets,
-        github: GitHubApi::new(&config.github_api_url),
+        github,
         config: config.clone(),
         pool: pool.clone(),
         started,

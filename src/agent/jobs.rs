@@ -8,31 +8,16 @@ use postgres::{Client, GenericClient};
 use serde_json::Value;
 
 use super::queue::{self, NewJob};
-use crate::db::DbError;
+use crate::{
+    db::DbError,
+    pipeline::state::{aggregate_run_status, JobStatus},
+};
 
-pub const TERMINAL_JOB: [&str; 6] = [
-    "success",
-    "failed",
-    "cancelled",
-    "skipped",
-    "timed_out_stale",
-    "drift_dropped",
-];
 const TERMINAL_STEP: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
 
-/// Run status from its jobs' terminal statuses (§1.6): failed if any failed (or went stale or
-/// drifted), else cancelled if any was cancelled, else success (skipped counts as success).
-pub fn aggregate(statuses: &[String]) -> &'static str {
-    if statuses
-        .iter()
-        .any(|s| matches!(s.as_str(), "failed" | "timed_out_stale" | "drift_dropped"))
-    {
-        "failed"
-    } else if statuses.iter().any(|s| s == "cancelled") {
-        "cancelled"
-    } else {
-        "success"
-    }
+/// Job statuses as stored; an unknown spelling counts as not terminal.
+fn parse_statuses(statuses: &[String]) -> Option<Vec<JobStatus>> {
+    statuses.iter().map(|s| JobStatus::parse(s)).collect()
 }
 
 /// A run with its jobs, created in one transaction together with their queue rows.
@@ -211,7 +196,8 @@ pub fn finish_run_if_done(
         )
         .map_err(DbError::query("reading a run's jobs"))?;
     let statuses: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    if statuses.is_empty() || statuses.iter().any(|s| !TERMINAL_JOB.contains(&s.as_str())) {
+    let parsed = parse_statuses(&statuses).unwrap_or_default();
+    if parsed.is_empty() || parsed.iter().any(|s| !s.is_terminal()) {
         return Ok(None);
     }
     let live = tx
@@ -225,7 +211,7 @@ pub fn finish_run_if_done(
     if live > 0 {
         return Ok(None);
     }
-    let status = aggregate(&statuses);
+    let status = aggregate_run_status(&parsed).as_str();
     let failure = (status == "failed").then_some("one or more jobs failed");
     let n = tx
         .execute(
@@ -328,12 +314,15 @@ mod tests {
 
     #[test]
     fn run_aggregation() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(aggregate(&s(&["success", "skipped"])), "success");
-        assert_eq!(aggregate(&s(&["success", "cancelled"])), "cancelled");
-        assert_eq!(aggregate(&s(&["cancelled", "failed"])), "failed");
-        assert_eq!(aggregate(&s(&["timed_out_stale"])), "failed");
-        assert_eq!(aggregate(&s(&["drift_dropped", "success"])), "failed");
+        let aggregate = |v: &[&str]| {
+            let statuses: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+            aggregate_run_status(&parse_statuses(&statuses).unwrap()).as_str()
+        };
+        assert_eq!(aggregate(&["success", "skipped"]), "success");
+        assert_eq!(aggregate(&["success", "cancelled"]), "cancelled");
+        assert_eq!(aggregate(&["cancelled", "failed"]), "failed");
+        assert_eq!(aggregate(&["timed_out_stale"]), "failed");
+        assert_eq!(aggregate(&["drift_dropped", "success"]), "failed");
     }
 
     #[test]

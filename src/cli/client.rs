@@ -235,19 +235,7 @@ fn excerpt(text: &str) -> String {
     }
 }
 
-/// Percent-encodes one path segment or query value like JavaScript's `encodeURIComponent`
-/// (`github:1` → `github%3A1`), which is what the server decodes.
-pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => out.push(b as char),
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use crate::http::parse::encode_component;
 
 #[cfg(test)]
 mod tests {

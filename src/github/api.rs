@@ -23,8 +23,9 @@ const MAX_BODY_BYTES: u64 = 1024 * 1024;
 /// How much of an unexpected body goes into an error message.
 const BODY_PREVIEW_CHARS: usize = 200;
 
-/// A GitHub REST API endpoint (GitHub.com, GitHub Enterprise Server, or a test fake).
-#[derive(Debug)]
+/// A GitHub REST API endpoint (GitHub.com, GitHub Enterprise Server, or a test fake). Clones
+/// share one connection pool.
+#[derive(Debug, Clone)]
 pub struct GitHubApi {
     /// Without a trailing slash, so paths join as `{base}/app`.
     base: String,

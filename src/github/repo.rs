@@ -26,14 +26,16 @@ fn bad(detail: String) -> GitHubError {
 
 impl InstallationTokens {
     /// A token for `installation_id` of App `app_id` (from the cache while fresh).
+    /// `key` is only called on a cache miss: the App's private key is read and parsed only when
+    /// a token must be minted.
     pub fn get(
         &self,
         api: &GitHubApi,
         app_id: &str,
-        key: &AppKey,
+        key: impl FnOnce() -> Result<AppKey, String>,
         installation_id: u64,
         now_unix: i64,
-    ) -> Result<String, GitHubError> {
+    ) -> Result<String, String> {
         let cache_key = (app_id.to_owned(), installation_id);
         if let Some((token, expires)) = self
             .cache
@@ -45,15 +47,17 @@ impl InstallationTokens {
                 return Ok(token.clone());
             }
         }
-        let jwt = app_jwt(key, app_id, now_unix);
+        let jwt = app_jwt(&key()?, app_id, now_unix);
         let path = format!("/app/installations/{installation_id}/access_tokens");
-        let text = api.call_ok("POST", &path, &format!("Bearer {jwt}"), Some("{}"))?;
+        let text = api
+            .call_ok("POST", &path, &format!("Bearer {jwt}"), Some("{}"))
+            .map_err(|e| e.to_string())?;
         let v: Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("POST {path}: not JSON ({e})")))?;
+            serde_json::from_str(&text).map_err(|e| format!("POST {path}: not JSON ({e})"))?;
         let token = v["token"]
             .as_str()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| bad(format!("POST {path}: no token in the answer")))?
+            .ok_or_else(|| format!("POST {path}: no token in the answer"))?
             .to_owned();
         let expires = v["expires_at"]
             .as_str()
@@ -69,7 +73,7 @@ impl InstallationTokens {
 
 fn encode_path(path: &str) -> String {
     path.split('/')
-        .map(crate::storage::blob_token::encode_component)
+        .map(crate::http::parse::encode_component)
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -85,7 +89,7 @@ pub fn file_at(
     let route = format!(
         "/repos/{repo}/contents/{}?ref={}",
         encode_path(path),
-        crate::storage::blob_token::encode_component(git_ref)
+        crate::http::parse::encode_component(git_ref)
     );
     let (status, text) = api.call("GET", &route, &format!("token {token}"), None)?;
     match status {

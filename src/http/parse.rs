@@ -231,6 +231,20 @@ pub fn parse_chunk_size(line: &[u8]) -> Result<u64, HeadError> {
     u64::from_str_radix(hex, 16).map_err(|_| HeadError::Malformed("invalid chunk size"))
 }
 
+/// Percent-encodes one path segment or query value like JavaScript's `encodeURIComponent`
+/// (`github:1` → `github%3A1`), which is what the server decodes.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => out.push(b as char),
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Decodes `%XX` escapes of one path segment. `None` when the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();

@@ -17,7 +17,7 @@ use crate::{
     crypto,
     db::events::Delivery,
     ingest::Recorded,
-    pipeline::process::Work,
+    pipeline::process::{has_repository, Work},
     sources::{
         extract,
         verify::{self, Verdict},
@@ -210,9 +210,7 @@ pub fn github_delivery(
 
 /// Records a delivery (direct or relayed) and, when it is new, hands it to the pipeline.
 pub fn record_and_submit(app: &App, delivery: Delivery, body: &[u8]) -> Result<Recorded, String> {
-    // Only GitHub and local deliveries have a repository (and so a lock file) to process.
-    let provider = delivery.provider.as_deref().unwrap_or("");
-    if provider != "github" && provider != "local" {
+    if !has_repository(delivery.provider.as_deref().unwrap_or("")) {
         return app.recorder.record(delivery);
     }
     let work = Work {

@@ -40,6 +40,12 @@ use crate::{
 
 pub const LOCK_PATH: &str = ".kici/kici.lock.json";
 
+/// Whether a provider's deliveries name a repository, hence a lock file to read (GitHub and
+/// local sources; a plain generic source has none, so the pipeline has nothing to do).
+pub fn has_repository(provider: &str) -> bool {
+    provider == "github" || provider == "local"
+}
+
 /// A delivery the recorder committed (direct or relayed).
 #[derive(Debug, Clone)]
 pub struct Work {
@@ -107,11 +113,8 @@ impl Pipeline {
     }
 
     /// Hands a recorded delivery to the workers without ever blocking the webhook's thread.
-    /// Plain generic sources have no repository, hence no lock file: nothing to do.
+    /// Only deliveries of [`has_repository`] providers are worth submitting.
     pub fn submit(&self, work: Work) {
-        if work.provider != "github" && work.provider != "local" {
-            return;
-        }
         if let Err(mpsc::TrySendError::Full(w)) = self
             .tx
             .lock()
@@ -338,25 +341,27 @@ fn origin(
             let source = snapshot
                 .github(&work.routing_key)
                 .ok_or("the source is gone")?;
-            let pem = deps
-                .pool
-                .with_retry(|c| {
-                    db::secrets::get(
-                        c,
-                        &deps.secrets,
-                        &db::secrets::github_scope(&source.id),
-                        db::sources::PRIVATE_KEY,
-                    )
-                })
-                .map_err(db_err)?
-                .ok_or("the source has no private key")?;
-            let key = AppKey::from_pem(&pem)
-                .map_err(|e| format!("the source's private key is unusable: {e}"))?;
+            let source_id = source.id.clone();
+            let key = || -> Result<AppKey, String> {
+                let pem = deps
+                    .pool
+                    .with_retry(|c| {
+                        db::secrets::get(
+                            c,
+                            &deps.secrets,
+                            &db::secrets::github_scope(&source_id),
+                            db::sources::PRIVATE_KEY,
+                        )
+                    })
+                    .map_err(db_err)?
+                    .ok_or("the source has no private key")?;
+                AppKey::from_pem(&pem)
+                    .map_err(|e| format!("the source's private key is unusable: {e}"))
+            };
             let now = jiff::Timestamp::now().as_second();
             let token = deps
                 .tokens
-                .get(&deps.github, &app_id, &key, installation, now)
-                .map_err(|e| e.to_string())?;
+                .get(&deps.github, &app_id, key, installation, now)?;
             Ok(Origin::GitHub { token })
         }
         Provider::Local => {

@@ -246,6 +246,19 @@ pub enum RunStatus {
     Cancelled,
 }
 
+impl RunStatus {
+    /// The `execution_runs.status` / wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Success => "success",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// §1.6: with every job terminal, `failed` if any job failed, timed out stale or was drift
 /// dropped; else `cancelled` if any was cancelled; else `success` (skipped counts as success;
 /// so does a run without jobs). Before that: `running` once any job has started, else

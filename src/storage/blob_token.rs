@@ -7,6 +7,7 @@
 //! signed with `KICI_SECRET_KEY_OLD` keep working until they expire.
 
 use crate::crypto::{ct_eq, hex, hmac_sha256, SecretKey};
+use crate::http::parse::encode_component;
 
 /// Mounted under the orchestrator's `KICI_BASE_PATH`.
 pub const ROUTE_PREFIX: &str = "/api/v1/cache/blob/";
@@ -92,19 +93,6 @@ pub fn verify(
     } else {
         Err(TokenError::BadSignature)
     }
-}
-
-/// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` percent-encoded as UTF-8.
-pub fn encode_component(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The full signed URL for `object_key` under `base_url` (the orchestrator as agents reach it,
