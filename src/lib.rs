@@ -19,6 +19,9 @@ pub mod sources;
 pub mod storage;
 pub mod tls;
 
+#[cfg(test)]
+pub(crate) mod props;
+
 use std::fmt;
 
 /// What a command can fail with; `main` turns it into `Error: <message>` and exit code 1.
