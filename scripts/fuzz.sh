@@ -15,8 +15,13 @@ round=0
 while ((SECONDS < end)); do
     round=$((round + 1))
     echo "fuzz.sh: round $round ($cases cases per property, $((end - SECONDS)) s left)"
-    KICI_PROPTEST_CASES="$cases" cargo test --release --lib -q -- props:: never_panics_ 2>&1 |
-        grep -v '^$' | tail -n 3
-    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz.sh: a property failed (round $round)" >&2; exit 1; }
+    out="$(mktemp)"
+    if ! KICI_PROPTEST_CASES="$cases" cargo test --release --lib -q -- props:: never_panics_ >"$out" 2>&1; then
+        cat "$out"; rm -f "$out"
+        echo "fuzz.sh: a property failed (round $round)" >&2
+        exit 1
+    fi
+    grep -E '^test result' "$out" || true
+    rm -f "$out"
 done
 echo "fuzz.sh: $round round(s), every property held"
