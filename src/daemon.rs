@@ -310,9 +310,11 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
     let tick = watchdog.map_or(Duration::from_millis(500), |half| {
         half.min(Duration::from_millis(500))
     });
-    let spawned = thread::Builder::new()
-        .name("housekeeping".into())
-        .spawn(move || {
+    let stopping = stop.clone();
+    let spawned = crate::supervise::spawn(
+        "housekeeping",
+        move || stopping.load(Ordering::SeqCst),
+        move || {
             let mut last = Instant::now();
             let mut pinged = Instant::now();
             while !stop.load(Ordering::SeqCst) {
@@ -333,7 +335,8 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
                     Err(e) => log::warn!("expiring dedup entries failed: {e}"),
                 }
             }
-        });
+        },
+    );
     if let Err(e) = spawned {
         log::error!("cannot start the housekeeping thread: {e}");
     }

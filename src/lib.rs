@@ -17,6 +17,7 @@ pub mod rbac;
 pub mod service;
 pub mod sources;
 pub mod storage;
+pub mod supervise;
 pub mod tls;
 
 #[cfg(test)]

@@ -93,6 +93,8 @@ pub enum Denied {
     Permission { role: Role, permission: Permission },
     OtherRoutingKey,
     ScopedToken,
+    /// A scoped token tried to change a source's `providerType` or `gitConfig.localPath`.
+    LocationChange,
 }
 
 impl fmt::Display for Denied {
@@ -106,6 +108,9 @@ impl fmt::Display for Denied {
             ),
             Denied::ScopedToken => f.write_str(
                 "Access denied: this route requires an unscoped admin token (the calling token is restricted to a single routing key)",
+            ),
+            Denied::LocationChange => f.write_str(
+                "Access denied: changing a source's providerType or gitConfig.localPath needs an orchestrator-wide owner or admin token (the calling token is restricted to a single routing key)",
             ),
         }
     }
@@ -127,6 +132,16 @@ impl Caller {
         match self.routing_key {
             None => Ok(()),
             Some(_) => Err(Denied::ScopedToken),
+        }
+    }
+
+    /// Where a source reads repositories from (`providerType`, `gitConfig.localPath`) is an
+    /// orchestrator-wide decision: a token scoped to the source's key may not point it at `/`.
+    pub fn require_location_change(&self) -> Result<(), Denied> {
+        self.require(Permission::ContextCreate)?;
+        match self.routing_key {
+            None => Ok(()),
+            Some(_) => Err(Denied::LocationChange),
         }
     }
 

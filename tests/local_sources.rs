@@ -564,3 +564,89 @@ fn local_commands_have_help() {
     let help = stdout(&cli(&["source", "add", "local", "--help"], &[]));
     assert!(help.contains("verification none"), "{help}");
 }
+
+/// A local source's webhook is unsigned: the repository it names must be a folder inside the
+/// source's localPath. `../`, absolute paths and symlinks leading out are refused with 400
+/// before anything is recorded, so the lock file outside (with the attacker's steps) is never
+/// read and no job points there. A scoped admin token cannot move the source's folder.
+#[test]
+fn repository_names_cannot_leave_the_source_folder() {
+    let s = setup("escape");
+    let base = s.dir.join("repos");
+    std::fs::create_dir_all(&base).unwrap();
+    make_repo(&base, "acme/app");
+    // The attacker's repository, next to the source's folder, and a symlink to it inside.
+    let outside = s.dir.join("outside");
+    let evil_head = make_repo(&outside, "outside/evil");
+    std::os::unix::fs::symlink(outside.join("outside/evil"), base.join("acme/evil")).unwrap();
+    let base_str = base.display().to_string();
+    let out = s.ok(&["source", "add", "local", "--org", "acme", "--path", &base_str]);
+    let id = out.lines().nth(1).unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    let name = s.source(&id)["name"].as_str().unwrap().to_owned();
+    let route = format!("/webhook/acme/generic/{name}");
+    let outside_abs = outside.join("outside/evil").display().to_string();
+    for (full_name, why) in [
+        ("../outside/evil", "the owner is . or .."),
+        ("acme/../../outside/evil", "contains a slash"),
+        (outside_abs.as_str(), "the owner is empty"),
+        ("acme/evil", "leads outside the source's folder"),
+        ("acme/app\nx", "control character"),
+    ] {
+        let body = json!({
+            "ref": "refs/heads/main", "after": evil_head,
+            "repository": {"full_name": full_name},
+        })
+        .to_string();
+        let r = webhook::post(
+            &s.d,
+            &route,
+            &[("Content-Type", "application/json"), ("X-Event-Type", "push")],
+            body.as_bytes(),
+        );
+        let answer = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, 400, "{full_name:?}: {answer}");
+        assert!(answer.contains(why), "{full_name:?}: {answer}");
+    }
+    // A good name still works, and is the only delivery recorded.
+    let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/app"}}).to_string();
+    let r = webhook::post(
+        &s.d,
+        &route,
+        &[("Content-Type", "application/json"), ("X-Event-Type", "push")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(s.sql("SELECT count(*) FROM event_log"), "1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.sql("SELECT count(*) FROM execution_runs") != "1" {
+        assert!(Instant::now() < deadline, "no run for acme/app");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let urls = s.sql("SELECT dispatch->>'repoUrl' FROM dispatch_queue");
+    assert!(!urls.contains("outside"), "{urls}");
+    assert!(urls.contains("/acme/app"), "{urls}");
+
+    // Moving the folder: not with a token scoped to the source, never to a relative path.
+    let key = s.source(&id)["routing_key"].as_str().unwrap().to_owned();
+    let scoped = s.ok(&["token", "create", "scoped", "--role", "admin", "--routing-key", &key, "--json"]);
+    let scoped: Value = serde_json::from_str(&scoped).unwrap();
+    let scoped = scoped["token"].as_str().unwrap().to_owned();
+    let path = format!("/generic-sources/{id}");
+    for change in [
+        json!({"gitConfig": {"localPath": "/"}}),
+        json!({"providerType": "generic"}),
+    ] {
+        let r = webhook::admin(&s.d, &scoped, "PATCH", &path, change.clone());
+        assert_eq!(r.status, 403, "{change}: {}", String::from_utf8_lossy(&r.body));
+        assert!(String::from_utf8_lossy(&r.body).contains("orchestrator-wide owner or admin"));
+    }
+    // Unchanged location fields are fine for the scoped token.
+    let same = json!({"gitConfig": {"localPath": base_str}, "rateLimitRpm": 100});
+    let r = webhook::admin(&s.d, &scoped, "PATCH", &path, same);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let r = webhook::admin(&s.d, OWNER, "PATCH", &path, json!({"gitConfig": {"localPath": "repos"}}));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("must be an absolute path"));
+    assert_eq!(s.source(&id)["git_config"]["localPath"], base_str.as_str());
+    let _ = std::fs::remove_dir_all(&s.dir);
+}

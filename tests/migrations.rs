@@ -159,6 +159,8 @@ fn four_daemons_on_an_empty_database_migrate_once_and_all_become_ready() {
     assert_eq!(applied, 1);
     // And exactly one bootstrap token was generated and printed, by one of the four.
     assert_eq!(pg.psql(&url, "SELECT count(*) FROM admin_tokens"), "1");
+    // stdout is read by its own thread: give a printed token time to arrive.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let printed = daemons
         .iter()
         .filter(|d| d.stdout().contains("KICI Admin Token: "))

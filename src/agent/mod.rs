@@ -24,7 +24,6 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Condvar, Mutex, MutexGuard,
     },
-    thread,
     time::{Duration, Instant},
 };
 
@@ -216,9 +215,11 @@ impl Hub {
     /// jobs. Runs until `stop`.
     pub fn start_dispatcher(self: &Arc<Self>, stop: Arc<AtomicBool>) {
         let hub = self.clone();
-        let spawned = thread::Builder::new()
-            .name("dispatcher".into())
-            .spawn(move || {
+        let stopping = stop.clone();
+        let spawned = crate::supervise::spawn(
+            "dispatcher",
+            move || stopping.load(Ordering::SeqCst),
+            move || {
                 let mut last_expire = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
                     let woken = {
@@ -238,7 +239,8 @@ impl Hub {
                         handle::expire(&hub, STALE_AFTER_SECS);
                     }
                 }
-            });
+            },
+        );
         if let Err(e) = spawned {
             log::error!("cannot start the dispatcher thread: {e}");
         }

@@ -54,10 +54,12 @@ pub fn list_repositories(base: &Path) -> Result<Vec<RepoFolder>, String> {
         for (name, path) in sorted_dirs(&owner_dir)? {
             if is_repository(&path) {
                 let name = name.strip_suffix(".git").unwrap_or(&name).to_owned();
-                repos.push(RepoFolder {
-                    full_name: format!("{owner}/{name}"),
-                    path,
-                });
+                let full_name = format!("{owner}/{name}");
+                // A folder name the orchestrator would refuse (a newline, say) is not offered.
+                if crate::sources::local_path::check_full_name(&full_name).is_err() {
+                    continue;
+                }
+                repos.push(RepoFolder { full_name, path });
             }
         }
     }
@@ -74,14 +76,8 @@ pub fn pick_repository(base: &Path, wanted: Option<&str>) -> Result<RepoFolder, 
         )));
     }
     if let Some(wanted) = wanted {
-        let Some((owner, name)) = wanted
-            .split_once('/')
-            .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
-        else {
-            return Err(Error::Usage(format!(
-                "--repo-full-name must be owner/name (e.g. acme/app), got {wanted:?}"
-            )));
-        };
+        let (owner, name) = crate::sources::local_path::check_full_name(wanted)
+            .map_err(|e| Error::Usage(format!("--repo-full-name must be owner/name (e.g. acme/app): {e}")))?;
         for candidate in [name.to_owned(), format!("{name}.git")] {
             let path = base.join(owner).join(&candidate);
             if is_repository(&path) {
@@ -369,7 +365,8 @@ pub fn hook_script(s: &HookSettings<'_>) -> String {
          done\n\
          exit 0\n",
         marker = hook_marker(s.source_id),
-        full_name = s.full_name,
+        // A comment line: a newline in the name would end it and start a command.
+        full_name = s.full_name.replace(|c: char| c.is_control(), "?"),
         url = shell_quote(s.admin_url),
         bin = shell_quote(&s.kici_admin.display().to_string()),
         id = shell_quote(s.source_id),
@@ -443,6 +440,28 @@ mod tests {
     }
 
     #[test]
+    fn a_newline_in_the_repository_name_cannot_inject_a_command() {
+        let script = hook_script(&HookSettings {
+            source_id: "6f1c",
+            full_name: "acme/app\ntouch /tmp/pwned\n#",
+            kici_admin: Path::new("/k"),
+            admin_url: "http://h",
+            token_file: None,
+        });
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(
+            lines[1],
+            "# kici-admin post-receive hook for local source 6f1c (acme/app?touch /tmp/pwned?#)."
+        );
+        assert!(lines[2].starts_with("# Written by kici-admin"), "{script}");
+        // Such a name never gets this far: pick_repository refuses it.
+        let err = pick_repository(Path::new("/"), Some("acme/app\ntouch pwned"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("control character"), "{err}");
+    }
+
+    #[test]
     fn hook_script_calls_trigger_local_per_ref() {
         let script = hook_script(&HookSettings {
             source_id: "6f1c",
@@ -506,7 +525,7 @@ mod tests {
         let bad = pick_repository(&base, Some("web")).unwrap_err().to_string();
         assert_eq!(
             bad,
-            "--repo-full-name must be owner/name (e.g. acme/app), got \"web\""
+            "--repo-full-name must be owner/name (e.g. acme/app): repository name \"web\" is not owner/name (e.g. acme/app)"
         );
         std::fs::remove_dir_all(&base).unwrap();
     }

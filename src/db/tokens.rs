@@ -5,6 +5,10 @@ use postgres::Client;
 use super::{DbError, BOOTSTRAP_LOCK_KEY, ISO};
 use crate::crypto;
 
+/// The label of the token that `KICI_BOOTSTRAP_ADMIN_TOKEN` sets (reserved: the admin API
+/// refuses it for new tokens).
+pub const BOOTSTRAP_LABEL: &str = "bootstrap";
+
 /// What `ensure_bootstrap_token` did at start-up (spec-admin.md §5.2).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Bootstrap {
@@ -33,8 +37,12 @@ pub fn ensure_bootstrap_token(
             let hash = crypto::hash_token(token);
             let updated = tx
                 .query(
-                    "UPDATE admin_tokens SET token_hash = $1, role = 'owner'
-                     WHERE label = 'bootstrap' RETURNING revoked",
+                    // One row only, the first bootstrap token: `UPDATE … WHERE label = 'bootstrap'`
+                    // would give every token so labelled the env token's hash (and owner role).
+                    "UPDATE admin_tokens SET token_hash = $1, role = 'owner', routing_key = NULL
+                     WHERE id = (SELECT id FROM admin_tokens WHERE label = 'bootstrap'
+                                 ORDER BY created_at, id LIMIT 1)
+                     RETURNING revoked",
                     &[&hash],
                 )
                 .map_err(map_unique("storing KICI_BOOTSTRAP_ADMIN_TOKEN"))?;

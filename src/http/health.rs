@@ -27,7 +27,7 @@ pub fn health(started: Instant) -> Response {
     )
 }
 
-/// Ready while a pooled connection can run a query. Follows the database both ways without a
+/// Ready while a pooled connection can run a query and no supervised thread keeps panicking. Follows the database both ways without a
 /// restart: a broken connection is dropped and the next check opens a new one. The Platform
 /// link's state is reported alongside (`platform`) but does not decide readiness: direct
 /// webhooks, admin calls and agents keep working while the Platform is unreachable.
@@ -47,5 +47,16 @@ pub fn ready(pool: &Pool, link: Option<&Link>) -> Response {
     if let Some(link) = link {
         body["platform"] = link.ready_json();
     }
-    Response::json(if db.is_ok() { 200 } else { 503 }, &body)
+    // A supervised thread that keeps panicking (the dispatcher, a pipeline worker, …) means work
+    // is not being done even though requests are answered: not ready.
+    let failing = crate::supervise::failing();
+    body["threads"] = crate::supervise::report();
+    let ok = db.is_ok() && failing.is_empty();
+    if !failing.is_empty() {
+        log::warn!("not ready: thread(s) keep panicking: {}", failing.join(", "));
+        body["status"] = json!("not ready");
+        body["checks"]["threads"] = json!(false);
+        body["failingThreads"] = json!(failing);
+    }
+    Response::json(if ok { 200 } else { 503 }, &body)
 }

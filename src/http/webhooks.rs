@@ -43,6 +43,15 @@ pub fn kept_payload(app: &App, body: &[u8]) -> Option<Vec<u8>> {
     (body.len() as u64 <= app.config.event_log_max_payload_bytes).then(|| body.to_vec())
 }
 
+/// The repository folder a local source's delivery names, checked by `sources::local_path`.
+fn local_repository(base: Option<&str>, payload: &Value) -> Result<std::path::PathBuf, String> {
+    let base = base.ok_or("the local source has no localPath in its gitConfig")?;
+    let name = payload["repository"]["full_name"]
+        .as_str()
+        .ok_or("the body names no repository.full_name")?;
+    crate::sources::local_path::resolve(std::path::Path::new(base), name)
+}
+
 pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
     if req.body.len() > GENERIC_MAX_BODY {
         return Response::json(
@@ -83,6 +92,12 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
         }
         if req.header("x-event-type").is_none_or(str::is_empty) {
             return rejected(400, "Missing x-event-type header for local source");
+        }
+        // The body is unsigned: the repository it names must be a folder inside the source's
+        // localPath before anything is recorded or read (docs/security.md, "Local sources").
+        if let Err(why) = local_repository(source.local_path.as_deref(), &payload) {
+            log::warn!("local source {}: delivery refused: {why}", source.routing_key);
+            return rejected(400, &why);
         }
     }
     let event = extract::event_type(

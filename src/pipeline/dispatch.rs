@@ -52,11 +52,11 @@ pub(super) fn dispatch_body(
             .map(str::to_owned)
             .unwrap_or_else(|| format!("https://github.com/{repo_name}.git")),
         Origin::Local {
-            base,
+            repo,
             clone_url_base,
         } => match clone_url_base {
             Some(b) => format!("{}/{repo_name}", b.trim_end_matches('/')),
-            None => format!("file://{}", base.join(&repo_name).display()),
+            None => format!("file://{}", repo.display()),
         },
         Origin::None => String::new(),
     };

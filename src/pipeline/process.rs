@@ -6,7 +6,8 @@
 //! the outcome and every workflow's decision trace, also when nothing matched.
 
 use std::{
-    path::PathBuf,
+    io::Read,
+    path::{Path, PathBuf},
     sync::{mpsc, Arc, Mutex},
     thread,
 };
@@ -35,10 +36,14 @@ use crate::{
     crypto::SecretBox,
     db::{self, DbError, Pool},
     github::{repo, AppKey, GitHubApi},
-    sources::registry::SourceRegistry,
+    sources::{local_path, registry::SourceRegistry},
 };
 
 pub const LOCK_PATH: &str = ".kici/kici.lock.json";
+
+/// Read at most one byte more than the lock-file size limit: enough for validation to refuse
+/// an oversized file by its size, without reading all of a huge one.
+const MAX_LOCAL_LOCK_BYTES: u64 = 1024 * 1024;
 
 /// Whether a provider's deliveries name a repository, hence a lock file to read (GitHub and
 /// local sources; a plain generic source has none, so the pipeline has nothing to do).
@@ -158,7 +163,8 @@ pub(super) enum Origin {
         token: String,
     },
     Local {
-        base: PathBuf,
+        /// The repository's folder, canonical and inside the source's `localPath`.
+        repo: PathBuf,
         clone_url_base: Option<String>,
     },
     None,
@@ -227,13 +233,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
                 }
             }
         }
-        Origin::Local { base, .. } => {
-            let repo_name = event
-                .repo
-                .clone()
-                .ok_or("the payload names no repository")?;
-            std::fs::read(base.join(&repo_name).join(LOCK_PATH)).ok()
-        }
+        Origin::Local { repo, .. } => read_local_lock(repo)?,
         Origin::None => None,
     };
     if matches!(origin, Origin::None) {
@@ -382,13 +382,40 @@ fn origin(
                 .as_str()
                 .or_else(|| config["path"].as_str())
                 .ok_or("the local source has no localPath in its gitConfig")?;
+            let name = event.repo.as_deref().ok_or("the payload names no repository")?;
+            // Checked again here (the webhook route checked it too): a delivery recorded before
+            // this check existed, or a folder changed since, must not lead outside.
+            let repo = local_path::resolve(Path::new(base), name)
+                .map_err(|e| format!("refused: {e}"))?;
             Ok(Origin::Local {
-                base: PathBuf::from(base),
+                repo,
                 clone_url_base: config["cloneUrlBase"].as_str().map(str::to_owned),
             })
         }
         Provider::Generic => Ok(Origin::None),
     }
+}
+
+/// The lock file of a local repository, if any: it must stay inside the repository once
+/// symlinks are followed, and is read only up to the lock-file size limit.
+fn read_local_lock(repo: &Path) -> Result<Option<Vec<u8>>, String> {
+    let path = repo.join(LOCK_PATH);
+    let Ok(real) = path.canonicalize() else {
+        return Ok(None);
+    };
+    if !real.starts_with(repo) {
+        return Err(format!(
+            "refused: {} leads outside the repository (to {}); nothing was read",
+            path.display(),
+            real.display()
+        ));
+    }
+    let file = std::fs::File::open(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_LOCAL_LOCK_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(Some(bytes))
 }
 
 fn changed_files(

@@ -55,11 +55,19 @@ pub struct RelayConfig {
 
 /// Starts the relay thread; it runs until `stop` is set.
 pub fn start(app: Arc<App>, link: Arc<Link>, cfg: RelayConfig, stop: Arc<AtomicBool>) {
-    let inbox = link.take_inbox().expect("one relay per link");
-    thread::Builder::new()
-        .name("platform-relay".into())
-        .spawn(move || run(&app, &link, &cfg, &stop, &inbox))
-        .expect("spawn the relay thread");
+    let Some(inbox) = link.take_inbox() else {
+        log::error!("the Platform relay was started twice for one link; the second is ignored");
+        return;
+    };
+    let stopping = stop.clone();
+    let spawned = crate::supervise::spawn(
+        "platform-relay",
+        move || stopping.load(Ordering::SeqCst),
+        move || run(&app, &link, &cfg, &stop, &inbox),
+    );
+    if let Err(e) = spawned {
+        log::error!("cannot start the Platform relay thread: {e}");
+    }
 }
 
 fn jitter() -> f64 {

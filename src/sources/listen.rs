@@ -61,11 +61,25 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> Result<(), DbError> {
     let connector = connector.with_application_name(&application_name());
-    let client = sync(&connector, &sbox, &registry)?;
-    thread::Builder::new()
-        .name("listen".into())
-        .spawn(move || run(client, &connector, &sbox, &registry, &queue, &stop))
-        .map_err(|e| DbError::Refused(format!("cannot start the LISTEN thread: {e}")))?;
+    let mut first = Some(sync(&connector, &sbox, &registry)?);
+    let stopping = stop.clone();
+    crate::supervise::spawn(
+        "listen",
+        move || stopping.load(Ordering::SeqCst),
+        move || {
+            // After a panic the thread starts over as after a lost connection: connect, LISTEN,
+            // full resync.
+            let client = match first.take() {
+                Some(c) => c,
+                None => match sync(&connector, &sbox, &registry) {
+                    Ok(c) => c,
+                    Err(e) => panic!("the LISTEN connection could not be re-opened: {e}"),
+                },
+            };
+            run(client, &connector, &sbox, &registry, &queue, &stop)
+        },
+    )
+    .map_err(|e| DbError::Refused(format!("cannot start the LISTEN thread: {e}")))?;
     Ok(())
 }
 

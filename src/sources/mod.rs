@@ -5,6 +5,7 @@
 
 pub mod extract;
 pub mod listen;
+pub mod local_path;
 pub mod ratelimit;
 pub mod registry;
 pub mod verify;

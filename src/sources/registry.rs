@@ -33,6 +33,9 @@ pub struct GenericSource {
     pub rate_limit_rpm: i32,
     /// `local` sources need a JSON body and `x-event-type` (spec-admin.md §9.1).
     pub local: bool,
+    /// A local source's folder (`gitConfig.localPath`): repositories named by its webhooks must
+    /// resolve inside it (`sources::local_path`).
+    pub local_path: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,7 +214,8 @@ fn load(
                 .query(
                     "SELECT id::text, customer_id, name, routing_key, verification_method, verification_config,
                             event_type_header, event_type_path, idempotency_key_header, idempotency_key_path,
-                            dedup_window_seconds, max_payload_bytes, allowed_events, rate_limit_rpm, provider_type
+                            dedup_window_seconds, max_payload_bytes, allowed_events, rate_limit_rpm, provider_type,
+                            coalesce(git_config->>'localPath', git_config->>'path')
                      FROM generic_webhook_sources
                      WHERE enabled AND deleted_at IS NULL AND ($1::text IS NULL OR routing_key = $1)",
                     &[&routing_key],
@@ -248,6 +252,7 @@ fn load(
                     allowed_events: allowed.and_then(|v| serde_json::from_value(v).ok()),
                     rate_limit_rpm: r.get(13),
                     local: r.get::<_, String>(14) == "local",
+                    local_path: r.get(15),
                 }));
             }
             Ok(out)

@@ -126,6 +126,19 @@ impl Daemon {
         self.out.lock().unwrap().clone()
     }
 
+    /// Standard output once it contains `needle` (stdout and stderr are read by two threads,
+    /// so a line printed before the "Listening" log line may still be on its way).
+    pub fn stdout_with(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self.stdout();
+            if out.contains(needle) || Instant::now() > deadline {
+                return out;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn stderr(&self) -> String {
         self.err.lock().unwrap().clone()
     }

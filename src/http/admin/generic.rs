@@ -129,9 +129,49 @@ fn columns(body: &mut Body) -> Vec<(&'static str, Val)> {
     if body.is_null("gitConfig") {
         cols.push(("git_config", Val::Json(None)));
     } else if let Some(g) = body.object("gitConfig") {
+        for field in ["localPath", "path"] {
+            if let Some(v) = g.get(field) {
+                if let Err(why) = check_local_path(v) {
+                    body.problem(&format!("gitConfig.{field}"), why);
+                }
+            }
+        }
         cols.push(("git_config", Val::Json(Some(Value::Object(g)))));
     }
     cols
+}
+
+/// A local source's folder: an absolute path (a relative one would depend on the daemon's
+/// working directory), without control characters, of a sane length.
+fn check_local_path(v: &Value) -> Result<(), String> {
+    let Some(p) = v.as_str() else {
+        return Err("must be a string (an absolute path such as /srv/repos)".into());
+    };
+    if p.len() > 4096 || p.chars().any(char::is_control) {
+        return Err("must be an absolute path of at most 4096 bytes without control characters".into());
+    }
+    if !p.starts_with('/') {
+        return Err(format!("must be an absolute path (such as /srv/repos), got {p:?}"));
+    }
+    Ok(())
+}
+
+/// The `localPath` (or older `path`) of a stored or submitted `gitConfig`.
+fn local_path_of(git_config: &Value) -> Option<&str> {
+    git_config["localPath"]
+        .as_str()
+        .or_else(|| git_config["path"].as_str())
+}
+
+/// Whether an update changes where the source reads repositories from.
+fn moves_location(body: &Body, current: &Value) -> bool {
+    let provider_changes = body
+        .raw("providerType")
+        .is_some_and(|p| p.as_str() != current["provider_type"].as_str());
+    let path_changes = body.raw("gitConfig").is_some_and(|g| {
+        local_path_of(g) != local_path_of(&current["git_config"])
+    });
+    provider_changes || path_changes
 }
 
 pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
@@ -271,6 +311,9 @@ pub fn update(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
     caller.require(Permission::ContextUpdate)?;
     let current = lookup(app, caller, id)?;
     let mut body = Body::parse(&req.body)?;
+    if moves_location(&body, &current) {
+        caller.require_location_change()?;
+    }
     let mut cols = columns(&mut body);
     if let Some(name) = body.string("name", false, 255) {
         cols.push(("name", Val::Text(Some(name))));

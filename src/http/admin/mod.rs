@@ -176,6 +176,12 @@ fn create_token(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         body.problem("role", "is required");
     }
     let routing_key = body.string("routingKey", false, 500);
+    if label.as_deref() == Some(db::tokens::BOOTSTRAP_LABEL) {
+        body.problem(
+            "label",
+            "\"bootstrap\" is reserved for the token of KICI_BOOTSTRAP_ADMIN_TOKEN; choose another label",
+        );
+    }
     body.finish()?;
     let (label, role) = (
         label.unwrap_or_default(),
