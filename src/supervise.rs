@@ -1,7 +1,7 @@
 //! Every long-lived thread of the daemon (LISTEN, Platform relay, dispatcher, pipeline workers,
 //! housekeeping) runs under this supervisor: a panic is caught, logged with the thread's name and
 //! message, and the thread's body is started again after a backoff. A thread that keeps dying is
-//! reported by `/ready` (see docs/security.md, "Supervised threads"), instead of the daemon
+//! reported by `/ready` (README.md, "Security"), instead of the daemon
 //! silently losing, say, its dispatcher for good.
 //!
 //! The bookkeeping ([`Health`]) is pure, with the clock passed in; [`spawn`] is the I/O edge.

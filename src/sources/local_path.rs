@@ -1,7 +1,7 @@
 //! Where a local source's repository is, given the `repository.full_name` of a delivery. The
 //! name comes from an unsigned webhook body, so it is checked as hostile input: exactly two safe
 //! segments (`owner/name`), and the folder it names — symlinks followed — must stay inside the
-//! source's `localPath` (docs/security.md, "Local sources"). [`check_full_name`] is pure;
+//! source's `localPath` (README.md, "Security"). [`check_full_name`] is pure;
 //! [`resolve`] looks at the filesystem (it must, to follow symlinks).
 
 use std::path::{Path, PathBuf};
