@@ -162,6 +162,17 @@ pub struct Owned {
     pub log_bytes: u64,
 }
 
+/// What turns the opaque credential reference a queued job may carry (`credentials` in its
+/// dispatch body) into the frame's credential fields, when the job is sent. Injected by the
+/// daemon (`set_credentials`), so this module knows nothing of GitHub, and minted per dispatch,
+/// so the queue never holds a token and a job that waited long still gets a live one.
+pub trait JobCredentials: Send + Sync {
+    fn frame_fields(&self, reference: &Value) -> Result<serde_json::Map<String, Value>, String>;
+}
+
+/// Where a queued job's credential reference sits in its dispatch body (never sent as is).
+pub const CREDENTIALS_KEY: &str = "credentials";
+
 pub struct Hub {
     pub pool: Pool,
     pub storage: Option<Arc<Storage>>,
@@ -173,6 +184,7 @@ pub struct Hub {
     jobs: Mutex<HashMap<String, Owned>>,
     shutdown: Mutex<Option<ShutdownHandle>>,
     wake: (Mutex<bool>, Condvar),
+    credentials: Mutex<Option<Arc<dyn JobCredentials>>>,
 }
 
 /// How often the dispatcher thread looks at ack deadlines when nothing wakes it.
@@ -201,7 +213,30 @@ impl Hub {
             jobs: Mutex::default(),
             shutdown: Mutex::default(),
             wake: (Mutex::new(false), Condvar::new()),
+            credentials: Mutex::default(),
         }
+    }
+
+    pub fn set_credentials(&self, credentials: Arc<dyn JobCredentials>) {
+        *self.credentials.lock().unwrap_or_else(|p| p.into_inner()) = Some(credentials);
+    }
+
+    /// The frame for a claimed job, with its credentials minted now (`Err`: why they could not be).
+    fn frame_for(&self, job: &queue::Claimed) -> Result<Value, String> {
+        let mut frame = dispatch_frame(job);
+        let Some(reference) = job.dispatch.get(CREDENTIALS_KEY) else {
+            return Ok(frame);
+        };
+        let minter = self
+            .credentials
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or("this orchestrator cannot mint repository credentials (none configured)")?;
+        for (k, v) in minter.frame_fields(reference)? {
+            frame[k] = v;
+        }
+        Ok(frame)
     }
 
     /// Asks the dispatcher thread to offer queued work to the agents (non-blocking): after a job
@@ -236,6 +271,9 @@ impl Hub {
                     if last_expire.elapsed() >= EXPIRE_EVERY {
                         last_expire = Instant::now();
                         handle::expire(&hub, STALE_AFTER_SECS);
+                        // Jobs requeued without a wake-up (credentials that could not be minted)
+                        // are offered again.
+                        hub.kick();
                     }
                 }
             });
@@ -368,12 +406,17 @@ impl Hub {
         // The reference's default pick: lowest agent id first.
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         for agent in sorted {
-            self.drain(&agent);
+            if !self.drain(&agent) {
+                // The job just requeued is the oldest: the next agent would claim it at once and
+                // use up its attempts within milliseconds. It waits for the next kick instead.
+                return;
+            }
         }
     }
 
-    /// Dispatches queued jobs to one agent while it has spare capacity.
-    pub fn drain(&self, agent: &Arc<Agent>) {
+    /// Dispatches queued jobs to one agent while it has spare capacity. False when a job's
+    /// credentials could not be minted (it went back to the queue with the reason).
+    pub fn drain(&self, agent: &Arc<Agent>) -> bool {
         let _one_at_a_time = agent.drain_lock.lock().unwrap_or_else(|p| p.into_inner());
         while !agent.writer.is_closed()
             && !agent.paused.load(Ordering::SeqCst)
@@ -386,10 +429,18 @@ impl Hub {
                 .with_retry(|c| queue::claim(c, &agent.id, &agent.labels, &agent.taint, ack_ms));
             let job = match claimed {
                 Ok(Some(job)) => job,
-                Ok(None) => return,
+                Ok(None) => return true,
                 Err(e) => {
                     log::warn!("claiming a job for agent {} failed: {e}", agent.id);
-                    return;
+                    return true;
+                }
+            };
+            // Minted before the ack deadline starts: a slow token request is not the agent's delay.
+            let frame = match self.frame_for(&job) {
+                Ok(frame) => frame,
+                Err(why) => {
+                    self.requeue(&job.id, &agent.id, &why);
+                    return false;
                 }
             };
             agent.active().insert(job.id.clone());
@@ -404,7 +455,6 @@ impl Hub {
                     log_bytes: 0,
                 },
             );
-            let frame = dispatch_frame(&job);
             if agent.writer.send(&frame) {
                 log::debug!(
                     "job {} ({}) dispatched to {}",
@@ -419,9 +469,10 @@ impl Hub {
                     &agent.id,
                     "the agent's connection failed during dispatch",
                 );
-                return;
+                return true;
             }
         }
+        true
     }
 
     /// Back to the queue (or failed after the last attempt); the job's run may end with it.
@@ -542,7 +593,11 @@ impl Hub {
 /// The `job.dispatch` frame for a claimed job: its stored fields plus ids and timestamps.
 pub fn dispatch_frame(job: &queue::Claimed) -> Value {
     let mut frame = match &job.dispatch {
-        Value::Object(o) => Value::Object(o.clone()),
+        Value::Object(o) => {
+            let mut o = o.clone();
+            o.remove(CREDENTIALS_KEY);
+            Value::Object(o)
+        }
         _ => json!({}),
     };
     frame["type"] = json!("job.dispatch");
