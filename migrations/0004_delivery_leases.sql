@@ -25,3 +25,8 @@ UPDATE execution_runs r SET duplicate_of = first.run_id
    AND r.run_id <> first.run_id;
 CREATE UNIQUE INDEX execution_runs_one_per_delivery
     ON execution_runs (delivery_id, workflow_name) WHERE duplicate_of IS NULL;
+
+-- A job whose repository credentials could not be minted when it was sent is not claimed again
+-- before this (src/agent/queue.rs requeue): retried at once, each retry's own NOTIFY would wake
+-- the dispatcher and use up every attempt within milliseconds.
+ALTER TABLE dispatch_queue ADD COLUMN retry_after timestamptz;

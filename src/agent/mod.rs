@@ -187,6 +187,9 @@ pub struct Hub {
     credentials: Mutex<Option<Arc<dyn JobCredentials>>>,
 }
 
+/// A job whose credentials could not be minted waits 5 s, then 10, 20, 40 before its next
+/// attempts: about a minute and a quarter of GitHub trouble before it fails for good.
+const CREDENTIALS_BACKOFF_SECS: i64 = 5;
 /// How often the dispatcher thread looks at ack deadlines when nothing wakes it.
 const DISPATCH_TICK: Duration = Duration::from_millis(200);
 /// How often lost agents' jobs and stale jobs are looked for.
@@ -271,8 +274,8 @@ impl Hub {
                     if last_expire.elapsed() >= EXPIRE_EVERY {
                         last_expire = Instant::now();
                         handle::expire(&hub, STALE_AFTER_SECS);
-                        // Jobs requeued without a wake-up (credentials that could not be minted)
-                        // are offered again.
+                        // Jobs whose requeue backoff ended (credentials that could not be minted)
+                        // are offered again: nothing else wakes the dispatcher for them.
                         hub.kick();
                     }
                 }
@@ -406,17 +409,12 @@ impl Hub {
         // The reference's default pick: lowest agent id first.
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         for agent in sorted {
-            if !self.drain(&agent) {
-                // The job just requeued is the oldest: the next agent would claim it at once and
-                // use up its attempts within milliseconds. It waits for the next kick instead.
-                return;
-            }
+            self.drain(&agent);
         }
     }
 
-    /// Dispatches queued jobs to one agent while it has spare capacity. False when a job's
-    /// credentials could not be minted (it went back to the queue with the reason).
-    pub fn drain(&self, agent: &Arc<Agent>) -> bool {
+    /// Dispatches queued jobs to one agent while it has spare capacity.
+    pub fn drain(&self, agent: &Arc<Agent>) {
         let _one_at_a_time = agent.drain_lock.lock().unwrap_or_else(|p| p.into_inner());
         while !agent.writer.is_closed()
             && !agent.paused.load(Ordering::SeqCst)
@@ -429,18 +427,18 @@ impl Hub {
                 .with_retry(|c| queue::claim(c, &agent.id, &agent.labels, &agent.taint, ack_ms));
             let job = match claimed {
                 Ok(Some(job)) => job,
-                Ok(None) => return true,
+                Ok(None) => return,
                 Err(e) => {
                     log::warn!("claiming a job for agent {} failed: {e}", agent.id);
-                    return true;
+                    return;
                 }
             };
             // Minted before the ack deadline starts: a slow token request is not the agent's delay.
             let frame = match self.frame_for(&job) {
                 Ok(frame) => frame,
                 Err(why) => {
-                    self.requeue(&job.id, &agent.id, &why);
-                    return false;
+                    self.requeue_after(&job.id, &agent.id, &why, CREDENTIALS_BACKOFF_SECS);
+                    continue;
                 }
             };
             agent.active().insert(job.id.clone());
@@ -469,21 +467,25 @@ impl Hub {
                     &agent.id,
                     "the agent's connection failed during dispatch",
                 );
-                return true;
+                return;
             }
         }
-        true
     }
 
     /// Back to the queue (or failed after the last attempt); the job's run may end with it.
     pub fn requeue(&self, job_id: &str, agent_id: &str, why: &str) {
+        self.requeue_after(job_id, agent_id, why, 0);
+    }
+
+    /// [`Hub::requeue`], not offered again for `backoff_secs` doubled per attempt so far.
+    fn requeue_after(&self, job_id: &str, agent_id: &str, why: &str, backoff_secs: i64) {
         if let Some(a) = self.agent(agent_id) {
             a.active().remove(job_id);
         }
         self.jobs().remove(job_id);
         match self
             .pool
-            .with_retry(|c| queue::requeue(c, job_id, agent_id, why))
+            .with_retry(|c| queue::requeue(c, job_id, agent_id, why, backoff_secs))
         {
             Ok(queue::Requeued::Failed) => {
                 let reason = format!(

@@ -51,6 +51,8 @@ struct FakeApp {
     /// When set, access_tokens requests are refused (422) as GitHub does for a repository the
     /// installation cannot reach.
     refuse_tokens: std::sync::atomic::AtomicBool,
+    /// How long the tokens it issues live (GitHub: an hour).
+    token_lifetime_secs: std::sync::atomic::AtomicI64,
     files: Mutex<std::collections::HashMap<(String, String, String), Vec<u8>>>,
     compares: Mutex<std::collections::HashMap<(String, String, String), Vec<String>>>,
 }
@@ -80,6 +82,7 @@ impl FakeGitHub {
             tokens: Mutex::default(),
             grants: Mutex::default(),
             refuse_tokens: Default::default(),
+            token_lifetime_secs: std::sync::atomic::AtomicI64::new(3600),
             files: Mutex::default(),
             compares: Mutex::default(),
         });
@@ -135,6 +138,11 @@ impl FakeGitHub {
     /// Refuse (422) or grant installation token requests from now on.
     pub fn refuse_tokens(&self, refuse: bool) {
         self.app.refuse_tokens.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Tokens issued from now on expire this many seconds after they are issued.
+    pub fn set_token_lifetime(&self, secs: i64) {
+        self.app.token_lifetime_secs.store(secs, Ordering::SeqCst);
     }
 
     /// Headers of the latest `/app` call, names lower-cased.
@@ -254,7 +262,8 @@ impl FakeApp {
                     installation,
                     request: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
                 });
-                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+                let lifetime = self.token_lifetime_secs.load(Ordering::SeqCst);
+                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(lifetime);
                 Response::json(
                     201,
                     &json!({"token": token, "expires_at": expires.to_string(), "permissions": {"contents": "read"}}),
