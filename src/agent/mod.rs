@@ -7,6 +7,7 @@
 //! `session` runs one connection on its own thread; `handle` acts on what agents send; `queue`
 //! and `jobs` are the database; `messages`, `select` and `wsframe` are pure.
 
+pub mod credentials;
 pub mod handle;
 pub mod jobs;
 pub mod logs;
@@ -36,6 +37,7 @@ use crate::{
     platform::{oidc::Minter, Link},
     storage::Storage,
 };
+use credentials::JobCredentials;
 use logs::Logs;
 
 /// How long a late message about a finished job is still accepted from its agent.
@@ -162,17 +164,6 @@ pub struct Owned {
     pub log_bytes: u64,
 }
 
-/// What turns the opaque credential reference a queued job may carry (`credentials` in its
-/// dispatch body) into the frame's credential fields, when the job is sent. Injected by the
-/// daemon (`set_credentials`), so this module knows nothing of GitHub, and minted per dispatch,
-/// so the queue never holds a token and a job that waited long still gets a live one.
-pub trait JobCredentials: Send + Sync {
-    fn frame_fields(&self, reference: &Value) -> Result<serde_json::Map<String, Value>, String>;
-}
-
-/// Where a queued job's credential reference sits in its dispatch body (never sent as is).
-pub const CREDENTIALS_KEY: &str = "credentials";
-
 pub struct Hub {
     pub pool: Pool,
     pub storage: Option<Arc<Storage>>,
@@ -222,24 +213,6 @@ impl Hub {
 
     pub fn set_credentials(&self, credentials: Arc<dyn JobCredentials>) {
         *self.credentials.lock().unwrap_or_else(|p| p.into_inner()) = Some(credentials);
-    }
-
-    /// The frame for a claimed job, with its credentials minted now (`Err`: why they could not be).
-    fn frame_for(&self, job: &queue::Claimed) -> Result<Value, String> {
-        let mut frame = dispatch_frame(job);
-        let Some(reference) = job.dispatch.get(CREDENTIALS_KEY) else {
-            return Ok(frame);
-        };
-        let minter = self
-            .credentials
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or("this orchestrator cannot mint repository credentials (none configured)")?;
-        for (k, v) in minter.frame_fields(reference)? {
-            frame[k] = v;
-        }
-        Ok(frame)
     }
 
     /// Asks the dispatcher thread to offer queued work to the agents (non-blocking): after a job
@@ -434,7 +407,12 @@ impl Hub {
                 }
             };
             // Minted before the ack deadline starts: a slow token request is not the agent's delay.
-            let frame = match self.frame_for(&job) {
+            let minter = self
+                .credentials
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let frame = match credentials::frame(&job, minter.as_deref()) {
                 Ok(frame) => frame,
                 Err(why) => {
                     self.requeue_after(&job.id, &agent.id, &why, CREDENTIALS_BACKOFF_SECS);
@@ -597,7 +575,7 @@ pub fn dispatch_frame(job: &queue::Claimed) -> Value {
     let mut frame = match &job.dispatch {
         Value::Object(o) => {
             let mut o = o.clone();
-            o.remove(CREDENTIALS_KEY);
+            o.remove(credentials::CREDENTIALS_KEY);
             Value::Object(o)
         }
         _ => json!({}),

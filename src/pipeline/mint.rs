@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::credentials::CredentialRef;
 use crate::{
-    agent::JobCredentials,
+    agent::credentials::JobCredentials,
     crypto::SecretBox,
     db::{self, Pool},
     github::{
