@@ -5,7 +5,7 @@
 //! delivery whose claim expired is processed again exactly once without a second run, a live
 //! claim is left alone, and after 3 attempts the delivery fails with the reason; runs are unique
 //! per (delivery, workflow) also on a database that already held duplicates; an oversize GitHub
-//! delivery is refused with 413 and nothing is recorded.
+//! delivery is refused with 413 (relayed: `rejected_misconfigured`) and nothing is recorded.
 
 mod support;
 
@@ -17,6 +17,7 @@ use support::{
     daemon::*,
     fake_github::{rsa_key_pair, FakeGitHub},
     pg::PgCluster,
+    platform::PlatformDouble,
     webhook::*,
 };
 
@@ -411,4 +412,76 @@ fn an_oversize_github_delivery_gets_413_and_nothing_is_recorded() {
     // Under the limit it is accepted as before.
     assert_eq!(w.push("gh-small").status, 202);
     w.wait_processed("gh-small");
+}
+
+#[test]
+fn an_oversize_relayed_github_delivery_is_rejected_and_nothing_is_recorded() {
+    let (key_pem, public_der) = rsa_key_pair();
+    let gh = FakeGitHub::start(8282, "Relay App", "relay-app", public_der);
+    let platform = PlatformDouble::start(None);
+    let pg = PgCluster::shared();
+    let db = pg.create_database();
+    let mut env = base_env(&db);
+    env.retain(|(k, _)| k != "KICI_MODE");
+    for (k, v) in [
+        ("KICI_MODE", "hybrid"),
+        ("KICI_PLATFORM_URL", platform.url().as_str()),
+        ("KICI_PLATFORM_TOKEN", PlatformDouble::TOKEN),
+        ("KICI_BOOTSTRAP_ADMIN_TOKEN", OWNER),
+        ("KICI_CLUSTER_INSTANCE_ID", "inst-hostile"),
+        ("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "4096"),
+        ("KICI_GITHUB_API_URL", gh.url.as_str()),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, T);
+    let r = admin(
+        &d,
+        OWNER,
+        "POST",
+        "/sources",
+        json!({"provider": "github", "name": "relay", "appId": "8282", "privateKey": key_pem, "webhookSecret": SECRET}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    platform.wait_for("source.register", T, |f| {
+        f["sources"][0]["routingKey"] == "github:8282"
+    });
+    let body =
+        json!({"ref": "refs/heads/main", "after": SHA, "repository": {"full_name": "acme/app"},
+                      "installation": {"id": 42}, "padding": "y".repeat(5000)})
+        .to_string();
+    let start = |id: &str, delivery: &str, body: &[u8]| {
+        json!({
+            "messageId": id, "routingKey": "github:8282", "deliveryId": delivery, "event": "push",
+            "action": null, "signatureHeaderName": "x-hub-signature-256",
+            "signatureHeader": format!("sha256={}", sign(SECRET, body)),
+            "headers": {"content-type": "application/json", "x-github-event": "push"},
+        })
+    };
+    let m = platform.relay(
+        start("m-huge", "d-huge", body.as_bytes()),
+        body.as_bytes(),
+        1024,
+    );
+    let ack = platform.wait_for("webhook.ack", T, |a| a["messageId"] == m);
+    assert_eq!(ack["result"], "rejected_misconfigured", "{ack}");
+    let reason = ack["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES (4096 bytes)"),
+        "{reason}"
+    );
+    assert_eq!(
+        one(
+            pg,
+            &db,
+            "SELECT count(*) FROM event_log WHERE delivery_id = 'd-huge'"
+        ),
+        "0"
+    );
+    // A small one on the same link is accepted.
+    let small = br#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"},"after":"abc"}"#;
+    let m = platform.relay(start("m-small", "d-small", small), small, 1024);
+    let ack = platform.wait_for("webhook.ack", T, |a| a["messageId"] == m);
+    assert_eq!(ack["result"], "accepted", "{ack}");
 }

@@ -73,8 +73,17 @@ pub fn create_run(client: &mut Client, run: &NewRun) -> Result<Created, DbError>
     if inserted == 0 {
         // Only a delivery id can conflict; the conflicting run committed, so a new statement sees it.
         let delivery = run.delivery_id.as_deref().unwrap_or_default();
-        let existing = records::existing_run(&mut tx, delivery, &run.workflow_name)?;
-        return Ok(Created::Existing(existing.unwrap_or_default()));
+        return match records::existing_run(&mut tx, delivery, &run.workflow_name)? {
+            Some(existing) => Ok(Created::Existing(existing)),
+            None => Err(DbError::Query {
+                context: "recording a run",
+                detail: format!(
+                    "delivery {delivery} has a run of {:?} that vanished while it was looked up; retry",
+                    run.workflow_name
+                ),
+                code: None,
+            }),
+        };
     }
     for job in run.jobs.iter().chain(&run.waiting) {
         let matrix = job.dispatch.pointer("/jobConfig/matrixValues").cloned();
