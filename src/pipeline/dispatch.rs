@@ -1,6 +1,6 @@
-//! The stored `job.dispatch` body of a planned job (spec-runtime.md §2.4): repository URL and
-//! a credential reference (not a token) by origin, the `jobConfig` keys the agent reads, and the event as the agent's
-//! `SimulatedEvent`.
+//! The stored `job.dispatch` body of a planned job (spec-runtime.md §2.4): repository URL and a
+//! credential reference (never a token) by origin, the `jobConfig` keys the agent reads, and the
+//! event as the agent's `SimulatedEvent`.
 
 use serde_json::{json, Value};
 

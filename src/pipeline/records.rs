@@ -186,8 +186,8 @@ pub fn claim_delivery(client: &mut Client, event_log_id: &str) -> Result<Option<
 
 /// GitHub and local deliveries of the last day that may need the sweep: `received` for
 /// [`RECEIVED_GRACE_SECS`], or `processing` under a claim older than [`LEASE_SECS`]; oldest
-/// first. The sweep decides with [`super::lease::verdict`]; the work carries the stored payload (empty
-/// when none was kept).
+/// first. The sweep decides with [`super::lease::verdict`]; the work carries the stored payload
+/// (empty when none was kept).
 pub fn unfinished(
     client: &mut Client,
     limit: i64,
