@@ -1,10 +1,10 @@
 -- Deliveries are re-claimed by a lease, and a delivery starts at most one run per workflow
--- (src/pipeline/records.rs). Before this, a re-claim was judged by received_at, so a delivery that
+-- (src/pipeline/lease.rs, src/pipeline/records.rs). Before this, a re-claim was judged by received_at, so a delivery that
 -- waited in a backlog could be claimed by a second worker while the first still processed it.
 
 -- When a pipeline worker last claimed the delivery, and how many times one did: a claim older than
--- the lease (records::LEASE_SECS) is taken to be a crashed worker's, and after
--- records::MAX_PROCESSING_ATTEMPTS the delivery is `failed` with the reason.
+-- the lease (LEASE_SECS in src/pipeline/lease.rs) is taken to be a crashed worker's, and after
+-- MAX_PROCESSING_ATTEMPTS the delivery is `failed` with the reason.
 ALTER TABLE event_log ADD COLUMN claimed_at timestamptz;
 ALTER TABLE event_log ADD COLUMN processing_attempts integer NOT NULL DEFAULT 0;
 -- Rows claimed by an older version: their lease runs from when they arrived.
