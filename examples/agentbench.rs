@@ -110,7 +110,9 @@ fn latency(args: &[String]) {
         let t0 = Instant::now();
         match &webhook {
             Some(url) => post_webhook(url, &format!("bench-{}-{i}", std::process::id())),
-            None => create_run(&mut client, &run).expect("queue a run"),
+            None => {
+                create_run(&mut client, &run).expect("queue a run");
+            }
         }
         let dispatch = wait_for(&mut ws, "job.dispatch", Duration::from_secs(10))
             .expect("job.dispatch within 10 s");

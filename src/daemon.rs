@@ -27,7 +27,10 @@ use crate::{
         server::{Limits, Server, ShutdownHandle},
     },
     ingest::Recorder,
-    pipeline::process::{Deps as PipelineDeps, Pipeline},
+    pipeline::{
+        mint::Mint,
+        process::{Deps as PipelineDeps, Pipeline},
+    },
     platform::oidc::Minter,
     platform::{client::RelayConfig, Link},
     sources::{
@@ -151,12 +154,21 @@ pub fn run() -> Result<(), Error> {
     queue_signal.set(move || waker.wake());
     hub.start_dispatcher(stop.clone());
     let github = GitHubApi::new(&config.github_api_url);
+    let tokens = Arc::new(InstallationTokens::default());
+    // Jobs' repository tokens are minted when they are sent, never stored with the job.
+    hub.set_credentials(Arc::new(Mint {
+        pool: pool.clone(),
+        secrets: secrets.clone(),
+        github: github.clone(),
+        tokens: tokens.clone(),
+        registry: registry.clone(),
+    }));
     let pipeline = Arc::new(Pipeline::start(
         Arc::new(PipelineDeps {
             pool: pool.clone(),
             secrets: secrets.clone(),
             github: github.clone(),
-            tokens: InstallationTokens::default(),
+            tokens,
             locks: Default::default(),
             registry: registry.clone(),
             hub: hub.clone(),
@@ -317,6 +329,9 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
         move || {
             let mut last = Instant::now();
             let mut pinged = Instant::now();
+            // At boot, not a minute later: deliveries a previous process accepted but never
+            // claimed, or whose claims have expired, go on at once.
+            app.pipeline.sweep(&app.pool);
             while !stop.load(Ordering::SeqCst) {
                 thread::sleep(tick);
                 if watchdog.is_some_and(|half| pinged.elapsed() >= half) {

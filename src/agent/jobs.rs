@@ -10,7 +10,10 @@ use serde_json::Value;
 use super::queue::{self, NewJob};
 use crate::{
     db::DbError,
-    pipeline::state::{aggregate_run_status, JobStatus},
+    pipeline::{
+        records,
+        state::{aggregate_run_status, JobStatus},
+    },
 };
 
 const TERMINAL_STEP: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
@@ -39,21 +42,49 @@ pub struct NewRun {
     pub needs: Vec<(String, String, String)>,
 }
 
-pub fn create_run(client: &mut Client, run: &NewRun) -> Result<(), DbError> {
+/// What [`create_run`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The delivery already started a run of this workflow (processed again after a crash):
+    /// nothing was written; this is that run's id.
+    Existing(String),
+}
+
+/// Records the run with its jobs and queue rows, or nothing when its delivery already started a
+/// run of the same workflow (one per delivery and workflow, enforced by migration 0004's index).
+pub fn create_run(client: &mut Client, run: &NewRun) -> Result<Created, DbError> {
     let mut tx = client
         .transaction()
         .map_err(DbError::query("starting a run"))?;
     let count = (run.jobs.len() + run.waiting.len()) as i32;
-    tx.execute(
-        "INSERT INTO execution_runs (run_id, workflow_name, provider, routing_key, repo_identifier, ref, sha,
-             delivery_id, trigger_event, trigger_decision, job_count)
-         VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        &[
-            &run.run_id, &run.workflow_name, &run.provider, &run.routing_key, &run.repo, &run.git_ref,
-            &run.sha, &run.delivery_id, &run.trigger_event, &run.trigger_decision, &count,
-        ],
-    )
-    .map_err(DbError::query("recording a run"))?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO execution_runs (run_id, workflow_name, provider, routing_key, repo_identifier, ref, sha,
+                 delivery_id, trigger_event, trigger_decision, job_count)
+             VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (delivery_id, workflow_name) WHERE duplicate_of IS NULL DO NOTHING",
+            &[
+                &run.run_id, &run.workflow_name, &run.provider, &run.routing_key, &run.repo, &run.git_ref,
+                &run.sha, &run.delivery_id, &run.trigger_event, &run.trigger_decision, &count,
+            ],
+        )
+        .map_err(DbError::query("recording a run"))?;
+    if inserted == 0 {
+        // Only a delivery id can conflict; the conflicting run committed, so a new statement sees it.
+        let delivery = run.delivery_id.as_deref().unwrap_or_default();
+        return match records::existing_run(&mut tx, delivery, &run.workflow_name)? {
+            Some(existing) => Ok(Created::Existing(existing)),
+            None => Err(DbError::Query {
+                context: "recording a run",
+                detail: format!(
+                    "delivery {delivery} has a run of {:?} that vanished while it was looked up; retry",
+                    run.workflow_name
+                ),
+                code: None,
+            }),
+        };
+    }
     for job in run.jobs.iter().chain(&run.waiting) {
         let matrix = job.dispatch.pointer("/jobConfig/matrixValues").cloned();
         let labels = serde_json::json!(job.requirements.labels);
@@ -78,7 +109,8 @@ pub fn create_run(client: &mut Client, run: &NewRun) -> Result<(), DbError> {
         )
         .map_err(DbError::query("recording a job's needs"))?;
     }
-    tx.commit().map_err(DbError::query("committing a run"))
+    tx.commit().map_err(DbError::query("committing a run"))?;
+    Ok(Created::New)
 }
 
 /// The job started on `agent_id`. Returns whether its run went from `pending` to `running`.

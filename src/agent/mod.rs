@@ -7,6 +7,7 @@
 //! `session` runs one connection on its own thread; `handle` acts on what agents send; `queue`
 //! and `jobs` are the database; `messages`, `select` and `wsframe` are pure.
 
+pub mod credentials;
 pub mod handle;
 pub mod jobs;
 pub mod logs;
@@ -35,6 +36,7 @@ use crate::{
     platform::{oidc::Minter, Link},
     storage::Storage,
 };
+use credentials::JobCredentials;
 use logs::Logs;
 
 /// How long a late message about a finished job is still accepted from its agent.
@@ -172,8 +174,12 @@ pub struct Hub {
     jobs: Mutex<HashMap<String, Owned>>,
     shutdown: Mutex<Option<ShutdownHandle>>,
     wake: (Mutex<bool>, Condvar),
+    credentials: Mutex<Option<Arc<dyn JobCredentials>>>,
 }
 
+/// A job whose credentials could not be minted waits 5 s, then 10, 20, 40 before its next
+/// attempts: about a minute and a quarter of GitHub trouble before it fails for good.
+const CREDENTIALS_BACKOFF_SECS: i64 = 5;
 /// How often the dispatcher thread looks at ack deadlines when nothing wakes it.
 const DISPATCH_TICK: Duration = Duration::from_millis(200);
 /// How often lost agents' jobs and stale jobs are looked for.
@@ -200,7 +206,12 @@ impl Hub {
             jobs: Mutex::default(),
             shutdown: Mutex::default(),
             wake: (Mutex::new(false), Condvar::new()),
+            credentials: Mutex::default(),
         }
+    }
+
+    pub fn set_credentials(&self, credentials: Arc<dyn JobCredentials>) {
+        *self.credentials.lock().unwrap_or_else(|p| p.into_inner()) = Some(credentials);
     }
 
     /// Asks the dispatcher thread to offer queued work to the agents (non-blocking): after a job
@@ -237,6 +248,9 @@ impl Hub {
                     if last_expire.elapsed() >= EXPIRE_EVERY {
                         last_expire = Instant::now();
                         handle::expire(&hub, STALE_AFTER_SECS);
+                        // Jobs whose requeue backoff ended (credentials that could not be minted)
+                        // are offered again: nothing else wakes the dispatcher for them.
+                        hub.kick();
                     }
                 }
             },
@@ -394,6 +408,19 @@ impl Hub {
                     return;
                 }
             };
+            // Minted before the ack deadline starts: a slow token request is not the agent's delay.
+            let minter = self
+                .credentials
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let frame = match credentials::frame(&job, minter.as_deref()) {
+                Ok(frame) => frame,
+                Err(why) => {
+                    self.requeue_after(&job.id, &agent.id, &why, CREDENTIALS_BACKOFF_SECS);
+                    continue;
+                }
+            };
             agent.active().insert(job.id.clone());
             self.track(
                 &job.id,
@@ -406,7 +433,6 @@ impl Hub {
                     log_bytes: 0,
                 },
             );
-            let frame = dispatch_frame(&job);
             if agent.writer.send(&frame) {
                 log::debug!(
                     "job {} ({}) dispatched to {}",
@@ -428,13 +454,18 @@ impl Hub {
 
     /// Back to the queue (or failed after the last attempt); the job's run may end with it.
     pub fn requeue(&self, job_id: &str, agent_id: &str, why: &str) {
+        self.requeue_after(job_id, agent_id, why, 0);
+    }
+
+    /// [`Hub::requeue`], not offered again for `backoff_secs` doubled per attempt so far.
+    fn requeue_after(&self, job_id: &str, agent_id: &str, why: &str, backoff_secs: i64) {
         if let Some(a) = self.agent(agent_id) {
             a.active().remove(job_id);
         }
         self.jobs().remove(job_id);
         match self
             .pool
-            .with_retry(|c| queue::requeue(c, job_id, agent_id, why))
+            .with_retry(|c| queue::requeue(c, job_id, agent_id, why, backoff_secs))
         {
             Ok(queue::Requeued::Failed) => {
                 let reason = format!(
@@ -544,7 +575,11 @@ impl Hub {
 /// The `job.dispatch` frame for a claimed job: its stored fields plus ids and timestamps.
 pub fn dispatch_frame(job: &queue::Claimed) -> Value {
     let mut frame = match &job.dispatch {
-        Value::Object(o) => Value::Object(o.clone()),
+        Value::Object(o) => {
+            let mut o = o.clone();
+            o.remove(credentials::CREDENTIALS_KEY);
+            Value::Object(o)
+        }
         _ => json!({}),
     };
     frame["type"] = json!("job.dispatch");

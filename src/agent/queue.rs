@@ -85,6 +85,7 @@ pub fn claim(
                     ack_deadline = now() + make_interval(secs => $4::bigint / 1000.0)
               WHERE id = (SELECT id FROM dispatch_queue
                            WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
+                             AND (retry_after IS NULL OR retry_after <= now())
                              AND $1::jsonb @> runs_on_labels AND runs_on_labels @> $2::jsonb
                              AND runs_on_patterns = '[]'::jsonb AND exclude_patterns = '[]'::jsonb
                              AND NOT (exclude_labels ?| $5::text[])
@@ -117,6 +118,7 @@ pub fn claim(
                     exclude_labels, exclude_patterns
                FROM dispatch_queue
               WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
+                AND (retry_after IS NULL OR retry_after <= now())
                 AND $1::jsonb @> runs_on_labels
                 AND runs_on_labels @> $2::jsonb
                 AND (runs_on_patterns <> '[]'::jsonb OR exclude_patterns <> '[]'::jsonb)
@@ -179,21 +181,29 @@ pub enum Requeued {
 }
 
 /// Puts a job dispatched to `agent_id` back in the queue, or fails it after [`MAX_ATTEMPTS`].
+/// With `backoff_secs > 0` it is not claimed again for `backoff_secs × 2^(attempts so far)`:
+/// for failures that the next claim would hit again at once (its credentials could not be
+/// minted), where an immediate retry, woken by the queue's own NOTIFY, would use up every
+/// attempt within milliseconds.
 pub fn requeue(
     client: &mut Client,
     job_id: &str,
     agent_id: &str,
     why: &str,
+    backoff_secs: i64,
 ) -> Result<Requeued, DbError> {
     let row = client
         .query_opt(
             "UPDATE dispatch_queue
                 SET status = CASE WHEN dispatch_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
                     dispatch_attempts = dispatch_attempts + 1, agent_id = NULL, ack_deadline = NULL,
-                    last_error = $4, updated_at = now()
+                    last_error = $4, updated_at = now(),
+                    retry_after = CASE WHEN $5::bigint > 0
+                                       THEN now() + make_interval(secs => $5::bigint * power(2, dispatch_attempts))
+                                  END
               WHERE id = $1::text::uuid AND status IN ('dispatched', 'recovering') AND agent_id = $2
              RETURNING status",
-            &[&job_id, &agent_id, &MAX_ATTEMPTS, &why],
+            &[&job_id, &agent_id, &MAX_ATTEMPTS, &why, &backoff_secs],
         )
         .map_err(DbError::query("requeueing a job"))?;
     Ok(match row.map(|r| r.get::<_, String>(0)) {

@@ -1,23 +1,57 @@
 //! Reading repositories as a GitHub App installation (spec-runtime.md §3.2–§3.3): installation
-//! tokens (App JWT → `POST /app/installations/:id/access_tokens`, cached until five minutes
-//! before they expire), the lock file through the Contents API, and changed files (compare for
-//! pushes, the PR files list for pull requests, capped at 300 as the reference does).
+//! tokens (App JWT → `POST /app/installations/:id/access_tokens`, each scoped to one repository
+//! and the permissions asked for, cached while valid for at least 15 more minutes), the lock file
+//! through the Contents API, and changed files (compare for pushes, the PR files list for pull
+//! requests, capped at 300 as the reference does).
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{collections::BTreeMap, collections::HashMap, sync::Mutex};
 
 use data_encoding::BASE64;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::{app_jwt, AppKey, GitHubApi, GitHubError};
 
-/// Refresh a cached token this long before GitHub's expiry.
-const REFRESH_BEFORE_SECS: i64 = 300;
+/// A cached token is handed out only while it stays valid this much longer: a job's agent clones
+/// with it right after dispatch, and a fetch or submodule clone a few minutes later must still
+/// work (tokens live an hour, so a cached one serves for its first 45 minutes).
+pub const MIN_VALIDITY_SECS: i64 = 15 * 60;
 /// The reference fetches at most this many changed files.
 pub const MAX_CHANGED_FILES: usize = 300;
 
+/// What an installation token may do: the one repository (its name without the owner, as the
+/// access_tokens endpoint takes it) and the permissions (`contents` → `read`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenScope {
+    pub repository: String,
+    pub permissions: BTreeMap<String, String>,
+}
+
+impl TokenScope {
+    /// Read access to the contents of `full_name` (`owner/name`): what cloning and reading the
+    /// lock file need.
+    pub fn contents_read(full_name: &str) -> TokenScope {
+        TokenScope {
+            repository: repo_part(full_name).to_owned(),
+            permissions: BTreeMap::from([("contents".to_owned(), "read".to_owned())]),
+        }
+    }
+
+    /// The `POST /app/installations/:id/access_tokens` body.
+    pub fn request_body(&self) -> Value {
+        json!({ "repositories": [self.repository], "permissions": self.permissions })
+    }
+}
+
+/// `name` of `owner/name` (the whole text when there is no owner).
+pub fn repo_part(full_name: &str) -> &str {
+    full_name.rsplit_once('/').map_or(full_name, |(_, n)| n)
+}
+
+type CacheKey = (String, u64, TokenScope);
+
 #[derive(Default)]
 pub struct InstallationTokens {
-    cache: Mutex<HashMap<(String, u64), (String, i64)>>,
+    cache: Mutex<HashMap<CacheKey, (String, i64)>>,
 }
 
 fn bad(detail: String) -> GitHubError {
@@ -25,33 +59,45 @@ fn bad(detail: String) -> GitHubError {
 }
 
 impl InstallationTokens {
-    /// A token for `installation_id` of App `app_id` (from the cache while fresh).
-    /// `key` is only called on a cache miss: the App's private key is read and parsed only when
-    /// a token must be minted.
+    /// A token for `installation_id` of App `app_id` limited to `scope` (from the cache while it
+    /// stays valid for [`MIN_VALIDITY_SECS`]). `key` is only called on a cache miss: the App's
+    /// private key is read and parsed only when a token must be minted.
     pub fn get(
         &self,
         api: &GitHubApi,
         app_id: &str,
         key: impl FnOnce() -> Result<AppKey, String>,
         installation_id: u64,
+        scope: &TokenScope,
         now_unix: i64,
     ) -> Result<String, String> {
-        let cache_key = (app_id.to_owned(), installation_id);
+        let cache_key = (app_id.to_owned(), installation_id, scope.clone());
         if let Some((token, expires)) = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&cache_key)
         {
-            if *expires - REFRESH_BEFORE_SECS > now_unix {
+            if *expires - MIN_VALIDITY_SECS >= now_unix {
                 return Ok(token.clone());
             }
         }
         let jwt = app_jwt(&key()?, app_id, now_unix);
         let path = format!("/app/installations/{installation_id}/access_tokens");
         let text = api
-            .call_ok("POST", &path, &format!("Bearer {jwt}"), Some("{}"))
-            .map_err(|e| e.to_string())?;
+            .call_ok(
+                "POST",
+                &path,
+                &format!("Bearer {jwt}"),
+                Some(&scope.request_body().to_string()),
+            )
+            .map_err(|e| {
+                format!(
+                    "installation token for {} ({}) in installation {installation_id} of App {app_id}: {e}",
+                    scope.repository,
+                    permissions_text(&scope.permissions)
+                )
+            })?;
         let v: Value =
             serde_json::from_str(&text).map_err(|e| format!("POST {path}: not JSON ({e})"))?;
         let token = v["token"]
@@ -63,12 +109,22 @@ impl InstallationTokens {
             .as_str()
             .and_then(|e| e.parse::<jiff::Timestamp>().ok())
             .map_or(now_unix + 3600, |t| t.as_second());
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cache_key, (token.clone(), expires));
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // Keys now include the repository: drop what can no longer be handed out, so the cache
+        // stays as small as the set of repositories active in the last hour.
+        cache.retain(|_, (_, exp)| *exp - MIN_VALIDITY_SECS >= now_unix);
+        cache.insert(cache_key, (token.clone(), expires));
         Ok(token)
     }
+}
+
+/// `contents:read, pull_requests:read` (for messages).
+pub fn permissions_text(permissions: &BTreeMap<String, String>) -> String {
+    permissions
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn encode_path(path: &str) -> String {
@@ -174,5 +230,17 @@ mod tests {
             .map(|i| serde_json::json!({"filename": i.to_string()}))
             .collect();
         assert_eq!(filenames(&Value::Array(many)).len(), MAX_CHANGED_FILES);
+    }
+
+    #[test]
+    fn a_token_request_names_one_repository_and_its_permissions() {
+        let scope = TokenScope::contents_read("acme/app");
+        assert_eq!(scope.repository, "app");
+        assert_eq!(
+            scope.request_body(),
+            serde_json::json!({"repositories": ["app"], "permissions": {"contents": "read"}})
+        );
+        assert_eq!(repo_part("solo"), "solo");
+        assert_eq!(permissions_text(&scope.permissions), "contents:read");
     }
 }

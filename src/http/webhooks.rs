@@ -16,7 +16,7 @@ use super::{routes::App, Request, Response};
 use crate::{
     crypto,
     db::events::Delivery,
-    ingest::Recorded,
+    ingest::{admission, Recorded},
     pipeline::process::{has_repository, Work},
     sources::{
         extract,
@@ -248,6 +248,14 @@ pub fn record_and_submit(app: &App, delivery: Delivery, body: &[u8]) -> Result<R
 /// an idempotency key made it one, spec-admin.md §9.1 step 6), 503 when it could not be stored.
 fn answer(app: &App, delivery: Delivery, body: &[u8], keyed: bool) -> Response {
     let id = delivery.delivery_id.clone();
+    let max = app.config.event_log_max_payload_bytes;
+    if let Err(e) = admission::check_size(delivery.provider.as_deref(), body.len() as u64, max) {
+        log::warn!("delivery {id} refused: {e}");
+        return Response::json(
+            413,
+            &json!({ "rejected": true, "reason": e.to_string(), "maxBytes": max }),
+        );
+    }
     match record_and_submit(app, delivery, body) {
         Ok(Recorded::Accepted) => {
             Response::json(202, &json!({ "accepted": true, "deliveryId": id }))

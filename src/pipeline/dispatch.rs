@@ -1,10 +1,11 @@
-//! The stored `job.dispatch` body of a planned job (spec-runtime.md §2.4): repository URL and
-//! credentials by origin, the `jobConfig` keys the agent reads, and the event as the agent's
-//! `SimulatedEvent`.
+//! The stored `job.dispatch` body of a planned job (spec-runtime.md §2.4): repository URL and a
+//! credential reference (never a token) by origin, the `jobConfig` keys the agent reads, and the
+//! event as the agent's `SimulatedEvent`.
 
 use serde_json::{json, Value};
 
 use super::{
+    credentials::{job_permissions, CredentialRef, DISPATCH_KEY},
     event::{NormalizedEvent, Provider},
     lockfile::{LockFile, LockWorkflow},
     plan::PlannedJob,
@@ -89,9 +90,23 @@ pub(super) fn dispatch_body(
         .clone()
         .unwrap_or_else(|| event.target_branch.clone());
     let mut body = json!({ "repoUrl": repo_url, "ref": git_ref, "sha": event.sha, "lockFileUrl": "", "jobConfig": config });
-    if let Origin::GitHub { token, .. } = origin {
-        body["token"] = json!(token);
-        body["sourceAuth"] = json!({"kind": "basic", "user": "x-access-token", "secret": token});
+    if let Origin::GitHub {
+        routing_key,
+        installation_id,
+        ..
+    } = origin
+    {
+        // Never the token itself: it is minted when the job is sent (pipeline::credentials).
+        let reference = CredentialRef {
+            provider: "github".into(),
+            routing_key: routing_key.clone(),
+            app_id: routing_key.trim_start_matches("github:").to_owned(),
+            installation_id: *installation_id,
+            repository: repo_name,
+            permissions: job_permissions(),
+            fork_pull_request: event.is_fork_pr,
+        };
+        body[DISPATCH_KEY] = reference.to_value();
     }
     body
 }

@@ -7,12 +7,15 @@
 //! fetch, matching, run creation) and `records` (the database side).
 
 pub mod cache;
+pub mod credentials;
 mod dispatch;
 pub mod event;
 pub mod glob;
 pub mod jsregex;
+pub mod lease;
 pub mod lockfile;
 pub mod matcher;
+pub mod mint;
 pub mod plan;
 pub mod process;
 pub mod records;

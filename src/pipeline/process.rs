@@ -20,22 +20,24 @@ use super::{
     event::{
         normalize_generic, normalize_github, normalize_local, EventKind, NormalizedEvent, Provider,
     },
+    lease::{self, SweepVerdict},
     lockfile::{parse_and_validate, LockFile, LockWorkflow},
     matcher::{match_all, needs_changed_files},
+    mint::Mint,
     plan::{plan_workflow, readiness},
     records,
     state::JobStatus,
 };
 use crate::{
     agent::{
-        jobs::{create_run, NewRun},
+        jobs::{create_run, Created, NewRun},
         queue::NewJob,
         select::Requirements,
         Hub,
     },
     crypto::SecretBox,
-    db::{self, DbError, Pool},
-    github::{repo, AppKey, GitHubApi},
+    db::{DbError, Pool},
+    github::{repo, GitHubApi},
     sources::{local_path, registry::SourceRegistry},
 };
 
@@ -69,7 +71,9 @@ pub struct Deps {
     pub pool: Pool,
     pub secrets: SecretBox,
     pub github: GitHubApi,
-    pub tokens: repo::InstallationTokens,
+    /// Shared with the agent link's minter (`mint::Mint`), so a job's token for the repository
+    /// the pipeline just read may come from the cache.
+    pub tokens: Arc<repo::InstallationTokens>,
     pub registry: Arc<SourceRegistry>,
     pub hub: Arc<Hub>,
 }
@@ -133,22 +137,51 @@ impl Pipeline {
         }
     }
 
-    /// Resubmits deliveries still `received` a while after they were recorded (a full queue, a
-    /// restart before processing): nothing accepted is left unprocessed.
+    /// Resubmits GitHub and local deliveries that missed their worker (a full queue, a restart
+    /// before processing) or whose claim expired (a worker crashed mid-way), and fails those out
+    /// of attempts: nothing accepted is left unprocessed, nothing is retried forever
+    /// (`lease::verdict`).
     pub fn sweep(&self, pool: &Pool) {
-        match pool.with_retry(|c| records::unprocessed(c, 30, 500)) {
-            Ok(found) => {
-                if !found.is_empty() {
-                    log::info!(
-                        "pipeline sweep: {} delivery(ies) not processed yet",
-                        found.len()
-                    );
+        let found = match pool.with_retry(|c| records::unfinished(c, 500)) {
+            Ok(found) => found,
+            Err(e) => return log::warn!("pipeline sweep failed: {e}"),
+        };
+        let mut resubmitted = 0;
+        for (seen, work) in found {
+            match lease::verdict(&seen) {
+                SweepVerdict::Leave => {}
+                SweepVerdict::Resubmit => {
+                    resubmitted += 1;
+                    self.submit(work);
                 }
-                for w in found {
-                    self.submit(w);
+                SweepVerdict::GiveUp(why) => {
+                    match pool.with_retry(|c| records::give_up(c, &work.event_log_id, &seen, &why))
+                    {
+                        Ok(true) => log::warn!("delivery {} failed: {why}", work.delivery_id),
+                        Ok(false) => {}
+                        Err(e) => log::warn!(
+                            "delivery {}: recording the failure failed: {e}",
+                            work.delivery_id
+                        ),
+                    }
                 }
             }
-            Err(e) => log::warn!("pipeline sweep failed: {e}"),
+        }
+        if resubmitted > 0 {
+            log::info!("pipeline sweep: {resubmitted} delivery(ies) handed to the workers again");
+        }
+    }
+}
+
+impl Deps {
+    /// Mints installation tokens with this pipeline's key store and cache.
+    pub fn mint(&self) -> Mint {
+        Mint {
+            pool: self.pool.clone(),
+            secrets: self.secrets.clone(),
+            github: self.github.clone(),
+            tokens: self.tokens.clone(),
+            registry: self.registry.clone(),
         }
     }
 }
@@ -160,7 +193,10 @@ fn db_err(e: DbError) -> String {
 /// Where the lock file and the clone come from.
 pub(super) enum Origin {
     GitHub {
+        /// Reads the repository's contents (the lock file, compare).
         token: String,
+        routing_key: String,
+        installation_id: u64,
     },
     Local {
         /// The repository's folder, canonical and inside the source's `localPath`.
@@ -175,8 +211,14 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         .pool
         .with_retry(|c| records::claim_delivery(c, &work.event_log_id))
         .map_err(db_err)?;
-    if !claimed {
+    let Some(attempt) = claimed else {
         return Ok(());
+    };
+    if attempt > 1 {
+        log::info!(
+            "delivery {}: processing again (attempt {attempt}); runs it already started are kept",
+            work.delivery_id
+        );
     }
     let payload: Value = serde_json::from_slice(&work.body).unwrap_or_else(|_| json!({}));
     let snapshot = deps.registry.snapshot();
@@ -329,40 +371,21 @@ fn origin(
 ) -> Result<Origin, String> {
     match event.provider {
         Provider::Github => {
-            let app_id = work
-                .routing_key
-                .strip_prefix("github:")
-                .ok_or("not a GitHub routing key")?
-                .to_owned();
             let installation = event
                 .installation_id
                 .ok_or("the payload has no installation id")?;
-            let snapshot = deps.registry.snapshot();
-            let source = snapshot
-                .github(&work.routing_key)
-                .ok_or("the source is gone")?;
-            let source_id = source.id.clone();
-            let key = || -> Result<AppKey, String> {
-                let pem = deps
-                    .pool
-                    .with_retry(|c| {
-                        db::secrets::get(
-                            c,
-                            &deps.secrets,
-                            &db::secrets::github_scope(&source_id),
-                            db::sources::PRIVATE_KEY,
-                        )
-                    })
-                    .map_err(db_err)?
-                    .ok_or("the source has no private key")?;
-                AppKey::from_pem(&pem)
-                    .map_err(|e| format!("the source's private key is unusable: {e}"))
-            };
-            let now = jiff::Timestamp::now().as_second();
-            let token = deps
-                .tokens
-                .get(&deps.github, &app_id, key, installation, now)?;
-            Ok(Origin::GitHub { token })
+            let repo_name = event
+                .repo
+                .as_deref()
+                .ok_or("the payload names no repository")?;
+            // Reading is all the pipeline does: contents:read on this one repository.
+            let scope = repo::TokenScope::contents_read(repo_name);
+            let token = deps.mint().token(&work.routing_key, installation, &scope)?;
+            Ok(Origin::GitHub {
+                token,
+                routing_key: work.routing_key.clone(),
+                installation_id: installation,
+            })
         }
         Provider::Local => {
             let id = generic_id.ok_or("the local source is gone")?.to_owned();
@@ -424,14 +447,25 @@ fn changed_files(
     event: &NormalizedEvent,
     payload: &Value,
 ) -> Result<Vec<String>, String> {
-    let Origin::GitHub { token, .. } = origin else {
+    let Origin::GitHub {
+        token,
+        routing_key,
+        installation_id,
+    } = origin
+    else {
         return Ok(Vec::new());
     };
     let repo_name = event.repo.as_deref().unwrap_or("");
     match event.kind {
         EventKind::PullRequest => {
             let n = event.pr_number.ok_or("no pull request number")?;
-            repo::pr_files(&deps.github, token, repo_name, n).map_err(|e| e.to_string())
+            // The PR files list needs pull_requests:read, which contents:read does not give.
+            let scope = repo::TokenScope {
+                repository: repo::repo_part(repo_name).to_owned(),
+                permissions: [("pull_requests".to_owned(), "read".to_owned())].into(),
+            };
+            let token = deps.mint().token(routing_key, *installation_id, &scope)?;
+            repo::pr_files(&deps.github, &token, repo_name, n).map_err(|e| e.to_string())
         }
         EventKind::Push | EventKind::Tag => {
             let before = payload["before"].as_str().unwrap_or("");
@@ -561,9 +595,18 @@ fn start_run(
             })
             .collect(),
     };
-    deps.pool
+    let created = deps
+        .pool
         .with_retry(|c| create_run(c, &run))
         .map_err(db_err)?;
+    if let Created::Existing(existing) = created {
+        log::info!(
+            "delivery {}: run {existing} of workflow {} already exists; not queued again",
+            work.delivery_id,
+            wf.name
+        );
+        return Ok(existing);
+    }
     if let Some(link) = &deps.hub.link {
         let _ = deps
             .pool

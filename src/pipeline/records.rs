@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use postgres::Client;
+use postgres::{Client, GenericClient};
 use serde_json::Value;
 
 use super::{
+    lease::{Unfinished, LEASE_SECS, MAX_PROCESSING_ATTEMPTS, RECEIVED_GRACE_SECS},
     plan::{readiness, NeedsEdge},
     state::JobStatus,
 };
@@ -23,7 +24,24 @@ pub fn run_on_text(run_on: &[JobStatus]) -> String {
         .join(",")
 }
 
-/// A run that failed before any job could start; returns its id.
+/// The run `delivery_id` already started for `workflow` (migration 0004 allows one).
+pub fn existing_run(
+    client: &mut impl GenericClient,
+    delivery_id: &str,
+    workflow: &str,
+) -> Result<Option<String>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT run_id::text FROM execution_runs
+              WHERE delivery_id = $1 AND workflow_name = $2 AND duplicate_of IS NULL",
+            &[&delivery_id, &workflow],
+        )
+        .map_err(DbError::query("looking for a delivery's run"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// A run that failed before any job could start; returns its id (the existing one when this
+/// delivery already recorded it: processed again after a crash).
 #[allow(clippy::too_many_arguments)]
 pub fn failed_run(
     client: &mut Client,
@@ -37,15 +55,25 @@ pub fn failed_run(
 ) -> Result<String, DbError> {
     let run_id = crate::crypto::random_uuid();
     let init = serde_json::json!({"scope": scope, "category": "init", "message": reason});
-    client
+    let inserted = client
         .execute(
             "INSERT INTO execution_runs (run_id, workflow_name, status, routing_key, repo_identifier, sha, delivery_id,
                  failure_reason, init_failure, completed_at, duration_ms)
-             VALUES ($1::text::uuid, $2, 'failed', $3, $4, $5, $6, $7, $8, now(), 0)",
+             VALUES ($1::text::uuid, $2, 'failed', $3, $4, $5, $6, $7, $8, now(), 0)
+             ON CONFLICT (delivery_id, workflow_name) WHERE duplicate_of IS NULL DO NOTHING",
             &[&run_id, &workflow, &routing_key, &repo, &sha, &delivery_id, &reason, &init],
         )
         .map_err(DbError::query("recording a failed run"))?;
-    Ok(run_id)
+    if inserted > 0 {
+        return Ok(run_id);
+    }
+    existing_run(client, delivery_id, workflow)?.ok_or_else(|| DbError::Query {
+        context: "recording a failed run",
+        detail: format!(
+            "delivery {delivery_id} has a run of {workflow:?} that vanished while it was looked up; retry"
+        ),
+        code: None,
+    })
 }
 
 /// What advancing a run's DAG did: how many jobs became dispatchable, and which job ids can
@@ -135,50 +163,93 @@ pub fn mark_delivery(
     Ok(())
 }
 
-/// Claims a delivery for processing; false when another worker (or instance) already did.
-pub fn claim_delivery(client: &mut Client, event_log_id: &str) -> Result<bool, DbError> {
-    let n = client
-        .execute(
-            "UPDATE event_log SET status = 'processing'
+/// Claims a delivery for processing: `received`, or `processing` under a claim whose lease is over
+/// (a worker crashed), with attempts left. One statement, so two workers (or two orchestrators)
+/// never both get it. Returns the attempt number, or `None` when someone else holds it (or it is
+/// finished, or out of attempts: the sweep fails it).
+pub fn claim_delivery(client: &mut Client, event_log_id: &str) -> Result<Option<i32>, DbError> {
+    let row = client
+        .query_opt(
+            "UPDATE event_log
+                SET status = 'processing', claimed_at = now(), processing_attempts = processing_attempts + 1
               WHERE id = $1::text::uuid
-                AND (status = 'received' OR (status = 'processing' AND received_at < now() - interval '10 minutes'))",
-            &[&event_log_id],
+                AND (status = 'received'
+                     OR (status = 'processing'
+                         AND coalesce(claimed_at, received_at) <= now() - make_interval(secs => $2::bigint)
+                         AND processing_attempts < $3))
+             RETURNING processing_attempts",
+            &[&event_log_id, &LEASE_SECS, &MAX_PROCESSING_ATTEMPTS],
         )
         .map_err(DbError::query("claiming a delivery"))?;
-    Ok(n > 0)
+    Ok(row.map(|r| r.get(0)))
 }
 
-/// GitHub and local deliveries still `received` `older_than_secs` after they arrived (within a
-/// day), oldest first, with their stored payload.
-pub fn unprocessed(
+/// GitHub and local deliveries of the last day that may need the sweep: `received` for
+/// [`RECEIVED_GRACE_SECS`], or `processing` under a claim older than [`LEASE_SECS`]; oldest
+/// first. The sweep decides with [`super::lease::verdict`]; the work carries the stored payload
+/// (empty when none was kept).
+pub fn unfinished(
     client: &mut Client,
-    older_than_secs: i64,
     limit: i64,
-) -> Result<Vec<super::process::Work>, DbError> {
+) -> Result<Vec<(Unfinished, super::process::Work)>, DbError> {
     let rows = client
         .query(
-            "SELECT id::text, delivery_id, coalesce(routing_key, ''), provider, event, action, payload
+            "SELECT id::text, delivery_id, coalesce(routing_key, ''), provider, event, action, payload, status,
+                    extract(epoch FROM now() - received_at)::bigint,
+                    extract(epoch FROM now() - claimed_at)::bigint, processing_attempts
                FROM event_log
-              WHERE (status = 'received' OR (status = 'processing' AND received_at < now() - interval '10 minutes'))
-                AND provider IN ('github', 'local') AND payload IS NOT NULL
-                AND received_at < now() - make_interval(secs => $1::bigint)
+              WHERE ((status = 'received' AND received_at <= now() - make_interval(secs => $1::bigint))
+                     OR (status = 'processing'
+                         AND coalesce(claimed_at, received_at) <= now() - make_interval(secs => $2::bigint)))
+                AND provider IN ('github', 'local')
                 AND received_at > now() - interval '1 day'
-              ORDER BY received_at LIMIT $2",
-            &[&older_than_secs, &limit],
+              ORDER BY received_at LIMIT $3",
+            &[&RECEIVED_GRACE_SECS, &LEASE_SECS, &limit],
         )
         .map_err(DbError::query("finding unprocessed deliveries"))?;
     Ok(rows
         .iter()
-        .map(|r| super::process::Work {
-            event_log_id: r.get(0),
-            delivery_id: r.get(1),
-            routing_key: r.get(2),
-            provider: r.get(3),
-            event: r.get(4),
-            action: r.get(5),
-            body: r.get(6),
+        .map(|r| {
+            let payload: Option<Vec<u8>> = r.get(6);
+            let found = Unfinished {
+                status: r.get(7),
+                received_age_secs: r.get(8),
+                claimed_age_secs: r.get(9),
+                attempts: r.get(10),
+                has_payload: payload.is_some(),
+            };
+            let work = super::process::Work {
+                event_log_id: r.get(0),
+                delivery_id: r.get(1),
+                routing_key: r.get(2),
+                provider: r.get(3),
+                event: r.get(4),
+                action: r.get(5),
+                body: payload.unwrap_or_default(),
+            };
+            (found, work)
         })
         .collect())
+}
+
+/// Marks a delivery the sweep gave up on `failed` with the reason, unless a worker claimed it
+/// since the sweep looked (same status and attempt count, and any claim still expired).
+pub fn give_up(
+    client: &mut Client,
+    event_log_id: &str,
+    seen: &Unfinished,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let n = client
+        .execute(
+            "UPDATE event_log SET status = 'failed', error_message = $4
+              WHERE id = $1::text::uuid AND status = $2 AND processing_attempts = $3
+                AND (status = 'received'
+                     OR coalesce(claimed_at, received_at) <= now() - make_interval(secs => $5::bigint))",
+            &[&event_log_id, &seen.status, &seen.attempts, &reason, &LEASE_SECS],
+        )
+        .map_err(DbError::query("failing a delivery"))?;
+    Ok(n > 0)
 }
 
 #[cfg(test)]

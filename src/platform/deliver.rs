@@ -15,7 +15,7 @@ use crate::{
         routes::App,
         webhooks::{github_delivery, kept_payload, record_and_submit, DEDUP_SECS},
     },
-    ingest::Recorded,
+    ingest::{admission, Recorded},
     sources::verify::{self, Verdict},
 };
 
@@ -112,6 +112,11 @@ pub fn deliver(app: &App, start: &Start, body: &[u8]) -> (AckResult, Option<Stri
         let reason = format!("routing key {key:?} is neither github: nor generic:");
         return (AckResult::RejectedUnknownSource, Some(reason));
     };
+    let max = app.config.event_log_max_payload_bytes;
+    if let Err(e) = admission::check_size(delivery.provider.as_deref(), body.len() as u64, max) {
+        log::warn!("relayed delivery {} refused: {e}", start.delivery_id);
+        return misconfigured(&e.to_string());
+    }
     match record_and_submit(app, delivery, body) {
         Ok(Recorded::Accepted) | Ok(Recorded::Duplicate) => (AckResult::Accepted, None),
         Err(e) => {

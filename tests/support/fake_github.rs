@@ -46,6 +46,13 @@ struct FakeApp {
     last_headers: Mutex<Vec<(String, String)>>,
     /// Installation tokens handed out, repository files by (repo, ref, path), and compare results.
     tokens: Mutex<Vec<String>>,
+    /// Per token issued: the installation id and the access_tokens request body it answered.
+    grants: Mutex<Vec<Grant>>,
+    /// When set, access_tokens requests are refused (422) as GitHub does for a repository the
+    /// installation cannot reach.
+    refuse_tokens: std::sync::atomic::AtomicBool,
+    /// How long the tokens it issues live (GitHub: an hour).
+    token_lifetime_secs: std::sync::atomic::AtomicI64,
     files: Mutex<std::collections::HashMap<(String, String, String), Vec<u8>>>,
     compares: Mutex<std::collections::HashMap<(String, String, String), Vec<String>>>,
 }
@@ -73,6 +80,9 @@ impl FakeGitHub {
             requests: AtomicUsize::new(0),
             last_headers: Mutex::new(Vec::new()),
             tokens: Mutex::default(),
+            grants: Mutex::default(),
+            refuse_tokens: Default::default(),
+            token_lifetime_secs: std::sync::atomic::AtomicI64::new(3600),
             files: Mutex::default(),
             compares: Mutex::default(),
         });
@@ -115,9 +125,51 @@ impl FakeGitHub {
         self.app.tokens.lock().unwrap().len()
     }
 
+    /// Every installation token issued, with what was asked for, oldest first.
+    pub fn grants(&self) -> Vec<Grant> {
+        self.app.grants.lock().unwrap().clone()
+    }
+
+    /// What `token` was issued for (`None`: not issued by this fake).
+    pub fn grant_of(&self, token: &str) -> Option<Grant> {
+        self.grants().into_iter().find(|g| g.token == token)
+    }
+
+    /// Refuse (422) or grant installation token requests from now on.
+    pub fn refuse_tokens(&self, refuse: bool) {
+        self.app.refuse_tokens.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Tokens issued from now on expire this many seconds after they are issued.
+    pub fn set_token_lifetime(&self, secs: i64) {
+        self.app.token_lifetime_secs.store(secs, Ordering::SeqCst);
+    }
+
     /// Headers of the latest `/app` call, names lower-cased.
     pub fn last_headers(&self) -> Vec<(String, String)> {
         self.app.last_headers.lock().unwrap().clone()
+    }
+}
+
+/// An installation token the fake issued.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub token: String,
+    pub installation: String,
+    /// The request body as sent (`Value::Null` when it was empty or not JSON).
+    pub request: Value,
+}
+
+impl Grant {
+    /// Whether this token may read `owner/name`: GitHub limits a token to the `repositories`
+    /// (names) or `repository_ids` it was asked for; without either, every repository of the
+    /// installation.
+    fn covers(&self, full_name: &str) -> bool {
+        let name = full_name.rsplit('/').next().unwrap_or(full_name);
+        match self.request["repositories"].as_array() {
+            Some(names) => names.iter().any(|n| n == name),
+            None => self.request.get("repository_ids").is_none(),
+        }
     }
 }
 
@@ -191,12 +243,27 @@ impl FakeApp {
             .header("authorization")
             .and_then(|v| v.strip_prefix("Bearer "));
         match jwt.map(|t| self.check_jwt(t, now_unix())) {
+            Some(Ok(())) if self.refuse_tokens.load(Ordering::SeqCst) => github_error(
+                422,
+                "There is at least one repository that does not exist or is not accessible to the parent installation.",
+            ),
             Some(Ok(())) => {
                 let mut b = [0u8; 16];
                 getrandom::fill(&mut b).unwrap();
                 let token = format!("ghs_{}", kici_orchestrator::crypto::hex(&b));
                 self.tokens.lock().unwrap().push(token.clone());
-                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+                let installation = req
+                    .path
+                    .trim_start_matches("/app/installations/")
+                    .trim_end_matches("/access_tokens")
+                    .to_owned();
+                self.grants.lock().unwrap().push(Grant {
+                    token: token.clone(),
+                    installation,
+                    request: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
+                });
+                let lifetime = self.token_lifetime_secs.load(Ordering::SeqCst);
+                let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(lifetime);
                 Response::json(
                     201,
                     &json!({"token": token, "expires_at": expires.to_string(), "permissions": {"contents": "read"}}),
@@ -216,6 +283,14 @@ impl FakeApp {
             return github_error(401, "Bad credentials");
         }
         let parts: Vec<&str> = req.path.trim_start_matches('/').splitn(5, '/').collect();
+        if let ["repos", owner, name, ..] = parts.as_slice() {
+            let grants = self.grants.lock().unwrap();
+            let grant = grants.iter().find(|g| Some(g.token.as_str()) == token);
+            if grant.is_some_and(|g| !g.covers(&format!("{owner}/{name}"))) {
+                // What GitHub answers for a repository the token does not cover.
+                return github_error(404, "Not Found");
+            }
+        }
         let query = req.query_pairs();
         match parts.as_slice() {
             ["repos", owner, name, "contents", path] => {
