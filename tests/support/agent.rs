@@ -261,7 +261,7 @@ pub fn dispatch_body(name: &str) -> Value {
     json!({
         "repoUrl": "file:///srv/repos/acme/basic", "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567",
         "lockFileUrl": "",
-        "jobConfig": {"workflowName": "basic", "name": name, "baseJobName": name,
+        "jobConfig": {"workflowName": "basic", "name": name, "baseJobName": name, "contentHash": "abc",
                       "source": {"file": ".kici/workflows/basic.ts", "export": "#default"},
                       "event": {"type": "push", "targetBranch": "main", "payload": {}}},
     })

@@ -1,0 +1,624 @@
+//! Agents that attack the orchestrator, with a real daemon and scripted agents over real
+//! sockets: an impostor registering the id of an away agent (before and after an orchestrator
+//! restart), job frames about another agent's job, upload URLs for other jobs' cache keys, a
+//! revoked token's live session, a ping flood before authentication, and a terminal status whose
+//! database write fails.
+
+mod support;
+
+use std::{
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use kici_orchestrator::agent::{
+    jobs::{create_run, NewRun},
+    queue::NewJob,
+    select::Requirements,
+};
+use serde_json::{json, Value};
+use support::{
+    agent::{agent_token, dispatch_body, one, setup, wait_value, Setup, TestAgent, LABELS, OWNER},
+    daemon::*,
+    pg::PgCluster,
+    webhook::admin,
+};
+use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Queues one job whose dispatch carries these cache hashes; returns (run id, job id).
+fn queue_job(db: &str, name: &str, content_hash: &str, lockfile_hash: &str) -> (String, String) {
+    let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+    let run_id = kici_orchestrator::crypto::random_uuid();
+    let mut dispatch = dispatch_body(name);
+    dispatch["jobConfig"]["contentHash"] = json!(content_hash);
+    dispatch["jobConfig"]["lockfileHash"] = json!(lockfile_hash);
+    let job = NewJob {
+        id: kici_orchestrator::crypto::random_uuid(),
+        run_id: run_id.clone(),
+        workflow_name: "basic".into(),
+        job_name: name.into(),
+        dispatch,
+        requirements: Requirements::default(),
+        routing_key: None,
+    };
+    let job_id = job.id.clone();
+    let run = NewRun {
+        run_id: run_id.clone(),
+        workflow_name: "basic".into(),
+        provider: Some("local".into()),
+        routing_key: None,
+        repo: Some("acme/basic".into()),
+        git_ref: Some("main".into()),
+        sha: None,
+        delivery_id: None,
+        trigger_event: Some("push".into()),
+        trigger_decision: None,
+        jobs: vec![job],
+        waiting: Vec::new(),
+        needs: Vec::new(),
+    };
+    create_run(&mut client, &run).unwrap();
+    (run_id, job_id)
+}
+
+/// An agent that took a job and reported it running.
+fn running(s: &Setup, id: &str, token: &str) -> (TestAgent, Value) {
+    let mut a = TestAgent::online(s.d.addr, id, token);
+    let job = a.dispatch(T).expect("a job dispatched");
+    a.ack(&job);
+    a.status(&job, "running", Value::Null);
+    (a, job)
+}
+
+fn token_id(s: &Setup, token: &str) -> String {
+    let listed = admin(&s.d, OWNER, "GET", "/agent-tokens", json!({})).json();
+    listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["prefix"] == token[..12])
+        .and_then(|t| t["id"].as_str())
+        .expect("the token is listed")
+        .to_owned()
+}
+
+/// `agentId` of an away agent, registered with another token: refused with 4010.
+fn impostor_refused(s: &Setup, token: &str, id: &str, job: &Value) {
+    let mut imp = TestAgent::connect(s.d.addr, id);
+    assert_eq!(imp.auth(token)["type"], "auth.success");
+    let ack = imp.register(
+        &LABELS[..4],
+        &[(
+            job["jobId"].as_str().unwrap(),
+            job["runId"].as_str().unwrap(),
+        )],
+    );
+    assert!(ack.is_none(), "the impostor got a register.ack: {ack:?}");
+    let failure = imp.recv_type("auth.failure", T).expect("auth.failure");
+    assert!(
+        failure["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another agent token"),
+        "{failure}"
+    );
+    assert_eq!(
+        imp.wait_closed(T),
+        Some(4010),
+        "a code the agent does not retry"
+    );
+}
+
+#[test]
+fn an_impostor_cannot_take_an_away_agents_id_before_or_after_a_restart() {
+    let pg = PgCluster::shared();
+    let mut s = setup(pg, &[]);
+    let real = agent_token(&s, json!({}));
+    let scoped = agent_token(
+        &s,
+        json!({"labels": ["linux", "kici:role:builder", "kici:role:init-runner"]}),
+    );
+    let other = agent_token(&s, json!({}));
+    let (run, job_id) = queue_job(&s.db, "victim", "h", "l");
+    let (a, job) = running(&s, "agent-v", &real);
+    let q = |sql: &str| format!("{sql} WHERE id = '{job_id}'");
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_jobs WHERE job_id = '{job_id}'"),
+        "running",
+    );
+    a.vanish();
+    wait_value(
+        pg,
+        &s.db,
+        &q("SELECT status FROM dispatch_queue"),
+        "recovering",
+    );
+
+    impostor_refused(&s, &scoped, "agent-v", &job);
+    impostor_refused(&s, &other, "agent-v", &job);
+    let logs = s.d.stderr();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("agent id agent-v refused for token"))
+        .expect("the refusal is logged");
+    assert!(
+        line.contains(&scoped[..12]) && line.contains(&real[..12]),
+        "both token prefixes: {line}"
+    );
+    for t in [&real, &scoped, &other] {
+        assert!(!logs.contains(t.as_str()), "a token was logged");
+    }
+    assert_eq!(
+        one(
+            pg,
+            &s.db,
+            &q("SELECT status || ':' || agent_token_id FROM dispatch_queue")
+        ),
+        format!("recovering:{}", token_id(&s, &real))
+    );
+
+    // After a restart the binding holds: it is on the queue row.
+    let port = s.d.addr.port();
+    assert_eq!(s.d.terminate(), Some(0));
+    let mut env = base_env(&s.db);
+    env.retain(|(k, _)| k != "KICI_PORT");
+    env.push(("KICI_PORT".into(), port.to_string()));
+    env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
+    env.push(("KICI_STORAGE_FS_PATH".into(), s.logs.display().to_string()));
+    s.d = Daemon::start(&env);
+    s.d.wait_ready_status(200, T);
+    impostor_refused(&s, &other, "agent-v", &job);
+    assert_eq!(
+        one(pg, &s.db, &q("SELECT status FROM dispatch_queue")),
+        "recovering"
+    );
+
+    let mut back = TestAgent::connect(s.d.addr, "agent-v");
+    assert_eq!(back.auth(&real)["type"], "auth.success");
+    assert!(back
+        .register(&LABELS, &[(job_id.as_str(), run.as_str())])
+        .is_some());
+    wait_value(
+        pg,
+        &s.db,
+        &q("SELECT status FROM dispatch_queue"),
+        "dispatched",
+    );
+    back.status(&job, "success", json!({"durationMs": 1, "stepResults": []}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+}
+
+#[test]
+fn frames_about_a_job_another_agent_holds_store_nothing() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let token = agent_token(&s, json!({}));
+    let scoped = agent_token(
+        &s,
+        json!({"labels": ["linux", "kici:role:builder", "kici:role:init-runner"]}),
+    );
+    let (run, job_id) = queue_job(&s.db, "held", "h", "l");
+    let (mut owner, job) = running(&s, "owner", &token);
+    let mut other = TestAgent::online(s.d.addr, "meddler", &scoped);
+    other.ack(&job);
+    other.step(&job, 0, "evil", "success", json!({"durationMs": 1}));
+    other.log(&job, 0, &["injected"]);
+    other.send(json!({"type": "job.heartbeat", "runId": run, "jobId": job_id, "timestamp": 1}));
+    other.status(&job, "failed", json!({"error": "forged"}));
+    other.send(
+        json!({"type": "cache.upload.request", "messageId": "u1", "jobId": job_id,
+                      "cacheType": "source", "contentHash": "h"}),
+    );
+    let up = other
+        .recv_type("cache.upload.response", T)
+        .expect("an answer");
+    assert_eq!(up["uploadUrl"], "", "no URL for another agent's job");
+    other.send(
+        json!({"type": "agent.api.request", "requestId": "q", "method": "oidc.token.request",
+                      "params": {"jobId": job_id, "audience": "x"}}),
+    );
+    assert!(other.recv_type("agent.api.response", T).unwrap()["error"].is_string());
+    // The owner's own frames still count, and come after the meddler's in the same order.
+    owner.log(&job, 0, &["mine"]);
+    owner.step(&job, 0, "real", "success", json!({"durationMs": 1}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!(
+            "SELECT string_agg(step_name, ',') FROM execution_steps WHERE job_id = '{job_id}'"
+        ),
+        "real",
+    );
+    assert_eq!(
+        one(pg, &s.db, &format!("SELECT status || ':' || coalesce(error_message, '') FROM execution_jobs WHERE job_id = '{job_id}'")),
+        "running:"
+    );
+    assert_eq!(
+        one(
+            pg,
+            &s.db,
+            &format!("SELECT status || ':' || agent_id FROM dispatch_queue WHERE id = '{job_id}'")
+        ),
+        "dispatched:owner"
+    );
+    owner.status(&job, "success", json!({"durationMs": 1, "stepResults": []}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    let log = s
+        .logs
+        .join(format!("kici-logs/executions/{run}/job-held/step-0.log"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("mine") && !text.contains("injected"),
+        "{text}"
+    );
+}
+
+#[test]
+fn upload_urls_only_for_the_jobs_own_cache_keys() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let token = agent_token(&s, json!({}));
+    let (run, job_id) = queue_job(&s.db, "builder", "c0ffee", "l0ck");
+    let (mut a, _) = running(&s, "agent-c", &token);
+    let base = format!("http://127.0.0.1:{}/api/v1/cache/blob/", s.d.addr.port());
+    let request = |a: &mut TestAgent, frame: Value, reply: &str| -> (Value, Option<Value>) {
+        a.send(frame);
+        let answer = a
+            .recv_type(reply, T)
+            .unwrap_or_else(|| panic!("no {reply}"));
+        let error = a.recv_type("error", Duration::from_millis(300));
+        (answer, error)
+    };
+    let upload = |id: &str, extra: Value| {
+        let mut f = json!({"type": "cache.upload.request", "messageId": id, "jobId": job_id});
+        for (k, v) in extra.as_object().unwrap() {
+            f[k] = v.clone();
+        }
+        f
+    };
+
+    let (own, err) = request(
+        &mut a,
+        upload(
+            "s1",
+            json!({"cacheType": "source", "contentHash": "c0ffee"}),
+        ),
+        "cache.upload.response",
+    );
+    assert!(
+        own["uploadUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{base}source/c0ffee.tar.gz?sig=")),
+        "{own}"
+    );
+    assert!(err.is_none(), "{err:?}");
+    let (deps, _) = request(
+        &mut a,
+        upload(
+            "d1",
+            json!({"cacheType": "deps", "lockfileHash": "l0ck", "platform": "linux", "arch": "x64"}),
+        ),
+        "cache.upload.response",
+    );
+    assert!(
+        deps["uploadUrl"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{base}deps/linux-x64/l0ck.tar.gz?sig=")),
+        "{deps}"
+    );
+
+    for (id, extra, key) in [
+        (
+            "s2",
+            json!({"cacheType": "source", "contentHash": "victim"}),
+            "source/victim.tar.gz",
+        ),
+        (
+            "d2",
+            json!({"cacheType": "deps", "lockfileHash": "victim", "platform": "linux", "arch": "x64"}),
+            "deps/linux-x64/victim.tar.gz",
+        ),
+        (
+            "d3",
+            json!({"cacheType": "deps", "lockfileHash": "l0ck", "platform": "darwin", "arch": "arm64"}),
+            "deps/darwin-arm64/l0ck.tar.gz",
+        ),
+    ] {
+        let (answer, err) = request(&mut a, upload(id, extra), "cache.upload.response");
+        assert_eq!(
+            (answer["requestId"].as_str(), answer["uploadUrl"].as_str()),
+            (Some(id), Some("")),
+            "{answer}"
+        );
+        let err = err.unwrap_or_else(|| panic!("no error frame for {key}"));
+        assert_eq!(
+            (err["code"].as_str(), err["requestId"].as_str()),
+            (Some("CACHE_KEY_REFUSED"), Some(id))
+        );
+        assert!(err["message"].as_str().unwrap().contains(key), "{err}");
+    }
+    // A completion for a foreign key writes nothing (not even the deps hash companion).
+    a.send(json!({"type": "cache.upload.complete", "messageId": "c1", "jobId": job_id, "cacheType": "deps",
+                  "lockfileHash": "victim", "platform": "linux", "arch": "x64", "depsHash": "bad"}));
+    a.send(json!({"type": "cache.upload.complete", "messageId": "c2", "jobId": job_id, "cacheType": "deps",
+                  "lockfileHash": "l0ck", "platform": "linux", "arch": "x64", "depsHash": "good"}));
+    let own_hash = s.logs.join("deps/linux-x64/l0ck.hash");
+    let deadline = Instant::now() + T;
+    while !own_hash.is_file() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&own_hash).unwrap(), "good");
+    assert!(!s.logs.join("deps/linux-x64/victim.hash").exists());
+
+    let (prov, _) = request(
+        &mut a,
+        json!({"type": "provenance.upload.request", "messageId": "p1", "jobId": job_id, "subjectDigest": "sha256:ab"}),
+        "provenance.upload.response",
+    );
+    assert!(
+        prov["uploadUrl"].as_str().unwrap().starts_with(&format!(
+            "{base}provenance/{run}/{job_id}/sha256%3Aab.kici.json?sig="
+        )),
+        "{prov}"
+    );
+    let (bad, err) = request(
+        &mut a,
+        json!({"type": "provenance.upload.request", "messageId": "p2", "jobId": job_id, "subjectDigest": "../../source/c0ffee"}),
+        "provenance.upload.response",
+    );
+    assert_eq!(bad["uploadUrl"], "");
+    assert_eq!(err.unwrap()["code"], "CACHE_KEY_REFUSED");
+}
+
+#[test]
+fn revoking_a_token_ends_its_session_within_a_second_and_requeues_its_job() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let doomed = agent_token(&s, json!({}));
+    let spare = agent_token(&s, json!({}));
+    let (run, job_id) = queue_job(&s.db, "moved", "h", "l");
+    let (mut a, _) = running(&s, "agent-doomed", &doomed);
+    let mut b = TestAgent::online(s.d.addr, "agent-spare", &spare);
+    assert!(
+        b.dispatch(Duration::from_millis(300)).is_none(),
+        "nothing else queued"
+    );
+
+    let id = token_id(&s, &doomed);
+    let url = format!("http://{}", s.d.addr);
+    let out = cli(
+        &[
+            "--url",
+            &url,
+            "--token",
+            OWNER,
+            "agent-token",
+            "revoke",
+            &id,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let revoked_at = Instant::now();
+    assert_eq!(
+        a.wait_closed(Duration::from_secs(1)),
+        Some(4010),
+        "closed within a second"
+    );
+    println!(
+        "closed {:?} after the revoke answered",
+        revoked_at.elapsed()
+    );
+    let moved = b.dispatch(T).expect("the job goes to another agent");
+    assert_eq!(moved["jobId"].as_str(), Some(job_id.as_str()));
+    b.ack(&moved);
+    b.status(
+        &moved,
+        "success",
+        json!({"durationMs": 1, "stepResults": []}),
+    );
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    let mut again = TestAgent::connect(s.d.addr, "agent-doomed");
+    assert_eq!(again.auth(&doomed)["type"], "auth.failure");
+}
+
+#[test]
+fn a_token_revoked_through_another_orchestrator_ends_the_session_here() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let mut env = base_env(&s.db);
+    env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
+    env.push(("KICI_STORAGE_FS_PATH".into(), s.logs.display().to_string()));
+    let second = Daemon::start(&env);
+    second.wait_ready_status(200, T);
+    let token = agent_token(&s, json!({}));
+    let (_, job_id) = queue_job(&s.db, "far", "h", "l");
+    let mut a = TestAgent::online(second.addr, "agent-far", &token);
+    let job = a
+        .dispatch(T)
+        .expect("dispatched by the second orchestrator");
+    a.ack(&job);
+    let id = token_id(&s, &token);
+    let r = admin(
+        &s.d,
+        OWNER,
+        "DELETE",
+        &format!("/agent-tokens/{id}"),
+        json!({}),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        a.wait_closed(Duration::from_millis(2500)),
+        Some(4010),
+        "the second orchestrator checks its sessions' tokens every second"
+    );
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status || ':' || coalesce(agent_id, '-') FROM dispatch_queue WHERE id = '{job_id}'"),
+        "pending:-",
+    );
+}
+
+type Raw = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// Pongs received until the connection ends (or 3 s pass), and the close code.
+fn drain(ws: &mut Raw) -> (usize, Option<u16>) {
+    let (mut pongs, deadline) = (0, Instant::now() + Duration::from_secs(3));
+    while Instant::now() < deadline {
+        match ws.read() {
+            Ok(Message::Pong(_)) => pongs += 1,
+            Ok(Message::Close(f)) => return (pongs, f.map(|f| u16::from(f.code))),
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (pongs, None),
+        }
+    }
+    (pongs, None)
+}
+
+#[test]
+fn a_ping_flood_before_registration_is_answered_a_handful_of_times_then_closed() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws", s.d.addr)).unwrap();
+    if let MaybeTlsStream::Plain(t) = ws.get_ref() {
+        t.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    for i in 0..50u8 {
+        if ws.send(Message::Ping(vec![i].into())).is_err() {
+            break;
+        }
+    }
+    let (pongs, code) = drain(&mut ws);
+    assert_eq!(pongs, 5, "at most a handful answered");
+    assert_eq!(code, Some(4003));
+    // A registered agent's pings are still answered.
+    let token = agent_token(&s, json!({}));
+    let _agent = TestAgent::online(s.d.addr, "pinger", &token);
+}
+
+#[test]
+fn a_terminal_status_is_retried_until_committed_and_a_resend_is_recorded() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    // Fails the terminal update of listed jobs as many times as listed (a sequence counts across
+    // rolled-back transactions).
+    pg.psql(
+        &s.db,
+        "CREATE TABLE test_fail (job_id uuid PRIMARY KEY, failures integer NOT NULL);
+         CREATE SEQUENCE test_fail_seq;
+         CREATE FUNCTION test_fail() RETURNS trigger AS $$
+         DECLARE budget integer;
+         BEGIN
+             SELECT failures INTO budget FROM test_fail WHERE job_id = NEW.job_id;
+             IF budget IS NOT NULL THEN
+                 IF nextval('test_fail_seq') <= budget THEN
+                     RAISE EXCEPTION 'injected failure for job %', NEW.job_id;
+                 END IF;
+             END IF;
+             RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER test_fail BEFORE UPDATE OF status ON execution_jobs FOR EACH ROW
+             WHEN (NEW.status IN ('success', 'failed', 'cancelled')) EXECUTE FUNCTION test_fail();",
+    );
+    let token = agent_token(&s, json!({}));
+    let (run1, job1) = queue_job(&s.db, "flaky-db", "h", "l");
+    pg.psql(
+        &s.db,
+        &format!("INSERT INTO test_fail VALUES ('{job1}', 2)"),
+    );
+    let (mut a, job) = running(&s, "agent-t", &token);
+    a.status(&job, "success", json!({"durationMs": 1, "stepResults": []}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run1}'"),
+        "success",
+    );
+    assert!(s.d.stderr().contains(&format!(
+        "recording the end of job {job1} (success) failed, try 2"
+    )));
+
+    let (run2, job2) = queue_job(&s.db, "down-db", "h", "l");
+    pg.psql(
+        &s.db,
+        &format!(
+            "ALTER SEQUENCE test_fail_seq RESTART; INSERT INTO test_fail VALUES ('{job2}', 1000)"
+        ),
+    );
+    let job = a.dispatch(T).expect("the next job");
+    a.ack(&job);
+    a.status(&job, "running", Value::Null);
+    a.status(&job, "failed", json!({"error": "boom"}));
+    let deadline = Instant::now() + T;
+    while !s
+        .d
+        .stderr()
+        .contains(&format!("the end of job {job2} (failed) is not recorded"))
+    {
+        assert!(Instant::now() < deadline, "{}", s.d.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        one(
+            pg,
+            &s.db,
+            &format!("SELECT status FROM execution_jobs WHERE job_id = '{job2}'")
+        ),
+        "running"
+    );
+    assert_eq!(
+        one(
+            pg,
+            &s.db,
+            &format!("SELECT status FROM dispatch_queue WHERE id = '{job2}'")
+        ),
+        "dispatched",
+        "nothing half-written"
+    );
+    pg.psql(
+        &s.db,
+        &format!("UPDATE test_fail SET failures = 0 WHERE job_id = '{job2}'"),
+    );
+    a.status(&job, "failed", json!({"error": "boom"}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!(
+            "SELECT status || ':' || error_message FROM execution_jobs WHERE job_id = '{job2}'"
+        ),
+        "failed:boom",
+    );
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run2}'"),
+        "failed",
+    );
+}
