@@ -29,9 +29,9 @@ pub fn on_message(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Vec<Value> {
 }
 
 /// Jobs as one agent (id and token) holds them, for the OIDC mint.
-struct HeldBy<'a> {
-    hub: &'a Hub,
-    agent: &'a Agent,
+pub(super) struct HeldBy<'a> {
+    pub(super) hub: &'a Hub,
+    pub(super) agent: &'a Agent,
 }
 
 impl oidc::OwnedJobs for HeldBy<'_> {

@@ -22,6 +22,9 @@ pub mod terminal;
 pub mod uploads;
 pub mod wsframe;
 
+#[cfg(test)]
+mod hub_tests;
+
 use std::{
     collections::{HashMap, HashSet},
     io::Write,
