@@ -277,7 +277,8 @@ fn terminal_status(
         }
         Err(e) => {
             log::error!(
-                "the end of job {job_id} ({state}) is not recorded: {e}; the job stays open so                  the agent's resend is recorded"
+                "the end of job {job_id} ({state}) is not recorded: {e}; the job stays open so \
+                 the agent's resend is recorded"
             );
             return;
         }

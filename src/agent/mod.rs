@@ -329,7 +329,8 @@ impl Hub {
     }
 
     /// Registers a connection's agent. An agent id connected with another token is refused
-    /// (whose jobs it holds is checked before, in the queue: `revoke::binding`); the same agent
+    /// (which token holds jobs under the id is checked before, in the queue: `Hub::binding` in
+    /// src/agent/revoke.rs); the same agent
     /// reconnecting replaces its previous connection.
     pub fn register(&self, agent: Arc<Agent>) -> Result<(), identity::Conflict> {
         let previous = {

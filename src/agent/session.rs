@@ -17,7 +17,9 @@ use std::{
 use super::{
     handle, identity,
     messages::{self, AgentMsg},
-    select, wsframe, Agent, Hub, Writer,
+    select,
+    wsframe::{self, MAX_MESSAGE},
+    Agent, Hub, Writer,
 };
 use crate::{db::agent_tokens, http::Request};
 
@@ -26,7 +28,6 @@ const AUTH_WINDOW: Duration = Duration::from_secs(5);
 const REGISTER_WINDOW: Duration = Duration::from_secs(10);
 const UNHEALTHY_AFTER: Duration = Duration::from_secs(90);
 const SILENT_CLOSE: Duration = Duration::from_secs(180);
-use wsframe::MAX_MESSAGE;
 /// Control frames (ping, pong) answered before registration. Each ping costs a pong, so a
 /// stranger who has not even authenticated could otherwise keep us writing for free; a real
 /// agent sends none before it registers.
@@ -175,6 +176,14 @@ impl Session<'_> {
             self.peer
         );
         self.writer.close(code, reason);
+    }
+
+    /// Another token holds this agent id: 4010, which the agent does not retry.
+    fn refuse_identity(&self, conflict: &identity::Conflict) -> bool {
+        log::warn!("{} (from {})", conflict.log, self.peer);
+        self.writer.send(&messages::auth_failure(&conflict.reason));
+        self.close(identity::REFUSED, "Authentication failed");
+        false
     }
 
     fn run(&mut self, stream: &mut TcpStream, mut buf: Vec<u8>) {
@@ -417,16 +426,6 @@ impl Session<'_> {
         };
         handle::after_register(self.hub, &agent, &r.in_flight);
         true
-    }
-}
-
-impl Session<'_> {
-    /// Another token holds this agent id: 4010, which the agent does not retry.
-    fn refuse_identity(&self, conflict: &identity::Conflict) -> bool {
-        log::warn!("{} (from {})", conflict.log, self.peer);
-        self.writer.send(&messages::auth_failure(&conflict.reason));
-        self.close(identity::REFUSED, "Authentication failed");
-        false
     }
 }
 
