@@ -559,3 +559,30 @@ fn a_terminal_status_is_retried_until_committed_and_a_resend_is_recorded() {
         "failed",
     );
 }
+
+#[test]
+fn without_agent_auth_ids_work_as_before() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[("KICI_AGENT_AUTH", "none")]);
+    let (run, job_id) = queue_job(&s.db, "open", "h", "l");
+    let mut a = TestAgent::connect(s.d.addr, "agent-n");
+    assert!(a.register(&LABELS, &[]).is_some(), "no auth.request needed");
+    let job = a.dispatch(T).expect("dispatched");
+    a.ack(&job);
+    a.status(&job, "running", Value::Null);
+    a.vanish();
+    let q = format!("SELECT status || ':' || coalesce(agent_token_id::text, '-') FROM dispatch_queue WHERE id = '{job_id}'");
+    wait_value(pg, &s.db, &q, "recovering:-");
+    let mut back = TestAgent::connect(s.d.addr, "agent-n");
+    assert!(back
+        .register(&LABELS, &[(job_id.as_str(), run.as_str())])
+        .is_some());
+    wait_value(pg, &s.db, &q, "dispatched:-");
+    back.status(&job, "success", json!({"durationMs": 1, "stepResults": []}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+}
