@@ -287,12 +287,18 @@ pub fn adopt(
     }))
 }
 
-/// Tokens holding live jobs (dispatched or recovering) under an agent id: `(token id, token
-/// prefix, job count)`; the token id is `None` for jobs dispatched without auth.
-pub fn holders_of(
-    client: &mut Client,
-    agent_id: &str,
-) -> Result<Vec<(Option<String>, Option<String>, i64)>, DbError> {
+/// A token holding live jobs (dispatched or recovering) under an agent id.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// `None` for jobs dispatched without auth (`KICI_AGENT_AUTH=none`).
+    pub token_id: Option<String>,
+    /// `None` when the token row was deleted.
+    pub token_prefix: Option<String>,
+    pub jobs: i64,
+}
+
+/// Which tokens hold live jobs under `agent_id`.
+pub fn holders_of(client: &mut Client, agent_id: &str) -> Result<Vec<Holder>, DbError> {
     let rows = client
         .query(
             "SELECT q.agent_token_id::text, t.token_prefix, count(*)
@@ -306,7 +312,11 @@ pub fn holders_of(
         ))?;
     Ok(rows
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .map(|r| Holder {
+            token_id: r.get(0),
+            token_prefix: r.get(1),
+            jobs: r.get(2),
+        })
         .collect())
 }
 

@@ -32,12 +32,12 @@ impl Hub {
         let rows = self.pool.with_retry(|c| queue::holders_of(c, agent_id))?;
         let holders: Vec<(TokenRef<'_>, i64)> = rows
             .iter()
-            .map(|(id, prefix, n)| {
+            .map(|h| {
                 let t = TokenRef {
-                    id: id.as_deref(),
-                    prefix: prefix.as_deref(),
+                    id: h.token_id.as_deref(),
+                    prefix: h.token_prefix.as_deref(),
                 };
-                (t, *n)
+                (t, h.jobs)
             })
             .collect();
         Ok(identity::verdict(agent_id, token, &holders))

@@ -385,9 +385,8 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
-    /// What reading a byte stream yields: the frames (as messages' kinds and sizes) until the
-    /// first error, and that error.
-    fn read_all(chunks: &[&[u8]], max: usize) -> (Vec<(u8, bool, Vec<u8>)>, Option<FrameError>) {
+    /// What reading a byte stream yields: the frames until the first error, and that error.
+    fn read_all(chunks: &[&[u8]], max: usize) -> (Vec<Frame>, Option<FrameError>) {
         let mut buf = Vec::new();
         let mut frames = Vec::new();
         let mut assembler = Assembler::default();
@@ -398,7 +397,7 @@ mod props {
                     Ok(Some((frame, used))) => {
                         assert!(used > 0 && used <= buf.len());
                         buf.drain(..used);
-                        frames.push((frame.opcode, frame.fin, frame.payload.clone()));
+                        frames.push(frame.clone());
                         if let Err(e) = assembler.push(frame, max) {
                             return (frames, Some(e));
                         }
