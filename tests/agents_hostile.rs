@@ -586,3 +586,46 @@ fn without_agent_auth_ids_work_as_before() {
         "success",
     );
 }
+
+#[test]
+fn a_job_recorded_without_a_token_is_taken_back_by_its_agent_and_then_bound() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let (real, other) = (agent_token(&s, json!({})), agent_token(&s, json!({})));
+    let (run, job_id) = queue_job(&s.db, "legacy", "h", "l");
+    let (a, job) = running(&s, "agent-l", &real);
+    a.vanish();
+    let q = format!("SELECT status || ':' || coalesce(agent_token_id::text, '-') FROM dispatch_queue WHERE id = '{job_id}'");
+    wait_value(
+        pg,
+        &s.db,
+        &q,
+        &format!("recovering:{}", token_id(&s, &real)),
+    );
+    // As dispatched by a version that did not record the token (before migration 0005).
+    pg.psql(
+        &s.db,
+        &format!("UPDATE dispatch_queue SET agent_token_id = NULL WHERE id = '{job_id}'"),
+    );
+    let mut back = TestAgent::connect(s.d.addr, "agent-l");
+    assert_eq!(back.auth(&real)["type"], "auth.success");
+    assert!(
+        back.register(&LABELS, &[(job_id.as_str(), run.as_str())])
+            .is_some(),
+        "not locked out by a job recorded without a token"
+    );
+    wait_value(
+        pg,
+        &s.db,
+        &q,
+        &format!("dispatched:{}", token_id(&s, &real)),
+    );
+    back.vanish();
+    wait_value(
+        pg,
+        &s.db,
+        &q,
+        &format!("recovering:{}", token_id(&s, &real)),
+    );
+    impostor_refused(&s, &other, "agent-l", &job);
+}

@@ -42,13 +42,20 @@ pub struct Conflict {
 }
 
 /// Whether `agent_id` may register with `token`, given which tokens hold live jobs under that id
-/// (`(token, job count)` from the queue, or from a connected agent).
+/// (`(token, job count)` from the queue, or from a connected agent). Only two different tokens
+/// conflict: without auth there is no token to bind, and a job recorded without one (dispatched
+/// without auth, or before migration 0005) binds none — refusing it would lock out, for good,
+/// every agent that held a job across the upgrade.
 pub fn verdict(
     agent_id: &str,
     token: TokenRef<'_>,
     holders: &[(TokenRef<'_>, i64)],
 ) -> Result<(), Conflict> {
-    let Some((other, jobs)) = holders.iter().find(|(h, _)| h.id != token.id) else {
+    let Some(mine) = token.id else {
+        return Ok(());
+    };
+    let other_token = |h: &TokenRef<'_>| h.id.is_some_and(|id| id != mine);
+    let Some((other, jobs)) = holders.iter().find(|(h, _)| other_token(h)) else {
         return Ok(());
     };
     Err(Conflict {
@@ -95,13 +102,18 @@ mod tests {
             c.log
         );
         assert!(!c.reason.contains("kat_"), "{}", c.reason);
-        assert!(verdict("a", NONE, &[(MINE, 1)]).is_err());
-        assert!(verdict("a", MINE, &[(NONE, 1)]).is_err());
+        assert!(verdict("a", OTHER, &[(NONE, 1), (MINE, 1)]).is_err());
     }
 
     #[test]
-    fn without_auth_everything_is_the_same_identity() {
+    fn jobs_recorded_without_a_token_bind_none() {
         assert_eq!(verdict("a", NONE, &[(NONE, 3)]), Ok(()));
+        assert_eq!(
+            verdict("a", MINE, &[(NONE, 1)]),
+            Ok(()),
+            "dispatched before 0005"
+        );
+        assert_eq!(verdict("a", NONE, &[(MINE, 1)]), Ok(()), "auth turned off");
         assert_eq!(
             TokenRef {
                 id: Some("x"),

@@ -158,7 +158,8 @@ pub struct Reporter<'a> {
 
 /// An agent's terminal `job.status`, in one transaction: its queue row finished (`queue_status`)
 /// and the job recorded, or neither. `None` when the queue row is no longer held by this agent
-/// and token (requeued, expired, cancelled or revoked meanwhile): nothing is written then.
+/// and token (requeued, expired, cancelled or revoked meanwhile): nothing is written then. A row
+/// without a token, or an agent without one, binds no token (see `queue::adopt`).
 pub fn agent_terminal(
     client: &mut Client,
     job_id: &str,
@@ -175,7 +176,8 @@ pub fn agent_terminal(
         .execute(
             "UPDATE dispatch_queue SET status = $2, ack_deadline = NULL, recovery_deadline = NULL, updated_at = now()
               WHERE id = $1::text::uuid AND status IN ('dispatched', 'recovering')
-                AND agent_id = $3 AND agent_token_id IS NOT DISTINCT FROM $4::text::uuid",
+                AND agent_id = $3
+                AND (agent_token_id IS NULL OR $4::text::uuid IS NULL OR agent_token_id = $4::text::uuid)",
             &[&job_id, &queue_status, &by.agent_id, &by.token_id],
         )
         .map_err(DbError::query("finishing a queued job"))?;

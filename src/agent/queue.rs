@@ -232,7 +232,7 @@ pub fn start_recovery(
                 SET status = 'recovering', ack_deadline = NULL, updated_at = now(),
                     recovery_deadline = now() + make_interval(secs => $2::bigint)
               WHERE agent_id = $1 AND status = 'dispatched'
-                AND agent_token_id IS NOT DISTINCT FROM $3::text::uuid",
+                AND (agent_token_id IS NULL OR $3::text::uuid IS NULL OR agent_token_id = $3::text::uuid)",
             &[&agent_id, &window_secs, &token_id],
         )
         .map_err(DbError::query("starting job recovery"))
@@ -263,6 +263,12 @@ pub struct Adopted {
 /// A re-registering agent reports a job it still runs: it is its again, when the job was waiting
 /// for (or dispatched to) this agent id **with this token** — after an orchestrator restart too,
 /// since the token id is on the row.
+///
+/// A row without a token binds none: it was dispatched without auth, or before the token was
+/// recorded (migrations/0005_agent_identity.sql). Refusing those would close every agent that
+/// held a job across the upgrade with 4010, which it never retries; the first agent of that id
+/// to take such a row back binds it to its token. An agent without a token (auth off) is
+/// likewise not held to one.
 pub fn adopt(
     client: &mut Client,
     job_id: &str,
@@ -273,9 +279,9 @@ pub fn adopt(
         .query_opt(
             "UPDATE dispatch_queue
                 SET status = 'dispatched', recovery_deadline = NULL, ack_deadline = NULL,
-                    updated_at = now()
-              WHERE id = $1::text::uuid AND status IN ('recovering', 'dispatched')
-                AND agent_id = $2 AND agent_token_id IS NOT DISTINCT FROM $3::text::uuid
+                    agent_token_id = COALESCE(agent_token_id, $3::text::uuid), updated_at = now()
+              WHERE id = $1::text::uuid AND status IN ('recovering', 'dispatched') AND agent_id = $2
+                AND (agent_token_id IS NULL OR $3::text::uuid IS NULL OR agent_token_id = $3::text::uuid)
              RETURNING run_id::text, job_name, dispatch",
             &[&job_id, &agent_id, &token_id],
         )
