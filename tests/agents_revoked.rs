@@ -117,9 +117,25 @@ fn a_token_revoked_through_another_orchestrator_ends_the_session_here() {
 
 type Raw = WebSocket<MaybeTlsStream<TcpStream>>;
 
-/// Pongs received until the connection ends (or 3 s pass), and the close code.
-fn drain(ws: &mut Raw) -> (usize, Option<u16>) {
-    let (mut pongs, deadline) = (0, Instant::now() + Duration::from_secs(3));
+fn raw(s: &support::agent::Setup) -> Raw {
+    let (ws, _) = tungstenite::connect(format!("ws://{}/ws", s.d.addr)).unwrap();
+    if let MaybeTlsStream::Plain(t) = ws.get_ref() {
+        t.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    ws
+}
+
+fn pings(ws: &mut Raw, n: u8) {
+    for i in 0..n {
+        if ws.send(Message::Ping(vec![i].into())).is_err() {
+            break;
+        }
+    }
+}
+
+/// Pongs received until the connection ends (or `within` passes), and the close code.
+fn drain(ws: &mut Raw, within: Duration) -> (usize, Option<u16>) {
+    let (mut pongs, deadline) = (0, Instant::now() + within);
     while Instant::now() < deadline {
         match ws.read() {
             Ok(Message::Pong(_)) => pongs += 1,
@@ -140,19 +156,27 @@ fn drain(ws: &mut Raw) -> (usize, Option<u16>) {
 fn a_ping_flood_before_registration_is_answered_a_handful_of_times_then_closed() {
     let pg = PgCluster::shared();
     let s = setup(pg, &[]);
-    let (mut ws, _) = tungstenite::connect(format!("ws://{}/ws", s.d.addr)).unwrap();
-    if let MaybeTlsStream::Plain(t) = ws.get_ref() {
-        t.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    }
-    for i in 0..50u8 {
-        if ws.send(Message::Ping(vec![i].into())).is_err() {
-            break;
-        }
-    }
-    let (pongs, code) = drain(&mut ws);
+    let mut stranger = raw(&s);
+    pings(&mut stranger, 50);
+    let (pongs, code) = drain(&mut stranger, Duration::from_secs(3));
     assert_eq!(pongs, 5, "at most a handful answered");
     assert_eq!(code, Some(4003));
-    // A registered agent's pings are still answered.
+
+    // A registered agent's pings are all answered.
     let token = agent_token(&s, json!({}));
-    let _agent = TestAgent::online(s.d.addr, "pinger", &token);
+    let mut agent = raw(&s);
+    let text = |v: serde_json::Value| Message::text(v.to_string());
+    agent
+        .send(text(
+            json!({"type": "auth.request", "token": token, "protocolVersion": 1}),
+        ))
+        .unwrap();
+    agent
+        .send(text(
+            json!({"type": "agent.register", "messageId": "m", "agentId": "pinger",
+                          "labels": ["linux"], "platform": "linux", "arch": "x64"}),
+        ))
+        .unwrap();
+    pings(&mut agent, 20);
+    assert_eq!(drain(&mut agent, Duration::from_secs(1)), (20, None));
 }
