@@ -5,18 +5,46 @@
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{jobs, messages::AgentMsg, messages::JobRef, queue, Agent, Hub, Owned};
-use crate::{
-    platform::{oidc, status},
-    storage::{keys, Area, Audience, Meta},
+use super::{
+    cache_keys::JobScope, jobs, messages::AgentMsg, messages::JobRef, queue, terminal, uploads,
+    Agent, Hub, Owned,
 };
+use crate::platform::{oidc, status};
 
 const TERMINAL_FROM_AGENT: [&str; 3] = ["success", "failed", "cancelled"];
 
-/// A registered agent's message. Returns a frame to send back, if any.
-pub fn on_message(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value> {
+/// A registered agent's message. Returns the frames to send back.
+pub fn on_message(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Vec<Value> {
+    if let AgentMsg::Cache {
+        kind,
+        job_id,
+        frame,
+    } = &msg
+    {
+        return uploads::on_request(hub, agent, kind, job_id, frame);
+    }
+    reply(hub, agent, msg).into_iter().collect()
+}
+
+/// Jobs as one agent (id and token) holds them, for the OIDC mint.
+pub(super) struct HeldBy<'a> {
+    pub(super) hub: &'a Hub,
+    pub(super) agent: &'a Agent,
+}
+
+impl oidc::OwnedJobs for HeldBy<'_> {
+    fn run_of(&self, agent_id: &str, job_id: &str) -> Option<String> {
+        (agent_id == self.agent.id)
+            .then(|| self.hub.owned_by(self.agent, job_id))
+            .flatten()
+            .filter(|o| o.finished_at.is_none())
+            .map(|o| o.run_id)
+    }
+}
+
+fn reply(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value> {
     match msg {
         AgentMsg::JobAck(job) => {
             if owned(hub, agent, &job).is_some() {
@@ -106,16 +134,16 @@ pub fn on_message(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value>
             params,
         } => {
             let result = match method.as_str() {
-                oidc::METHOD => oidc::handle(hub.minter.as_ref(), hub, &agent.id, &params),
+                oidc::METHOD => {
+                    let held = HeldBy { hub, agent };
+                    oidc::handle(hub.minter.as_ref(), &held, &agent.id, &params)
+                }
                 other => Err(format!("Unknown API method '{other}'")),
             };
             Some(super::messages::api_response(&request_id, result))
         }
-        AgentMsg::Cache {
-            kind,
-            job_id,
-            frame,
-        } => cache(hub, agent, &kind, &job_id, &frame),
+        // Answered by `on_message`.
+        AgentMsg::Cache { .. } => None,
         AgentMsg::ConcurrencyReport { message_id, job } => {
             Some(super::messages::concurrency_ack(&message_id, &job))
         }
@@ -137,13 +165,15 @@ pub fn on_message(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value>
     }
 }
 
-/// The job if `agent` holds it; anything else about it is dropped (and logged).
+/// The job if `agent` (its id and token) holds it; anything else about it is dropped, nothing
+/// stored, and logged.
 fn owned(hub: &Hub, agent: &Agent, job: &JobRef) -> Option<Owned> {
-    let o = hub.owned_by(&agent.id, &job.job_id);
+    let o = hub.owned_by(agent, &job.job_id);
     if o.is_none() {
-        log::debug!(
-            "agent {} sent a message about job {} it does not hold; ignored",
+        log::info!(
+            "agent {} (token {}) sent a message about job {}, which it does not hold; ignored",
             agent.id,
+            agent.token().shown(),
             job.job_id
         );
     }
@@ -167,9 +197,10 @@ fn job_status(hub: &Hub, agent: &Arc<Agent>, job: &JobRef, state: &str, data: &V
     match state {
         "running" => {
             acknowledged(hub, &job.job_id);
+            let token = agent.token_id.as_deref();
             match hub
                 .pool
-                .with_retry(|c| jobs::job_running(c, &job.job_id, &agent.id))
+                .with_retry(|c| jobs::job_running(c, &job.job_id, &agent.id, token))
             {
                 Ok(run_started) => {
                     forward_job(hub, &job.job_id);
@@ -182,30 +213,81 @@ fn job_status(hub: &Hub, agent: &Arc<Agent>, job: &JobRef, state: &str, data: &V
         }
         s if TERMINAL_FROM_AGENT.contains(&s) => {
             if o.finished_at.is_some() {
-                return; // an identical replay
+                return; // a replay of a recorded end
             }
             acknowledged(hub, &job.job_id);
             hub.logs.flush_job(&job.job_id);
-            agent.active().remove(&job.job_id);
-            agent.paused.store(false, Ordering::SeqCst);
-            hub.update_job(&job.job_id, |o| o.finished_at = Some(Instant::now()));
-            let queue_status = match s {
-                "success" => "completed",
-                other => other,
-            };
-            if let Err(e) = hub
-                .pool
-                .with_retry(|c| queue::finish(c, &job.job_id, queue_status))
-            {
-                log::warn!("finishing queue row {} failed: {e}", job.job_id);
-            }
-            let error = failure_text(data);
-            finish_job_with_logs(hub, &job.job_id, s, error.as_deref(), o.log_bytes as i64);
-            hub.drain(agent);
+            terminal_status(hub, agent, &job.job_id, s, data, &o);
         }
         "cancelling" => forward_job(hub, &job.job_id),
         _ => {}
     }
+}
+
+/// A terminal `job.status`: written to the database first (retried with pauses), and only once
+/// committed is the job done in memory. When every try fails it stays open, so the agent's resend
+/// of the same status is recorded rather than ignored as a replay.
+fn terminal_status(
+    hub: &Hub,
+    agent: &Arc<Agent>,
+    job_id: &str,
+    state: &str,
+    data: &Value,
+    o: &Owned,
+) {
+    let queue_status = match state {
+        "success" => "completed",
+        other => other,
+    };
+    let error = failure_text(data);
+    let by = jobs::Reporter {
+        agent_id: &agent.id,
+        token_id: agent.token_id.as_deref(),
+    };
+    let log_bytes = o.log_bytes as i64;
+    let written = terminal::until_committed(
+        &terminal::BACKOFF,
+        std::thread::sleep,
+        |n, e| log::warn!("recording the end of job {job_id} ({state}) failed, try {n}: {e}"),
+        || {
+            hub.pool.with_retry(|c| {
+                jobs::agent_terminal(
+                    c,
+                    job_id,
+                    by,
+                    queue_status,
+                    state,
+                    error.as_deref(),
+                    log_bytes,
+                )
+            })
+        },
+    );
+    let finished = match written {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            log::warn!(
+                "agent {} reported job {job_id} {state}, but the job is no longer held by it; ignored",
+                agent.id
+            );
+            agent.active().remove(job_id);
+            hub.jobs().remove(job_id);
+            hub.drain(agent);
+            return;
+        }
+        Err(e) => {
+            log::error!(
+                "the end of job {job_id} ({state}) is not recorded: {e}; the job stays open so \
+                 the agent's resend is recorded"
+            );
+            return;
+        }
+    };
+    agent.active().remove(job_id);
+    agent.paused.store(false, Ordering::SeqCst);
+    hub.update_job(job_id, |o| o.finished_at = Some(Instant::now()));
+    after_finish(hub, job_id, &finished);
+    hub.drain(agent);
 }
 
 /// The job's error: `data.error`, else the first failed step's.
@@ -225,32 +307,25 @@ fn failure_text(data: &Value) -> Option<String> {
 /// Ends a job (its queue row is the caller's), its run when it was the last, and tells the
 /// Platform.
 pub fn finish_job(hub: &Hub, job_id: &str, status: &str, error: Option<&str>) {
-    finish_job_with_logs(hub, job_id, status, error, 0);
-}
-
-fn finish_job_with_logs(
-    hub: &Hub,
-    job_id: &str,
-    status: &str,
-    error: Option<&str>,
-    log_bytes: i64,
-) {
     match hub
         .pool
-        .with_retry(|c| jobs::job_terminal(c, job_id, status, error, log_bytes))
+        .with_retry(|c| jobs::job_terminal(c, job_id, status, error, 0))
     {
-        Ok(f) => {
-            if f.job_changed {
-                forward_job(hub, job_id);
-            }
-            if let (Some(run), Some(run_status)) = (&f.run_id, f.run_status) {
-                log::info!("run {run} finished: {run_status}");
-                forward_run(hub, run);
-            } else if let (true, Some(run)) = (f.job_changed, &f.run_id) {
-                advance(hub, run);
-            }
-        }
+        Ok(f) => after_finish(hub, job_id, &f),
         Err(e) => log::warn!("recording the end of job {job_id} failed: {e}"),
+    }
+}
+
+/// Tells the Platform, and ends the run or moves it on.
+fn after_finish(hub: &Hub, job_id: &str, f: &jobs::Finished) {
+    if f.job_changed {
+        forward_job(hub, job_id);
+    }
+    if let (Some(run), Some(run_status)) = (&f.run_id, f.run_status) {
+        log::info!("run {run} finished: {run_status}");
+        forward_run(hub, run);
+    } else if let (true, Some(run)) = (f.job_changed, &f.run_id) {
+        advance(hub, run);
     }
 }
 
@@ -305,16 +380,22 @@ fn forward_run(hub: &Hub, run_id: &str) {
 /// After `agent.register`: jobs the agent reports as still running are its again (also after an
 /// orchestrator restart), then queued work is offered.
 pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, String)]) {
+    let token = agent.token_id.as_deref();
     for (job_id, _) in in_flight {
-        match hub.pool.with_retry(|c| queue::adopt(c, job_id, &agent.id)) {
-            Ok(Some((run_id, job_name))) => {
+        match hub
+            .pool
+            .with_retry(|c| queue::adopt(c, job_id, &agent.id, token))
+        {
+            Ok(Some(job)) => {
                 agent.active().insert(job_id.clone());
                 hub.track(
                     job_id,
                     Owned {
                         agent_id: agent.id.clone(),
-                        run_id,
-                        job_name,
+                        token_id: agent.token_id.clone(),
+                        scope: JobScope::of(&job.run_id, job_id, &job.dispatch),
+                        run_id: job.run_id,
+                        job_name: job.job_name,
                         ack_deadline: None,
                         finished_at: None,
                         log_bytes: 0,
@@ -322,12 +403,13 @@ pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, Strin
                 );
                 let _ = hub
                     .pool
-                    .with_retry(|c| jobs::job_running(c, job_id, &agent.id));
+                    .with_retry(|c| jobs::job_running(c, job_id, &agent.id, token));
                 log::info!("agent {} resumed job {job_id}", agent.id);
             }
             Ok(None) => log::info!(
-                "agent {} reports job {job_id}, which is not waiting for it; ignored",
-                agent.id
+                "agent {} (token {}) reports job {job_id}, which is not waiting for it; ignored",
+                agent.id,
+                agent.token().shown()
             ),
             Err(e) => log::warn!("re-adopting job {job_id} failed: {e}"),
         }
@@ -369,74 +451,5 @@ pub fn expire(hub: &Hub, stale_after_secs: i64) {
                 Some("no job heartbeat from the agent"),
             );
         }
-    }
-}
-
-/// `cache.*` / `provenance.*` (§2.8): URLs from the storage layer for the job's own keys, or the
-/// documented "unavailable" answers.
-fn cache(hub: &Hub, agent: &Agent, kind: &str, job_id: &str, f: &Value) -> Option<Value> {
-    let o = hub.owned_by(&agent.id, job_id);
-    let request_id = f["messageId"].as_str().unwrap_or("").to_owned();
-    let text = |k: &str| f[k].as_str().unwrap_or("").to_owned();
-    let now = jiff::Timestamp::now();
-    let key = match (kind, text("cacheType").as_str()) {
-        (_, "source") if kind.starts_with("cache.upload") => {
-            Some(keys::source(&text("contentHash")))
-        }
-        (_, "deps") if kind.starts_with("cache.upload") => Some(keys::deps(
-            &text("platform"),
-            &text("arch"),
-            &text("lockfileHash"),
-        )),
-        _ if kind.starts_with("provenance.upload") => o
-            .as_ref()
-            .map(|o| keys::provenance(&o.run_id, job_id, &text("subjectDigest"))),
-        _ => None,
-    };
-    let storage = hub.storage.as_ref().filter(|_| o.is_some());
-    match kind {
-        "cache.upload.request" | "provenance.upload.request" => {
-            let url = match (storage, &key) {
-                (Some(s), Some(k)) => s
-                    .upload_url(Area::Cache, k, Audience::Agent, now)
-                    .unwrap_or_else(|e| {
-                        log::warn!("upload URL for {k} failed: {e}");
-                        String::new()
-                    }),
-                _ => String::new(),
-            };
-            let reply = if kind.starts_with("cache") {
-                "cache.upload.response"
-            } else {
-                "provenance.upload.response"
-            };
-            Some(json!({ "type": reply, "requestId": request_id, "uploadUrl": url }))
-        }
-        "cache.upload.complete" | "provenance.upload.complete" => {
-            if let (Some(s), Some(k)) = (storage, &key) {
-                if let Err(e) = s.commit(Area::Cache, k, now) {
-                    log::warn!("committing {k} failed: {e}");
-                }
-                let deps_hash = text("depsHash");
-                if text("cacheType") == "deps" && !deps_hash.is_empty() {
-                    let hash_key =
-                        keys::deps_hash(&text("platform"), &text("arch"), &text("lockfileHash"));
-                    let _ = s.put(
-                        Area::Cache,
-                        &hash_key,
-                        deps_hash.as_bytes(),
-                        Some(&Meta::new(now)),
-                    );
-                }
-            }
-            None
-        }
-        "cache.user.restore.request" => Some(
-            json!({ "type": "cache.user.restore.response", "requestId": request_id, "hit": false }),
-        ),
-        "cache.user.save.request" => Some(
-            json!({ "type": "cache.user.save.response", "requestId": request_id, "skip": true }),
-        ),
-        _ => None,
     }
 }

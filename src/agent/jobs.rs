@@ -113,20 +113,26 @@ pub fn create_run(client: &mut Client, run: &NewRun) -> Result<Created, DbError>
     Ok(Created::New)
 }
 
-/// The job started on `agent_id`. Returns whether its run went from `pending` to `running`.
-pub fn job_running(client: &mut Client, job_id: &str, agent_id: &str) -> Result<bool, DbError> {
+/// The job started on `agent_id` (authenticated with `token_id`). Returns whether its run went
+/// from `pending` to `running`.
+pub fn job_running(
+    client: &mut Client,
+    job_id: &str,
+    agent_id: &str,
+    token_id: Option<&str>,
+) -> Result<bool, DbError> {
     let mut tx = client
         .transaction()
         .map_err(DbError::query("starting a job update"))?;
     let run: Option<String> = tx
         .query_opt(
             "UPDATE execution_jobs
-                SET status = 'running', agent_id = $2, started_at = COALESCE(started_at, now()),
-                    last_heartbeat_at = now()
+                SET status = 'running', agent_id = $2, agent_token_id = $3::text::uuid,
+                    started_at = COALESCE(started_at, now()), last_heartbeat_at = now()
               WHERE job_id = $1::text::uuid AND status NOT IN ('running', 'success', 'failed', 'cancelled',
                     'skipped', 'timed_out_stale', 'drift_dropped')
              RETURNING run_id::text",
-            &[&job_id, &agent_id],
+            &[&job_id, &agent_id, &token_id],
         )
         .map_err(DbError::query("marking a job running"))?
         .map(|r| r.get(0));
@@ -169,6 +175,60 @@ pub fn job_terminal(
     let mut tx = client
         .transaction()
         .map_err(DbError::query("starting a job update"))?;
+    let finished = terminal_in(&mut tx, job_id, status, error, log_bytes)?;
+    tx.commit()
+        .map_err(DbError::query("committing a job update"))?;
+    Ok(finished)
+}
+
+/// Who reports a job's end: the agent id and the token it authenticated with.
+#[derive(Debug, Clone, Copy)]
+pub struct Reporter<'a> {
+    pub agent_id: &'a str,
+    pub token_id: Option<&'a str>,
+}
+
+/// An agent's terminal `job.status`, in one transaction: its queue row finished (`queue_status`)
+/// and the job recorded, or neither. `None` when the queue row is no longer held by this agent
+/// and token (requeued, expired, cancelled or revoked meanwhile): nothing is written then. A row
+/// without a token, or an agent without one, binds no token (see `queue::adopt`).
+pub fn agent_terminal(
+    client: &mut Client,
+    job_id: &str,
+    by: Reporter<'_>,
+    queue_status: &str,
+    status: &str,
+    error: Option<&str>,
+    log_bytes: i64,
+) -> Result<Option<Finished>, DbError> {
+    let mut tx = client
+        .transaction()
+        .map_err(DbError::query("starting a job update"))?;
+    let held = tx
+        .execute(
+            "UPDATE dispatch_queue SET status = $2, ack_deadline = NULL, recovery_deadline = NULL, updated_at = now()
+              WHERE id = $1::text::uuid AND status IN ('dispatched', 'recovering')
+                AND agent_id = $3
+                AND (agent_token_id IS NULL OR $4::text::uuid IS NULL OR agent_token_id = $4::text::uuid)",
+            &[&job_id, &queue_status, &by.agent_id, &by.token_id],
+        )
+        .map_err(DbError::query("finishing a queued job"))?;
+    if held == 0 {
+        return Ok(None);
+    }
+    let finished = terminal_in(&mut tx, job_id, status, error, log_bytes)?;
+    tx.commit()
+        .map_err(DbError::query("committing a job update"))?;
+    Ok(Some(finished))
+}
+
+fn terminal_in(
+    tx: &mut postgres::Transaction<'_>,
+    job_id: &str,
+    status: &str,
+    error: Option<&str>,
+    log_bytes: i64,
+) -> Result<Finished, DbError> {
     // Jobs of one run end one at a time: two jobs finishing together would each see the other
     // still running, and neither would end the run.
     tx.execute(
@@ -191,8 +251,6 @@ pub fn job_terminal(
         .map_err(DbError::query("finishing a job"))?
         .map(|r| r.get(0));
     let Some(run_id) = run else {
-        tx.commit()
-            .map_err(DbError::query("committing a job update"))?;
         return Ok(Finished::default());
     };
     let step_status = match status {
@@ -206,9 +264,7 @@ pub fn job_terminal(
         &[&job_id, &step_status],
     )
     .map_err(DbError::query("reconciling a job's steps"))?;
-    let run_status = finish_run_if_done(&mut tx, &run_id)?;
-    tx.commit()
-        .map_err(DbError::query("committing a job update"))?;
+    let run_status = finish_run_if_done(tx, &run_id)?;
     Ok(Finished {
         job_changed: true,
         run_id: Some(run_id),

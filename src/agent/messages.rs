@@ -413,3 +413,115 @@ mod tests {
         assert!(api_response("q", Err("no".into())).get("result").is_none());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [&str; 24] = [
+        "auth.request",
+        "agent.register",
+        "heartbeat",
+        "agent.status",
+        "job.ack",
+        "job.reject",
+        "job.status",
+        "step.status",
+        "log.chunk",
+        "job.heartbeat",
+        "config.ack",
+        "agent.api.request",
+        "cache.upload.request",
+        "cache.upload.complete",
+        "cache.user.restore.request",
+        "cache.user.save.request",
+        "provenance.upload.request",
+        "provenance.upload.complete",
+        "job.concurrency.report",
+        "event.emit",
+        "step.approval-request",
+        "run.event",
+        "agent.log",
+        "unknown.kind",
+    ];
+    const FIELDS: [&str; 16] = [
+        "token",
+        "protocolVersion",
+        "agentId",
+        "labels",
+        "maxConcurrency",
+        "inFlightJobs",
+        "runningAsUid",
+        "jobId",
+        "runId",
+        "state",
+        "data",
+        "stepIndex",
+        "lines",
+        "requestId",
+        "method",
+        "activeJobs",
+    ];
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            any::<u64>().prop_map(|n| json!(n)),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A frame of a known type whose known fields hold anything.
+    fn known_frame() -> impl Strategy<Value = Value> {
+        (
+            proptest::sample::select(KINDS.to_vec()),
+            proptest::collection::vec(
+                (proptest::sample::select(FIELDS.to_vec()), json_value()),
+                0..8,
+            ),
+        )
+            .prop_map(|(kind, fields)| {
+                let mut o = Map::new();
+                o.insert("type".into(), json!(kind));
+                for (k, v) in fields {
+                    o.insert(k.into(), v);
+                }
+                Value::Object(o)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let _ = parse(&String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_json(v in json_value()) {
+            let _ = parse(&v.to_string());
+        }
+
+        /// Known types with wrong, missing or odd fields: a message or `Invalid`, and a parsed
+        /// registration's capacity stays within 1..=1024.
+        #[test]
+        fn never_panics_on_known_types_with_arbitrary_fields(v in known_frame()) {
+            if let AgentMsg::Register(r) = parse(&v.to_string()) {
+                prop_assert!((1..=1024).contains(&r.max_concurrency));
+                prop_assert!(!r.agent_id.is_empty());
+            }
+        }
+    }
+}

@@ -5,17 +5,26 @@
 //! `Hub` is the shared state: connected agents (labels, capacity, taint, their writer), which
 //! job each one holds (for ownership checks, ack deadlines and recovery), and the queue claims.
 //! `session` runs one connection on its own thread; `handle` acts on what agents send; `queue`
-//! and `jobs` are the database; `messages`, `select` and `wsframe` are pure.
+//! and `jobs` are the database; `revoke` ends the sessions of revoked tokens; `messages`,
+//! `select`, `identity`, `cache_keys`, `terminal` and `wsframe` are pure; `uploads` signs URLs.
 
+pub mod cache_keys;
 pub mod credentials;
 pub mod handle;
+pub mod identity;
 pub mod jobs;
 pub mod logs;
 pub mod messages;
 pub mod queue;
+pub mod revoke;
 pub mod select;
 pub mod session;
+pub mod terminal;
+pub mod uploads;
 pub mod wsframe;
+
+#[cfg(test)]
+mod hub_tests;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -31,12 +40,14 @@ use std::{
 use serde_json::{json, Value};
 
 use crate::{
-    db::Pool,
+    db::{agent_tokens::AgentToken, Pool},
     http::server::ShutdownHandle,
     platform::{oidc::Minter, Link},
     storage::Storage,
 };
+use cache_keys::{JobScope, Platform};
 use credentials::JobCredentials;
+use identity::TokenRef;
 use logs::Logs;
 
 /// How long a late message about a finished job is still accepted from its agent.
@@ -108,7 +119,12 @@ impl Writer {
 pub struct Agent {
     pub id: String,
     pub connection_id: String,
+    /// The token it authenticated with (`None` with `KICI_AGENT_AUTH=none`): with the id, its
+    /// identity (src/agent/identity.rs).
     pub token_id: Option<String>,
+    pub token_prefix: Option<String>,
+    /// What it registered as: deps cache entries it may write are for this platform only.
+    pub platform: Platform,
     pub labels: Vec<String>,
     pub taint: Vec<String>,
     pub max: u32,
@@ -121,25 +137,36 @@ pub struct Agent {
 
 impl Agent {
     pub fn new(
-        id: String,
         connection_id: String,
-        token_id: Option<String>,
-        labels: Vec<String>,
-        taint: Vec<String>,
-        max: u32,
+        token: Option<&AgentToken>,
+        reg: &messages::Register,
         writer: Arc<Writer>,
     ) -> Agent {
         Agent {
-            id,
+            id: reg.agent_id.clone(),
             connection_id,
-            token_id,
-            labels,
-            taint,
-            max,
+            token_id: token.map(|t| t.id.clone()),
+            token_prefix: token.map(|t| t.prefix.clone()),
+            platform: Platform {
+                platform: reg.platform.clone(),
+                arch: reg.arch.clone(),
+            },
+            labels: reg.labels.clone(),
+            taint: token
+                .map(|t| t.mandatory_labels.clone())
+                .unwrap_or_default(),
+            max: reg.max_concurrency,
             writer,
             active: Mutex::default(),
             paused: AtomicBool::new(false),
             drain_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn token(&self) -> TokenRef<'_> {
+        TokenRef {
+            id: self.token_id.as_deref(),
+            prefix: self.token_prefix.as_deref(),
         }
     }
 
@@ -156,11 +183,15 @@ impl Agent {
 #[derive(Debug, Clone)]
 pub struct Owned {
     pub agent_id: String,
+    /// The token of the agent it was dispatched to: only that agent *and* token may act on it.
+    pub token_id: Option<String>,
     pub run_id: String,
     pub job_name: String,
     pub ack_deadline: Option<Instant>,
     pub finished_at: Option<Instant>,
     pub log_bytes: u64,
+    /// The cache keys its dispatch allows it to write.
+    pub scope: JobScope,
 }
 
 pub struct Hub {
@@ -232,6 +263,7 @@ impl Hub {
             move || stopping.load(Ordering::SeqCst),
             move || {
                 let mut last_expire = Instant::now();
+                let mut last_token_check = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
                     let woken = {
                         let (lock, cv) = &hub.wake;
@@ -245,6 +277,10 @@ impl Hub {
                         hub.kick();
                     }
                     hub.check_ack_deadlines();
+                    if last_token_check.elapsed() >= revoke::CHECK_EVERY {
+                        last_token_check = Instant::now();
+                        hub.end_revoked_sessions();
+                    }
                     if last_expire.elapsed() >= EXPIRE_EVERY {
                         last_expire = Instant::now();
                         handle::expire(&hub, STALE_AFTER_SECS);
@@ -288,12 +324,12 @@ impl Hub {
         self.agents().len()
     }
 
-    /// The job as `agent_id` holds it: dispatched to it, recovering on it, or finished by it less
-    /// than 30 s ago (late logs). Job-scoped messages about anything else are ignored.
-    pub fn owned_by(&self, agent_id: &str, job_id: &str) -> Option<Owned> {
+    /// The job as `agent` holds it: dispatched to its id and token, recovering on it, or finished
+    /// by it less than 30 s ago (late logs). Job-scoped messages about anything else are ignored.
+    pub fn owned_by(&self, agent: &Agent, job_id: &str) -> Option<Owned> {
         self.jobs()
             .get(job_id)
-            .filter(|o| o.agent_id == agent_id)
+            .filter(|o| o.agent_id == agent.id && o.token_id == agent.token_id)
             .filter(|o| o.finished_at.is_none_or(|t| t.elapsed() < LATE_GRACE))
             .cloned()
     }
@@ -308,17 +344,17 @@ impl Hub {
         }
     }
 
-    /// Registers a connection's agent. An agent id already bound to another token is refused;
-    /// the same agent reconnecting replaces its previous connection.
-    pub fn register(&self, agent: Arc<Agent>) -> Result<(), String> {
+    /// Registers a connection's agent. An agent id connected with another token is refused
+    /// (which token holds jobs under the id is checked before, in the queue: `Hub::binding` in
+    /// src/agent/revoke.rs); the same agent
+    /// reconnecting replaces its previous connection.
+    pub fn register(&self, agent: Arc<Agent>) -> Result<(), identity::Conflict> {
         let previous = {
             let mut agents = self.agents();
             if let Some(old) = agents.get(&agent.id) {
-                if old.token_id != agent.token_id && old.connection_id != agent.connection_id {
-                    return Err(format!(
-                        "agent id {} is already connected with another token",
-                        agent.id
-                    ));
+                if old.connection_id != agent.connection_id {
+                    let held = old.active_count() as i64;
+                    identity::verdict(&agent.id, agent.token(), &[(old.token(), held)])?;
                 }
             }
             agents.insert(agent.id.clone(), agent.clone())
@@ -366,7 +402,11 @@ impl Hub {
         }
         if held.len() > unacked.len() {
             let secs = self.cfg.recovery_window.as_secs() as i64;
-            match self.pool.with_retry(|c| queue::start_recovery(c, agent_id, secs)) {
+            let token = agent.token_id.as_deref();
+            match self
+                .pool
+                .with_retry(|c| queue::start_recovery(c, agent_id, token, secs))
+            {
                 Ok(n) => log::info!("agent {agent_id} disconnected with {n} job(s) in flight; waiting {secs} s for it"),
                 Err(e) => log::warn!("agent {agent_id} disconnected; recording recovery failed: {e}"),
             }
@@ -397,9 +437,10 @@ impl Hub {
             && !self.shutting_down()
         {
             let ack_ms = self.cfg.ack_timeout.as_millis() as i64;
-            let claimed = self
-                .pool
-                .with_retry(|c| queue::claim(c, &agent.id, &agent.labels, &agent.taint, ack_ms));
+            let token = agent.token_id.as_deref();
+            let claimed = self.pool.with_retry(|c| {
+                queue::claim(c, &agent.id, token, &agent.labels, &agent.taint, ack_ms)
+            });
             let job = match claimed {
                 Ok(Some(job)) => job,
                 Ok(None) => return,
@@ -426,11 +467,13 @@ impl Hub {
                 &job.id,
                 Owned {
                     agent_id: agent.id.clone(),
+                    token_id: agent.token_id.clone(),
                     run_id: job.run_id.clone(),
                     job_name: job.job_name.clone(),
                     ack_deadline: Some(Instant::now() + self.cfg.ack_timeout),
                     finished_at: None,
                     log_bytes: 0,
+                    scope: JobScope::of(&job.run_id, &job.id, &job.dispatch),
                 },
             );
             if agent.writer.send(&frame) {
@@ -591,13 +634,4 @@ pub fn dispatch_frame(job: &queue::Claimed) -> Value {
         frame["lockFileUrl"] = json!("");
     }
     frame
-}
-
-impl crate::platform::oidc::OwnedJobs for Hub {
-    fn run_of(&self, agent_id: &str, job_id: &str) -> Option<String> {
-        self.jobs()
-            .get(job_id)
-            .filter(|o| o.agent_id == agent_id && o.finished_at.is_none())
-            .map(|o| o.run_id.clone())
-    }
 }

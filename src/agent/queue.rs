@@ -72,6 +72,7 @@ fn strings(v: Value) -> Vec<String> {
 pub fn claim(
     client: &mut Client,
     agent_id: &str,
+    token_id: Option<&str>,
     labels: &[String],
     taint: &[String],
     ack_timeout_ms: i64,
@@ -81,7 +82,7 @@ pub fn claim(
     let fast = client
         .query_opt(
             "UPDATE dispatch_queue
-                SET status = 'dispatched', agent_id = $3, updated_at = now(),
+                SET status = 'dispatched', agent_id = $3, agent_token_id = $6::text::uuid, updated_at = now(),
                     ack_deadline = now() + make_interval(secs => $4::bigint / 1000.0)
               WHERE id = (SELECT id FROM dispatch_queue
                            WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
@@ -98,6 +99,7 @@ pub fn claim(
                 &agent_id,
                 &ack_timeout_ms,
                 &labels,
+                &token_id,
             ],
         )
         .map_err(DbError::query("claiming a queued job"))?;
@@ -143,10 +145,10 @@ pub fn claim(
     let id: String = row.get(0);
     tx.execute(
         "UPDATE dispatch_queue
-            SET status = 'dispatched', agent_id = $2, updated_at = now(),
+            SET status = 'dispatched', agent_id = $2, agent_token_id = $4::text::uuid, updated_at = now(),
                 ack_deadline = now() + make_interval(secs => $3::bigint / 1000.0)
           WHERE id = $1::text::uuid",
-        &[&id, &agent_id, &ack_timeout_ms],
+        &[&id, &agent_id, &ack_timeout_ms, &token_id],
     )
     .map_err(DbError::query("claiming a queued job"))?;
     tx.commit()
@@ -196,7 +198,8 @@ pub fn requeue(
         .query_opt(
             "UPDATE dispatch_queue
                 SET status = CASE WHEN dispatch_attempts + 1 >= $3 THEN 'failed' ELSE 'pending' END,
-                    dispatch_attempts = dispatch_attempts + 1, agent_id = NULL, ack_deadline = NULL,
+                    dispatch_attempts = dispatch_attempts + 1, agent_id = NULL, agent_token_id = NULL,
+                    ack_deadline = NULL,
                     last_error = $4, updated_at = now(),
                     retry_after = CASE WHEN $5::bigint > 0
                                        THEN now() + make_interval(secs => $5::bigint * power(2, dispatch_attempts))
@@ -225,10 +228,12 @@ pub fn finish(client: &mut Client, job_id: &str, status: &str) -> Result<(), DbE
     Ok(())
 }
 
-/// An agent went away with jobs in flight: they wait `window_secs` for it to come back.
+/// An agent went away with jobs in flight: they wait `window_secs` for it (the same id with the
+/// same token) to come back.
 pub fn start_recovery(
     client: &mut Client,
     agent_id: &str,
+    token_id: Option<&str>,
     window_secs: i64,
 ) -> Result<u64, DbError> {
     client
@@ -236,8 +241,9 @@ pub fn start_recovery(
             "UPDATE dispatch_queue
                 SET status = 'recovering', ack_deadline = NULL, updated_at = now(),
                     recovery_deadline = now() + make_interval(secs => $2::bigint)
-              WHERE agent_id = $1 AND status = 'dispatched'",
-            &[&agent_id, &window_secs],
+              WHERE agent_id = $1 AND status = 'dispatched'
+                AND (agent_token_id IS NULL OR $3::text::uuid IS NULL OR agent_token_id = $3::text::uuid)",
+            &[&agent_id, &window_secs, &token_id],
         )
         .map_err(DbError::query("starting job recovery"))
 }
@@ -256,25 +262,93 @@ pub fn recover_after_restart(client: &mut Client, window_secs: i64) -> Result<u6
         .map_err(DbError::query("recovering dispatched jobs after a restart"))
 }
 
-/// A re-registering agent reports a job it still runs: it is its again. Returns its run id and
-/// name when the job was waiting for it (or was dispatched to it).
+/// A job a re-registering agent takes back.
+#[derive(Debug, Clone)]
+pub struct Adopted {
+    pub run_id: String,
+    pub job_name: String,
+    pub dispatch: Value,
+}
+
+/// A re-registering agent reports a job it still runs: it is its again, when the job was waiting
+/// for (or dispatched to) this agent id **with this token** — after an orchestrator restart too,
+/// since the token id is on the row.
+///
+/// A row without a token binds none: it was dispatched without auth, or before the token was
+/// recorded (migrations/0005_agent_identity.sql). Refusing those would close every agent that
+/// held a job across the upgrade with 4010, which it never retries; the first agent of that id
+/// to take such a row back binds it to its token. An agent without a token (auth off) is
+/// likewise not held to one.
 pub fn adopt(
     client: &mut Client,
     job_id: &str,
     agent_id: &str,
-) -> Result<Option<(String, String)>, DbError> {
+    token_id: Option<&str>,
+) -> Result<Option<Adopted>, DbError> {
     let row = client
         .query_opt(
             "UPDATE dispatch_queue
-                SET status = 'dispatched', agent_id = $2, recovery_deadline = NULL, ack_deadline = NULL,
-                    updated_at = now()
-              WHERE id = $1::text::uuid AND status IN ('recovering', 'dispatched')
-                AND (agent_id IS NULL OR agent_id = $2)
-             RETURNING run_id::text, job_name",
-            &[&job_id, &agent_id],
+                SET status = 'dispatched', recovery_deadline = NULL, ack_deadline = NULL,
+                    agent_token_id = COALESCE(agent_token_id, $3::text::uuid), updated_at = now()
+              WHERE id = $1::text::uuid AND status IN ('recovering', 'dispatched') AND agent_id = $2
+                AND (agent_token_id IS NULL OR $3::text::uuid IS NULL OR agent_token_id = $3::text::uuid)
+             RETURNING run_id::text, job_name, dispatch",
+            &[&job_id, &agent_id, &token_id],
         )
         .map_err(DbError::query("re-adopting a job"))?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    Ok(row.map(|r| Adopted {
+        run_id: r.get(0),
+        job_name: r.get(1),
+        dispatch: r.get(2),
+    }))
+}
+
+/// A token holding live jobs (dispatched or recovering) under an agent id.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// `None` for jobs dispatched without auth (`KICI_AGENT_AUTH=none`).
+    pub token_id: Option<String>,
+    /// `None` when the token row was deleted.
+    pub token_prefix: Option<String>,
+    pub jobs: i64,
+}
+
+/// Which tokens hold live jobs under `agent_id`.
+pub fn holders_of(client: &mut Client, agent_id: &str) -> Result<Vec<Holder>, DbError> {
+    let rows = client
+        .query(
+            "SELECT q.agent_token_id::text, t.token_prefix, count(*)
+               FROM dispatch_queue q LEFT JOIN agent_tokens t ON t.id = q.agent_token_id
+              WHERE q.agent_id = $1 AND q.status IN ('dispatched', 'recovering')
+              GROUP BY 1, 2",
+            &[&agent_id],
+        )
+        .map_err(DbError::query(
+            "reading which token holds an agent id's jobs",
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|r| Holder {
+            token_id: r.get(0),
+            token_prefix: r.get(1),
+            jobs: r.get(2),
+        })
+        .collect())
+}
+
+/// Jobs waiting for an agent of one of these tokens (`recovering`): `(job id, agent id)`.
+pub fn recovering_of_tokens(
+    client: &mut Client,
+    token_ids: &[String],
+) -> Result<Vec<(String, String)>, DbError> {
+    let rows = client
+        .query(
+            "SELECT id::text, agent_id FROM dispatch_queue
+              WHERE status = 'recovering' AND agent_token_id::text = ANY($1) AND agent_id IS NOT NULL",
+            &[&token_ids],
+        )
+        .map_err(DbError::query("reading the recovering jobs of revoked tokens"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Jobs whose agent did not come back in time: failed, with their run ids.

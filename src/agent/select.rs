@@ -86,6 +86,7 @@ mod tests {
 
     fn token(labels: Option<&[&str]>, mandatory: &[&str]) -> AgentToken {
         AgentToken {
+            prefix: "kat_00000000".into(),
             id: "t".into(),
             labels: labels.map(s),
             mandatory_labels: s(mandatory),

@@ -15,9 +15,11 @@ use std::{
 };
 
 use super::{
-    handle,
+    handle, identity,
     messages::{self, AgentMsg},
-    select, wsframe, Agent, Hub, Writer,
+    select,
+    wsframe::{self, MAX_MESSAGE},
+    Agent, Hub, Writer,
 };
 use crate::{db::agent_tokens, http::Request};
 
@@ -26,7 +28,10 @@ const AUTH_WINDOW: Duration = Duration::from_secs(5);
 const REGISTER_WINDOW: Duration = Duration::from_secs(10);
 const UNHEALTHY_AFTER: Duration = Duration::from_secs(90);
 const SILENT_CLOSE: Duration = Duration::from_secs(180);
-const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// Control frames (ping, pong) answered before registration. Each ping costs a pong, so a
+/// stranger who has not even authenticated could otherwise keep us writing for free; a real
+/// agent sends none before it registers.
+pub const PRE_REGISTER_CONTROL_FRAMES: u32 = 5;
 
 /// Token buckets: messages and bytes per second with bursts.
 struct Budget {
@@ -62,6 +67,24 @@ impl Budget {
             .max(-self.bytes / Self::BYTE_RATE)
             .max(0.0);
         Duration::from_secs_f64(wait.min(5.0))
+    }
+
+    /// Spends the budget for a message of `size` bytes, waiting when it is exhausted (warning
+    /// the agent at most once a second).
+    fn pace(&mut self, writer: &Writer, size: usize) {
+        let wait = self.spend(size);
+        if wait.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .warned
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
+        {
+            self.warned = Some(now);
+            writer.send(&messages::rate_limit_warning(wait.as_millis() as u64));
+        }
+        std::thread::sleep(wait);
     }
 }
 
@@ -155,11 +178,20 @@ impl Session<'_> {
         self.writer.close(code, reason);
     }
 
+    /// Another token holds this agent id: 4010, which the agent does not retry.
+    fn refuse_identity(&self, conflict: &identity::Conflict) -> bool {
+        log::warn!("{} (from {})", conflict.log, self.peer);
+        self.writer.send(&messages::auth_failure(&conflict.reason));
+        self.close(identity::REFUSED, "Authentication failed");
+        false
+    }
+
     fn run(&mut self, stream: &mut TcpStream, mut buf: Vec<u8>) {
         let mut assembler = wsframe::Assembler::default();
         let mut budget = Budget::new();
         let mut last_heard = Instant::now();
         let mut warned_unhealthy = false;
+        let mut control_frames = 0u32;
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             // Every complete frame already read.
@@ -182,21 +214,23 @@ impl Session<'_> {
                         return self.close(if e.code == 1009 { 4003 } else { e.code }, e.reason)
                     }
                 };
+                let registered = matches!(self.phase, Phase::Registered { .. });
+                if matches!(message, wsframe::Message::Ping(_) | wsframe::Message::Pong)
+                    && !registered
+                {
+                    control_frames += 1;
+                    if control_frames > PRE_REGISTER_CONTROL_FRAMES {
+                        return self.close(4003, "Too many control frames before registration");
+                    }
+                }
+                if matches!(
+                    message,
+                    wsframe::Message::Text(_) | wsframe::Message::Ping(_)
+                ) {
+                    budget.pace(&self.writer, size);
+                }
                 match message {
                     wsframe::Message::Text(text) => {
-                        let wait = budget.spend(size);
-                        if !wait.is_zero() {
-                            let now = Instant::now();
-                            if budget
-                                .warned
-                                .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
-                            {
-                                budget.warned = Some(now);
-                                self.writer
-                                    .send(&messages::rate_limit_warning(wait.as_millis() as u64));
-                            }
-                            std::thread::sleep(wait);
-                        }
                         if !self.text(&text) {
                             return;
                         }
@@ -294,7 +328,7 @@ impl Session<'_> {
             }
             (Phase::Registered { agent, .. }, msg) => {
                 let agent = agent.clone();
-                if let Some(reply) = handle::on_message(self.hub, &agent, msg) {
+                for reply in handle::on_message(self.hub, &agent, msg) {
                     self.writer.send(&reply);
                 }
                 true
@@ -351,10 +385,6 @@ impl Session<'_> {
             self.close(refused.code, "Authentication failed");
             return false;
         }
-        let taint = token
-            .as_ref()
-            .map(|t| t.mandatory_labels.clone())
-            .unwrap_or_default();
         if let Phase::Registered { agent, .. } = &self.phase {
             if agent.id != r.agent_id {
                 self.close(4003, "Agent id changed on a registered connection");
@@ -362,22 +392,31 @@ impl Session<'_> {
             }
         }
         let agent = Arc::new(Agent::new(
-            r.agent_id.clone(),
             self.connection_id.clone(),
-            token.as_ref().map(|t| t.id.clone()),
-            r.labels.clone(),
-            taint,
-            r.max_concurrency,
+            token.as_ref(),
+            &r,
             self.writer.clone(),
         ));
+        match self.hub.binding(&agent.id, agent.token()) {
+            Ok(Ok(())) => {}
+            Ok(Err(conflict)) => return self.refuse_identity(&conflict),
+            Err(e) => {
+                // Not the agent's fault: a normal close, so it retries later.
+                log::warn!(
+                    "checking agent id {} against the queue failed: {e}",
+                    agent.id
+                );
+                self.close(1011, "Database unavailable");
+                return false;
+            }
+        }
         if let Phase::Registered { agent: old, .. } = &self.phase {
             // Re-registration on the same socket keeps the jobs it holds.
             let held: Vec<String> = old.active().iter().cloned().collect();
             agent.active().extend(held);
         }
-        if let Err(e) = self.hub.register(agent.clone()) {
-            self.close(4003, &e);
-            return false;
+        if let Err(conflict) = self.hub.register(agent.clone()) {
+            return self.refuse_identity(&conflict);
         }
         self.writer
             .send(&messages::register_ack(&r.agent_id, &r.labels));

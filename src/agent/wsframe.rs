@@ -15,6 +15,9 @@ pub const OP_CLOSE: u8 = 0x8;
 pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
+/// Largest agent message, fragments joined (the reference's rate limiter: 4 MB max message).
+pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
@@ -314,5 +317,165 @@ mod tests {
             &close(4010, "Authentication failed")[..4],
             [0x88, 23, 0x0f, 0xaa]
         );
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    /// The header of a masked client frame announcing `len` payload bytes.
+    fn header(opcode: u8, fin: bool, len: usize) -> Vec<u8> {
+        let mut out = vec![if fin { 0x80 } else { 0 } | opcode, 0x80 | 127];
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]); // zero mask: payload bytes are sent as they are
+        out
+    }
+
+    #[test]
+    fn a_frame_of_exactly_the_largest_message_is_read_one_more_byte_is_refused() {
+        let mut exact = header(OP_TEXT, true, MAX_MESSAGE);
+        exact.resize(exact.len() + MAX_MESSAGE, b'a');
+        let (frame, used) = parse(&exact, MAX_MESSAGE).unwrap().unwrap();
+        assert_eq!((frame.payload.len(), used), (MAX_MESSAGE, exact.len()));
+        match Assembler::default().push(frame, MAX_MESSAGE) {
+            Ok(Some(Message::Text(t))) => assert_eq!(t.len(), MAX_MESSAGE),
+            _ => panic!("the largest message is delivered whole"),
+        }
+        // Refused from the header alone: nothing of the payload is waited for or buffered.
+        let over = header(OP_TEXT, true, MAX_MESSAGE + 1);
+        assert_eq!(parse(&over, MAX_MESSAGE).unwrap_err().code, 1009);
+    }
+
+    #[test]
+    fn fragments_adding_up_to_the_limit_pass_one_byte_more_is_refused() {
+        let frame = |opcode, fin, len| Frame {
+            fin,
+            opcode,
+            payload: vec![b'x'; len],
+        };
+        let mut a = Assembler::default();
+        assert!(a.push(frame(OP_TEXT, false, 60), 100).unwrap().is_none());
+        match a.push(frame(OP_CONTINUATION, true, 40), 100) {
+            Ok(Some(Message::Text(t))) => assert_eq!(t.len(), 100),
+            _ => panic!("exactly the limit is one message"),
+        }
+        assert!(a.push(frame(OP_TEXT, false, 60), 100).unwrap().is_none());
+        assert_eq!(
+            a.push(frame(OP_CONTINUATION, true, 41), 100)
+                .err()
+                .map(|e| e.code),
+            Some(1009)
+        );
+        // Control frames: 125 bytes is the most (RFC 6455 §5.5).
+        let ping = |len: usize| {
+            let mut b = vec![0x80 | OP_PING, 0x80 | len as u8, 0, 0, 0, 0];
+            b.resize(b.len() + len, 0);
+            parse(&b, 1000)
+        };
+        assert!(ping(125).unwrap().is_some());
+        let mut long = vec![0x80 | OP_PING, 0x80 | 126, 0, 126, 0, 0, 0, 0];
+        long.resize(long.len() + 126, 0);
+        assert_eq!(parse(&long, 1000).unwrap_err().code, 1002);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What reading a byte stream yields: the frames until the first error, and that error.
+    fn read_all(chunks: &[&[u8]], max: usize) -> (Vec<Frame>, Option<FrameError>) {
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        let mut assembler = Assembler::default();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            loop {
+                match parse(&buf, max) {
+                    Ok(Some((frame, used))) => {
+                        assert!(used > 0 && used <= buf.len());
+                        buf.drain(..used);
+                        frames.push(frame.clone());
+                        if let Err(e) = assembler.push(frame, max) {
+                            return (frames, Some(e));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (frames, Some(e)),
+                }
+            }
+        }
+        (frames, None)
+    }
+
+    /// A client frame as an agent (or an attacker) could send it.
+    fn client_frame() -> impl Strategy<Value = Vec<u8>> {
+        (
+            any::<bool>(),
+            prop_oneof![
+                Just(0u8),
+                Just(1),
+                Just(2),
+                Just(8),
+                Just(9),
+                Just(10),
+                0u8..16
+            ],
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            any::<[u8; 4]>(),
+            0u8..3,
+        )
+            .prop_map(|(fin, opcode, masked, payload, mask, form)| {
+                let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+                let m = if masked { 0x80 } else { 0 };
+                match (form, payload.len()) {
+                    (0, n) if n < 126 => out.push(m | n as u8),
+                    (1, n) if n <= 0xFFFF => {
+                        out.push(m | 126);
+                        out.extend_from_slice(&(n as u16).to_be_bytes());
+                    }
+                    (_, n) => {
+                        out.push(m | 127);
+                        out.extend_from_slice(&(n as u64).to_be_bytes());
+                    }
+                }
+                out.extend_from_slice(&mask);
+                out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+                out
+            })
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048), max in 0usize..4096) {
+            let _ = read_all(&[&bytes], max);
+        }
+
+        /// However the stream is cut into reads, the same frames and the same error come out.
+        #[test]
+        fn never_panics_on_fragmented_reads(
+            frames in proptest::collection::vec(client_frame(), 0..8),
+            garbage in proptest::collection::vec(any::<u8>(), 0..16),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+            max in prop_oneof![Just(200usize), Just(MAX_MESSAGE)],
+        ) {
+            let mut stream: Vec<u8> = frames.concat();
+            stream.extend_from_slice(&garbage);
+            let mut at: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+            at.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for cut in at {
+                chunks.push(&stream[from..cut]);
+                from = cut;
+            }
+            chunks.push(&stream[from..]);
+            prop_assert_eq!(read_all(&chunks, max), read_all(&[&stream], max));
+        }
     }
 }

@@ -11,6 +11,8 @@ use crate::crypto;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentToken {
     pub id: String,
+    /// The first 12 characters (`kat_` + 8 hex): what logs may show of a token.
+    pub prefix: String,
     /// `None`: any label may be advertised.
     pub labels: Option<Vec<String>>,
     pub mandatory_labels: Vec<String>,
@@ -33,7 +35,7 @@ pub fn authenticate(client: &mut Client, token: &str) -> Result<Option<AgentToke
             "UPDATE agent_tokens SET last_seen_at = now()
               WHERE token_hash = $1 AND revoked_at IS NULL AND consumed_at IS NULL
                 AND (expires_at IS NULL OR expires_at > now())
-             RETURNING id::text, labels, mandatory_labels, agent_type, created_by",
+             RETURNING id::text, labels, mandatory_labels, agent_type, created_by, token_prefix",
             &[&crypto::hash_token(token)],
         )
         .map_err(DbError::query("checking an agent token"))?;
@@ -43,6 +45,7 @@ pub fn authenticate(client: &mut Client, token: &str) -> Result<Option<AgentToke
         mandatory_labels: strings(r.get(2)).unwrap_or_default(),
         agent_type: r.get(3),
         created_by: r.get(4),
+        prefix: r.get(5),
     }))
 }
 
@@ -92,14 +95,29 @@ pub fn list(client: &mut Client) -> Result<Vec<Value>, DbError> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Revokes by id or by its displayed prefix; false when no live token matched.
-pub fn revoke(client: &mut Client, id_or_prefix: &str) -> Result<bool, DbError> {
-    let n = client
-        .execute(
+/// Revokes by id or by its displayed prefix; returns the ids revoked (none when no live token
+/// matched), so the caller can end their agents' sessions.
+pub fn revoke(client: &mut Client, id_or_prefix: &str) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
             "UPDATE agent_tokens SET revoked_at = now()
-              WHERE revoked_at IS NULL AND (id::text = $1 OR token_prefix = $1)",
+              WHERE revoked_at IS NULL AND (id::text = $1 OR token_prefix = $1)
+             RETURNING id::text",
             &[&id_or_prefix],
         )
         .map_err(DbError::query("revoking an agent token"))?;
-    Ok(n > 0)
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Of these token ids, the ones that were revoked or deleted. Expiry is not checked: it bounds
+/// when a token may authenticate, not how long a session that authenticated in time may run.
+pub fn revoked_among(client: &mut Client, ids: &[String]) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "SELECT i FROM unnest($1::text[]) AS i
+              WHERE NOT EXISTS (SELECT 1 FROM agent_tokens t WHERE t.id::text = i AND t.revoked_at IS NULL)",
+            &[&ids],
+        )
+        .map_err(DbError::query("checking live agent tokens"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

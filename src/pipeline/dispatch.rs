@@ -77,6 +77,10 @@ pub(super) fn dispatch_body(
     if !wf.content_hash.is_empty() {
         config["contentHash"] = json!(wf.content_hash);
     }
+    // The deps cache key this job may write (src/agent/cache_keys.rs); informational to the agent.
+    if let Some(hash) = lock.lockfile_hash.as_ref().filter(|h| !h.is_empty()) {
+        config["lockfileHash"] = json!(hash);
+    }
     for key in ["steps", "rules", "timeout", "env", "container"] {
         if let Some(v) = job.job.extra.get(key) {
             config[key] = v.clone();

@@ -261,7 +261,7 @@ pub fn dispatch_body(name: &str) -> Value {
     json!({
         "repoUrl": "file:///srv/repos/acme/basic", "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567",
         "lockFileUrl": "",
-        "jobConfig": {"workflowName": "basic", "name": name, "baseJobName": name,
+        "jobConfig": {"workflowName": "basic", "name": name, "baseJobName": name, "contentHash": "abc",
                       "source": {"file": ".kici/workflows/basic.ts", "export": "#default"},
                       "event": {"type": "push", "targetBranch": "main", "payload": {}}},
     })
@@ -323,4 +323,66 @@ pub fn wait_value(pg: &PgCluster, db: &str, sql: &str, want: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Queues one job whose dispatch carries these cache hashes; returns (run id, job id).
+pub fn queue_job(
+    db: &str,
+    name: &str,
+    content_hash: &str,
+    lockfile_hash: &str,
+) -> (String, String) {
+    let mut client = postgres::Client::connect(db, postgres::NoTls).unwrap();
+    let run_id = kici_orchestrator::crypto::random_uuid();
+    let mut dispatch = dispatch_body(name);
+    dispatch["jobConfig"]["contentHash"] = json!(content_hash);
+    dispatch["jobConfig"]["lockfileHash"] = json!(lockfile_hash);
+    let job = NewJob {
+        id: kici_orchestrator::crypto::random_uuid(),
+        run_id: run_id.clone(),
+        workflow_name: "basic".into(),
+        job_name: name.into(),
+        dispatch,
+        requirements: Requirements::default(),
+        routing_key: None,
+    };
+    let job_id = job.id.clone();
+    let run = NewRun {
+        run_id: run_id.clone(),
+        workflow_name: "basic".into(),
+        provider: Some("local".into()),
+        routing_key: None,
+        repo: Some("acme/basic".into()),
+        git_ref: Some("main".into()),
+        sha: None,
+        delivery_id: None,
+        trigger_event: Some("push".into()),
+        trigger_decision: None,
+        jobs: vec![job],
+        waiting: Vec::new(),
+        needs: Vec::new(),
+    };
+    create_run(&mut client, &run).unwrap();
+    (run_id, job_id)
+}
+
+/// An agent that took a job and reported it running.
+pub fn running(s: &Setup, id: &str, token: &str) -> (TestAgent, Value) {
+    let mut a = TestAgent::online(s.d.addr, id, token);
+    let job = a.dispatch(T).expect("a job dispatched");
+    a.ack(&job);
+    a.status(&job, "running", Value::Null);
+    (a, job)
+}
+
+pub fn token_id(s: &Setup, token: &str) -> String {
+    let listed = admin(&s.d, OWNER, "GET", "/agent-tokens", json!({})).json();
+    listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["prefix"] == token[..12])
+        .and_then(|t| t["id"].as_str())
+        .expect("the token is listed")
+        .to_owned()
 }

@@ -53,14 +53,18 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     ))
 }
 
+/// Revokes the token and ends its agents' live sessions here at once (other orchestrators on
+/// the database notice within a second: src/agent/revoke.rs); their jobs are requeued.
 pub fn revoke(app: &App, caller: &Caller, id: &str) -> ApiResult {
     caller.require(Permission::TokenManage)?;
     caller.require_unscoped()?;
-    if !app.pool.with_retry(|c| agent_tokens::revoke(c, id))? {
+    let revoked = app.pool.with_retry(|c| agent_tokens::revoke(c, id))?;
+    if revoked.is_empty() {
         return Err(not_found("Agent token"));
     }
+    let ended = app.agents.revoke_tokens(&revoked);
     log::info!(
-        "agent token {id} revoked by admin token {}",
+        "agent token {id} revoked by admin token {} ({ended} live session(s) ended)",
         caller.token_id
     );
     Ok(Response::json(200, &json!({ "revoked": true })))

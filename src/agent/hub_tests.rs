@@ -1,0 +1,182 @@
+//! The hub's in-memory checks without a database: the pool points at a closed port, so every
+//! write fails the way a PostgreSQL outage does.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::json;
+
+use super::{
+    cache_keys::JobScope,
+    messages::{AgentMsg, JobRef, Register},
+    Agent, Hub, HubConfig, Owned, Writer,
+};
+use crate::{
+    db::{agent_tokens::AgentToken, Connector, Pool},
+    platform::oidc::OwnedJobs,
+};
+
+fn hub() -> Hub {
+    // Port 1 on loopback: connections are refused at once.
+    let connector = Connector::from_url("postgres://kici@127.0.0.1:1/none").expect("a valid URL");
+    Hub::new(
+        Pool::new(connector, 2, Duration::from_millis(200)),
+        None,
+        None,
+        None,
+        HubConfig {
+            ack_timeout: Duration::from_secs(10),
+            recovery_window: Duration::from_secs(120),
+            auth_required: true,
+            instance_id: "test".into(),
+        },
+    )
+}
+
+fn agent(id: &str, token: &str) -> Arc<Agent> {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let token = AgentToken {
+        id: token.into(),
+        prefix: format!("kat_{token}"),
+        labels: None,
+        mandatory_labels: Vec::new(),
+        agent_type: "static".into(),
+        created_by: None,
+    };
+    let reg = Register {
+        message_id: "m".into(),
+        agent_id: id.into(),
+        labels: vec!["linux".into()],
+        platform: "linux".into(),
+        arch: "x64".into(),
+        max_concurrency: 1,
+        in_flight: Vec::new(),
+        hostname: None,
+        version: None,
+        running_as_uid: None,
+    };
+    let connection = crate::crypto::random_uuid();
+    Arc::new(Agent::new(
+        connection,
+        Some(&token),
+        &reg,
+        Arc::new(Writer::new(stream)),
+    ))
+}
+
+/// Job `j1` of run `r1`, dispatched to `agent` and acknowledged.
+fn hold(hub: &Hub, agent: &Agent) {
+    agent.active().insert("j1".into());
+    hub.track(
+        "j1",
+        Owned {
+            agent_id: agent.id.clone(),
+            token_id: agent.token_id.clone(),
+            run_id: "r1".into(),
+            job_name: "build".into(),
+            ack_deadline: None,
+            finished_at: None,
+            log_bytes: 0,
+            scope: JobScope::default(),
+        },
+    );
+}
+
+#[test]
+fn a_job_counts_only_for_the_agent_id_and_token_it_was_dispatched_to() {
+    let hub = hub();
+    let owner = agent("a", "t1");
+    hold(&hub, &owner);
+    assert!(hub.owned_by(&owner, "j1").is_some());
+    assert!(
+        hub.owned_by(&agent("a", "t2"), "j1").is_none(),
+        "same id, other token"
+    );
+    assert!(
+        hub.owned_by(&agent("b", "t1"), "j1").is_none(),
+        "same token, other id"
+    );
+    let mint_for = |a: &Agent| {
+        super::handle::HeldBy {
+            hub: &hub,
+            agent: a,
+        }
+        .run_of(&a.id, "j1")
+    };
+    assert_eq!(mint_for(&owner), Some("r1".into()));
+    assert_eq!(
+        mint_for(&agent("a", "t2")),
+        None,
+        "no OIDC token for an impostor"
+    );
+}
+
+#[test]
+fn a_connected_id_is_refused_to_another_token_and_replaced_by_its_own() {
+    let hub = hub();
+    let first = agent("a", "t1");
+    hub.register(first.clone()).unwrap();
+    let conflict = hub.register(agent("a", "t2")).unwrap_err();
+    assert!(
+        conflict.log.contains("kat_t1") && conflict.log.contains("kat_t2"),
+        "{}",
+        conflict.log
+    );
+    assert!(!first.writer.is_closed());
+    hub.register(agent("a", "t1")).unwrap();
+    assert!(
+        first.writer.is_closed(),
+        "the same agent's new connection replaces the old one"
+    );
+}
+
+#[test]
+fn revoking_a_token_closes_its_sessions_here() {
+    let hub = hub();
+    let (doomed, kept) = (agent("a", "t1"), agent("b", "t2"));
+    hub.register(doomed.clone()).unwrap();
+    hub.register(kept.clone()).unwrap();
+    hold(&hub, &doomed);
+    assert_eq!(hub.revoke_tokens(&["t1".to_owned()]), 1);
+    assert!(doomed.writer.is_closed() && !kept.writer.is_closed());
+    assert!(hub.agent("a").is_none() && hub.agent("b").is_some());
+    assert!(
+        hub.owned_by(&doomed, "j1").is_none(),
+        "its job is no longer its"
+    );
+}
+
+#[test]
+fn an_unrecorded_terminal_status_leaves_the_job_open_for_the_resend() {
+    let hub = hub();
+    let a = agent("a", "t1");
+    hold(&hub, &a);
+    let status = AgentMsg::JobStatus {
+        job: JobRef {
+            run_id: "r1".into(),
+            job_id: "j1".into(),
+        },
+        state: "success".into(),
+        data: json!({"durationMs": 1}),
+    };
+    let started = Instant::now();
+    assert!(super::handle::on_message(&hub, &a, status).is_empty());
+    let tried_for = started.elapsed();
+    assert!(
+        tried_for >= Duration::from_millis(1700),
+        "retried with pauses: {tried_for:?}"
+    );
+    let o = hub.owned_by(&a, "j1").expect("still held");
+    assert!(
+        o.finished_at.is_none(),
+        "not done in memory, so a resend is not a replay"
+    );
+    assert!(
+        a.active().contains("j1"),
+        "its slot stays taken until the end is recorded"
+    );
+}
