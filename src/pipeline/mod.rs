@@ -11,6 +11,7 @@ mod dispatch;
 pub mod event;
 pub mod glob;
 pub mod jsregex;
+pub mod limits;
 pub mod lockfile;
 pub mod matcher;
 pub mod plan;
