@@ -91,7 +91,7 @@ impl JsRegex {
         // Before translating: the regex crate's parser has its own nesting limit (250), but
         // the lock file's bound is the same for every pattern kind, and a message that names
         // it helps more than the crate's.
-        limits::check_length(source.len()).map_err(error)?;
+        check_limits(source).map_err(error)?;
         let body = translate(source, dot_all).map_err(error)?;
         let mut pattern = String::new();
         if !prefix.is_empty() {
@@ -132,25 +132,40 @@ fn first_line(s: &str) -> String {
     last.unwrap_or(s).trim().to_owned()
 }
 
+/// The lock file's bounds on a regex source (`limits`): its length, and how deeply its groups
+/// nest, counted without recursion (`\\` escapes the next character; a class's content is
+/// literal; in JavaScript a `]` right after `[` closes the class).
+pub fn check_limits(source: &str) -> Result<(), String> {
+    limits::check_length(source.len())?;
+    let (mut depth, mut deepest, mut in_class) = (0usize, 0usize, false);
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            ']' if in_class => in_class = false,
+            _ if in_class => {}
+            '[' => in_class = true,
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    limits::check_nesting(deepest)
+}
+
 /// Rewrites the JavaScript-only spellings; refuses what the crate cannot do.
 fn translate(source: &str, dot_all: bool) -> Result<String, String> {
     let chars: Vec<char> = source.chars().collect();
     let mut out = String::with_capacity(source.len() + 8);
     let mut in_class = false;
-    let (mut depth, mut deepest) = (0usize, 0usize);
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if !in_class {
-            match c {
-                '(' => {
-                    depth += 1;
-                    deepest = deepest.max(depth);
-                }
-                ')' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-        }
         match c {
             '\\' => {
                 let Some(&n) = chars.get(i + 1) else {
@@ -248,7 +263,6 @@ fn translate(source: &str, dot_all: bool) -> Result<String, String> {
         }
         i += 1;
     }
-    limits::check_nesting(deepest)?;
     Ok(out)
 }
 
