@@ -49,10 +49,11 @@ pub const WORKFLOWS_PER_LOCK_FILE: usize = 64;
 /// real lock files are tens of kilobytes.
 pub const LOCK_FILE_BYTES: usize = 1 << 20;
 
-/// How deeply the lock file's JSON may nest: serde_json's own recursion limit (128), which
-/// refuses deeper documents with an error rather than a stack overflow. Stated here so the
-/// bound is documented with the others; a unit test pins it.
-pub const LOCK_FILE_JSON_DEPTH: usize = 128;
+/// How deeply the lock file's JSON may nest: serde_json's own recursion limit (a budget of 128
+/// that refuses the 128th level), which refuses deeper documents with an error rather than a
+/// stack overflow. Stated here so the bound is documented with the others; a unit test in
+/// `lockfile/tests.rs` pins it, so a serde_json upgrade that changed it would be noticed.
+pub const LOCK_FILE_JSON_DEPTH: usize = 127;
 
 /// `pattern nests {depth} levels deep, more than …` when `depth` is over the bound.
 pub fn check_nesting(depth: usize) -> Result<(), String> {
