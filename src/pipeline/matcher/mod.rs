@@ -441,3 +441,6 @@ pub fn check_filter_limits(filter: &serde_json::Map<String, Value>) -> Result<()
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;
