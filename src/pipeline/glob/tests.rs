@@ -223,3 +223,20 @@ fn escaped_and_bracketed_openers_do_not_count_as_nesting() {
     );
     assert!(is_match("(", &in_class));
 }
+
+#[test]
+fn openers_after_an_unclosed_class_are_literal_or_meet_the_engines_backstop() {
+    // The nesting count ignores a class's content; picomatch reads a `[` without `]` as a
+    // literal but still tokenizes what followed it, so `{` there can open regex groups. The
+    // engine's own depth bound refuses those cleanly.
+    for opener in ["(", "@(", "{", "!("] {
+        let pattern = format!("[{}a", opener.repeat(300));
+        match Glob::new(&pattern) {
+            Ok(glob) => assert!(glob.is_match(&pattern), "{opener}: the text itself matches"),
+            Err(e) => assert!(
+                e.reason.contains("nests more than 144 groups"),
+                "{opener}: {e}"
+            ),
+        }
+    }
+}
