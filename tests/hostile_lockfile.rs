@@ -329,7 +329,7 @@ fn one_over_each_other_limit_is_a_failed_run_naming_it() {
                 "main",
                 vec![job("build", json!({"steps": steps}))],
             )]),
-            "job \"build\": 257 steps, more than 256 (the limit on steps per job)".to_owned(),
+            "job \"build\" has 257 steps, more than 256 (the limit on steps per job)".to_owned(),
         ),
         (
             lock(vec![workflow("ci", &long, plain())]),

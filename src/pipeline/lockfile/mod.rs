@@ -84,7 +84,7 @@ impl fmt::Display for LockError {
             ),
             LockError::Limit(detail) => write!(
                 f,
-                "{LOCK_NAME} {detail}; stay within the limit and recompile the lock file with \
+                "{LOCK_NAME}: {detail}; stay within the limit and recompile the lock file with \
                  `kici compile`"
             ),
             LockError::RunsOn { workflow, job, both: true } => write!(
@@ -343,7 +343,7 @@ impl LockWorkflow {
 pub fn parse_and_validate(bytes: &[u8]) -> Result<LockFile, LockError> {
     if bytes.len() > limits::LOCK_FILE_BYTES {
         return Err(LockError::Limit(format!(
-            "is {} bytes, more than {} (the limit on lock-file size)",
+            "it is {} bytes, more than {} (the limit on lock-file size)",
             bytes.len(),
             limits::LOCK_FILE_BYTES
         )));
@@ -371,7 +371,7 @@ pub fn parse_and_validate(bytes: &[u8]) -> Result<LockFile, LockError> {
     let count = workflows.map_or(0, Vec::len);
     if count > limits::WORKFLOWS_PER_LOCK_FILE {
         return Err(LockError::Limit(format!(
-            "has {count} workflows, more than {} (the limit on workflows per lock file)",
+            "it has {count} workflows, more than {} (the limit on workflows per lock file)",
             limits::WORKFLOWS_PER_LOCK_FILE
         )));
     }

@@ -242,7 +242,7 @@ fn steps_at_the_limit_pass_one_more_is_refused() {
         .to_string();
     assert!(
         err.contains(
-            "workflow \"ci\", job \"build\": 257 steps, more than 256 (the limit on steps per job)"
+            "workflow \"ci\", job \"build\" has 257 steps, more than 256 (the limit on steps per job)"
         ),
         "{err}"
     );

@@ -103,8 +103,8 @@ fn job(
         .map_or(0, Vec::len);
     if steps > limits::STEPS_PER_JOB {
         return Err(LockError::Limit(format!(
-            "workflow {workflow:?}, job {name:?}: {steps} steps, more than {} (the limit on steps \
-             per job)",
+            "workflow {workflow:?}, job {name:?} has {steps} steps, more than {} (the limit on \
+             steps per job)",
             limits::STEPS_PER_JOB
         )));
     }
