@@ -172,6 +172,7 @@ pub fn run() -> Result<(), Error> {
             locks: Default::default(),
             registry: registry.clone(),
             hub: hub.clone(),
+            max_jobs_per_run: config.max_jobs_per_run,
         }),
         PIPELINE_WORKERS,
     ));

@@ -90,7 +90,10 @@ pub struct Caller {
 /// Why a caller was refused; the messages are the reference's (§5.3, §5.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
-    Permission { role: Role, permission: Permission },
+    Permission {
+        role: Role,
+        permission: Permission,
+    },
     OtherRoutingKey,
     ScopedToken,
     /// A scoped token tried to change a source's `providerType` or `gitConfig.localPath`.

@@ -207,12 +207,16 @@ mod tests {
         let done = Arc::new(AtomicBool::new(false));
         let (r, d) = (runs.clone(), done.clone());
         // Panic three times, then finish normally.
-        spawn("test-supervised", || false, move || {
-            if r.fetch_add(1, Ordering::SeqCst) < 3 {
-                panic!("boom {}", r.load(Ordering::SeqCst));
-            }
-            d.store(true, Ordering::SeqCst);
-        })
+        spawn(
+            "test-supervised",
+            || false,
+            move || {
+                if r.fetch_add(1, Ordering::SeqCst) < 3 {
+                    panic!("boom {}", r.load(Ordering::SeqCst));
+                }
+                d.store(true, Ordering::SeqCst);
+            },
+        )
         .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -231,10 +235,14 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let runs = Arc::new(AtomicUsize::new(0));
         let (s, r) = (stop.clone(), runs.clone());
-        spawn("test-stopping", move || s.load(Ordering::SeqCst), move || {
-            r.fetch_add(1, Ordering::SeqCst);
-            panic!("always");
-        })
+        spawn(
+            "test-stopping",
+            move || s.load(Ordering::SeqCst),
+            move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                panic!("always");
+            },
+        )
         .unwrap();
         thread::sleep(Duration::from_millis(50));
         stop.store(true, Ordering::SeqCst);

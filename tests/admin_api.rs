@@ -316,7 +316,11 @@ fn every_route_for_every_kind_of_caller() {
         Some(json!({ "label": "bootstrap", "role": "auditor" })),
     );
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
-    assert!(String::from_utf8_lossy(&r.body).contains("is reserved"), "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("is reserved"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let r = call(d, Some(&scoped), "POST", "/generic-sources", generic_body());
     assert!(r.json()["error"]
         .as_str()

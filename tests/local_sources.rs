@@ -580,8 +580,17 @@ fn repository_names_cannot_leave_the_source_folder() {
     let evil_head = make_repo(&outside, "outside/evil");
     std::os::unix::fs::symlink(outside.join("outside/evil"), base.join("acme/evil")).unwrap();
     let base_str = base.display().to_string();
-    let out = s.ok(&["source", "add", "local", "--org", "acme", "--path", &base_str]);
-    let id = out.lines().nth(1).unwrap().split_whitespace().nth(1).unwrap().to_owned();
+    let out = s.ok(&[
+        "source", "add", "local", "--org", "acme", "--path", &base_str,
+    ]);
+    let id = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
     let name = s.source(&id)["name"].as_str().unwrap().to_owned();
     let route = format!("/webhook/acme/generic/{name}");
     let outside_abs = outside.join("outside/evil").display().to_string();
@@ -600,7 +609,10 @@ fn repository_names_cannot_leave_the_source_folder() {
         let r = webhook::post(
             &s.d,
             &route,
-            &[("Content-Type", "application/json"), ("X-Event-Type", "push")],
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Event-Type", "push"),
+            ],
             body.as_bytes(),
         );
         let answer = String::from_utf8_lossy(&r.body).to_string();
@@ -608,11 +620,15 @@ fn repository_names_cannot_leave_the_source_folder() {
         assert!(answer.contains(why), "{full_name:?}: {answer}");
     }
     // A good name still works, and is the only delivery recorded.
-    let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/app"}}).to_string();
+    let body =
+        json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/app"}}).to_string();
     let r = webhook::post(
         &s.d,
         &route,
-        &[("Content-Type", "application/json"), ("X-Event-Type", "push")],
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Event-Type", "push"),
+        ],
         body.as_bytes(),
     );
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
@@ -628,7 +644,16 @@ fn repository_names_cannot_leave_the_source_folder() {
 
     // Moving the folder: not with a token scoped to the source, never to a relative path.
     let key = s.source(&id)["routing_key"].as_str().unwrap().to_owned();
-    let scoped = s.ok(&["token", "create", "scoped", "--role", "admin", "--routing-key", &key, "--json"]);
+    let scoped = s.ok(&[
+        "token",
+        "create",
+        "scoped",
+        "--role",
+        "admin",
+        "--routing-key",
+        &key,
+        "--json",
+    ]);
     let scoped: Value = serde_json::from_str(&scoped).unwrap();
     let scoped = scoped["token"].as_str().unwrap().to_owned();
     let path = format!("/generic-sources/{id}");
@@ -637,14 +662,25 @@ fn repository_names_cannot_leave_the_source_folder() {
         json!({"providerType": "generic"}),
     ] {
         let r = webhook::admin(&s.d, &scoped, "PATCH", &path, change.clone());
-        assert_eq!(r.status, 403, "{change}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            403,
+            "{change}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert!(String::from_utf8_lossy(&r.body).contains("orchestrator-wide owner or admin"));
     }
     // Unchanged location fields are fine for the scoped token.
     let same = json!({"gitConfig": {"localPath": base_str}, "rateLimitRpm": 100});
     let r = webhook::admin(&s.d, &scoped, "PATCH", &path, same);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let r = webhook::admin(&s.d, OWNER, "PATCH", &path, json!({"gitConfig": {"localPath": "repos"}}));
+    let r = webhook::admin(
+        &s.d,
+        OWNER,
+        "PATCH",
+        &path,
+        json!({"gitConfig": {"localPath": "repos"}}),
+    );
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert!(String::from_utf8_lossy(&r.body).contains("must be an absolute path"));
     assert_eq!(s.source(&id)["git_config"]["localPath"], base_str.as_str());

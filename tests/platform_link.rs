@@ -65,6 +65,7 @@ fn app(db_url: &str, platform: &PlatformDouble, link: Arc<Link>) -> Arc<App> {
             locks: Default::default(),
             registry: registry.clone(),
             hub: hub.clone(),
+            max_jobs_per_run: kici_orchestrator::pipeline::limits::DEFAULT_JOBS_PER_RUN,
         }),
         1,
     ));

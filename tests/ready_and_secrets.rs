@@ -18,8 +18,18 @@ fn ready_follows_the_database_without_a_restart() {
     let r = d.wait_ready_status(503, Duration::from_secs(15));
     let mut body = r.json();
     // Every supervised thread is listed, none restarted.
-    let threads = body.as_object_mut().unwrap().remove("threads").expect("threads reported");
-    for name in ["dispatcher", "housekeeping", "listen"] {
+    let threads = body
+        .as_object_mut()
+        .unwrap()
+        .remove("threads")
+        .expect("threads reported");
+    for name in [
+        "dispatcher",
+        "housekeeping",
+        "listen",
+        "pipeline-0",
+        "pipeline-1",
+    ] {
         assert_eq!(threads[name]["restarts"], 0, "{name}: {threads}");
     }
     assert_eq!(
@@ -34,10 +44,7 @@ fn ready_follows_the_database_without_a_restart() {
     pg.start_again();
     let r = d.wait_ready_status(200, Duration::from_secs(15));
     assert_eq!(r.json()["status"], "ready");
-    assert_eq!(
-        r.json()["checks"],
-        serde_json::json!({ "database": true })
-    );
+    assert_eq!(r.json()["checks"], serde_json::json!({ "database": true }));
 }
 
 #[test]
@@ -168,7 +175,10 @@ fn bootstrap_token_from_env_is_upserted_and_never_printed() {
         format!("{}|owner\nother-hash|auditor", crypto::hash_token(&second))
     );
     assert_eq!(d.terminate(), Some(0));
-    pg.psql(&url, "DELETE FROM admin_tokens WHERE token_hash = 'other-hash'");
+    pg.psql(
+        &url,
+        "DELETE FROM admin_tokens WHERE token_hash = 'other-hash'",
+    );
 
     // A revoked bootstrap row stays revoked, with a warning.
     pg.psql(&url, "UPDATE admin_tokens SET revoked = true");

@@ -76,8 +76,11 @@ pub fn pick_repository(base: &Path, wanted: Option<&str>) -> Result<RepoFolder, 
         )));
     }
     if let Some(wanted) = wanted {
-        let (owner, name) = crate::sources::local_path::check_full_name(wanted)
-            .map_err(|e| Error::Usage(format!("--repo-full-name must be owner/name (e.g. acme/app): {e}")))?;
+        let (owner, name) = crate::sources::local_path::check_full_name(wanted).map_err(|e| {
+            Error::Usage(format!(
+                "--repo-full-name must be owner/name (e.g. acme/app): {e}"
+            ))
+        })?;
         for candidate in [name.to_owned(), format!("{name}.git")] {
             let path = base.join(owner).join(&candidate);
             if is_repository(&path) {

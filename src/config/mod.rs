@@ -102,6 +102,8 @@ pub struct Config {
     pub storage: Option<StorageConfig>,
     pub cache_ttl_days: u32,
     pub event_log_max_payload_bytes: u64,
+    /// `KICI_MAX_JOBS_PER_RUN`: jobs one planned run may create (`pipeline::limits`).
+    pub max_jobs_per_run: usize,
     pub webhook_public_url: Option<String>,
     /// `KICI_GITHUB_API_URL`: GitHub's REST API (GitHub Enterprise: `https://<host>/api/v3`).
     pub github_api_url: String,
@@ -149,6 +151,7 @@ impl fmt::Debug for Config {
                 "event_log_max_payload_bytes",
                 &self.event_log_max_payload_bytes,
             )
+            .field("max_jobs_per_run", &self.max_jobs_per_run)
             .field("webhook_public_url", &self.webhook_public_url)
             .field("github_api_url", &self.github_api_url)
             .field("instance_id", &self.instance_id)
@@ -281,6 +284,7 @@ impl Loader {
         let cache_ttl_days = self.cache_ttl_days();
         let agents = self.agent_settings();
         let max_payload = self.max_payload();
+        let max_jobs_per_run = self.max_jobs_per_run();
         let webhook_public_url = self.url("KICI_WEBHOOK_PUBLIC_URL", &["http://", "https://"]);
         let github_api_url = self
             .url("KICI_GITHUB_API_URL", &["http://", "https://"])
@@ -310,6 +314,7 @@ impl Loader {
             storage,
             cache_ttl_days,
             event_log_max_payload_bytes: max_payload,
+            max_jobs_per_run,
             webhook_public_url,
             github_api_url,
             instance_id: self
@@ -354,6 +359,17 @@ impl Loader {
             self.problem(NAME, format!("{rule}, got {got:?}"));
         }
         bytes
+    }
+
+    fn max_jobs_per_run(&mut self) -> usize {
+        use crate::pipeline::limits::{DEFAULT_JOBS_PER_RUN, JOBS_PER_RUN_VAR as NAME};
+        let rule = "must be a whole number of jobs greater than 0";
+        let jobs = self.number(NAME, DEFAULT_JOBS_PER_RUN, rule);
+        if jobs == 0 {
+            let got = self.get(NAME).unwrap_or_default();
+            self.problem(NAME, format!("{rule}, got {got:?}"));
+        }
+        jobs
     }
 
     /// Empty counts as unset: env files and templates often write `KICI_X=`.

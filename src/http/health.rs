@@ -53,7 +53,10 @@ pub fn ready(pool: &Pool, link: Option<&Link>) -> Response {
     body["threads"] = crate::supervise::report();
     let ok = db.is_ok() && failing.is_empty();
     if !failing.is_empty() {
-        log::warn!("not ready: thread(s) keep panicking: {}", failing.join(", "));
+        log::warn!(
+            "not ready: thread(s) keep panicking: {}",
+            failing.join(", ")
+        );
         body["status"] = json!("not ready");
         body["checks"]["threads"] = json!(false);
         body["failingThreads"] = json!(failing);

@@ -96,7 +96,10 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
         // The body is unsigned: the repository it names must be a folder inside the source's
         // localPath before anything is recorded or read (README.md, "Security").
         if let Err(why) = local_repository(source.local_path.as_deref(), &payload) {
-            log::warn!("local source {}: delivery refused: {why}", source.routing_key);
+            log::warn!(
+                "local source {}: delivery refused: {why}",
+                source.routing_key
+            );
             return rejected(400, &why);
         }
     }

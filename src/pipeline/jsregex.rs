@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use super::limits;
+
 /// A compiled JavaScript regex.
 #[derive(Debug, Clone)]
 pub struct JsRegex {
@@ -32,12 +34,25 @@ impl fmt::Display for JsRegexError {
         write!(
             f,
             "regex /{}/{} cannot be used: {}",
-            self.source, self.flags, self.reason
+            excerpt_source(&self.source),
+            self.flags,
+            self.reason
         )
     }
 }
 
 impl std::error::Error for JsRegexError {}
+
+/// The source as written when short, else its start and length (a hostile 40 KB source must
+/// not fill the run's failure reason).
+fn excerpt_source(source: &str) -> String {
+    if source.len() <= 64 {
+        return source.to_owned();
+    }
+    let shown = limits::excerpt(source);
+    // `excerpt` quotes like `{:?}`; between slashes the quotes are noise
+    shown.trim_start_matches('"').replacen("\"…", "…", 1)
+}
 
 /// Bounds the compiled size of one pattern (the crate's default is 10 MiB).
 const SIZE_LIMIT: usize = 1 << 20;
@@ -73,6 +88,10 @@ impl JsRegex {
                 }
             }
         }
+        // Before translating: the regex crate's parser has its own nesting limit (250), but
+        // the lock file's bound is the same for every pattern kind, and a message that names
+        // it helps more than the crate's.
+        check_limits(source).map_err(error)?;
         let body = translate(source, dot_all).map_err(error)?;
         let mut pattern = String::new();
         if !prefix.is_empty() {
@@ -111,6 +130,32 @@ fn first_line(s: &str) -> String {
     // the crate's messages draw the pattern over several lines; the last one says what is wrong
     let last = s.lines().rev().find(|l| !l.trim().is_empty());
     last.unwrap_or(s).trim().to_owned()
+}
+
+/// The lock file's bounds on a regex source (`limits`): its length, and how deeply its groups
+/// nest, counted without recursion (`\\` escapes the next character; a class's content is
+/// literal; in JavaScript a `]` right after `[` closes the class).
+pub fn check_limits(source: &str) -> Result<(), String> {
+    limits::check_length(source.len())?;
+    let (mut depth, mut deepest, mut in_class) = (0usize, 0usize, false);
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            ']' if in_class => in_class = false,
+            _ if in_class => {}
+            '[' => in_class = true,
+            '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    limits::check_nesting(deepest)
 }
 
 /// Rewrites the JavaScript-only spellings; refuses what the crate cannot do.
@@ -270,11 +315,92 @@ mod tests {
     }
 
     #[test]
+    fn nesting_at_the_limit_compiles_one_more_is_refused() {
+        let nested = |n: usize| format!("{}a{}", "(".repeat(n), ")+".repeat(n));
+        assert!(t(&nested(32), "", "aaa"));
+        let err = JsRegex::new(&nested(33), "")
+            .expect_err("33 levels")
+            .to_string();
+        assert!(err.contains("nests 33 levels deep, more than 32"), "{err}");
+        let escaped = format!("{}a", r"\(".repeat(40));
+        assert!(
+            JsRegex::new(&escaped, "").is_ok(),
+            "escaped parens do not nest"
+        );
+        let in_class = format!("[{}]", "(".repeat(40));
+        assert!(
+            JsRegex::new(&in_class, "").is_ok(),
+            "parens in a class do not nest"
+        );
+    }
+
+    #[test]
+    fn length_at_the_limit_compiles_one_more_is_refused() {
+        let at = "a".repeat(1024);
+        assert!(t(&at, "", &at));
+        let err = JsRegex::new(&format!("{at}a"), "")
+            .expect_err("1025 bytes")
+            .to_string();
+        assert!(err.contains("1025 bytes long, more than 1024"), "{err}");
+        assert!(err.len() < 300, "the message quotes only an excerpt: {err}");
+    }
+
+    #[test]
+    fn twenty_thousand_levels_are_refused_without_a_stack_overflow() {
+        let deep = format!("{}a{}", "(".repeat(20_000), ")".repeat(20_000));
+        let err = JsRegex::new(&deep, "").expect_err("40 KB").to_string();
+        assert!(err.contains("more than 1024"), "{err}");
+    }
+
+    #[test]
     fn catastrophic_patterns_run_in_linear_time() {
         let re = JsRegex::new("^(a+)+$", "").expect("compiles");
         let text = format!("{}!", "a".repeat(100_000));
         let started = std::time::Instant::now();
         assert!(!re.is_match(&text));
         assert!(started.elapsed().as_secs() < 5);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    //! Lock-file regexes (label matchers, branch patterns, `/re/flags` filters) are hostile text.
+
+    use proptest::prelude::*;
+
+    use super::JsRegex;
+
+    fn regex_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => prop::sample::select(vec![
+                "(", ")", "(?:", "(?=", "(?!", "(?<=", "(?<n>", "[", "]", "[^", "[^]", "[]",
+                "\\", "\\d", "\\w", "\\b", "\\1", "\\k<", "\\c", "\\x4", "\\u{", "\\u00e9",
+                "\\p{L}", "&&", "--", "~~", "{", "}", "{2,3}", "*", "+", "?", "|", ".", "^", "$",
+                "a", "é", "😀", "\n",
+            ])
+            .prop_map(str::to_owned),
+            1 => any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..24).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        #[test]
+        fn never_panics_translating_and_matching(
+            source in regex_text(),
+            flags in "[dgimsuvyx]{0,3}",
+            text in any::<String>(),
+        ) {
+            if let Ok(re) = JsRegex::new(&source, &flags) {
+                re.is_match(&text);
+            }
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_text(source in any::<String>(), flags in any::<String>()) {
+            let _ = JsRegex::new(&source, &flags);
+        }
     }
 }

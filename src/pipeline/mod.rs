@@ -13,6 +13,7 @@ pub mod event;
 pub mod glob;
 pub mod jsregex;
 pub mod lease;
+pub mod limits;
 pub mod lockfile;
 pub mod matcher;
 pub mod mint;

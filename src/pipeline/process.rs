@@ -6,10 +6,11 @@
 //! the outcome and every workflow's decision trace, also when nothing matched.
 
 use std::{
+    any::Any,
     io::Read,
+    panic::{self, AssertUnwindSafe},
     path::{Path, PathBuf},
     sync::{mpsc, Arc, Mutex},
-    thread,
 };
 
 use serde_json::{json, Value};
@@ -43,10 +44,6 @@ use crate::{
 
 pub const LOCK_PATH: &str = ".kici/kici.lock.json";
 
-/// Read at most one byte more than the lock-file size limit: enough for validation to refuse
-/// an oversized file by its size, without reading all of a huge one.
-const MAX_LOCAL_LOCK_BYTES: u64 = 1024 * 1024;
-
 /// Whether a provider's deliveries name a repository, hence a lock file to read (GitHub and
 /// local sources; a plain generic source has none, so the pipeline has nothing to do).
 pub fn has_repository(provider: &str) -> bool {
@@ -76,6 +73,8 @@ pub struct Deps {
     pub tokens: Arc<repo::InstallationTokens>,
     pub registry: Arc<SourceRegistry>,
     pub hub: Arc<Hub>,
+    /// `KICI_MAX_JOBS_PER_RUN`: a matched workflow planning more jobs is a failed run.
+    pub max_jobs_per_run: usize,
 }
 
 /// Deliveries waiting for a worker, at most: beyond, they stay `received` in the event log and
@@ -92,28 +91,17 @@ impl Pipeline {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..workers.max(1) {
             let (rx, deps) = (rx.clone(), deps.clone());
-            let spawned =
-                thread::Builder::new()
-                    .name(format!("pipeline-{i}"))
-                    .spawn(move || loop {
-                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok(work) = next else { return };
-                        let id = work.delivery_id.clone();
-                        if let Err(e) = process(&deps, &work) {
-                            log::warn!("delivery {id}: pipeline failed: {e}");
-                            let _ = deps.pool.with_retry(|c| {
-                                records::mark_delivery(
-                                    c,
-                                    &work.event_log_id,
-                                    "failed",
-                                    0,
-                                    None,
-                                    &json!([]),
-                                    Some(&e),
-                                )
-                            });
-                        }
-                    });
+            // `handle` catches a panic per delivery; the supervisor is the net under that net
+            // (a panic in the worker loop itself). The loop ends when the sender is dropped.
+            let spawned = crate::supervise::spawn(
+                &format!("pipeline-{i}"),
+                || false,
+                move || loop {
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(work) = next else { return };
+                    handle(&deps, &work);
+                },
+            );
             if let Err(e) = spawned {
                 log::error!("cannot start a pipeline worker: {e}");
             }
@@ -184,6 +172,52 @@ impl Deps {
             registry: self.registry.clone(),
         }
     }
+}
+
+/// Processes one delivery; whatever goes wrong, including a panic, ends it `failed` with the
+/// reason instead of leaving it `processing` (the sweep would hand it over again after every
+/// restart) or ending the worker thread.
+fn handle(deps: &Deps, work: &Work) {
+    let id = &work.delivery_id;
+    // Unwind safety: a panic abandons only this delivery's locals; `deps` is shared state
+    // behind its own locks (the pool, the caches), which the next delivery uses as usual.
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| process(deps, work)));
+    let error = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => {
+            log::warn!("delivery {id}: pipeline failed: {e}");
+            e
+        }
+        Err(payload) => {
+            let e = panicked(payload.as_ref());
+            log::error!("delivery {id}: {e}");
+            e
+        }
+    };
+    let _ = deps.pool.with_retry(|c| {
+        records::mark_delivery(
+            c,
+            &work.event_log_id,
+            "failed",
+            0,
+            None,
+            &json!([]),
+            Some(&error),
+        )
+    });
+}
+
+/// The failure reason recorded for a delivery whose processing panicked.
+fn panicked(payload: &(dyn Any + Send)) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!(
+        "the pipeline panicked while processing this delivery: {message}; this is a bug in the \
+         orchestrator, please report it with the delivery id"
+    )
 }
 
 fn db_err(e: DbError) -> String {
@@ -331,7 +365,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         );
     }
     let decisions = match_all(&lock.workflows, &event);
-    let mut runs = Vec::new();
+    let (mut runs, mut failures) = (Vec::new(), Vec::new());
     for decision in decisions.iter().filter(|d| d.matched) {
         let Some(wf) = lock
             .workflows
@@ -341,8 +375,9 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
             continue;
         };
         let trace = serde_json::to_value(decision).unwrap_or(Value::Null);
-        let run = start_run(deps, work, &lock, wf, &event, &origin, trace)?;
+        let (run, failure) = start_run(deps, work, &lock, wf, &event, &origin, trace)?;
         runs.push(run);
+        failures.extend(failure);
     }
     if !runs.is_empty() {
         deps.hub.wake();
@@ -354,13 +389,16 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         runs.len(),
         runs.len()
     );
-    mark(
-        "processed",
-        runs.len() as i32,
-        runs.first().map(String::as_str),
-        all,
-        None,
-    )
+    // Every matched workflow refused before creating a job (over a limit, needing JavaScript):
+    // the delivery failed, and the event log says why next to the failed runs.
+    let status = if !runs.is_empty() && failures.len() == runs.len() {
+        "failed"
+    } else {
+        "processed"
+    };
+    let error = (!failures.is_empty()).then(|| failures.join("; "));
+    let first = runs.first().map(String::as_str);
+    mark(status, runs.len() as i32, first, all, error.as_deref())
 }
 
 fn origin(
@@ -405,11 +443,14 @@ fn origin(
                 .as_str()
                 .or_else(|| config["path"].as_str())
                 .ok_or("the local source has no localPath in its gitConfig")?;
-            let name = event.repo.as_deref().ok_or("the payload names no repository")?;
+            let name = event
+                .repo
+                .as_deref()
+                .ok_or("the payload names no repository")?;
             // Checked again here (the webhook route checked it too): a delivery recorded before
             // this check existed, or a folder changed since, must not lead outside.
-            let repo = local_path::resolve(Path::new(base), name)
-                .map_err(|e| format!("refused: {e}"))?;
+            let repo =
+                local_path::resolve(Path::new(base), name).map_err(|e| format!("refused: {e}"))?;
             Ok(Origin::Local {
                 repo,
                 clone_url_base: config["cloneUrlBase"].as_str().map(str::to_owned),
@@ -433,9 +474,11 @@ fn read_local_lock(repo: &Path) -> Result<Option<Vec<u8>>, String> {
             real.display()
         ));
     }
-    let file = std::fs::File::open(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file =
+        std::fs::File::open(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(MAX_LOCAL_LOCK_BYTES + 1)
+    // One byte over the limit is enough for validation to refuse the file by its size.
+    file.take(super::limits::LOCK_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(Some(bytes))
@@ -496,6 +539,7 @@ fn changed_files(
     }
 }
 
+/// The run's id, with the reason when it was recorded as failed before any job was created.
 fn start_run(
     deps: &Deps,
     work: &Work,
@@ -504,7 +548,7 @@ fn start_run(
     event: &NormalizedEvent,
     origin: &Origin,
     trace: Value,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     let failed = |reason: &str| {
         deps.pool
             .with_retry(|c| {
@@ -521,12 +565,13 @@ fn start_run(
             })
             .map_err(db_err)
     };
+    let refused = |reason: String| failed(&reason).map(|run| (run, Some(reason)));
     if let Some(reason) = &wf.init_failure {
-        return failed(reason);
+        return refused(reason.clone());
     }
-    let plan = match plan_workflow(wf) {
+    let plan = match plan_workflow(wf, deps.max_jobs_per_run) {
         Ok(p) => p,
-        Err(e) => return failed(&e.to_string()),
+        Err(e) => return refused(e.to_string()),
     };
     let run_id = crate::crypto::random_uuid();
     let pending: std::collections::BTreeMap<String, JobStatus> = plan
@@ -605,7 +650,7 @@ fn start_run(
             work.delivery_id,
             wf.name
         );
-        return Ok(existing);
+        return Ok((existing, None));
     }
     if let Some(link) = &deps.hub.link {
         let _ = deps
@@ -617,5 +662,17 @@ fn start_run(
         wf.name,
         plan.jobs.len()
     );
-    Ok(run_id)
+    Ok((run_id, None))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_becomes_a_failure_reason_with_its_message() {
+        let caught = std::panic::catch_unwind(|| panic!("index {} out of range", 7));
+        let reason = super::panicked(caught.expect_err("panicked").as_ref());
+        assert!(reason.contains("panicked while processing this delivery: index 7 out of range"));
+        let caught = std::panic::catch_unwind(|| std::panic::panic_any(42u8));
+        assert!(super::panicked(caught.expect_err("panicked").as_ref()).contains("(no message)"));
+    }
 }

@@ -122,7 +122,8 @@ mod tests {
     }
 
     fn temp(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("kici-local-path-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("kici-local-path-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -141,7 +142,10 @@ mod tests {
 
         let root = base.canonicalize().unwrap();
         assert_eq!(resolve(&base, "acme/app").unwrap(), root.join("acme/app"));
-        assert_eq!(resolve(&base, "acme/lib").unwrap(), root.join("acme/lib.git"));
+        assert_eq!(
+            resolve(&base, "acme/lib").unwrap(),
+            root.join("acme/lib.git")
+        );
         // A symlink that stays inside is fine.
         assert_eq!(resolve(&base, "acme/alias").unwrap(), root.join("acme/app"));
         for (name, want) in [

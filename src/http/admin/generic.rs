@@ -148,10 +148,14 @@ fn check_local_path(v: &Value) -> Result<(), String> {
         return Err("must be a string (an absolute path such as /srv/repos)".into());
     };
     if p.len() > 4096 || p.chars().any(char::is_control) {
-        return Err("must be an absolute path of at most 4096 bytes without control characters".into());
+        return Err(
+            "must be an absolute path of at most 4096 bytes without control characters".into(),
+        );
     }
     if !p.starts_with('/') {
-        return Err(format!("must be an absolute path (such as /srv/repos), got {p:?}"));
+        return Err(format!(
+            "must be an absolute path (such as /srv/repos), got {p:?}"
+        ));
     }
     Ok(())
 }
@@ -168,9 +172,9 @@ fn moves_location(body: &Body, current: &Value) -> bool {
     let provider_changes = body
         .raw("providerType")
         .is_some_and(|p| p.as_str() != current["provider_type"].as_str());
-    let path_changes = body.raw("gitConfig").is_some_and(|g| {
-        local_path_of(g) != local_path_of(&current["git_config"])
-    });
+    let path_changes = body
+        .raw("gitConfig")
+        .is_some_and(|g| local_path_of(g) != local_path_of(&current["git_config"]));
     provider_changes || path_changes
 }
 

@@ -382,3 +382,6 @@ pub fn normalize_generic(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

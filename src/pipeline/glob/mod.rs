@@ -19,6 +19,8 @@ mod translate;
 
 use std::fmt;
 
+use super::limits;
+
 /// A compiled glob.
 #[derive(Debug, Clone)]
 pub struct Glob {
@@ -37,17 +39,15 @@ impl fmt::Display for GlobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "glob {:?} is not valid: {}; fix the pattern in the workflow and recompile the lock \
+            "glob {} is not valid: {}; fix the pattern in the workflow and recompile the lock \
              file with `kici compile`",
-            self.pattern, self.reason
+            limits::excerpt(&self.pattern),
+            self.reason
         )
     }
 }
 
 impl std::error::Error for GlobError {}
-
-/// picomatch refuses longer patterns (its `MAX_LENGTH`).
-const MAX_PATTERN_LEN: usize = 65_536;
 
 impl Glob {
     pub fn new(pattern: &str) -> Result<Glob, GlobError> {
@@ -58,9 +58,9 @@ impl Glob {
         if pattern.is_empty() {
             return Err(error("the pattern is empty"));
         }
-        if pattern.len() > MAX_PATTERN_LEN {
-            return Err(error("the pattern is longer than 65536 characters"));
-        }
+        // Both before translation: the translator and the engine's parser recurse per level.
+        limits::check_nesting(nesting_depth(pattern)).map_err(|e| error(&e))?;
+        limits::check_length(pattern.len()).map_err(|e| error(&e))?;
         let source = translate::regex_source(pattern);
         let program = engine::Program::compile(&source).map_err(|e| error(&e.0))?;
         Ok(Glob {
@@ -84,6 +84,42 @@ impl Glob {
     }
 }
 
+/// How deeply `pattern` nests `(`, `{` and `[`, counted without recursion. Unclosed openers
+/// count too (picomatch reads them as literals, but only after tokenizing everything inside), and
+/// a bracket class counts one level whatever it contains, as its content is literal.
+fn nesting_depth(pattern: &str) -> usize {
+    let (mut depth, mut deepest, mut in_class) = (0usize, 0usize, false);
+    let mut chars = pattern.chars().peekable();
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        let at_class_start = std::mem::take(&mut class_start);
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            ']' if in_class && !at_class_start => {
+                in_class = false;
+                depth = depth.saturating_sub(1);
+            }
+            _ if in_class => {}
+            '[' => {
+                in_class = true;
+                depth += 1;
+                // `[]…]` and `[!]…]`/`[^]…]`: the first `]` is a literal member
+                if matches!(chars.peek(), Some('!' | '^')) {
+                    chars.next();
+                }
+                class_start = true;
+            }
+            '(' | '{' => depth += 1,
+            ')' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        deepest = deepest.max(depth);
+    }
+    deepest
+}
+
 /// One-off convenience: compile and match (an invalid pattern matches nothing).
 pub fn is_match(input: &str, pattern: &str) -> bool {
     Glob::new(pattern).is_ok_and(|g| g.is_match(input))
@@ -91,3 +127,6 @@ pub fn is_match(input: &str, pattern: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -138,3 +138,105 @@ fn hostile_patterns_and_inputs_stay_fast() {
         started.elapsed()
     );
 }
+
+/// The same pattern nested `levels` deep with each of the glob's nesting constructs.
+fn nested(levels: usize) -> Vec<(&'static str, String)> {
+    let wrap =
+        |open: &str, close: &str| format!("{}a{}", open.repeat(levels), close.repeat(levels));
+    vec![
+        ("@(", wrap("@(", ")")),
+        ("!(", wrap("!(", ")")),
+        ("+(", wrap("+(", ")")),
+        ("*(", wrap("*(", ")")),
+        ("?(", wrap("?(", ")")),
+        ("(", wrap("(", ")")),
+        ("{", wrap("{", ",b}")),
+        ("[", wrap("[", "]")),
+    ]
+}
+
+#[test]
+fn nesting_at_the_limit_compiles_one_more_is_refused() {
+    use crate::pipeline::limits::PATTERN_NESTING_DEPTH;
+    // `[` does not nest (a class's content is literal), so `[[[a]]]` is one level: it is
+    // here to show it compiles at any depth rather than being refused.
+    for (construct, pattern) in nested(PATTERN_NESTING_DEPTH) {
+        if let Err(e) = Glob::new(&pattern) {
+            panic!("{construct} at the limit: {e}");
+        }
+    }
+    for (construct, pattern) in nested(PATTERN_NESTING_DEPTH + 1) {
+        let result = Glob::new(&pattern);
+        if construct == "[" {
+            assert!(result.is_ok(), "a class is one level");
+            continue;
+        }
+        let err = result.expect_err(construct).to_string();
+        assert!(
+            err.contains("nests 33 levels deep, more than 32"),
+            "{construct}: {err}"
+        );
+    }
+}
+
+#[test]
+fn twenty_thousand_levels_are_refused_without_a_stack_overflow() {
+    // 40 KB, within the lock-file size limit: this used to abort the whole process.
+    for (construct, pattern) in nested(20_000) {
+        let result = Glob::new(&pattern);
+        if construct == "[" {
+            let err = result
+                .expect_err("40 KB is over the length limit")
+                .to_string();
+            assert!(err.contains("bytes long, more than 1024"), "{err}");
+            continue;
+        }
+        let err = result.expect_err(construct).to_string();
+        assert!(
+            err.contains("nests 20000 levels deep"),
+            "{construct}: {err}"
+        );
+        assert!(err.len() < 400, "the message quotes only an excerpt: {err}");
+    }
+}
+
+#[test]
+fn length_at_the_limit_compiles_one_more_is_refused() {
+    use crate::pipeline::limits::PATTERN_BYTES;
+    let at = "a".repeat(PATTERN_BYTES);
+    let glob = Glob::new(&at).expect("1024 bytes");
+    assert!(glob.is_match(&at));
+    let err = Glob::new(&format!("{at}a"))
+        .expect_err("1025 bytes")
+        .to_string();
+    assert!(err.contains("1025 bytes long, more than 1024"), "{err}");
+}
+
+#[test]
+fn escaped_and_bracketed_openers_do_not_count_as_nesting() {
+    let escaped = r"\(".repeat(40);
+    assert!(Glob::new(&escaped).is_ok(), "escaped parens are literal");
+    let in_class = format!("[{}]", "(".repeat(40));
+    assert!(
+        Glob::new(&in_class).is_ok(),
+        "parens in a class are literal"
+    );
+    assert!(is_match("(", &in_class));
+}
+
+#[test]
+fn openers_after_an_unclosed_class_are_literal_or_meet_the_engines_backstop() {
+    // The nesting count ignores a class's content; picomatch reads a `[` without `]` as a
+    // literal but still tokenizes what followed it, so `{` there can open regex groups. The
+    // engine's own depth bound refuses those cleanly.
+    for opener in ["(", "@(", "{", "!("] {
+        let pattern = format!("[{}a", opener.repeat(300));
+        match Glob::new(&pattern) {
+            Ok(glob) => assert!(glob.is_match(&pattern), "{opener}: the text itself matches"),
+            Err(e) => assert!(
+                e.reason.contains("nests more than 144 groups"),
+                "{opener}: {e}"
+            ),
+        }
+    }
+}

@@ -16,8 +16,12 @@ use serde_json::{Map, Value};
 
 use super::glob::Glob;
 use super::jsregex::JsRegex;
+use super::limits;
 
 mod validate;
+
+/// How messages name the file.
+const LOCK_NAME: &str = ".kici/kici.lock.json";
 
 /// The only schema version this orchestrator reads (exact match, as the reference).
 pub const SCHEMA_VERSION: u64 = 29;
@@ -42,6 +46,9 @@ pub enum LockError {
         at: String,
         detail: String,
     },
+    /// Over one of the bounds in `pipeline::limits` (size, workflows, steps); the text names
+    /// the bound and the value.
+    Limit(String),
     /// A static job with both `runsOn` and `runsOnAll`, or neither.
     RunsOn {
         workflow: String,
@@ -74,6 +81,11 @@ impl fmt::Display for LockError {
                 f,
                 "workflow {workflow:?}, {at}: {detail}; fix the pattern and recompile the lock \
                  file with `kici compile`"
+            ),
+            LockError::Limit(detail) => write!(
+                f,
+                "{LOCK_NAME}: {detail}; stay within the limit and recompile the lock file with \
+                 `kici compile`"
             ),
             LockError::RunsOn { workflow, job, both: true } => write!(
                 f,
@@ -329,6 +341,15 @@ impl LockWorkflow {
 /// Parses `bytes` and validates it (§3.4). See the module comment for what is an error and
 /// what is a per-workflow init failure.
 pub fn parse_and_validate(bytes: &[u8]) -> Result<LockFile, LockError> {
+    if bytes.len() > limits::LOCK_FILE_BYTES {
+        return Err(LockError::Limit(format!(
+            "it is {} bytes, more than {} (the limit on lock-file size)",
+            bytes.len(),
+            limits::LOCK_FILE_BYTES
+        )));
+    }
+    // serde_json refuses nesting deeper than `limits::LOCK_FILE_JSON_DEPTH` with an error (a
+    // test pins it), so a deeply nested document is corrupt, not a stack overflow.
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| LockError::Corrupt(format!("not valid JSON: {e}")))?;
     let Some(object) = value.as_object() else {
@@ -346,6 +367,14 @@ pub fn parse_and_validate(bytes: &[u8]) -> Result<LockFile, LockError> {
             found: version.to_string(),
         });
     }
+    let workflows = object.get("workflows").and_then(Value::as_array);
+    let count = workflows.map_or(0, Vec::len);
+    if count > limits::WORKFLOWS_PER_LOCK_FILE {
+        return Err(LockError::Limit(format!(
+            "it has {count} workflows, more than {} (the limit on workflows per lock file)",
+            limits::WORKFLOWS_PER_LOCK_FILE
+        )));
+    }
     let mut lock: LockFile = serde_json::from_value(value)
         .map_err(|e| LockError::Corrupt(format!("unexpected shape: {e}")))?;
     for workflow in &mut lock.workflows {
@@ -356,3 +385,6 @@ pub fn parse_and_validate(bytes: &[u8]) -> Result<LockFile, LockError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+pub(crate) mod props;

@@ -183,3 +183,121 @@ fn javascript_evaluation_is_an_init_failure_not_a_drop() {
     let plain = parse_and_validate(&lock(vec![job(json!({"env": {"A": "1"}}))], push_trigger()));
     assert_eq!(plain.expect("valid").workflows[0].init_failure, None);
 }
+
+/// `lock` with its JSON padded by trailing spaces (valid JSON) to exactly `size` bytes.
+fn padded(bytes: Vec<u8>, size: usize) -> Vec<u8> {
+    let mut bytes = bytes;
+    assert!(
+        bytes.len() <= size,
+        "the lock is already {} bytes",
+        bytes.len()
+    );
+    bytes.resize(size, b' ');
+    bytes
+}
+
+#[test]
+fn size_at_the_limit_passes_one_more_byte_is_refused() {
+    let at = padded(
+        lock(vec![job(json!({}))], push_trigger()),
+        limits::LOCK_FILE_BYTES,
+    );
+    assert!(parse_and_validate(&at).is_ok());
+    let over = padded(at, limits::LOCK_FILE_BYTES + 1);
+    let err = parse_and_validate(&over).expect_err("over").to_string();
+    assert!(
+        err.contains("is 1048577 bytes, more than 1048576 (the limit on lock-file size)"),
+        "{err}"
+    );
+}
+
+fn workflows(n: usize) -> Vec<u8> {
+    let wf = |i: usize| json!({"name": format!("wf{i}"), "triggers": [], "jobs": []});
+    let all: Vec<Value> = (0..n).map(wf).collect();
+    serde_json::to_vec(&json!({"schemaVersion": 29, "workflows": all})).expect("json")
+}
+
+#[test]
+fn workflows_at_the_limit_pass_one_more_is_refused() {
+    let lock = parse_and_validate(&workflows(limits::WORKFLOWS_PER_LOCK_FILE)).expect("64");
+    assert_eq!(lock.workflows.len(), 64);
+    let err = parse_and_validate(&workflows(65))
+        .expect_err("65")
+        .to_string();
+    assert!(
+        err.contains("has 65 workflows, more than 64 (the limit on workflows per lock file)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn steps_at_the_limit_pass_one_more_is_refused() {
+    let steps =
+        |n: usize| -> Vec<Value> { (0..n).map(|i| json!({"name": format!("s{i}")})).collect() };
+    let at = job(json!({"steps": steps(limits::STEPS_PER_JOB)}));
+    assert!(parse_and_validate(&lock(vec![at], push_trigger())).is_ok());
+    let over = job(json!({"steps": steps(257)}));
+    let err = parse_and_validate(&lock(vec![over], push_trigger()))
+        .expect_err("257")
+        .to_string();
+    assert!(
+        err.contains(
+            "workflow \"ci\", job \"build\" has 257 steps, more than 256 (the limit on steps per job)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn json_nesting_is_refused_cleanly_at_serde_jsons_limit() {
+    // The top-level object is one level; `x` adds `levels - 1` arrays.
+    let doc = |levels: usize| {
+        let inner = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        format!(r#"{{"schemaVersion": 29, "x": {inner}}}"#).into_bytes()
+    };
+    assert!(parse_and_validate(&doc(limits::LOCK_FILE_JSON_DEPTH)).is_ok());
+    let err = parse_and_validate(&doc(limits::LOCK_FILE_JSON_DEPTH + 1)).expect_err("128");
+    assert!(
+        err.to_string().contains("recursion limit exceeded"),
+        "{err}"
+    );
+    let err = parse_and_validate(&doc(500_000)).expect_err("deep, no stack overflow");
+    assert!(matches!(err, LockError::Corrupt(_)), "{err}");
+}
+
+#[test]
+fn a_glob_nested_twenty_thousand_levels_is_a_pattern_error_with_an_excerpt() {
+    let deep = format!("{}a{}", "@(".repeat(20_000), ")".repeat(20_000));
+    let triggers = json!([{"_type": "push", "branches": [{"type": "glob", "pattern": deep}]}]);
+    let err = parse_and_validate(&lock(vec![job(json!({}))], triggers)).expect_err("deep");
+    let text = err.to_string();
+    assert!(matches!(err, LockError::Pattern { .. }), "{text}");
+    assert!(
+        text.contains("trigger 1 (push) branches: pattern \"@(@(@("),
+        "{text}"
+    );
+    assert!(
+        text.contains("nests 20000 levels deep, more than 32"),
+        "{text}"
+    );
+    assert!(text.len() < 500, "only an excerpt of the pattern: {text}");
+    let paths =
+        json!([{"_type": "push", "branches": [], "paths": [format!("{}a", "{".repeat(40))]}]);
+    let err = parse_and_validate(&lock(vec![job(json!({}))], paths)).expect_err("paths");
+    assert!(err.to_string().contains("nests 40 levels deep"), "{err}");
+}
+
+#[test]
+fn generic_webhook_filters_over_the_limits_are_refused() {
+    let long_path = format!("$.{}", "a".repeat(2000));
+    let triggers = json!([{"_type": "generic_webhook", "source": "s", "match": {long_path: 1}}]);
+    let err = parse_and_validate(&lock(vec![job(json!({}))], triggers)).expect_err("long");
+    assert!(
+        err.to_string().contains("2002 bytes long, more than 1024"),
+        "{err}"
+    );
+    let deep = format!("/{}a{}/", "(".repeat(40), ")".repeat(40));
+    let triggers = json!([{"_type": "generic_webhook", "source": "s", "not": {"$.a": deep}}]);
+    let err = parse_and_validate(&lock(vec![job(json!({}))], triggers)).expect_err("deep");
+    assert!(err.to_string().contains("nests 40 levels deep"), "{err}");
+}

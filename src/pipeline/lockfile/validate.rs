@@ -8,6 +8,8 @@ use serde_json::Value;
 use super::{BranchPattern, LockError, LockJob, LockTrigger, LockWorkflow};
 use crate::pipeline::glob::Glob;
 use crate::pipeline::jsregex::JsRegex;
+use crate::pipeline::limits;
+use crate::pipeline::matcher::check_filter_limits;
 
 pub(super) fn workflow(wf: &mut LockWorkflow) -> Result<(), LockError> {
     let mut reasons = Vec::new();
@@ -95,6 +97,17 @@ fn job(
     for (key, m) in matchers {
         label_matcher(workflow, name, key, m)?;
     }
+    let steps = raw
+        .get("steps")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if steps > limits::STEPS_PER_JOB {
+        return Err(LockError::Limit(format!(
+            "workflow {workflow:?}, job {name:?} has {steps} steps, more than {} (the limit on \
+             steps per job)",
+            limits::STEPS_PER_JOB
+        )));
+    }
     let parsed: LockJob = serde_json::from_value(raw.clone())
         .map_err(|e| LockError::Corrupt(format!("workflow {workflow:?}, job {name:?}: {e}")))?;
     if is_inline(raw.get("env")) {
@@ -181,7 +194,7 @@ fn triggers(workflow: &str, index: usize, trigger: &LockTrigger) -> Result<(), L
             .map_err(|detail| LockError::Pattern {
                 workflow: workflow.into(),
                 at: at(what),
-                detail: format!("pattern {:?}: {detail}", p.pattern),
+                detail: format!("pattern {}: {detail}", limits::excerpt(&p.pattern)),
             })
     };
     let paths = |paths: &[String]| -> Result<(), LockError> {
@@ -221,6 +234,18 @@ fn triggers(workflow: &str, index: usize, trigger: &LockTrigger) -> Result<(), L
             all("repos", &t.repos, true)
         }
         LockTrigger::Release(t) => all("repos", &t.repos, true),
-        LockTrigger::GenericWebhook(_) | LockTrigger::Other(_) => Ok(()),
+        LockTrigger::GenericWebhook(t) => {
+            for (what, filter) in [("match", &t.match_), ("not", &t.not)] {
+                if let Some(filter) = filter {
+                    check_filter_limits(filter).map_err(|detail| LockError::Pattern {
+                        workflow: workflow.into(),
+                        at: at(what),
+                        detail,
+                    })?;
+                }
+            }
+            Ok(())
+        }
+        LockTrigger::Other(_) => Ok(()),
     }
 }

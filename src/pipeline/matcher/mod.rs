@@ -418,14 +418,29 @@ pub fn needs_changed_files(workflows: &[LockWorkflow], event: &NormalizedEvent) 
 
 /// JS-regex helper shared with `jsonpath` (`/pattern/flags` strings).
 fn js_regex_literal(text: &str) -> Option<Result<JsRegex, String>> {
+    let (source, flags) = js_regex_literal_parts(text)?;
+    Some(JsRegex::new(source, flags).map_err(|e| e.to_string()))
+}
+
+/// `/source/flags` split, when `text` is written that way.
+fn js_regex_literal_parts(text: &str) -> Option<(&str, &str)> {
     let body = text.strip_prefix('/')?;
     let end = body.rfind('/')?;
     let (source, flags) = (&body[..end], &body[end + 1..]);
     if source.is_empty() || !flags.chars().all(|c| "gimsuy".contains(c)) {
         return None;
     }
-    Some(JsRegex::new(source, flags).map_err(|e| e.to_string()))
+    Some((source, flags))
+}
+
+/// The lock file's bounds (`limits`) on a `generic_webhook` trigger's `match`/`not` filter,
+/// for validation: path length, and the length and nesting of `/regex/` values.
+pub fn check_filter_limits(filter: &serde_json::Map<String, Value>) -> Result<(), String> {
+    jsonpath::check_limits(filter)
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::limits;
 use super::lockfile::{LabelMatcher, LockJob, LockWorkflow};
 use super::state::JobStatus;
 
@@ -250,8 +251,51 @@ fn split_matchers(list: Option<&Vec<LabelMatcher>>) -> (Vec<String>, Vec<LabelPa
     (labels, patterns)
 }
 
-/// Plans a validated workflow (one without an init failure).
-pub fn plan_workflow(workflow: &LockWorkflow) -> Result<Plan, PlanError> {
+/// At most how many jobs `job` expands to, computed from the sizes alone (nothing is built):
+/// the product of its matrix dimensions plus its `include` entries (an `exclude` may remove
+/// some, but the bound is checked before expanding, so it is not counted), or 1.
+fn job_count_bound(job: &LockJob) -> usize {
+    let Some(matrix) = &job.matrix else {
+        return 1;
+    };
+    let product = match &matrix.values {
+        Some(Value::Array(values)) => values.len(),
+        Some(Value::Object(map)) => {
+            limits::matrix_size(map.values().map(|v| v.as_array().map_or(1, Vec::len)))
+        }
+        _ => 0,
+    };
+    let includes = job.include.as_ref().map_or(0, Vec::len);
+    product.saturating_add(includes).max(1)
+}
+
+/// Refuses a workflow whose jobs would be more than `max_jobs` (`KICI_MAX_JOBS_PER_RUN`),
+/// before any matrix is expanded.
+fn check_job_count(jobs: &[LockJob], max_jobs: usize) -> Result<(), String> {
+    let mut total = 0usize;
+    for job in jobs {
+        let count = job_count_bound(job);
+        if count > max_jobs {
+            return Err(format!(
+                "job {:?}: the matrix would create {count} jobs, more than {} ({max_jobs})",
+                job.name,
+                limits::JOBS_PER_RUN_VAR
+            ));
+        }
+        total = total.saturating_add(count);
+    }
+    if total > max_jobs {
+        return Err(format!(
+            "its jobs would create {total} jobs, more than {} ({max_jobs})",
+            limits::JOBS_PER_RUN_VAR
+        ));
+    }
+    Ok(())
+}
+
+/// Plans a validated workflow (one without an init failure), creating at most `max_jobs` jobs
+/// (`KICI_MAX_JOBS_PER_RUN`).
+pub fn plan_workflow(workflow: &LockWorkflow, max_jobs: usize) -> Result<Plan, PlanError> {
     let error = |detail: String| PlanError {
         workflow: workflow.name.clone(),
         detail,
@@ -259,9 +303,11 @@ pub fn plan_workflow(workflow: &LockWorkflow) -> Result<Plan, PlanError> {
     if let Some(reason) = &workflow.init_failure {
         return Err(error(reason.clone()));
     }
+    let static_jobs = workflow.static_jobs();
+    check_job_count(&static_jobs, max_jobs).map_err(error)?;
     let mut jobs = Vec::new();
     let mut children: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for job in workflow.static_jobs() {
+    for job in static_jobs {
         if children.contains_key(&job.name) {
             return Err(error(format!("two jobs are named {:?}", job.name)));
         }
@@ -362,3 +408,6 @@ fn find_cycle(jobs: &[PlannedJob], needs: &[NeedsEdge]) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -8,6 +8,9 @@ use super::*;
 use crate::pipeline::lockfile::parse_and_validate;
 use crate::pipeline::state::JobStatus as S;
 
+/// The default `KICI_MAX_JOBS_PER_RUN`.
+const MAX: usize = crate::pipeline::limits::DEFAULT_JOBS_PER_RUN;
+
 fn job(name: &str, extra: Value) -> Value {
     let mut j = json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}], "needs": [], "steps": []});
     if let (Some(j), Some(e)) = (j.as_object_mut(), extra.as_object()) {
@@ -37,7 +40,7 @@ fn matrix_cross_product_with_sorted_dimension_names() {
         "test",
         json!({"matrix": {"_type": "static", "values": {"os": ["linux", "mac"], "node": ["20", "22"]}}}),
     )]);
-    let plan = plan_workflow(&wf).expect("plan");
+    let plan = plan_workflow(&wf, MAX).expect("plan");
     assert_eq!(
         names(&plan),
         [
@@ -61,7 +64,7 @@ fn array_matrix_is_one_dimension_named_value() {
         "lint",
         json!({"matrix": {"_type": "static", "values": ["a", "b"]}}),
     )]);
-    let plan = plan_workflow(&wf).expect("plan");
+    let plan = plan_workflow(&wf, MAX).expect("plan");
     assert_eq!(names(&plan), ["lint (a)", "lint (b)"]);
     assert_eq!(
         plan.jobs[1]
@@ -82,7 +85,7 @@ fn exclude_then_include() {
             "include": [{"os": "windows", "v": "3"}, {"os": "linux", "v": "1"}]
         }),
     )]);
-    let plan = plan_workflow(&wf).expect("plan");
+    let plan = plan_workflow(&wf, MAX).expect("plan");
     assert_eq!(names(&plan), ["t (linux, 1)", "t (linux, 2)", "t (mac, 2)", "t (windows, 3)"],
         "partial exclude matches only when all keys equal; {{}} matches nothing; include adds only new combos");
 }
@@ -93,7 +96,7 @@ fn matrices_that_cannot_run_are_errors() {
         "t",
         json!({"matrix": {"_type": "static", "values": {"os": []}}}),
     )]);
-    assert!(plan_workflow(&empty)
+    assert!(plan_workflow(&empty, MAX)
         .expect_err("empty dim")
         .to_string()
         .contains("no values"));
@@ -101,7 +104,7 @@ fn matrices_that_cannot_run_are_errors() {
         "t",
         json!({"matrix": {"_type": "static", "values": ["a"]}, "exclude": [{"value": "a"}]}),
     )]);
-    assert!(plan_workflow(&all_out).is_err());
+    assert!(plan_workflow(&all_out, MAX).is_err());
 }
 
 #[test]
@@ -113,7 +116,7 @@ fn label_routing_splits_exact_and_regex() {
             "excludeLabels": [{"kind": "exact", "value": "slow"}, {"kind": "regex", "source": "arm$", "flags": ""}]
         }),
     )]);
-    let j = &plan_workflow(&wf).expect("plan").jobs[0];
+    let j = &plan_workflow(&wf, MAX).expect("plan").jobs[0];
     assert_eq!(j.runs_on_labels, ["linux"]);
     assert_eq!(
         j.runs_on_patterns,
@@ -149,7 +152,7 @@ fn needs_edges_reach_every_matrix_child_with_run_on() {
             json!({"needs": [{"name": "deploy", "runOn": ["on-failure", "cancelled"]}]}),
         ),
     ]);
-    let plan = plan_workflow(&wf).expect("plan");
+    let plan = plan_workflow(&wf, MAX).expect("plan");
     let edges: Vec<(&str, &str)> = plan
         .needs
         .iter()
@@ -197,7 +200,7 @@ fn run_on_keywords() {
 #[test]
 fn bad_needs_are_errors() {
     let unknown = workflow(vec![job("a", json!({"needs": ["ghost"]}))]);
-    assert!(plan_workflow(&unknown)
+    assert!(plan_workflow(&unknown, MAX)
         .expect_err("unknown")
         .to_string()
         .contains("\"ghost\""));
@@ -205,12 +208,12 @@ fn bad_needs_are_errors() {
         job("a", json!({"needs": ["b"]})),
         job("b", json!({"needs": ["a"]})),
     ]);
-    assert!(plan_workflow(&cycle)
+    assert!(plan_workflow(&cycle, MAX)
         .expect_err("cycle")
         .to_string()
         .contains("cycle"));
     let dup = workflow(vec![job("a", json!({})), job("a", json!({}))]);
-    assert!(plan_workflow(&dup).is_err());
+    assert!(plan_workflow(&dup, MAX).is_err());
 }
 
 fn statuses(list: &[(&str, S)]) -> BTreeMap<String, S> {
@@ -325,7 +328,7 @@ fn planned_needs_drive_readiness_end_to_end() {
         ),
         job("deploy", json!({"needs": ["build"]})),
     ]);
-    let plan = plan_workflow(&wf).expect("plan");
+    let plan = plan_workflow(&wf, MAX).expect("plan");
     let mut st: BTreeMap<String, S> = plan
         .jobs
         .iter()
@@ -340,4 +343,68 @@ fn planned_needs_drive_readiness_end_to_end() {
     assert_eq!(readiness(&plan.needs, &st), Readiness::default());
     st.insert("build (y)".into(), S::Success);
     assert_eq!(readiness(&plan.needs, &st).ready, ["deploy"]);
+}
+
+fn matrix_job(name: &str, dims: usize, values: usize, includes: usize) -> Value {
+    let dim: Vec<String> = (0..values).map(|v| format!("v{v}")).collect();
+    let values: serde_json::Map<String, Value> =
+        (0..dims).map(|d| (format!("d{d}"), json!(dim))).collect();
+    let include: Vec<Value> = (0..includes)
+        .map(|i| json!({"extra": format!("i{i}")}))
+        .collect();
+    job(
+        name,
+        json!({"matrix": {"_type": "static", "values": values}, "include": include}),
+    )
+}
+
+#[test]
+fn jobs_at_the_limit_are_planned_one_more_is_refused() {
+    let at = workflow(vec![matrix_job("build", 2, 16, 0)]);
+    assert_eq!(plan_workflow(&at, MAX).expect("256 jobs").jobs.len(), 256);
+    let over = workflow(vec![matrix_job("build", 2, 16, 1)]);
+    let err = plan_workflow(&over, MAX).expect_err("257").to_string();
+    assert!(
+        err.contains(
+            "job \"build\": the matrix would create 257 jobs, more than KICI_MAX_JOBS_PER_RUN (256)"
+        ),
+        "{err}"
+    );
+    // the bound is the run's: two halves and one plain job are one too many
+    let split = workflow(vec![
+        matrix_job("a", 1, 128, 0),
+        matrix_job("b", 1, 128, 0),
+        job("c", json!({})),
+    ]);
+    let err = plan_workflow(&split, MAX).expect_err("257").to_string();
+    assert!(
+        err.contains("its jobs would create 257 jobs, more than KICI_MAX_JOBS_PER_RUN (256)"),
+        "{err}"
+    );
+    assert_eq!(
+        plan_workflow(&split, 257).expect("configured").jobs.len(),
+        257
+    );
+}
+
+#[test]
+fn a_huge_matrix_is_refused_before_it_is_expanded() {
+    // eight dimensions of ten values: 10^8 combinations, never built
+    let wf = workflow(vec![matrix_job("build", 8, 10, 0)]);
+    let started = std::time::Instant::now();
+    let err = plan_workflow(&wf, MAX).expect_err("10^8").to_string();
+    assert!(started.elapsed().as_secs() < 2, "refused without expanding");
+    assert!(
+        err.contains(
+            "the matrix would create 100000000 jobs, more than KICI_MAX_JOBS_PER_RUN (256)"
+        ),
+        "{err}"
+    );
+    // 40 dimensions of ten overflow usize: the count saturates instead of wrapping to a small one
+    let wf = workflow(vec![matrix_job("build", 40, 10, 0)]);
+    let err = plan_workflow(&wf, MAX).expect_err("10^40").to_string();
+    assert!(
+        err.contains(&format!("create {} jobs", usize::MAX)),
+        "{err}"
+    );
 }

@@ -18,6 +18,8 @@ mod syntax;
 
 use syntax::{Node, Parser};
 
+use crate::pipeline::limits::PROGRAM_STEPS;
+
 /// A compiled program: `main` plus the sub-programs of its lookaheads.
 #[derive(Debug, Clone)]
 pub struct Program {
@@ -66,7 +68,11 @@ const MAX_REPEAT: u32 = 1000;
 impl Program {
     pub fn compile(source: &str) -> Result<Program, EngineError> {
         let units: Vec<u16> = source.encode_utf16().collect();
-        let mut parser = Parser { s: &units, i: 0 };
+        let mut parser = Parser {
+            s: &units,
+            i: 0,
+            depth: 0,
+        };
         let node = parser.alternation()?;
         if parser.i < units.len() {
             return Err(EngineError(format!(
@@ -76,8 +82,9 @@ impl Program {
         }
         let mut compiler = Compiler {
             progs: vec![Vec::new()],
+            steps: 0,
         };
-        compiler.emit_program(0, &node);
+        compiler.emit_program(0, &node)?;
         Ok(Program {
             progs: compiler.progs,
         })
@@ -97,15 +104,25 @@ impl Program {
 
 struct Compiler {
     progs: Vec<Vec<Inst>>,
+    /// `emit` calls so far: each adds at most three instructions besides its children's, so
+    /// bounding the calls bounds the program (`{n,m}` copies its body; nested ones multiply).
+    steps: usize,
 }
 
 impl Compiler {
-    fn emit_program(&mut self, p: usize, node: &Node) {
-        self.emit(p, node);
+    fn emit_program(&mut self, p: usize, node: &Node) -> Result<(), EngineError> {
+        self.emit(p, node)?;
         self.progs[p].push(Inst::Match);
+        Ok(())
     }
 
-    fn emit(&mut self, p: usize, node: &Node) {
+    fn emit(&mut self, p: usize, node: &Node) -> Result<(), EngineError> {
+        self.steps += 1;
+        if self.steps > PROGRAM_STEPS {
+            return Err(EngineError(format!(
+                "the regex compiles to more than {PROGRAM_STEPS} steps"
+            )));
+        }
         match node {
             Node::Empty => {}
             Node::Unit(u) => self.progs[p].push(Inst::Unit(*u)),
@@ -117,26 +134,30 @@ impl Compiler {
             Node::Look(inner, negate) => {
                 let sub = self.progs.len();
                 self.progs.push(Vec::new());
-                self.emit_program(sub, inner);
+                self.emit_program(sub, inner)?;
                 self.progs[p].push(Inst::Look {
                     prog: sub,
                     negate: *negate,
                 });
             }
-            Node::Concat(items) => items.iter().for_each(|n| self.emit(p, n)),
+            Node::Concat(items) => {
+                for n in items {
+                    self.emit(p, n)?;
+                }
+            }
             Node::Alt(alts) => {
                 let mut jumps = Vec::new();
                 for (k, alt) in alts.iter().enumerate() {
                     if k + 1 < alts.len() {
                         let split = self.progs[p].len();
                         self.progs[p].push(Inst::Split(split + 1, 0));
-                        self.emit(p, alt);
+                        self.emit(p, alt)?;
                         jumps.push(self.progs[p].len());
                         self.progs[p].push(Inst::Jmp(0));
                         let next = self.progs[p].len();
                         self.progs[p][split] = Inst::Split(split + 1, next);
                     } else {
-                        self.emit(p, alt);
+                        self.emit(p, alt)?;
                     }
                 }
                 let end = self.progs[p].len();
@@ -144,16 +165,28 @@ impl Compiler {
                     self.progs[p][j] = Inst::Jmp(end);
                 }
             }
+            Node::Repeat(inner, min, None) if *min > 0 => {
+                // `x+` as `L: x; split(L, out)`: one copy of the body, not two. Two copies
+                // double the program per nesting level, so `+(+(…))` 32 deep would ask for
+                // 2^32 instructions.
+                for _ in 1..*min {
+                    self.emit(p, inner)?;
+                }
+                let start = self.progs[p].len();
+                self.emit(p, inner)?;
+                let split = self.progs[p].len();
+                self.progs[p].push(Inst::Split(start, split + 1));
+            }
             Node::Repeat(inner, min, max) => {
                 for _ in 0..*min {
-                    self.emit(p, inner);
+                    self.emit(p, inner)?;
                 }
                 match max {
                     None => {
                         // L: split(body, out); body; jmp L
                         let split = self.progs[p].len();
                         self.progs[p].push(Inst::Split(split + 1, 0));
-                        self.emit(p, inner);
+                        self.emit(p, inner)?;
                         self.progs[p].push(Inst::Jmp(split));
                         let out = self.progs[p].len();
                         self.progs[p][split] = Inst::Split(split + 1, out);
@@ -163,7 +196,7 @@ impl Compiler {
                         for _ in *min..*max {
                             splits.push(self.progs[p].len());
                             self.progs[p].push(Inst::Split(0, 0));
-                            self.emit(p, inner);
+                            self.emit(p, inner)?;
                         }
                         let out = self.progs[p].len();
                         for s in splits {
@@ -173,6 +206,7 @@ impl Compiler {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -339,6 +373,31 @@ mod tests {
         // One astral character is two units: `.` alone does not cover it, `..` does.
         assert!(!m("^.$", "😀"));
         assert!(m("^..$", "😀"));
+    }
+
+    #[test]
+    fn deep_or_huge_programs_are_refused_before_they_are_built() {
+        use crate::pipeline::limits::PROGRAM_NESTING_DEPTH as DEPTH;
+        let nested = |n: usize| format!("{}a{}", "(?:".repeat(n), ")".repeat(n));
+        assert!(Program::compile(&nested(DEPTH)).is_ok());
+        let err = Program::compile(&nested(DEPTH + 1)).expect_err("too deep");
+        assert!(err.0.contains("nests more than 144 groups"), "{err:?}");
+        assert!(
+            Program::compile(&nested(100_000)).is_err(),
+            "no stack overflow"
+        );
+        let err = Program::compile("((a{1000}){1000}){1000}").expect_err("10^9 copies");
+        assert!(err.0.contains("more than 200000 steps"), "{err:?}");
+    }
+
+    #[test]
+    fn nested_plus_stays_linear_in_size() {
+        // `(?:(?:a)+)+` nested: one body copy per level, so 100 levels is a small program
+        let source = format!("^{}a{}$", "(?:".repeat(100), ")+".repeat(100));
+        let program = Program::compile(&source).expect("compiles");
+        assert!(program.progs[0].len() < 1000, "{}", program.progs[0].len());
+        assert!(program.is_match("aaaa"));
+        assert!(!program.is_match("aab"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `engine`'s compiler. Text is UTF-16 code units, as in JavaScript without the `u` flag.
 
 use super::{Class, EngineError, MAX_REPEAT};
+use crate::pipeline::limits::PROGRAM_NESTING_DEPTH;
 
 #[derive(Debug, Clone)]
 pub(super) enum Node {
@@ -21,6 +22,8 @@ pub(super) enum Node {
 pub(super) struct Parser<'a> {
     pub(super) s: &'a [u16],
     pub(super) i: usize,
+    /// Groups open around the current position: `group` recurses once per level.
+    pub(super) depth: usize,
 }
 
 fn unit(c: char) -> u16 {
@@ -100,8 +103,11 @@ impl Parser<'_> {
     /// `{n}`, `{n,}`, `{n,m}` (consumed); anything else is a literal `{` (not consumed).
     fn braces(&mut self) -> Option<(u32, Option<u32>)> {
         let start = self.i;
-        let rest: String = String::from_utf16_lossy(&self.s[start..]);
-        let close = rest.find('}')?;
+        // Only the text up to the first `}`: converting the whole rest at every `{` is
+        // quadratic in the regex length.
+        let close = self.s[start..].iter().position(|&u| u == unit('}'))?;
+        let rest: String = String::from_utf16_lossy(&self.s[start..=start + close]);
+        let close = rest.len() - 1;
         let body = &rest[1..close];
         let (lo, hi) = match body.split_once(',') {
             None => {
@@ -136,6 +142,11 @@ impl Parser<'_> {
     }
 
     fn group(&mut self) -> Result<Node, EngineError> {
+        if self.depth >= PROGRAM_NESTING_DEPTH {
+            return Err(EngineError(format!(
+                "the regex nests more than {PROGRAM_NESTING_DEPTH} groups deep"
+            )));
+        }
         let look = if self.eat('?') {
             if self.eat(':') {
                 None
@@ -151,7 +162,10 @@ impl Parser<'_> {
         } else {
             None
         };
-        let inner = self.alternation()?;
+        self.depth += 1;
+        let inner = self.alternation();
+        self.depth -= 1;
+        let inner = inner?;
         if !self.eat(')') {
             return Err(EngineError("unterminated group".to_owned()));
         }
