@@ -20,6 +20,10 @@ use crate::{
 
 pub use body::Body;
 
+/// The largest admin request body: every admin payload is a small JSON object, so anything
+/// near this is a mistake or an attack (413, answered before a byte of it is read).
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
 /// Why an admin request failed; `into_response` gives the §5.5 shape.
 #[derive(Debug)]
 pub enum ApiError {
@@ -99,8 +103,17 @@ pub fn handle(app: &App, req: &Request, rest: &str) -> Response {
     }
 }
 
+/// Authenticates an admin request from its head, before its body is read (`Handler::admit`):
+/// a stranger's body is never read, and the caller found is reused by `handle`.
+pub fn admit(app: &App, req: &Request) -> Result<Caller, Response> {
+    authenticate(app, req).map_err(|e| e.into_response(req))
+}
+
 fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
-    let caller = authenticate(app, req)?;
+    let caller = match &req.caller {
+        Some(caller) => caller.clone(),
+        None => authenticate(app, req)?,
+    };
     let segments: Vec<String> = rest
         .split('/')
         .filter(|s| !s.is_empty())
