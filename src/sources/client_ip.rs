@@ -286,7 +286,8 @@ mod tests {
     fn trusted_proxy_gives_the_rightmost_untrusted_forwarded_address() {
         let proxies = list("10.0.0.0/8, ::1");
         let proxy = ip("10.0.0.2");
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             (&[("X-Forwarded-For", "192.0.2.7")], Some("192.0.2.7")),
             // The client wrote the left entry itself; the proxy appended what it saw.
             (
