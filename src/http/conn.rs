@@ -108,8 +108,9 @@ impl Conn {
 
     /// Takes exactly `n` bytes (already checked against the route's limit). Bytes past the
     /// buffered ones are read straight into the result, so the connection's buffer never grows
-    /// to the body's size; the result grows as bytes arrive, so announcing a length reserves
-    /// nothing before it is sent.
+    /// to the body's size. The result is reserved once but written only as bytes arrive (reads
+    /// of at most `READ_STEP`), so an announced length costs address space, not memory, until
+    /// the client actually sends it.
     pub(super) fn take(
         &mut self,
         n: usize,
@@ -117,16 +118,12 @@ impl Conn {
         stop: &ShutdownHandle,
     ) -> Result<Vec<u8>, ReadEnd> {
         let have = self.buffered().len().min(n);
-        let mut out = Vec::with_capacity(n.min(GROWTH_STEP).max(have));
+        let mut out = Vec::with_capacity(n);
         out.extend_from_slice(&self.buffered()[..have]);
         self.consume(have);
         while out.len() < n {
-            let left = n - out.len();
-            if out.capacity() == out.len() {
-                out.reserve_exact(left.min(out.len().max(GROWTH_STEP)));
-            }
             let filled = out.len();
-            let room = (out.capacity() - filled).min(left);
+            let room = (n - filled).min(READ_STEP);
             out.resize(filled + room, 0);
             match self.read_some(&mut out[filled..], deadline, false, stop) {
                 Ok(got) => out.truncate(filled + got),
@@ -175,8 +172,8 @@ impl Conn {
     }
 }
 
-/// How much a body buffer grows per step while its bytes arrive.
-const GROWTH_STEP: usize = 64 * 1024;
+/// The most of a body's buffer touched ahead of the bytes that fill it.
+const READ_STEP: usize = 64 * 1024;
 /// A connection's read buffer above this is dropped after the request (heads are ≤ 32 KiB).
 const KEEP_BUFFER: usize = 64 * 1024;
 /// A refused request's unread body is discarded for at most this long and this many bytes.
