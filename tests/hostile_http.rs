@@ -218,6 +218,21 @@ fn admin_routes_check_the_token_then_the_size_before_reading() {
         r.json()
     );
 
+    // With a good token, an unknown admin route (404) or a wrong method (405) is answered
+    // without reading either.
+    for (method, path, want) in [
+        ("POST", "/api/v1/admin/nope", 404),
+        ("PUT", "/api/v1/admin/generic-sources", 405),
+    ] {
+        let h = head(method, path, &[("Authorization", &auth)], 20 * MIB);
+        let f = flood(d.addr, &h, 20 * MIB);
+        assert_eq!(f.status, want, "{method} {path}");
+        assert!(
+            f.sent < 20 * MIB,
+            "{method} {path}: the server took the whole body"
+        );
+    }
+
     // Just under the limit is read and validated as usual (here: not an object → 400).
     let body = format!("[\"{}\"]", "a".repeat(MIB - 10));
     assert!(body.len() <= MIB);

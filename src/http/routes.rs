@@ -134,7 +134,7 @@ impl Handler for App {
             Route::NotFound => Admission::Refuse(Response::error(404, "Not found")),
             Route::Health | Route::Ready => only_get(method).map_or(small, Admission::Refuse),
             Route::Ws => small,
-            Route::Admin(_) => match admin::admit(self, req) {
+            Route::Admin(rest) => match admin::admit(self, req, rest) {
                 Ok(caller) => {
                     req.caller = Some(caller);
                     Admission::Buffer {
