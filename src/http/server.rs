@@ -388,8 +388,9 @@ fn serve_one(
                     return refuse_body(conn, &req, started, 413, &msg);
                 }
             }
-            // A streamed body gets its 100 Continue on the handler's first read, so a refused
-            // upload (bad signature) is answered before the client sends a byte of it.
+            // Only now, with the route's consent, is the client told to send the body. (A
+            // streamed body gets its 100 Continue on the handler's first read instead, so an
+            // upload with a bad signature is refused before the client sends a byte of it.)
             if wants_continue && conn.stream.write_all(INTERIM).is_err() {
                 return Err(Close::Now);
             }
@@ -438,10 +439,12 @@ fn serve_one(
         }
         None => (handler.handle(&req), 0),
     }));
+    let mut unread = false;
     let response = match handled {
-        Ok((r, unread)) => {
+        Ok((r, left)) => {
             // A body the handler left unread makes the connection unusable for a next request.
-            keep_alive &= unread == 0;
+            unread = left > 0;
+            keep_alive &= !unread;
             r
         }
         Err(_) => {
@@ -456,6 +459,9 @@ fn serve_one(
         }
     };
     respond(conn, &req, response, started, keep_alive)?;
+    if unread {
+        return Err(Close::Linger);
+    }
     Ok(keep_alive)
 }
 

@@ -27,8 +27,8 @@ use crate::{
 
 /// Route-level cap for generic webhooks (the server's global cap is 25 MiB).
 const GENERIC_MAX_BODY: usize = 10 * 1024 * 1024;
-/// GitHub sends at most 25 MB per delivery ("Webhook events and payloads": payloads are capped
-/// at 25 MB); this is the server-wide cap, which covers it.
+/// GitHub deliveries are held to the server-wide cap (`Limits::max_body_bytes`, 25 MiB) only:
+/// they are authenticated after reading, by an HMAC over the whole body.
 const GITHUB_MAX_BODY: u64 = u64::MAX;
 /// How long a delivery id stays deduplicated (spec-admin.md §9.5).
 pub const DEDUP_SECS: i32 = 24 * 3600;
