@@ -145,18 +145,18 @@ fn request_ids_keep_alive_limits_and_errors() {
             .unwrap();
         assert_eq!(read_response(&mut s).status, 200);
     }
-    s.write_all(b"POST /nope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut s).status, 404);
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
     assert_eq!(
         read_response(&mut s).status,
         200,
         "the connection survives a chunked request"
     );
 
-    // Body over 25 MiB announced: 413 without reading it.
+    // Body over the route's limit announced: 413 without reading it.
     let mut s = TcpStream::connect(d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 26214401\r\n\r\n")
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 26214401\r\n\r\n")
         .unwrap();
     let r = read_response(&mut s);
     assert_eq!(r.status, 413);
@@ -183,18 +183,27 @@ fn request_ids_keep_alive_limits_and_errors() {
         .unwrap()
         .starts_with("Bad request"));
 
-    // Expect: 100-continue gets the interim response before the body is sent.
+    // Expect: 100-continue gets the interim response before the body is sent, once the route
+    // accepts the request; a refused one gets its final answer instead.
     let mut s = TcpStream::connect(d.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(
-        b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
     )
     .unwrap();
     let mut interim = [0u8; 25];
     s.read_exact(&mut interim).unwrap();
     assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
     s.write_all(b"{}").unwrap();
-    assert_eq!(read_response(&mut s).status, 404);
+    assert_eq!(read_response(&mut s).status, 200);
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s);
+    assert_eq!((r.status, r.header("connection")), (404, Some("close")));
 }
 
 #[test]

@@ -220,7 +220,10 @@ fn generic_responses_in_order() {
 
 #[test]
 fn event_types_other_methods_and_misconfiguration() {
-    let (d, pg, url) = daemon(&[("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "10")]);
+    let (d, pg, url) = daemon(&[
+        ("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "10"),
+        ("KICI_TRUSTED_PROXIES", "127.0.0.1/32,10.9.9.9"),
+    ]);
     generic_source(
         &d,
         OWNER,
@@ -281,6 +284,8 @@ fn event_types_other_methods_and_misconfiguration() {
     // Over KICI_EVENT_LOG_MAX_PAYLOAD_BYTES: recorded, payload omitted.
     assert_eq!(pg.psql(&url, "SELECT payload IS NULL, payload_omitted, payload_omitted_reason, payload_size_bytes FROM event_log WHERE delivery_id LIKE '%:c'"), "t|t|size_exceeded|11");
 
+    // Proxy headers are believed from KICI_TRUSTED_PROXIES peers only (this daemon trusts
+    // 127.0.0.1 and 10.9.9.9): the right-most untrusted X-Forwarded-For entry, else X-Real-IP.
     let p = "/webhook/o/generic/ips";
     assert_eq!(
         post(
@@ -294,13 +299,14 @@ fn event_types_other_methods_and_misconfiguration() {
     );
     assert_eq!(post(&d, p, &[("X-Real-IP", "10.0.0.1")], b"{}").status, 202);
     assert_eq!(
-        post(&d, p, &[("X-Forwarded-For", "10.9.9.9")], b"{}").status,
-        401
+        post(&d, p, &[("X-Forwarded-For", "10.0.0.1, 10.9.9.8")], b"{}").status,
+        401,
+        "the client-written left entry does not count"
     );
     assert_eq!(
         post(&d, p, &[], b"{}").status,
         401,
-        "no fallback to the socket peer"
+        "the socket peer (127.0.0.1) is not on the list"
     );
 
     // A stored hmac source without its secret (written behind the API's back): 500.

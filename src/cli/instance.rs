@@ -319,3 +319,35 @@ mod tests {
         assert_eq!(vars.len(), 3);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        #[test]
+        fn never_panics_on_any_env_file(text in "\\PC{0,200}|[ \\t\\r\\n=#;'\"a-zA-Z_]{0,200}") {
+            let vars = parse_env_file(&text);
+            let _ = url_from_env_file(&vars);
+        }
+
+        #[test]
+        fn never_panics_and_keeps_plain_assignments(
+            key in "KICI_[A-Z_]{1,12}",
+            value in "[a-zA-Z0-9/:._-]{0,20}",
+            noise in "(#[^\\n]{0,20}\\n|;[^\\n]{0,20}\\n|\\n|[ \\t]+\\n){0,4}",
+            quote in prop_oneof![Just(""), Just("\""), Just("'")],
+            export in any::<bool>(),
+        ) {
+            let prefix = if export { "export " } else { "" };
+            let text = format!("{noise}{prefix}{key}={quote}{value}{quote}\n{noise}");
+            let vars = parse_env_file(&text);
+            prop_assert_eq!(vars.get(&key).map(String::as_str), Some(value.as_str()));
+            let _ = url_from_env_file(&vars);
+        }
+    }
+}

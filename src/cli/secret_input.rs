@@ -322,3 +322,59 @@ mod tests {
         assert_eq!(fake.stdin_reads.get(), 0);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Readers that answer with the generated contents (or an error when `None`).
+    struct Given {
+        file: Option<String>,
+        env: Option<String>,
+        stdin: Option<String>,
+    }
+
+    impl SecretReaders for Given {
+        fn read_file(&self, _path: &str) -> std::io::Result<String> {
+            self.file
+                .clone()
+                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        }
+        fn env_var(&self, _name: &str) -> Option<String> {
+            self.env.clone()
+        }
+        fn read_stdin(&self) -> std::io::Result<String> {
+            self.stdin
+                .clone()
+                .ok_or_else(|| std::io::ErrorKind::InvalidData.into())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        #[test]
+        fn never_panics_on_any_flags_and_contents(
+            value in proptest::option::of("\\PC{0,20}|@\\PC{0,10}"),
+            from_env in proptest::option::of("\\PC{0,10}"),
+            stdin in any::<bool>(),
+            file in proptest::option::of("[\\r\\n]{0,3}\\PC{0,20}[\\r\\n]{0,3}"),
+            env in proptest::option::of("\\PC{0,20}"),
+            stdin_text in proptest::option::of("\\PC{0,20}[\\r\\n]{0,3}"),
+        ) {
+            let readers = Given { file, env, stdin: stdin_text };
+            let secret = PrimarySecret::verification_secret(value.as_deref(), from_env.as_deref(), stdin);
+            // Whatever comes back is never an empty secret.
+            if let Ok(Some(s)) = primary(&secret, &readers) {
+                prop_assert!(!s.is_empty());
+            }
+            if let Some(raw) = value.as_deref() {
+                if let Ok(s) = flag_value("--secret", raw, &readers) {
+                    prop_assert!(!s.is_empty());
+                }
+            }
+        }
+    }
+}

@@ -15,6 +15,7 @@ use log::LevelFilter;
 use crate::crypto::SecretKey;
 use crate::db::url::keyword_pairs;
 pub use crate::db::url::redact_database_url;
+pub use crate::sources::client_ip::TrustedProxies;
 
 mod agents;
 mod platform;
@@ -111,6 +112,8 @@ pub struct Config {
     /// Platform (`source.register`, OIDC mint path).
     pub instance_id: String,
     pub agents: AgentSettings,
+    /// `KICI_TRUSTED_PROXIES`: peers whose `X-Forwarded-For`/`X-Real-IP` are believed.
+    pub trusted_proxies: TrustedProxies,
     pub dev: bool,
 }
 
@@ -156,6 +159,7 @@ impl fmt::Debug for Config {
             .field("github_api_url", &self.github_api_url)
             .field("instance_id", &self.instance_id)
             .field("agents", &self.agents)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("dev", &self.dev)
             .finish()
     }
@@ -283,6 +287,7 @@ impl Loader {
         let storage = self.storage();
         let cache_ttl_days = self.cache_ttl_days();
         let agents = self.agent_settings();
+        let trusted_proxies = self.trusted_proxies();
         let max_payload = self.max_payload();
         let max_jobs_per_run = self.max_jobs_per_run();
         let webhook_public_url = self.url("KICI_WEBHOOK_PUBLIC_URL", &["http://", "https://"]);
@@ -321,6 +326,7 @@ impl Loader {
                 .get("KICI_CLUSTER_INSTANCE_ID")
                 .unwrap_or_else(crate::crypto::random_uuid),
             agents,
+            trusted_proxies,
             dev,
         };
         Ok(Loaded {
@@ -347,6 +353,20 @@ impl Loader {
             let rule = "must be a URL path starting with / (such as /kici), without ?, #, whitespace or .. segments";
             self.problem("KICI_BASE_PATH", format!("{rule}, got {raw:?}"));
             String::new()
+        })
+    }
+
+    /// Each invalid entry is its own problem, naming the entry.
+    fn trusted_proxies(&mut self) -> TrustedProxies {
+        const NAME: &str = "KICI_TRUSTED_PROXIES";
+        let Some(list) = self.get(NAME) else {
+            return TrustedProxies::default();
+        };
+        TrustedProxies::parse(&list).unwrap_or_else(|problems| {
+            for p in problems {
+                self.problem(NAME, format!("{p}; use a comma-separated list of addresses or CIDR blocks, such as 127.0.0.1/32,10.0.0.0/8,::1"));
+            }
+            TrustedProxies::default()
         })
     }
 

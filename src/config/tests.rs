@@ -540,3 +540,37 @@ fn non_utf8_values_are_a_problem_not_a_panic() {
     ];
     assert_eq!(e.problems, expected);
 }
+
+#[test]
+fn trusted_proxies_default_to_none_and_each_bad_entry_is_named() {
+    let none = ok(&[]).config.trusted_proxies;
+    assert!(none.is_empty());
+    let c = ok(&[(
+        "KICI_TRUSTED_PROXIES",
+        "127.0.0.1/32, 10.0.0.0/8,::1,2001:db8::/32",
+    )])
+    .config;
+    assert!(c
+        .trusted_proxies
+        .contains("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(c.trusted_proxies.contains("10.200.0.1".parse().unwrap()));
+    assert!(c.trusted_proxies.contains("2001:db8::7".parse().unwrap()));
+    assert!(!c.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+    let e = err(&[("KICI_TRUSTED_PROXIES", "10.0.0.0/8,10.0.0.0/33,proxy.local")]);
+    assert_eq!(e.problems.len(), 2, "{:?}", e.problems);
+    assert!(
+        e.problems[0].starts_with("KICI_TRUSTED_PROXIES: \"10.0.0.0/33\""),
+        "{}",
+        e.problems[0]
+    );
+    assert!(
+        e.problems[1].starts_with("KICI_TRUSTED_PROXIES: \"proxy.local\""),
+        "{}",
+        e.problems[1]
+    );
+    assert!(
+        e.problems[1].contains("comma-separated"),
+        "{}",
+        e.problems[1]
+    );
+}

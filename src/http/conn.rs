@@ -3,12 +3,12 @@
 
 use std::{
     io::{self, Read, Write},
-    net::TcpStream,
+    net::{Shutdown, TcpStream},
     time::{Duration, Instant},
 };
 
-use super::parse;
-use super::server::{Limits, ShutdownHandle};
+use super::chunked::{ChunkError, ChunkedDecoder};
+use super::server::ShutdownHandle;
 
 pub(super) const INTERIM: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -55,6 +55,19 @@ impl Conn {
             self.pos = 0;
         }
         let mut chunk = [0u8; 8192];
+        let n = self.read_some(&mut chunk, deadline, idle, stop)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// One read from the socket into `into` (not the buffer), honouring `deadline`; never 0.
+    fn read_some(
+        &mut self,
+        into: &mut [u8],
+        deadline: Instant,
+        idle: bool,
+        stop: &ShutdownHandle,
+    ) -> Result<usize, ReadEnd> {
         loop {
             if idle && stop.is_shutdown() {
                 return Err(ReadEnd::Quiet);
@@ -70,12 +83,9 @@ impl Conn {
             // The socket's read timeout is a fixed TICK (set once per connection in server.rs):
             // a read returns at least every TICK, the deadline is checked here, and no
             // setsockopt is needed per read. Deadlines are therefore kept to within one TICK.
-            match self.stream.read(&mut chunk) {
+            match self.stream.read(into) {
                 Ok(0) => return Err(ReadEnd::Quiet),
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(());
-                }
+                Ok(n) => return Ok(n),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -96,78 +106,105 @@ impl Conn {
         }
     }
 
-    /// Takes exactly `n` bytes, reading as needed.
+    /// Takes exactly `n` bytes (already checked against the route's limit). Bytes past the
+    /// buffered ones are read straight into the result, so the connection's buffer never grows
+    /// to the body's size. The result is reserved once but written only as bytes arrive (reads
+    /// of at most `READ_STEP`), so an announced length costs address space, not memory, until
+    /// the client actually sends it.
     pub(super) fn take(
         &mut self,
         n: usize,
         deadline: Instant,
         stop: &ShutdownHandle,
     ) -> Result<Vec<u8>, ReadEnd> {
-        while self.buffered().len() < n {
-            self.fill(deadline, false, stop)?;
+        let have = self.buffered().len().min(n);
+        let mut out = Vec::with_capacity(n);
+        out.extend_from_slice(&self.buffered()[..have]);
+        self.consume(have);
+        while out.len() < n {
+            let filled = out.len();
+            let room = (n - filled).min(READ_STEP);
+            out.resize(filled + room, 0);
+            match self.read_some(&mut out[filled..], deadline, false, stop) {
+                Ok(got) => out.truncate(filled + got),
+                Err(end) => return Err(end),
+            }
         }
-        let out = self.buffered()[..n].to_vec();
-        self.consume(n);
         Ok(out)
     }
 
-    /// Takes one CRLF-terminated line (without the line end), at most `max` bytes.
-    pub(super) fn line(
-        &mut self,
-        max: usize,
-        deadline: Instant,
-        stop: &ShutdownHandle,
-    ) -> Result<Option<Vec<u8>>, ReadEnd> {
-        loop {
-            if let Some(i) = self.buffered().iter().position(|&b| b == b'\n') {
-                let raw = &self.buffered()[..i];
-                let line = raw.strip_suffix(b"\r").unwrap_or(raw).to_vec();
-                self.consume(i + 1);
-                return Ok(Some(line));
-            }
-            if self.buffered().len() > max {
-                return Ok(None);
-            }
-            self.fill(deadline, false, stop)?;
+    /// Gives a large buffer back after a request, so an idle keep-alive connection holds little.
+    pub(super) fn release(&mut self) {
+        if self.buf.capacity() > KEEP_BUFFER {
+            let rest = self.buffered().to_vec();
+            self.buf = rest;
+            self.pos = 0;
         }
+    }
+
+    /// Ends a connection whose announced body is left unread: stop sending, then discard what
+    /// the client is still sending for at most a moment, without buffering it. Closing at once
+    /// with unread bytes makes the kernel answer with a reset, which can destroy the response
+    /// before a client reads it; reading the whole body is the cost a refusal must not have.
+    pub(super) fn linger_close(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut scratch = [0u8; 8192];
+        let mut discarded = 0usize;
+        let _ = self
+            .stream
+            .set_read_timeout(Some(Duration::from_millis(100)));
+        while discarded < LINGER_BYTES && Instant::now() < deadline {
+            match self.stream.read(&mut scratch) {
+                Ok(0) => break,
+                Ok(n) => discarded += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
+/// The most of a body's buffer touched ahead of the bytes that fill it.
+const READ_STEP: usize = 64 * 1024;
+/// A connection's read buffer above this is dropped after the request (heads are ≤ 32 KiB).
+const KEEP_BUFFER: usize = 64 * 1024;
+/// A refused request's unread body is discarded for at most this long and this many bytes.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
 pub(super) type ChunkResult = Result<Result<Vec<u8>, (u16, &'static str)>, ReadEnd>;
 
+/// Reads a chunked body of at most `max_body` decoded bytes.
 pub(super) fn read_chunked(
     conn: &mut Conn,
-    limits: &Limits,
+    max_body: u64,
+    max_trailer: usize,
     deadline: Instant,
     stop: &ShutdownHandle,
 ) -> ChunkResult {
+    let mut decoder = ChunkedDecoder::new(max_body, max_trailer);
     let mut body = Vec::new();
     loop {
-        let Some(line) = conn.line(1024, deadline, stop)? else {
-            return Ok(Err((400, "Malformed chunked body")));
-        };
-        let size = match parse::parse_chunk_size(&line) {
-            Ok(s) => s,
-            Err(_) => return Ok(Err((400, "Malformed chunked body"))),
-        };
-        if size == 0 {
-            // Trailer fields, ignored, up to the blank line.
-            loop {
-                match conn.line(limits.max_head_bytes, deadline, stop)? {
-                    Some(l) if l.is_empty() => return Ok(Ok(body)),
-                    Some(_) => continue,
-                    None => return Ok(Err((431, "Request header fields too large"))),
-                }
+        match decoder.feed(conn.buffered(), &mut body) {
+            Ok(used) => conn.consume(used),
+            Err(ChunkError::Malformed) => return Ok(Err((400, "Malformed chunked body"))),
+            Err(ChunkError::TooLarge) => return Ok(Err((413, "Request body too large"))),
+            Err(ChunkError::TrailerTooLarge) => {
+                return Ok(Err((431, "Request header fields too large")))
             }
         }
-        if body.len() as u64 + size > limits.max_body_bytes {
-            return Ok(Err((413, "Request body too large")));
+        if decoder.is_done() {
+            return Ok(Ok(body));
         }
-        body.extend_from_slice(&conn.take(size as usize, deadline, stop)?);
-        match conn.line(2, deadline, stop)? {
-            Some(l) if l.is_empty() => {}
-            _ => return Ok(Err((400, "Malformed chunked body"))),
-        }
+        conn.fill(deadline, false, stop)?;
     }
 }
 

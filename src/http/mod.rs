@@ -3,12 +3,14 @@
 
 pub mod admin;
 mod blob;
+pub mod chunked;
 mod conn;
 pub mod health;
 pub mod parse;
 pub mod routes;
 pub mod server;
 pub mod webhooks;
+mod write;
 
 use std::{fs::File, net::SocketAddr, sync::Arc, time::Instant};
 
@@ -26,6 +28,9 @@ pub struct Request {
     pub peer: SocketAddr,
     pub request_id: String,
     pub received_at: Instant,
+    /// The admin caller, set when the route authenticated the request before reading its body
+    /// (`Handler::admit`), so the token is looked up once.
+    pub caller: Option<crate::rbac::Caller>,
 }
 
 impl Request {

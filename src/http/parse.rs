@@ -123,6 +123,28 @@ impl Head {
     }
 }
 
+/// Where reading a request head stands, given the bytes buffered so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadScan {
+    /// The head is the first `n` bytes (blank line included), within the limit.
+    Complete(usize),
+    NeedMore,
+    /// The head is, or will be, longer than the limit: 431.
+    TooLarge,
+}
+
+/// Finds the end of the head in `buf`, refusing heads longer than `max` bytes (blank line
+/// included). A head of exactly `max` bytes is accepted.
+pub fn scan_head(buf: &[u8], max: usize) -> HeadScan {
+    // Only the first `max` bytes can hold an acceptable head; not scanning past them keeps a
+    // pipelined body out of the search.
+    match find_head_end(&buf[..buf.len().min(max)]) {
+        Some(end) => HeadScan::Complete(end),
+        None if buf.len() >= max => HeadScan::TooLarge,
+        None => HeadScan::NeedMore,
+    }
+}
+
 /// Index just past the blank line ending the head, if the buffer holds a whole head.
 pub fn find_head_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
@@ -220,15 +242,33 @@ pub fn parse_head(bytes: &[u8]) -> Result<Head, HeadError> {
 }
 
 /// Parses a chunk-size line (without its CRLF): hex size, optional `;extensions`.
+///
+/// Only hex digits are a size: `u64::from_str_radix` alone also takes a leading `+`, and a
+/// framing rule two parsers read differently is how request smuggling starts. Whitespace is
+/// tolerated only before the `;` (RFC 9112 §7.1.1 BWS).
 pub fn parse_chunk_size(line: &[u8]) -> Result<u64, HeadError> {
+    let bad = HeadError::Malformed("invalid chunk size");
     let hex = line.split(|&b| b == b';').next().unwrap_or(line);
-    let hex = std::str::from_utf8(hex)
-        .map_err(|_| HeadError::Malformed("invalid chunk size"))?
-        .trim_matches([' ', '\t']);
-    if hex.is_empty() || hex.len() > 15 {
-        return Err(HeadError::Malformed("invalid chunk size"));
+    let end = hex
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |i| i + 1);
+    let hex = &hex[..end];
+    if hex.is_empty() || hex.len() > 15 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad);
     }
-    u64::from_str_radix(hex, 16).map_err(|_| HeadError::Malformed("invalid chunk size"))
+    Ok(hex.iter().fold(0u64, |n, &b| {
+        (n << 4) | u64::from(hex_value(b).unwrap_or(0))
+    }))
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Percent-encodes one path segment or query value like JavaScript's `encodeURIComponent`
@@ -245,22 +285,23 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
-/// Decodes `%XX` escapes of one path segment. `None` when the result is not UTF-8.
+/// Decodes `%XX` escapes of one path segment. `None` when a `%` is not followed by exactly two
+/// hex digits (`%+1` would otherwise decode through `from_str_radix`, and `%zz` kept literally
+/// means two spellings of one path) or when the result is not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%' {
+            let hi = b.get(i + 1).copied().and_then(hex_value)?;
+            let lo = b.get(i + 2).copied().and_then(hex_value)?;
+            out.push((hi << 4) | lo);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
         }
-        out.push(b[i]);
-        i += 1;
     }
     String::from_utf8(out).ok()
 }
@@ -368,10 +409,29 @@ mod tests {
     #[test]
     fn chunk_sizes() {
         assert_eq!(parse_chunk_size(b"1a"), Ok(26));
+        assert_eq!(parse_chunk_size(b"1A ;ext=1"), Ok(26));
         assert_eq!(parse_chunk_size(b"0;ext=1"), Ok(0));
-        assert!(parse_chunk_size(b"").is_err());
-        assert!(parse_chunk_size(b"zz").is_err());
-        assert!(parse_chunk_size(b"ffffffffffffffff").is_err());
+        assert_eq!(
+            parse_chunk_size(b"fffffffffffffff"),
+            Ok(0xfff_ffff_ffff_ffff)
+        );
+        for bad in [
+            &b""[..],
+            b"zz",
+            b"+3",
+            b"-3",
+            b" 3",
+            b"0x3",
+            b"3 3",
+            b"ffffffffffffffff",
+            b";x",
+        ] {
+            assert!(
+                parse_chunk_size(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
@@ -380,8 +440,11 @@ mod tests {
             percent_decode("github%3A123").as_deref(),
             Some("github:123")
         );
-        assert_eq!(percent_decode("a%2").as_deref(), Some("a%2"));
-        assert_eq!(percent_decode("%zz%41").as_deref(), Some("%zzA"));
+        assert_eq!(percent_decode("%41%62").as_deref(), Some("Ab"));
+        // `%` must be followed by exactly two hex digits.
+        for bad in ["a%2", "%zz%41", "%+1", "%-1", "% 1", "%", "%4"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
         assert_eq!(percent_decode("%ff"), None);
         assert_eq!(
             query_pairs("orgId=my%20org&includeDeleted=true&x=a+b&&flag"),
@@ -392,5 +455,77 @@ mod tests {
                 ("flag".into(), "".into())
             ]
         );
+    }
+
+    #[test]
+    fn head_exactly_at_the_limit_passes_and_one_over_is_refused() {
+        let head = |len: usize| {
+            let start = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: ";
+            let pad = len - start.len() - 4;
+            format!("{start}{}\r\n\r\n", "p".repeat(pad)).into_bytes()
+        };
+        let max = 32 * 1024;
+        let at = head(max);
+        assert_eq!(at.len(), max);
+        assert_eq!(scan_head(&at, max), HeadScan::Complete(max));
+        let mut pipelined = at.clone();
+        pipelined.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(scan_head(&pipelined, max), HeadScan::Complete(max));
+        assert_eq!(scan_head(&head(max + 1), max), HeadScan::TooLarge);
+        assert_eq!(scan_head(&at[..max - 1], max), HeadScan::NeedMore);
+        // Without a blank line in the first `max` bytes, more bytes cannot help.
+        assert_eq!(scan_head(&head(max + 1)[..max], max), HeadScan::TooLarge);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        #[test]
+        fn never_panics_on_arbitrary_heads(bytes in proptest::collection::vec(any::<u8>(), 0..1024), max in 0usize..2048) {
+            let _ = scan_head(&bytes, max);
+            if let Ok(head) = parse_head(&bytes) {
+                let _ = (head.body_kind(), head.keep_alive(), head.expects_continue());
+            }
+        }
+
+        #[test]
+        fn never_panics_on_head_like_text(
+            method in "[A-Z]{0,8}",
+            target in "[ -~]{0,40}",
+            lines in proptest::collection::vec("[ -~\t]{0,40}", 0..8),
+        ) {
+            let text = format!("{method} {target} HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
+            if let HeadScan::Complete(end) = scan_head(text.as_bytes(), 4096) {
+                if let Ok(head) = parse_head(&text.as_bytes()[..end]) {
+                    let _ = (head.body_kind(), head.keep_alive(), head.expects_continue());
+                }
+            }
+        }
+
+        #[test]
+        fn never_panics_on_chunk_size_lines(line in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Ok(n) = parse_chunk_size(&line) {
+                // Whatever passes was written in hex digits only.
+                let digits = line.split(|&b| b == b';').next().unwrap_or(&line);
+                prop_assert!(digits.iter().all(|b| b.is_ascii_hexdigit() || *b == b' ' || *b == b'\t'));
+                prop_assert!(n < 1 << 60);
+            }
+        }
+
+        #[test]
+        fn never_panics_decoding_percent_escapes_and_queries(s in "[%+=&a-zA-Z0-9 \u{80}-\u{10FFFF}]{0,64}") {
+            if let Some(decoded) = percent_decode(&s) {
+                // What decodes was well-formed: re-encoding and decoding gives it back.
+                prop_assert_eq!(percent_decode(&encode_component(&decoded)), Some(decoded));
+            }
+            let _ = query_pairs(&s);
+        }
     }
 }

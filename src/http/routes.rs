@@ -3,7 +3,10 @@
 use std::{sync::Arc, time::Instant};
 
 use super::{
-    admin, blob, health, parse::percent_decode, server::Handler, webhooks, Request, Response,
+    admin, blob, health,
+    parse::percent_decode,
+    server::{Admission, Handler},
+    webhooks, Request, Response,
 };
 use crate::{
     agent::{session, Hub},
@@ -83,89 +86,159 @@ impl App {
     }
 }
 
+/// Where a request goes, decided from its path alone (the method is each route's business).
+enum Route<'a> {
+    Health,
+    Ready,
+    /// The path after `/api/v1/admin`.
+    Admin(&'a str),
+    Webhook(&'a str),
+    Ws,
+    /// The path after the blob prefix, when the filesystem store serves blobs.
+    Blob(&'a str, &'a FsStore),
+    NotFound,
+}
+
+/// Bodies of routes that take none worth having (health checks, the WebSocket handshake, blob
+/// downloads): enough for a client that sends `{}` anyway, nothing a stranger can grow.
+const SMALL_BODY_BYTES: u64 = 16 * 1024;
+
+impl App {
+    fn route<'a>(&'a self, path: &'a str) -> Route<'a> {
+        let Some(path) = self.local_path(path) else {
+            return Route::NotFound;
+        };
+        match path {
+            "/health" => Route::Health,
+            "/ready" => Route::Ready,
+            "/ws" => Route::Ws,
+            p if p == ADMIN_PREFIX || p.starts_with("/api/v1/admin/") => {
+                Route::Admin(&p[ADMIN_PREFIX.len()..])
+            }
+            p if p.starts_with("/webhook/") => Route::Webhook(p),
+            p => match (p.strip_prefix(BLOB_PREFIX), self.blob_store()) {
+                (Some(rest), Some(store)) => Route::Blob(rest, store),
+                _ => Route::NotFound,
+            },
+        }
+    }
+}
+
 impl Handler for App {
-    fn handle(&self, req: &Request) -> Response {
-        let Some(path) = self.local_path(&req.path) else {
-            return Response::error(404, "Not found");
+    fn admit(&self, req: &mut Request) -> Admission {
+        let small = Admission::Buffer {
+            limit: SMALL_BODY_BYTES,
         };
         let method = req.method.as_str();
-        match path {
-            "/health" => only_get(method).unwrap_or_else(|| health::health(self.started)),
-            "/ready" => only_get(method)
+        match self.route(&req.path) {
+            Route::NotFound => Admission::Refuse(Response::error(404, "Not found")),
+            Route::Health | Route::Ready => only_get(method).map_or(small, Admission::Refuse),
+            Route::Ws => small,
+            Route::Admin(rest) => match admin::admit(self, req, rest) {
+                Ok(caller) => {
+                    req.caller = Some(caller);
+                    Admission::Buffer {
+                        limit: admin::MAX_BODY_BYTES,
+                    }
+                }
+                Err(refused) => Admission::Refuse(refused),
+            },
+            Route::Webhook(path) => match self.webhook_route(method, path) {
+                Ok((org, Some(name))) => webhooks::admit_generic(self, req, &org, &name),
+                Ok((_, None)) => webhooks::admit_github(self, req),
+                Err(refused) => Admission::Refuse(refused),
+            },
+            Route::Blob(..) => match method {
+                "PUT" => Admission::Stream {
+                    limit: blob::MAX_UPLOAD_BYTES,
+                },
+                "GET" | "HEAD" => small,
+                _ => Admission::Refuse(
+                    Response::error(405, "Method not allowed")
+                        .with_header("Allow", "GET, HEAD, PUT"),
+                ),
+            },
+        }
+    }
+
+    fn handle(&self, req: &Request) -> Response {
+        let method = req.method.as_str();
+        match self.route(&req.path) {
+            Route::NotFound => Response::error(404, "Not found"),
+            Route::Health => only_get(method).unwrap_or_else(|| health::health(self.started)),
+            Route::Ready => only_get(method)
                 .unwrap_or_else(|| health::ready(&self.pool, self.platform.as_deref())),
-            p if p == ADMIN_PREFIX || p.starts_with("/api/v1/admin/") => {
-                admin::handle(self, req, &p[ADMIN_PREFIX.len()..])
-            }
-            p if p.starts_with("/webhook/") => self.webhook(req, p),
-            "/ws" => Response::error(
+            Route::Admin(rest) => admin::handle(self, req, rest),
+            Route::Webhook(path) => match self.webhook_route(method, path) {
+                Ok((org, Some(name))) => webhooks::generic(self, req, &org, &name),
+                Ok((org, None)) => webhooks::github(self, req, &org),
+                Err(refused) => refused,
+            },
+            Route::Ws => Response::error(
                 400,
                 "Expected a WebSocket upgrade (agents connect with KICI_ORCHESTRATOR_URL=ws://<host>:<port>/ws)",
             ),
-            p => match (p.strip_prefix(BLOB_PREFIX), self.blob_store()) {
-                (Some(rest), Some(store)) if matches!(method, "GET" | "HEAD") => {
-                    blob::get(store, req, rest)
-                }
-                (Some(_), Some(_)) => Response::error(405, "Method not allowed")
+            Route::Blob(rest, store) => match method {
+                "GET" | "HEAD" => blob::get(store, req, rest),
+                _ => Response::error(405, "Method not allowed")
                     .with_header("Allow", "GET, HEAD, PUT"),
-                _ => Response::error(404, "Not found"),
             },
         }
     }
 
     fn upgrades(&self, req: &Request) -> bool {
-        self.local_path(&req.path) == Some("/ws") && session::is_upgrade(req)
+        matches!(self.route(&req.path), Route::Ws) && session::is_upgrade(req)
     }
 
     fn upgrade(&self, req: &Request, stream: std::net::TcpStream, buffered: Vec<u8>) {
         session::serve(&self.agents, req, stream, buffered);
     }
 
-    fn streams_body(&self, method: &str, path: &str) -> Option<u64> {
-        let path = self.local_path(path)?;
-        (method == "PUT" && path.starts_with(BLOB_PREFIX) && self.blob_store().is_some())
-            .then_some(blob::MAX_UPLOAD_BYTES)
-    }
-
     fn handle_stream(&self, req: &Request, body: &mut dyn std::io::Read) -> Response {
-        let rest = self
-            .local_path(&req.path)
-            .and_then(|p| p.strip_prefix(BLOB_PREFIX));
-        match (rest, self.blob_store()) {
-            (Some(rest), Some(store)) => blob::put(store, req, rest, body),
+        match self.route(&req.path) {
+            Route::Blob(rest, store) if req.method == "PUT" => blob::put(store, req, rest, body),
             _ => self.handle(req),
         }
     }
 }
 
 impl App {
-    /// Direct generic webhooks are served in every mode, as the reference does (spec-runtime.md
-    /// §0); direct GitHub webhooks in hybrid and independent mode only: in platform mode GitHub
-    /// deliveries come through the Platform relay, and that path is a plain 404.
-    fn webhook(&self, req: &Request, path: &str) -> Response {
-        let parts: Vec<Option<String>> = path
+    /// `(org, Some(source name))` for a generic webhook, `(org, None)` for GitHub, else the
+    /// answer. Direct generic webhooks are served in every mode, as the reference does
+    /// (spec-runtime.md §0); direct GitHub webhooks in hybrid and independent mode only: in
+    /// platform mode GitHub deliveries come through the Platform relay, and that path is a
+    /// plain 404.
+    fn webhook_route(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Result<(String, Option<String>), Response> {
+        let parts: Option<Vec<String>> = path
             .trim_start_matches('/')
             .split('/')
             .map(percent_decode)
             .collect();
-        let parts: Vec<&str> = parts.iter().map(|p| p.as_deref().unwrap_or("")).collect();
+        let Some(parts) = parts else {
+            return Err(Response::error(
+                400,
+                "Bad request: invalid percent-encoding in the path (% must be followed by two hex digits)",
+            ));
+        };
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         let route = match parts.as_slice() {
             ["webhook", org, "generic", name] if !org.is_empty() && !name.is_empty() => {
-                Some((*org, Some(*name)))
+                ((*org).to_owned(), Some((*name).to_owned()))
             }
-            ["webhook", org, "github"] if !org.is_empty() => Some((*org, None)),
-            _ => None,
+            ["webhook", org, "github"] if !org.is_empty() => ((*org).to_owned(), None),
+            _ => return Err(Response::error(404, "Not found")),
         };
-        match (route, req.method.as_str()) {
-            (None, _) => Response::error(404, "Not found"),
-            (Some(_), m) if m != "POST" => {
-                Response::error(405, "Method not allowed").with_header("Allow", "POST")
-            }
-            (Some((org, Some(name))), _) => webhooks::generic(self, req, org, name),
-            (Some((_, None)), _) if self.config.mode == Mode::Platform => {
-                Response::error(404, "Not found")
-            }
-            (Some((org, None)), _) => webhooks::github(self, req, org),
+        if method != "POST" {
+            return Err(Response::error(405, "Method not allowed").with_header("Allow", "POST"));
         }
+        if route.1.is_none() && self.config.mode == Mode::Platform {
+            return Err(Response::error(404, "Not found"));
+        }
+        Ok(route)
     }
 }
 

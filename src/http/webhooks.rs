@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{routes::App, Request, Response};
+use super::{routes::App, server::Admission, Request, Response};
 use crate::{
     crypto,
     db::events::Delivery,
     ingest::{admission, Recorded},
     pipeline::process::{has_repository, Work},
     sources::{
+        client_ip::client_ip,
         extract,
         verify::{self, Verdict},
     },
@@ -26,6 +27,9 @@ use crate::{
 
 /// Route-level cap for generic webhooks (the server's global cap is 25 MiB).
 const GENERIC_MAX_BODY: usize = 10 * 1024 * 1024;
+/// GitHub deliveries are held to the server-wide cap (`Limits::max_body_bytes`, 25 MiB) only:
+/// they are authenticated after reading, by an HMAC over the whole body.
+const GITHUB_MAX_BODY: u64 = u64::MAX;
 /// How long a delivery id stays deduplicated (spec-admin.md §9.5).
 pub const DEDUP_SECS: i32 = 24 * 3600;
 
@@ -52,24 +56,74 @@ fn local_repository(base: Option<&str>, payload: &Value) -> Result<std::path::Pa
     crate::sources::local_path::resolve(std::path::Path::new(base), name)
 }
 
+fn too_large(max: u64) -> Response {
+    Response::json(
+        413,
+        &json!({ "rejected": true, "reason": "Payload too large", "maxBytes": max }),
+    )
+}
+
+/// Before the body is read: an unknown source is 404 and a body announced over the source's
+/// `maxPayloadBytes` is 413, so neither costs reading it; otherwise the body is read up to that.
+pub fn admit_generic(app: &App, req: &Request, org: &str, name: &str) -> Admission {
+    let snapshot = app.registry.snapshot();
+    let Some(source) = snapshot.generic(org, name) else {
+        return Admission::Refuse(rejected(404, "Unknown source"));
+    };
+    let limit = u64::try_from(source.max_payload_bytes)
+        .unwrap_or(0)
+        .min(GENERIC_MAX_BODY as u64);
+    let announced = req
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Admission::Refuse(too_large(limit));
+    }
+    Admission::Buffer { limit }
+}
+
+/// Before the body is read: the installation header and a known App are required.
+pub fn admit_github(app: &App, req: &Request) -> Admission {
+    match github_source_key(app, req) {
+        Ok(_) => Admission::Buffer {
+            limit: GITHUB_MAX_BODY,
+        },
+        Err(refused) => Admission::Refuse(refused),
+    }
+}
+
+/// The routing key of the GitHub App named by `X-GitHub-Hook-Installation-Target-ID`, when it
+/// is a source here.
+fn github_source_key(app: &App, req: &Request) -> Result<String, Response> {
+    let Some(target) = req
+        .header("x-github-hook-installation-target-id")
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(rejected(
+            400,
+            "Missing X-GitHub-Hook-Installation-Target-ID header",
+        ));
+    };
+    let routing_key = format!("github:{target}");
+    if app.registry.snapshot().github(&routing_key).is_none() {
+        return Err(rejected(404, "Unknown source"));
+    }
+    Ok(routing_key)
+}
+
 pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
     if req.body.len() > GENERIC_MAX_BODY {
-        return Response::json(
-            413,
-            &json!({ "rejected": true, "reason": "Payload too large", "maxBytes": GENERIC_MAX_BODY }),
-        );
+        return too_large(GENERIC_MAX_BODY as u64);
     }
     let snapshot = app.registry.snapshot();
     let Some(source) = snapshot.generic(org, name) else {
         return rejected(404, "Unknown source");
     };
-    if req.body.len() > source.max_payload_bytes as usize {
-        return Response::json(
-            413,
-            &json!({ "rejected": true, "reason": "Payload too large", "maxBytes": source.max_payload_bytes }),
-        );
+    if req.body.len() as u64 > u64::try_from(source.max_payload_bytes).unwrap_or(0) {
+        return too_large(u64::try_from(source.max_payload_bytes).unwrap_or(0));
     }
-    match verify::verify_generic(&source.verification, &req.headers, &req.body) {
+    let client = client_ip(req.peer.ip(), &req.headers, &app.config.trusted_proxies);
+    match verify::verify_generic(&source.verification, &req.headers, &req.body, client) {
         Verdict::Valid => {}
         Verdict::Invalid => return rejected(401, "Invalid signature"),
         Verdict::Misconfigured => return rejected(500, "Source verification misconfigured"),
@@ -167,13 +221,10 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
 /// GitHub App webhooks posted straight to us (spec-admin.md §9.6, PROPOSED): the reference
 /// accepts GitHub only through its Platform, which self-hosters may not have.
 pub fn github(app: &App, req: &Request, org: &str) -> Response {
-    let Some(target) = req
-        .header("x-github-hook-installation-target-id")
-        .filter(|t| !t.is_empty())
-    else {
-        return rejected(400, "Missing X-GitHub-Hook-Installation-Target-ID header");
+    let routing_key = match github_source_key(app, req) {
+        Ok(key) => key,
+        Err(refused) => return refused,
     };
-    let routing_key = format!("github:{target}");
     let snapshot = app.registry.snapshot();
     let Some(source) = snapshot.github(&routing_key) else {
         return rejected(404, "Unknown source");

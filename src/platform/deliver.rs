@@ -71,12 +71,13 @@ pub fn deliver(app: &App, start: &Start, body: &[u8]) -> (AckResult, Option<Stri
         if let (Some(name), Some(value)) = (&start.signature_header_name, &start.signature_header) {
             headers.push((name.clone(), value.clone()));
         }
-        if let Some(ip) = &start.client_ip {
-            // The Platform saw the sender; the IP allow-list checks that address.
-            headers.retain(|(k, _)| k != "x-forwarded-for" && k != "x-real-ip");
-            headers.push(("x-forwarded-for".into(), ip.clone()));
-        }
-        match verify::verify_generic(&source.verification, &headers, body) {
+        // The Platform saw the sender; the IP allow-list checks that address, never a header
+        // the sender wrote.
+        let client = start
+            .client_ip
+            .as_deref()
+            .and_then(|ip| ip.trim().parse().ok());
+        match verify::verify_generic(&source.verification, &headers, body, client) {
             Verdict::Valid => {}
             Verdict::Invalid => {
                 return (

@@ -445,3 +445,132 @@ mod tests {
             .contains("in flight"));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Start {
+            id: u8,
+            total: u64,
+            count: u64,
+        },
+        Chunk {
+            id: u8,
+            seq: u64,
+            data: String,
+            last: bool,
+        },
+        Fail {
+            id: u8,
+        },
+        Wait {
+            secs: u64,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let total = prop_oneof![0u64..16, Just(MAX_BODY), Just(MAX_BODY + 1), any::<u64>()];
+        let data = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..8).prop_map(|b| BASE64.encode(&b)),
+            ".{0,12}",
+        ];
+        prop_oneof![
+            (0u8..4, total, 0u64..4).prop_map(|(id, total, count)| Op::Start { id, total, count }),
+            (0u8..4, 0u64..4, data, any::<bool>()).prop_map(|(id, seq, data, last)| Op::Chunk {
+                id,
+                seq,
+                data,
+                last
+            }),
+            (0u8..4).prop_map(|id| Op::Fail { id }),
+            (0u64..40).prop_map(|secs| Op::Wait { secs }),
+        ]
+    }
+
+    fn start_msg(id: u8, total: u64, count: u64) -> Start {
+        Start {
+            message_id: format!("m{id}"),
+            routing_key: "github:1".into(),
+            delivery_id: format!("d{id}"),
+            event: "push".into(),
+            action: None,
+            signature_header_name: None,
+            signature_header: None,
+            client_ip: None,
+            headers: BTreeMap::new(),
+            total_size: total,
+            chunk_count: count,
+        }
+    }
+
+    /// The message id a verdict is about; checks what a `Complete` carries.
+    fn verdict_of(step: &Step) -> Option<String> {
+        match step {
+            Step::Complete(start, body) => {
+                assert_eq!(
+                    body.len() as u64,
+                    start.total_size,
+                    "complete means all bytes"
+                );
+                Some(start.message_id.clone())
+            }
+            Step::Reject { message_id, .. } => Some(message_id.clone()),
+            Step::Pending | Step::Ignore => None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        /// Any sequence of starts, chunks, failures and waits: no panic, at most one verdict per
+        /// accepted start, and after the TTL every accepted start has had exactly one.
+        #[test]
+        fn never_panics_and_answers_each_delivery_once(ops in proptest::collection::vec(op(), 0..40)) {
+            let mut r = Reassembler::default();
+            let mut now = Instant::now();
+            // Accepted starts still waiting for their verdict.
+            let mut open: HashMap<String, ()> = HashMap::new();
+            for op in ops {
+                let steps = match op {
+                    Op::Start { id, total, count } => {
+                        let step = r.start(start_msg(id, total, count), now);
+                        if step == Step::Pending {
+                            open.insert(format!("m{id}"), ());
+                        }
+                        vec![step]
+                    }
+                    Op::Chunk { id, seq, data, last } => {
+                        let c = Chunk { message_id: format!("m{id}"), sequence: seq, data, last };
+                        vec![r.chunk(c, now)]
+                    }
+                    Op::Fail { id } => vec![r.fail(&format!("m{id}"), None, "bad frame".into(), now)],
+                    Op::Wait { secs } => {
+                        now += Duration::from_secs(secs);
+                        r.expire(now)
+                    }
+                };
+                for step in &steps {
+                    if let Some(id) = verdict_of(step) {
+                        open.remove(&id);
+                    }
+                }
+                prop_assert!(r.in_flight() <= MAX_IN_FLIGHT);
+                prop_assert_eq!(r.in_flight(), open.len(), "buffered = accepted and unanswered");
+            }
+            for step in r.expire(now + BUFFER_TTL + Duration::from_secs(1)) {
+                if let Some(id) = verdict_of(&step) {
+                    prop_assert!(open.remove(&id).is_some(), "expired twice: {}", id);
+                }
+            }
+            prop_assert!(open.is_empty(), "never answered: {:?}", open);
+            prop_assert_eq!(r.in_flight(), 0);
+        }
+    }
+}

@@ -5,7 +5,9 @@
 //! forged signature or token was right.
 
 use std::fmt;
+use std::net::IpAddr;
 
+use super::client_ip::canonical;
 use super::extract::header;
 use crate::crypto::{ct_eq, hex, hmac_sha256};
 
@@ -33,7 +35,8 @@ pub enum Verification {
         token: String,
         header: Option<String>,
     },
-    /// The client IP from proxy headers must be one of these exact strings (no CIDR).
+    /// The client IP (`client_ip::client_ip`: the peer unless a trusted proxy reports it) must
+    /// equal one of these addresses (no CIDR).
     IpAllowlist { allowlist: Vec<String> },
     /// Every webhook passes.
     None,
@@ -93,7 +96,15 @@ impl Verdict {
 ///
 /// An empty secret or token is `Misconfigured`: otherwise an empty `Authorization` header would
 /// match an empty token (§11 #3 allows rejecting secret-less sources).
-pub fn verify_generic(v: &Verification, headers: &[(String, String)], body: &[u8]) -> Verdict {
+///
+/// `client` is the sender's address as the caller established it (never read from headers
+/// here: only the caller knows whether the peer is a trusted proxy); `None` passes no allowlist.
+pub fn verify_generic(
+    v: &Verification,
+    headers: &[(String, String)],
+    body: &[u8],
+    client: Option<IpAddr>,
+) -> Verdict {
     match v {
         Verification::HmacSha256 { secret, header: h } => {
             if secret.is_empty() {
@@ -116,10 +127,12 @@ pub fn verify_generic(v: &Verification, headers: &[(String, String)], body: &[u8
             let given = header(headers, name).map(|g| g.strip_prefix("Bearer ").unwrap_or(g));
             Verdict::from_bool(given.is_some_and(|g| ct_eq(g.as_bytes(), token.as_bytes())))
         }
-        Verification::IpAllowlist { allowlist } => {
-            let ip = client_ip(headers);
-            Verdict::from_bool(ip.is_some_and(|ip| allowlist.iter().any(|a| a == ip)))
-        }
+        Verification::IpAllowlist { allowlist } => Verdict::from_bool(client.is_some_and(|ip| {
+            let ip = canonical(ip);
+            allowlist
+                .iter()
+                .any(|a| a.trim().parse::<IpAddr>().is_ok_and(|a| canonical(a) == ip))
+        })),
         Verification::None => Verdict::Valid,
         Verification::Misconfigured => Verdict::Misconfigured,
     }
@@ -153,18 +166,6 @@ fn configured_or<'a>(configured: &'a Option<String>, default: &'a str) -> &'a st
         .unwrap_or(default)
 }
 
-/// §9.2: the first comma-separated `X-Forwarded-For` entry (trimmed), else `X-Real-IP`. Never
-/// the socket peer: behind a proxy that is the proxy itself, which would admit everyone.
-fn client_ip(headers: &[(String, String)]) -> Option<&str> {
-    let forwarded = header(headers, "x-forwarded-for")
-        .and_then(|xff| xff.split(',').next())
-        .map(str::trim);
-    forwarded
-        .filter(|ip| !ip.is_empty())
-        .or_else(|| header(headers, "x-real-ip").map(str::trim))
-        .filter(|ip| !ip.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +182,7 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
             .collect();
-        verify_generic(v, &headers, body)
+        verify_generic(v, &headers, body, None)
     }
 
     fn hmac(header: Option<&str>) -> Verification {
@@ -314,34 +315,37 @@ mod tests {
     }
 
     #[test]
-    fn ip_allowlist_uses_first_forwarded_entry_then_real_ip() {
-        let allowlist = vec!["203.0.113.7".to_string(), "2001:db8::1".to_string()];
-        let v = Verification::IpAllowlist { allowlist };
-        let (xff, real) = ("X-Forwarded-For", "X-Real-IP");
-        let cases: &[(&[(&str, &str)], Verdict)] = &[
-            (&[(xff, "  203.0.113.7 , 10.0.0.1")], Verdict::Valid),
-            (&[(xff, "2001:db8::1")], Verdict::Valid),
-            // Only the first (client) entry counts, not proxies appended later.
-            (&[(xff, "10.0.0.1, 203.0.113.7")], Verdict::Invalid),
-            (&[(real, " 203.0.113.7")], Verdict::Valid),
-            (
-                &[(xff, " , 10.0.0.1"), (real, "203.0.113.7")],
-                Verdict::Valid,
-            ),
-            (
-                &[(xff, "10.0.0.1"), (real, "203.0.113.7")],
-                Verdict::Invalid,
-            ),
-            // Exact match only: no CIDR, no prefix.
-            (&[(xff, "203.0.113.70")], Verdict::Invalid),
-            (&[(real, "")], Verdict::Invalid),
-            (&[], Verdict::Invalid),
+    fn ip_allowlist_matches_the_given_client_address_only() {
+        let allowlist = vec![
+            "203.0.113.7".to_string(),
+            " 2001:db8::1".to_string(),
+            "junk".into(),
         ];
-        for (pairs, want) in cases {
-            assert_eq!(run(&v, pairs, b""), *want, "{pairs:?}");
-        }
+        let v = Verification::IpAllowlist { allowlist };
+        let check = |client: Option<&str>, headers: &[(String, String)]| {
+            verify_generic(&v, headers, b"", client.map(|c| c.parse().unwrap()))
+        };
+        assert_eq!(check(Some("203.0.113.7"), &[]), Verdict::Valid);
+        assert_eq!(
+            check(Some("::ffff:203.0.113.7"), &[]),
+            Verdict::Valid,
+            "mapped"
+        );
+        assert_eq!(
+            check(Some("2001:db8:0::1"), &[]),
+            Verdict::Valid,
+            "any spelling"
+        );
+        // Exact match only: no CIDR, no prefix.
+        assert_eq!(check(Some("203.0.113.70"), &[]), Verdict::Invalid);
+        assert_eq!(check(None, &[]), Verdict::Invalid);
+        // Headers are not a client address here: the caller decides whom to believe.
+        let spoof = vec![("x-forwarded-for".to_string(), "203.0.113.7".to_string())];
+        assert_eq!(check(Some("198.51.100.1"), &spoof), Verdict::Invalid);
+        assert_eq!(check(None, &spoof), Verdict::Invalid);
         let nobody = Verification::IpAllowlist { allowlist: vec![] };
-        assert_eq!(run(&nobody, &[(xff, "203.0.113.7")], b""), Verdict::Invalid);
+        let client = Some("203.0.113.7".parse().unwrap());
+        assert_eq!(verify_generic(&nobody, &[], b"", client), Verdict::Invalid);
     }
 
     #[test]

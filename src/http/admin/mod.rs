@@ -20,6 +20,10 @@ use crate::{
 
 pub use body::Body;
 
+/// The largest admin request body: every admin payload is a small JSON object, so anything
+/// near this is a mistake or an attack (413, answered before a byte of it is read).
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
 /// Why an admin request failed; `into_response` gives the §5.5 shape.
 #[derive(Debug)]
 pub enum ApiError {
@@ -99,52 +103,127 @@ pub fn handle(app: &App, req: &Request, rest: &str) -> Response {
     }
 }
 
+/// Authenticates an admin request and resolves its route from the head, before its body is
+/// read (`Handler::admit`): a stranger's body is never read, nor the body of a call to a route
+/// that does not exist; the caller found is reused by `handle`.
+pub fn admit(app: &App, req: &Request, rest: &str) -> Result<Caller, Response> {
+    let checked = authenticate(app, req).and_then(|caller| {
+        let segments = segments(rest)?;
+        let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+        resolve(&seg, &req.method)?;
+        Ok(caller)
+    });
+    checked.map_err(|e| e.into_response(req))
+}
+
 fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
-    let caller = authenticate(app, req)?;
-    let segments: Vec<String> = rest
-        .split('/')
+    let caller = match &req.caller {
+        Some(caller) => caller.clone(),
+        None => authenticate(app, req)?,
+    };
+    let segments = segments(rest)?;
+    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let c = &caller;
+    match resolve(&seg, &req.method)? {
+        Op::SourceList => github::list(app, c),
+        Op::SourceCreate => github::create(app, c, req),
+        Op::SourceUpdate(rk) => github::update(app, c, req, rk),
+        Op::SourceDelete(rk) => github::delete(app, c, rk),
+        Op::SourceSecret(rk) => github::webhook_secret(app, c, rk),
+        Op::GenericList => generic::list(app, c, req),
+        Op::GenericCreate => generic::create(app, c, req),
+        Op::GenericGet(id) => generic::get(app, c, req, id),
+        Op::GenericUpdate(id) => generic::update(app, c, req, id),
+        Op::GenericDelete(id) => generic::delete(app, c, req, id),
+        Op::GenericEnable(id, on) => generic::set_enabled(app, c, id, on),
+        Op::TokenList => list_tokens(app, c),
+        Op::TokenCreate => create_token(app, c, req),
+        Op::TokenRevoke(id) => revoke_token(app, c, id),
+        Op::AgentTokenList => agents::list(app, c),
+        Op::AgentTokenCreate => agents::create(app, c, req),
+        Op::AgentTokenRevoke(id) => agents::revoke(app, c, id),
+        Op::RunList => runs::list(app, c, req),
+        Op::RunShow(id) => runs::show(app, c, id),
+        Op::RunCancel(id) => agents::cancel_run(app, c, req, id),
+        Op::Migrate => run_migrations(app, c),
+        Op::MigrationStatus => migration_status(app, c),
+    }
+}
+
+/// The path below `/api/v1/admin`, split and percent-decoded.
+fn segments(rest: &str) -> Result<Vec<String>, ApiError> {
+    rest.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
             percent_decode(s)
                 .ok_or_else(|| ApiError::Status(400, "Invalid percent-encoding in the path".into()))
         })
-        .collect::<Result<_, _>>()?;
-    let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let m = req.method.as_str();
-    match (seg.as_slice(), m) {
-        (["sources"], "GET") => github::list(app, &caller),
-        (["sources"], "POST") => github::create(app, &caller, req),
-        (["sources", rk], "PATCH") => github::update(app, &caller, req, rk),
-        (["sources", rk], "DELETE") => github::delete(app, &caller, rk),
-        (["sources", rk, "webhook-secret"], "GET") => github::webhook_secret(app, &caller, rk),
-        (["generic-sources"], "GET") => generic::list(app, &caller, req),
-        (["generic-sources"], "POST") => generic::create(app, &caller, req),
-        (["generic-sources", id], "GET") => generic::get(app, &caller, req, id),
-        (["generic-sources", id], "PATCH") => generic::update(app, &caller, req, id),
-        (["generic-sources", id], "DELETE") => generic::delete(app, &caller, req, id),
+        .collect()
+}
+
+/// One admin operation, resolved from path and method alone so it is known before the body is
+/// read. The borrowed values are path segments (routing key or id).
+enum Op<'a> {
+    SourceList,
+    SourceCreate,
+    SourceUpdate(&'a str),
+    SourceDelete(&'a str),
+    SourceSecret(&'a str),
+    GenericList,
+    GenericCreate,
+    GenericGet(&'a str),
+    GenericUpdate(&'a str),
+    GenericDelete(&'a str),
+    GenericEnable(&'a str, bool),
+    TokenList,
+    TokenCreate,
+    TokenRevoke(&'a str),
+    AgentTokenList,
+    AgentTokenCreate,
+    AgentTokenRevoke(&'a str),
+    RunList,
+    RunShow(&'a str),
+    RunCancel(&'a str),
+    Migrate,
+    MigrationStatus,
+}
+
+/// The operation of `seg` + `method`; 405 for a known path with another method, else 404.
+fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
+    Ok(match (seg, method) {
+        (["sources"], "GET") => Op::SourceList,
+        (["sources"], "POST") => Op::SourceCreate,
+        (["sources", rk], "PATCH") => Op::SourceUpdate(rk),
+        (["sources", rk], "DELETE") => Op::SourceDelete(rk),
+        (["sources", rk, "webhook-secret"], "GET") => Op::SourceSecret(rk),
+        (["generic-sources"], "GET") => Op::GenericList,
+        (["generic-sources"], "POST") => Op::GenericCreate,
+        (["generic-sources", id], "GET") => Op::GenericGet(id),
+        (["generic-sources", id], "PATCH") => Op::GenericUpdate(id),
+        (["generic-sources", id], "DELETE") => Op::GenericDelete(id),
         (["generic-sources", id, action @ ("enable" | "disable")], "POST") => {
-            generic::set_enabled(app, &caller, id, *action == "enable")
+            Op::GenericEnable(id, *action == "enable")
         }
-        (["tokens"], "GET") => list_tokens(app, &caller),
-        (["tokens"], "POST") => create_token(app, &caller, req),
-        (["tokens", id], "DELETE") => revoke_token(app, &caller, id),
-        (["agent-tokens"], "GET") => agents::list(app, &caller),
-        (["agent-tokens"], "POST") => agents::create(app, &caller, req),
-        (["agent-tokens", id], "DELETE") => agents::revoke(app, &caller, id),
-        (["runs"], "GET") => runs::list(app, &caller, req),
-        (["runs", id], "GET") => runs::show(app, &caller, id),
-        (["runs", id, "cancel"], "POST") => agents::cancel_run(app, &caller, req, id),
-        (["db", "migrate"], "POST") => run_migrations(app, &caller),
-        (["db", "migrate", "status"], "GET") => migration_status(app, &caller),
+        (["tokens"], "GET") => Op::TokenList,
+        (["tokens"], "POST") => Op::TokenCreate,
+        (["tokens", id], "DELETE") => Op::TokenRevoke(id),
+        (["agent-tokens"], "GET") => Op::AgentTokenList,
+        (["agent-tokens"], "POST") => Op::AgentTokenCreate,
+        (["agent-tokens", id], "DELETE") => Op::AgentTokenRevoke(id),
+        (["runs"], "GET") => Op::RunList,
+        (["runs", id], "GET") => Op::RunShow(id),
+        (["runs", id, "cancel"], "POST") => Op::RunCancel(id),
+        (["db", "migrate"], "POST") => Op::Migrate,
+        (["db", "migrate", "status"], "GET") => Op::MigrationStatus,
         (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"] | ["runs"], _)
         | (["agent-tokens", _] | ["runs", _] | ["runs", _, "cancel"], _)
         | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
         | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
         | (["db", "migrate"] | ["db", "migrate", "status"], _) => {
-            Err(ApiError::Status(405, "Method not allowed".into()))
+            return Err(ApiError::Status(405, "Method not allowed".into()))
         }
-        _ => Err(not_found("Route")),
-    }
+        _ => return Err(not_found("Route")),
+    })
 }
 
 fn authenticate(app: &App, req: &Request) -> Result<Caller, ApiError> {
