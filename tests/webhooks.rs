@@ -323,12 +323,15 @@ fn event_types_other_methods_and_misconfiguration() {
         )
     );
 
-    // Local sources need JSON and x-event-type.
+    // Local sources need JSON, x-event-type, and a repository inside their folder.
+    let repos = std::env::temp_dir().join(format!("kici-webhooks-local-{}", std::process::id()));
+    std::fs::create_dir_all(repos.join("o/app")).unwrap();
     generic_source(
         &d,
         OWNER,
         "o",
-        json!({ "name": "dev", "verificationMethod": "none", "providerType": "local" }),
+        json!({ "name": "dev", "verificationMethod": "none", "providerType": "local",
+                "gitConfig": { "localPath": repos.display().to_string() } }),
     );
     let p = "/webhook/o/generic/dev";
     assert_eq!(
@@ -345,7 +348,17 @@ fn event_types_other_methods_and_misconfiguration() {
         post(&d, p, &[], b"{}").json()["reason"],
         "Missing x-event-type header for local source"
     );
-    assert_eq!(post(&d, p, &[("X-Event-Type", "push")], b"{}").status, 202);
+    assert_eq!(
+        post(&d, p, &[("X-Event-Type", "push")], b"{}").json()["reason"],
+        "the body names no repository.full_name"
+    );
+    // Past the folder check, this daemon's 10-byte KICI_EVENT_LOG_MAX_PAYLOAD_BYTES refuses it
+    // (a delivery that starts runs is kept whole or not accepted).
+    let body = br#"{"repository": {"full_name": "o/app"}}"#;
+    let r = post(&d, p, &[("X-Event-Type", "push")], body);
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES"));
+    let _ = std::fs::remove_dir_all(&repos);
     // Only POST.
     assert_eq!(request(d.addr, "GET", p, &[], b"").status, 405);
 }
