@@ -464,22 +464,8 @@ mod props {
         "activeJobs",
     ];
 
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_map(|f| json!(f)),
-            any::<u64>().prop_map(|n| json!(n)),
-            ".{0,12}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 48, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                proptest::collection::btree_map(".{0,8}", inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
+    fn json_value() -> BoxedStrategy<Value> {
+        crate::props::json_value(".{0,12}", ".{0,8}", 4)
     }
 
     /// A frame of a known type whose known fields hold anything.

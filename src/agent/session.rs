@@ -8,7 +8,7 @@
 //! the reference's limiter silently dropped job-state frames, and jobs never completed.
 
 use std::{
-    io::{self, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     sync::Arc,
     time::{Duration, Instant},
@@ -277,13 +277,7 @@ impl Session<'_> {
             match stream.read(&mut chunk) {
                 Ok(0) => return,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if crate::http::conn::read_again(&e) => {}
                 Err(_) => return,
             }
         }

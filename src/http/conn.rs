@@ -8,6 +8,14 @@ use std::{
 };
 
 use super::chunked::{ChunkError, ChunkedDecoder};
+
+/// A read that timed out or was interrupted: nothing is wrong, the caller's clock decides.
+pub fn read_again(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
 use super::server::ShutdownHandle;
 
 pub(super) const INTERIM: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -86,13 +94,7 @@ impl Conn {
             match self.stream.read(into) {
                 Ok(0) => return Err(ReadEnd::Quiet),
                 Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if read_again(&e) => {}
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -158,13 +160,7 @@ impl Conn {
             match self.stream.read(&mut scratch) {
                 Ok(0) => break,
                 Ok(n) => discarded += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if read_again(&e) => {}
                 Err(_) => break,
             }
         }

@@ -4,7 +4,7 @@
 pub mod admin;
 mod blob;
 pub mod chunked;
-mod conn;
+pub(crate) mod conn;
 pub mod health;
 pub mod parse;
 pub mod routes;

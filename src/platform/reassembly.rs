@@ -230,10 +230,10 @@ impl Reassembler {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn start(id: &str, total: u64, chunks: u64) -> Start {
+    pub(in crate::platform) fn start(id: &str, total: u64, chunks: u64) -> Start {
         Start {
             message_id: id.into(),
             routing_key: "github:1".into(),
@@ -495,19 +495,7 @@ mod props {
     }
 
     fn start_msg(id: u8, total: u64, count: u64) -> Start {
-        Start {
-            message_id: format!("m{id}"),
-            routing_key: "github:1".into(),
-            delivery_id: format!("d{id}"),
-            event: "push".into(),
-            action: None,
-            signature_header_name: None,
-            signature_header: None,
-            client_ip: None,
-            headers: BTreeMap::new(),
-            total_size: total,
-            chunk_count: count,
-        }
+        super::tests::start(&format!("m{id}"), total, count)
     }
 
     /// The message id a verdict is about; checks what a `Complete` carries.

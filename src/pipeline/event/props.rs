@@ -2,7 +2,7 @@
 //! anyone holding a generic source's secret) posts, under any event name.
 
 use proptest::prelude::*;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::{normalize_generic, normalize_github, normalize_local};
 
@@ -71,38 +71,21 @@ const KEYS: &[&str] = &[
     "url",
 ];
 
-fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| json!(f)),
-        prop_oneof![
-            prop::sample::select(vec![
-                "refs/heads/main",
-                "refs/tags/v1",
-                "main",
-                "",
-                "/",
-                "0"
-            ])
-            .prop_map(str::to_owned),
-            any::<String>(),
-        ]
-        .prop_map(Value::String),
+fn json_value() -> BoxedStrategy<Value> {
+    let strings = prop_oneof![
+        prop::sample::select(vec![
+            "refs/heads/main",
+            "refs/tags/v1",
+            "main",
+            "",
+            "/",
+            "0"
+        ])
+        .prop_map(str::to_owned),
+        any::<String>(),
     ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(|kv| {
-                Value::Object(
-                    kv.into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
-                        .collect::<Map<String, Value>>(),
-                )
-            }),
-        ]
-    })
+    let keys = prop::sample::select(KEYS).prop_map(str::to_owned);
+    crate::props::json_value(strings, keys, 4)
 }
 
 proptest! {

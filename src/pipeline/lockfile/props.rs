@@ -6,22 +6,9 @@ use serde_json::{json, Value};
 
 use super::parse_and_validate;
 
-/// Small JSON values of every kind, nested a little.
-fn any_json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| json!(f)),
-        "[a-z!*(){}\\[\\]@+?./^$|]{0,12}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
+/// Small JSON values of every kind, nested a little, with pattern-like strings.
+fn any_json() -> BoxedStrategy<Value> {
+    crate::props::json_value("[a-z!*(){}\\[\\]@+?./^$|]{0,12}", "[a-z_]{1,8}", 3)
 }
 
 /// A field the validator reads, or anything else.
