@@ -287,8 +287,14 @@ pub fn queue_run(db: &str, names: &[&str], labels: &[&str]) -> (String, Vec<Stri
         })
         .collect();
     let ids = jobs.iter().map(|j| j.id.clone()).collect();
+    create_basic_run(&mut client, &run_id, jobs);
+    (run_id, ids)
+}
+
+/// Records run `run_id` of workflow `basic` (acme/basic, main) with these jobs, all runnable.
+fn create_basic_run(client: &mut postgres::Client, run_id: &str, jobs: Vec<NewJob>) {
     let run = NewRun {
-        run_id: run_id.clone(),
+        run_id: run_id.to_owned(),
         workflow_name: "basic".into(),
         provider: Some("local".into()),
         routing_key: None,
@@ -302,8 +308,7 @@ pub fn queue_run(db: &str, names: &[&str], labels: &[&str]) -> (String, Vec<Stri
         waiting: Vec::new(),
         needs: Vec::new(),
     };
-    create_run(&mut client, &run).unwrap();
-    (run_id, ids)
+    create_run(client, &run).unwrap();
 }
 
 pub fn one(pg: &PgCluster, db: &str, sql: &str) -> String {
@@ -347,22 +352,7 @@ pub fn queue_job(
         routing_key: None,
     };
     let job_id = job.id.clone();
-    let run = NewRun {
-        run_id: run_id.clone(),
-        workflow_name: "basic".into(),
-        provider: Some("local".into()),
-        routing_key: None,
-        repo: Some("acme/basic".into()),
-        git_ref: Some("main".into()),
-        sha: None,
-        delivery_id: None,
-        trigger_event: Some("push".into()),
-        trigger_decision: None,
-        jobs: vec![job],
-        waiting: Vec::new(),
-        needs: Vec::new(),
-    };
-    create_run(&mut client, &run).unwrap();
+    create_basic_run(&mut client, &run_id, vec![job]);
     (run_id, job_id)
 }
 
