@@ -9,14 +9,14 @@ seconds="${1:-60}"
 case "$seconds" in '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
 cases="${KICI_PROPTEST_CASES:-20000}"
 # Build once, outside the clock.
-cargo test --release --lib --no-run >/dev/null
+cargo test --profile fuzz --lib --no-run >/dev/null
 end=$((SECONDS + seconds))
 round=0
 while ((SECONDS < end)); do
     round=$((round + 1))
     echo "fuzz.sh: round $round ($cases cases per property, $((end - SECONDS)) s left)"
     out="$(mktemp)"
-    if ! KICI_PROPTEST_CASES="$cases" cargo test --release --lib -q -- props:: never_panics_ >"$out" 2>&1; then
+    if ! KICI_PROPTEST_CASES="$cases" cargo test --profile fuzz --lib -q -- props:: never_panics_ >"$out" 2>&1; then
         cat "$out"; rm -f "$out"
         echo "fuzz.sh: a property failed (round $round)" >&2
         exit 1
