@@ -455,3 +455,50 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TYPES: &[&str] = &[
+        "auth.success",
+        "auth.failure",
+        "source.register.ack",
+        "webhook.relay.start",
+        "webhook.relay.chunk",
+        "run.cancel.request",
+        "dashboard.runs.list",
+        "test.relay.ping",
+    ];
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        /// Relayed frames carry a stranger's webhook: any text is a parse result, never a panic.
+        #[test]
+        fn never_panics_on_arbitrary_text(text in ".{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn never_panics_on_known_types_with_arbitrary_fields(
+            kind in prop::sample::select(TYPES),
+            fields in proptest::collection::vec(
+                (prop::sample::select(vec![
+                    "messageId", "deliveryId", "routingKey", "totalSize", "chunkCount",
+                    "sequence", "data", "isLast", "requestId", "runId", "force", "headers",
+                    "clientIp", "event", "connectionId", "reason",
+                ]), crate::props::json_value(".{0,12}", "[a-zA-Z-]{0,10}", 2)),
+                0..8,
+            ),
+        ) {
+            let mut frame = serde_json::Map::new();
+            frame.insert("type".into(), Value::String(kind.to_owned()));
+            for (k, v) in fields {
+                frame.insert(k.to_owned(), v);
+            }
+            let _ = parse(&Value::Object(frame).to_string());
+        }
+    }
+}

@@ -341,3 +341,47 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn address() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<[u8; 4]>().prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
+            any::<[u8; 16]>().prop_map(|b| std::net::Ipv6Addr::from(b).to_string()),
+            "[0-9a-f.:\\[\\]/ ]{0,24}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        /// `KICI_TRUSTED_PROXIES` comes from the operator, proxy headers from anyone.
+        #[test]
+        fn never_panics_parsing_proxies_and_forwarded_headers(
+            list in proptest::collection::vec(
+                (address(), proptest::option::of(0u8..140)).prop_map(|(a, m)| match m {
+                    Some(m) => format!("{a}/{m}"),
+                    None => a,
+                }),
+                0..4,
+            ).prop_map(|v| v.join(",")),
+            forwarded in proptest::collection::vec(address(), 0..5).prop_map(|v| v.join(", ")),
+            real in address(),
+            peer in any::<[u8; 16]>().prop_map(IpAddr::from),
+        ) {
+            let trusted = TrustedProxies::parse(&list).unwrap_or_default();
+            let headers = vec![
+                ("x-forwarded-for".to_owned(), forwarded),
+                ("x-real-ip".to_owned(), real),
+            ];
+            let got = client_ip(peer, &headers, &trusted);
+            // From an untrusted peer the headers never matter.
+            if !trusted.contains(canonical(peer)) {
+                prop_assert_eq!(got, Some(canonical(peer)));
+            }
+        }
+    }
+}

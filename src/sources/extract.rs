@@ -282,3 +282,48 @@ mod tests {
         assert_eq!(delivery_id("rk", None, &blank, "uuid"), "rk:uuid");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
+        let name = prop_oneof![
+            Just("x-event-type".to_owned()),
+            Just("x-idempotency-key".to_owned()),
+            Just("x-delivery-id".to_owned()),
+            Just("x-request-id".to_owned()),
+            "[a-z-]{1,12}",
+        ];
+        proptest::collection::vec((name, ".{0,16}"), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        /// Bodies, content types, headers and the configured path all come from the sender or
+        /// from an admin: any of them is read without a panic.
+        #[test]
+        fn never_panics_reading_webhook_bodies_and_headers(
+            content_type in proptest::option::of(prop_oneof![
+                Just("application/json".to_owned()),
+                Just("application/x-www-form-urlencoded; charset=utf-8".to_owned()),
+                ".{0,24}",
+            ]),
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..256),
+                "[a-z=&%+.0-9{}\\[\\]\":,]{0,64}".prop_map(String::into_bytes),
+            ],
+            headers in headers(),
+            header in proptest::option::of("[a-z-]{0,12}"),
+            path in proptest::option::of("[$.a-z0-9\\[\\]]{0,16}"),
+        ) {
+            let payload = parse_body(content_type.as_deref(), &body);
+            let _ = event_type(&headers, &payload, header.as_deref(), path.as_deref());
+            let key = idempotency_key(&headers, &payload, header.as_deref(), path.as_deref());
+            let id = delivery_id("generic:o:s", key.as_deref(), &headers, "fallback");
+            prop_assert!(id.starts_with("generic:o:s:"));
+        }
+    }
+}

@@ -377,3 +377,35 @@ mod tests {
         assert!(shown.contains("x-sig"), "{shown}");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::props::config())]
+
+        /// Signature and token headers are the sender's: anything in them is a verdict, never a
+        /// panic, and never `Valid` for a made-up HMAC.
+        #[test]
+        fn never_panics_verifying(
+            signature in ".{0,80}|sha256=[0-9a-fA-F]{0,70}",
+            auth in ".{0,40}",
+            body in proptest::collection::vec(any::<u8>(), 0..128),
+            client in proptest::option::of(any::<[u8; 16]>().prop_map(|b| IpAddr::from(b))),
+        ) {
+            let headers = vec![
+                ("x-signature-256".to_owned(), signature.clone()),
+                ("authorization".to_owned(), auth),
+            ];
+            let hmac = Verification::HmacSha256 { secret: "s3cret".into(), header: None };
+            prop_assert_ne!(verify_generic(&hmac, &headers, &body, client), Verdict::Valid);
+            let bearer = Verification::BearerToken { token: "t0ken-value".into(), header: None };
+            let _ = verify_generic(&bearer, &headers, &body, client);
+            let allow = Verification::IpAllowlist { allowlist: vec!["127.0.0.1".into(), "::1".into(), "bad".into()] };
+            let _ = verify_generic(&allow, &headers, &body, client);
+            prop_assert!(!verify_github(b"s3cret", Some(&signature), &body));
+        }
+    }
+}
