@@ -128,9 +128,9 @@ start_bench_daemon() {
   local bin=$1 port
   shift
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  env -u KICI_ADMIN_URL -u KICI_ADMIN_TOKEN KICI_MODE=independent KICI_DATABASE_URL="$db_url" \
+  env -u KICI_ADMIN_URL -u KICI_ADMIN_TOKEN -u KICI_BENCH_BIN KICI_MODE=independent KICI_DATABASE_URL="$db_url" \
     KICI_SECRET_KEY="$(random_hex32)" KICI_BOOTSTRAP_ADMIN_TOKEN="$bench_token" KICI_PORT="$port" \
-    KICI_BIND_ADDRESS=127.0.0.1 KICI_LOG_LEVEL=warn "$@" "$bin" orchestrator run >/dev/null 2>&1 &
+    KICI_BIND_ADDRESS=127.0.0.1 KICI_LOG_LEVEL=warn "$@" "$bin" orchestrator run >/dev/null 2>"${bench_dir:-/tmp}/daemon.err" &
   daemon_pid=$!
   daemon_url="http://127.0.0.1:$port"
   all_daemon_pids="${all_daemon_pids:-} $daemon_pid"
@@ -139,6 +139,7 @@ start_bench_daemon() {
     curl -sf "$daemon_url/ready" >/dev/null && return 0
     sleep 0.05
   done
+  tail -n 20 "${bench_dir:-/tmp}/daemon.err" >&2 || true
   die "daemon did not become ready"
 }
 
