@@ -9,7 +9,10 @@ ALTER TABLE event_log ADD COLUMN claimed_at timestamptz;
 ALTER TABLE event_log ADD COLUMN processing_attempts integer NOT NULL DEFAULT 0;
 -- Rows claimed by an older version: their lease runs from when they arrived.
 UPDATE event_log SET claimed_at = received_at, processing_attempts = 1 WHERE status = 'processing';
-CREATE INDEX event_log_unfinished ON event_log (received_at) WHERE status IN ('received', 'processing');
+-- Only deliveries the pipeline processes: plain generic ones stay `received` for good, and keeping
+-- them out means recording them (the webhook hot path) maintains no extra index.
+CREATE INDEX event_log_unfinished ON event_log (received_at)
+    WHERE status IN ('received', 'processing') AND provider IN ('github', 'local');
 
 -- At most one run per (delivery, workflow), so processing a delivery again after a crash finds the
 -- run it already started instead of starting a second one. Databases written by older versions may
