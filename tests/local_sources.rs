@@ -642,6 +642,35 @@ fn repository_names_cannot_leave_the_source_folder() {
     assert!(!urls.contains("outside"), "{urls}");
     assert!(urls.contains("/acme/app"), "{urls}");
 
+    // A repository inside the folder whose lock file is a symlink to the attacker's: the
+    // delivery is accepted (the name is fine) and then refused by the pipeline, nothing read.
+    std::fs::create_dir_all(base.join("acme/linked/.kici")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("outside/evil/.kici/kici.lock.json"),
+        base.join("acme/linked/.kici/kici.lock.json"),
+    )
+    .unwrap();
+    let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/linked"}}).to_string();
+    let r = webhook::post(
+        &s.d,
+        &route,
+        &[("Content-Type", "application/json"), ("X-Event-Type", "push")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let q = "SELECT status || ' ' || coalesce(error_message, '') FROM event_log \
+             WHERE convert_from(payload, 'UTF8')::jsonb #>> '{repository,full_name}' = 'acme/linked'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let row = s.sql(q);
+        if row.starts_with("failed") || Instant::now() > deadline {
+            break row;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(row.starts_with("failed") && row.contains("leads outside the repository"), "{row}");
+    assert_eq!(s.sql("SELECT count(*) FROM execution_runs"), "1");
+
     // Moving the folder: not with a token scoped to the source, never to a relative path.
     let key = s.source(&id)["routing_key"].as_str().unwrap().to_owned();
     let scoped = s.ok(&[

@@ -464,21 +464,34 @@ fn origin(
 /// symlinks are followed, and is read only up to the lock-file size limit.
 fn read_local_lock(repo: &Path) -> Result<Option<Vec<u8>>, String> {
     let path = repo.join(LOCK_PATH);
-    let Ok(real) = path.canonicalize() else {
-        return Ok(None);
+    // `repo` is canonical: unless `.kici` or the file itself is a symlink, the path stays inside
+    // it (two lstat calls instead of resolving every component on every delivery).
+    let linked = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    let real = if linked(&repo.join(".kici")) || linked(&path) {
+        let Ok(real) = path.canonicalize() else {
+            return Ok(None);
+        };
+        if !real.starts_with(repo) {
+            return Err(format!(
+                "refused: {} leads outside the repository (to {}); nothing was read",
+                path.display(),
+                real.display()
+            ));
+        }
+        real
+    } else {
+        path.clone()
     };
-    if !real.starts_with(repo) {
-        return Err(format!(
-            "refused: {} leads outside the repository (to {}); nothing was read",
-            path.display(),
-            real.display()
-        ));
-    }
-    let file =
-        std::fs::File::open(&real).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut bytes = Vec::new();
+    let file = match std::fs::File::open(&real) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
     // One byte over the limit is enough for validation to refuse the file by its size.
-    file.take(super::limits::LOCK_FILE_BYTES as u64 + 1)
+    let limit = super::limits::LOCK_FILE_BYTES as u64 + 1;
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(size.min(limit) as usize + 1);
+    file.take(limit)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(Some(bytes))
