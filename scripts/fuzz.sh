@@ -9,7 +9,7 @@ seconds="${1:-60}"
 case "$seconds" in '' | *[!0-9]*) echo "fuzz.sh: SECONDS must be a whole number, got '$seconds'" >&2; exit 2 ;; esac
 cases="${KICI_PROPTEST_CASES:-20000}"
 # Build once, outside the clock.
-cargo test --profile fuzz --lib --no-run >/dev/null
+cargo test --profile fuzz --lib --no-run -q >/dev/null
 end=$((SECONDS + seconds))
 round=0
 while ((SECONDS < end)); do
