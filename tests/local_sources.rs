@@ -650,11 +650,15 @@ fn repository_names_cannot_leave_the_source_folder() {
         base.join("acme/linked/.kici/kici.lock.json"),
     )
     .unwrap();
-    let body = json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/linked"}}).to_string();
+    let body =
+        json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/linked"}}).to_string();
     let r = webhook::post(
         &s.d,
         &route,
-        &[("Content-Type", "application/json"), ("X-Event-Type", "push")],
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Event-Type", "push"),
+        ],
         body.as_bytes(),
     );
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
@@ -668,7 +672,10 @@ fn repository_names_cannot_leave_the_source_folder() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(row.starts_with("failed") && row.contains("leads outside the repository"), "{row}");
+    assert!(
+        row.starts_with("failed") && row.contains("leads outside the repository"),
+        "{row}"
+    );
     assert_eq!(s.sql("SELECT count(*) FROM execution_runs"), "1");
 
     // Moving the folder: not with a token scoped to the source, never to a relative path.
