@@ -17,6 +17,7 @@ pub mod limits;
 pub mod lockfile;
 pub mod matcher;
 pub mod mint;
+mod origin;
 pub mod plan;
 pub mod process;
 pub mod records;
