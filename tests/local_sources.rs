@@ -593,6 +593,17 @@ fn repository_names_cannot_leave_the_source_folder() {
         .to_owned();
     let name = s.source(&id)["name"].as_str().unwrap().to_owned();
     let route = format!("/webhook/acme/generic/{name}");
+    let push = |body: Value| {
+        webhook::post(
+            &s.d,
+            &route,
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Event-Type", "push"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
     let outside_abs = outside.join("outside/evil").display().to_string();
     for (full_name, why) in [
         ("../outside/evil", "the owner is . or .."),
@@ -601,36 +612,16 @@ fn repository_names_cannot_leave_the_source_folder() {
         ("acme/evil", "leads outside the source's folder"),
         ("acme/app\nx", "control character"),
     ] {
-        let body = json!({
+        let r = push(json!({
             "ref": "refs/heads/main", "after": evil_head,
             "repository": {"full_name": full_name},
-        })
-        .to_string();
-        let r = webhook::post(
-            &s.d,
-            &route,
-            &[
-                ("Content-Type", "application/json"),
-                ("X-Event-Type", "push"),
-            ],
-            body.as_bytes(),
-        );
+        }));
         let answer = String::from_utf8_lossy(&r.body).to_string();
         assert_eq!(r.status, 400, "{full_name:?}: {answer}");
         assert!(answer.contains(why), "{full_name:?}: {answer}");
     }
     // A good name still works, and is the only delivery recorded.
-    let body =
-        json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/app"}}).to_string();
-    let r = webhook::post(
-        &s.d,
-        &route,
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Event-Type", "push"),
-        ],
-        body.as_bytes(),
-    );
+    let r = push(json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/app"}}));
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(s.sql("SELECT count(*) FROM event_log"), "1");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -650,17 +641,7 @@ fn repository_names_cannot_leave_the_source_folder() {
         base.join("acme/linked/.kici/kici.lock.json"),
     )
     .unwrap();
-    let body =
-        json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/linked"}}).to_string();
-    let r = webhook::post(
-        &s.d,
-        &route,
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Event-Type", "push"),
-        ],
-        body.as_bytes(),
-    );
+    let r = push(json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/linked"}}));
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     let q = "SELECT status || ' ' || coalesce(error_message, '') FROM event_log \
              WHERE convert_from(payload, 'UTF8')::jsonb #>> '{repository,full_name}' = 'acme/linked'";
