@@ -8,13 +8,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 . scripts/lib/common.sh
 
-# --- PostgreSQL server binaries (tests/support/pg.rs starts its own clusters) ---
+# --- PostgreSQL server binaries (tests/it/support/pg.rs starts its own clusters) ---
 bindir="$(ensure_postgres)"
 log "PostgreSQL server binaries: $bindir ($("$bindir/postgres" --version))"
 # initdb/postgres refuse to run as root: the harness runs them as this user when root.
 ensure_pg_user
 
-# --- S3 test server: s3s-fs, which verifies SigV4 (tests/support/s3.rs starts one per test
+# --- S3 test server: s3s-fs, which verifies SigV4 (tests/it/support/s3.rs starts one per test
 # process on a free 127.0.0.1 port); curl drives presigned URLs as agents would ---
 command -v cargo >/dev/null 2>&1 || { log "cargo not found on PATH"; exit 1; }
 S3S_FS_BIN="$(ensure_s3s_fs)"

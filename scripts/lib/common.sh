@@ -19,7 +19,7 @@ as_root() {
 }
 
 # The directory holding initdb/pg_ctl: `pg_config --bindir` if complete, else the highest
-# /usr/lib/postgresql/*/bin (the same search as tests/support/pg.rs).
+# /usr/lib/postgresql/*/bin (the same search as tests/it/support/pg.rs).
 pg_bindir() {
   local dir
   if dir="$(pg_config --bindir 2>/dev/null)" && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
@@ -92,7 +92,7 @@ random_hex32() {
   od -An -tx1 -N32 /dev/urandom | tr -d ' \n'
 }
 
-# The SigV4-verifying S3 server the storage tests start themselves (tests/support/s3.rs):
+# The SigV4-verifying S3 server the storage tests start themselves (tests/it/support/s3.rs):
 # s3s-fs from crates.io (reference/s3-servers.md). Installed once with cargo; prints its path.
 S3S_FS_VERSION=${S3S_FS_VERSION:-0.14.1}
 ensure_s3s_fs() {

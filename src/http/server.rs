@@ -129,7 +129,7 @@ impl ShutdownHandle {
 
 /// Request bodies of up to 25 MiB pass through connection threads. glibc raises its mmap
 /// threshold to the size of each large block freed (up to 32 MiB); after that, such buffers come
-/// from per-thread arenas that keep the memory after `free`. tests/hostile_http.rs measured it:
+/// from per-thread arenas that keep the memory after `free`. tests/it/hostile_http.rs measured it:
 /// eight accepted 8 MiB bodies left RSS 115 MiB higher while their keep-alive connections sat
 /// idle. A fixed threshold keeps large buffers mmapped, so freeing one returns it to the OS
 /// (musl's allocator always does this).

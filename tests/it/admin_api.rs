@@ -1,7 +1,7 @@
 //! The admin API against a real daemon and PostgreSQL, with a fake GitHub that checks App JWTs:
 //! every route × every kind of caller, secrets encrypted at rest, GitHub's verdicts.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

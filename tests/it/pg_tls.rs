@@ -2,7 +2,7 @@
 //! honours sslmode and sslrootcert from KICI_DATABASE_URL (which the `postgres` crate alone
 //! rejects) and verifies the chain and host name.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

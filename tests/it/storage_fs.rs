@@ -2,7 +2,7 @@
 //! URLs that still work after a restart (the signing key comes from KICI_SECRET_KEY), every
 //! refusal of the routes, TTL with an injected clock, and the routes absent without it.
 
-mod support;
+use crate::support;
 
 use std::{net::TcpListener, path::PathBuf, time::Duration};
 

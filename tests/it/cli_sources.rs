@@ -2,7 +2,7 @@
 //! --token added, before or after the subcommand) against a real daemon, PostgreSQL and a fake
 //! GitHub that checks the App JWT.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! daemon and PostgreSQL. Runs, jobs, steps, needs and queue rows are written with SQL, as the
 //! pipeline and the agent link would leave them.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

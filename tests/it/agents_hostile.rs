@@ -4,7 +4,7 @@
 //! terminal status whose database write fails; plus the cases where no token binds an id.
 //! Revoked tokens and ping floods: tests/agents_revoked.rs.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The GitHub App credential check `sources add` makes (spec-admin §6.1, Add step 1): sign a JWT
 //! with the App's key and call `GET /app`, here against a fake GitHub that verifies the JWT.
 
-mod support;
+use crate::support;
 
 use std::{net::TcpListener, sync::OnceLock};
 

@@ -2,7 +2,7 @@
 //! disabling on A makes B answer 404; B's LISTEN connection killed by the server is followed by
 //! a reconnect and a full resync that finds a change whose notification was never sent.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

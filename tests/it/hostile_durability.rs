@@ -7,7 +7,7 @@
 //! per (delivery, workflow) also on a database that already held duplicates; an oversize GitHub
 //! delivery is refused with 413 (relayed: `rejected_misconfigured`) and nothing is recorded.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! endpoint), tampered and expired URLs refused, odd keys, the split log bucket, TTL with an
 //! injected clock, and `storage lifecycle` on a store without the lifecycle API.
 
-mod support;
+use crate::support;
 
 use jiff::{SignedDuration, Timestamp};
 use kici_orchestrator::storage::{

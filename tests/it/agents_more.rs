@@ -3,7 +3,7 @@
 //! flooding agent slowed down without losing a frame, and 8 agents × 1,000 jobs with every job
 //! dispatched exactly once.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::HashMap,

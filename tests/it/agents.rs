@@ -3,7 +3,7 @@
 //! timeouts (4031), the five-attempt limit, cancellation, and resuming after an agent or
 //! orchestrator restart. Jobs are queued the way the pipeline queues them (`create_run`).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

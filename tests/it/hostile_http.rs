@@ -2,7 +2,7 @@
 //! (memory stays flat while many clients push megabytes), admin and webhook limits are enforced
 //! before reading, and proxy headers are believed only from KICI_TRUSTED_PROXIES.
 
-mod support;
+use crate::support;
 
 use std::{
     io::{Read, Write},

@@ -1,7 +1,7 @@
 //! Nothing accepted is lost: webhooks sent continuously while PostgreSQL is stopped and started
 //! again get either a 2xx (and are then in event_log) or a 503 — never a 2xx for a lost one.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeMap,

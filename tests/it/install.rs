@@ -3,7 +3,7 @@
 //! checks the App JWT, the detached daemon's lifecycle, and the systemd unit checked by
 //! `systemd-analyze` where it exists.
 
-mod support;
+use crate::support;
 
 use std::{
     net::TcpListener,

@@ -3,7 +3,7 @@
 //! after each authentication, and frames queued while the Platform is away for 60 s flushed in
 //! order right after the next `source.register`.
 
-mod support;
+use crate::support;
 
 use std::{
     sync::{atomic::AtomicBool, Arc},

@@ -1,7 +1,7 @@
 //! Every response of the direct webhook ingress (spec-admin.md §9.1 generic, §9.6 GitHub) against
 //! a real daemon and PostgreSQL, including the signature edge cases, and what lands in event_log.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

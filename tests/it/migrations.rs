@@ -1,7 +1,7 @@
 //! `db migrate [--status] [--json]` against a real PostgreSQL, the migration lock with four
 //! daemons starting at once, and refusal of a changed migration.
 
-mod support;
+use crate::support;
 
 use std::{thread, time::Duration};
 

@@ -2,7 +2,7 @@
 //! installed on the host would be), refused without it; and the OIDC mint relay over HTTPS on the
 //! Platform's host, with its ownership check and every error mapping of spec-runtime.md §1.7.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

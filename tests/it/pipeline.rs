@@ -5,7 +5,7 @@
 //! failed run; a failing upstream skips its downstream; a local repository source reads the lock
 //! file from the working tree.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Configuration errors through the real binary: exit code 1, every problem in one report, each
 //! naming its variable and the accepted form, secrets never echoed.
 
-mod support;
+use crate::support;
 
 use support::daemon::*;
 

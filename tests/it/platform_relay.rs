@@ -4,7 +4,7 @@
 //! every broken-stream rule, the database-down answer, and reconnection after refused auth and
 //! after a 60-second outage during which `/health` and direct webhooks keep working.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! `install-hook` (then a real `git push`), `update-local` and `remove --local`, against a real
 //! daemon and PostgreSQL, with git repositories made by the test.
 
-mod support;
+use crate::support;
 
 use std::{
     os::unix::fs::PermissionsExt,

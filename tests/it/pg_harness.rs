@@ -1,6 +1,6 @@
 //! Integration test of the real-PostgreSQL test harness (tests/support/pg.rs).
 
-mod support;
+use crate::support;
 
 use support::pg::PgCluster;
 

@@ -1,7 +1,7 @@
 //! The HTTP core against the real daemon: bounded idle/trickling connections, limits, request
 //! ids, keep-alive, chunked bodies, base path, and draining on SIGTERM.
 
-mod support;
+use crate::support;
 
 use std::{
     io::{Read, Write},

@@ -4,7 +4,7 @@
 //! as a failed run whose reason names the bound and the value, with the delivery terminal — and
 //! the daemon must stay up and keep processing.
 
-mod support;
+use crate::support;
 
 use std::{
     path::{Path, PathBuf},

@@ -1,7 +1,7 @@
 //! `/ready` follows the database across a PostgreSQL stop/start, secrets sealed with the master
 //! key round-trip through `scoped_secrets`, and the bootstrap admin token rules (spec-admin §5.2).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

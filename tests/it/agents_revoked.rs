@@ -2,7 +2,7 @@
 //! on this orchestrator, and through another orchestrator sharing the database) and a stranger
 //! flooding pings before registering. Real daemons, scripted agents over real sockets.
 
-mod support;
+use crate::support;
 
 use std::{
     net::TcpStream,
