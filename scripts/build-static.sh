@@ -31,7 +31,7 @@ if [ "$target" = x86_64-unknown-linux-musl ]; then
       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends musl-tools >&2 \
         || export CC_x86_64_unknown_linux_musl=gcc
     else
-      # ring's C needs no libc headers: the host gcc builds it for musl (reference/crates.md §3.1).
+      # ring's C needs no libc headers: the host gcc builds it for musl.
       export CC_x86_64_unknown_linux_musl=gcc
     fi
   fi

@@ -1,5 +1,6 @@
-//! Roles and permissions of admin tokens (spec-admin.md §5.3): a fixed table, checked on every
-//! admin route, plus the routing-key scope of restricted tokens (§5.4). Pure code.
+//! Roles and permissions of admin tokens (docs/operations.md, "Admin API and tokens"): a fixed
+//! table, checked on every admin route, plus the routing-key scope of restricted tokens. Pure
+//! code.
 
 use std::fmt;
 
@@ -87,7 +88,7 @@ pub struct Caller {
     pub routing_key: Option<String>,
 }
 
-/// Why a caller was refused; the messages are the reference's (§5.3, §5.4).
+/// Why a caller was refused; the messages are the reference's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
     Permission {

@@ -92,8 +92,9 @@ random_hex32() {
   od -An -tx1 -N32 /dev/urandom | tr -d ' \n'
 }
 
-# The SigV4-verifying S3 server the storage tests start themselves (tests/it/support/s3.rs):
-# s3s-fs from crates.io (reference/s3-servers.md). Installed once with cargo; prints its path.
+# The SigV4-verifying S3 server the storage tests start themselves (tests/it/support/s3.rs): s3s-fs
+# from crates.io (an S3 server that verifies SigV4 signatures and expiry). Installed once with
+# cargo; prints its path.
 S3S_FS_VERSION=${S3S_FS_VERSION:-0.14.1}
 ensure_s3s_fs() {
   local bin

@@ -176,7 +176,7 @@ pub fn array_of(answer: &Value, key: &str, route: &str) -> Result<Vec<Value>, Ap
     }
 }
 
-/// The error of an API command run without a token (spec-admin.md §7.1).
+/// The error of an API command run without a token (docs/operations.md, "Admin CLI").
 pub const TOKEN_REQUIRED: &str = "--token or KICI_ADMIN_TOKEN is required";
 
 /// `--token`, else `$KICI_ADMIN_TOKEN` (empty counts as unset).

@@ -145,7 +145,7 @@ fn status_of(entry: &Value) -> migrate::MigrationStatus {
     }
 }
 
-/// `db migrate --status` text (spec-admin.md §7.5; CHANGED and UNKNOWN are ours).
+/// `db migrate --status` text (docs/operations.md, "Admin CLI"; CHANGED and UNKNOWN are ours).
 fn status_lines(statuses: &[migrate::MigrationStatus]) -> String {
     statuses
         .iter()

@@ -2,7 +2,7 @@
 //! `$KICI_ADMIN_URL`, else the instance folder's env file (the folder given by `--instance-dir`,
 //! or the current directory when it holds a `.kici-orchestrator.json` manifest), else
 //! `http://localhost:4000`, the daemon's default port. The reference CLI defaults to port 8080
-//! while its server listens on 4000 (spec-admin.md §2.2 quirk); we follow the server.
+//! while its server listens on 4000; we follow the server (docs/operations.md, "Admin CLI").
 //!
 //! An explicit URL is used as given: like the reference, it must already carry any
 //! `KICI_BASE_PATH`. A URL derived from an env file gets that file's `KICI_BASE_PATH` appended.
@@ -15,7 +15,8 @@ use std::{
 
 use crate::Error;
 
-/// The manifest `orchestrator install` writes into an instance folder (spec-admin.md §8.2).
+/// The manifest `orchestrator install` writes into an instance folder (docs/operations.md,
+/// "Instances").
 pub const MANIFEST_FILE: &str = ".kici-orchestrator.json";
 /// The daemon's `KICI_PORT` default.
 pub const DEFAULT_PORT: u16 = 4000;

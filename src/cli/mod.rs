@@ -1,9 +1,9 @@
 //! Argument parsing and command dispatch. Parsing is argh's, after `normalize_args` has made a
-//! commander-style command line (spec-admin.md §7.1) acceptable to it: `--opt=value` is split,
-//! `-h` becomes `--help`, and the global `-u/--url`, `-t/--token`, `--instance-dir` and
+//! commander-style command line (docs/operations.md, "Admin CLI") acceptable to it: `--opt=value`
+//! is split, `-h` becomes `--help`, and the global `-u/--url`, `-t/--token`, `--instance-dir` and
 //! `-V/--version` are moved before the subcommand, wherever the user wrote them. Command bodies
-//! live in one file per group; the admin API is reached through `client`, and what is printed
-//! is built by pure functions.
+//! live in one file per group; the admin API is reached through `client`, and what is printed is
+//! built by pure functions.
 
 pub mod agent;
 pub mod client;

@@ -1,9 +1,9 @@
-//! Secret flags (spec-admin.md §7.2). Every secret flag (`--private-key`, `--webhook-secret`,
-//! `--secret`) takes a literal or `@path` (the file's contents). A command's primary secret (the
-//! GitHub private key, the generic verification secret) may instead come from `--from-env VAR`
-//! or `--stdin`, but from one mode only: two would leave the user guessing which one won.
-//! Unlike the reference, `--webhook-secret` also honours `@path` (the docs promise it), so a
-//! literal secret starting with `@` must be put in a file. Empty values are refused rather than
+//! Secret flags (docs/operations.md, "Admin CLI"). Every secret flag (`--private-key`,
+//! `--webhook-secret`, `--secret`) takes a literal or `@path` (the file's contents). A command's
+//! primary secret (the GitHub private key, the generic verification secret) may instead come from
+//! `--from-env VAR` or `--stdin`, but from one mode only: two would leave the user guessing which
+//! one won. Unlike the reference, `--webhook-secret` also honours `@path` (the docs promise it), so
+//! a literal secret starting with `@` must be put in a file. Empty values are refused rather than
 //! silently taken as "not given".
 //!
 //! The readers are injected (`SecretReaders`) so tests never touch the real stdin or env.

@@ -1,6 +1,6 @@
-//! `kici-admin source …` (spec-admin.md §7.3): the command tree, the GitHub App source commands,
-//! and `list` and `remove`, which cover both kinds of source. The generic-source commands are in
-//! `source_generic.rs`; the printed text is built in `source_output.rs`.
+//! `kici-admin source …` (docs/operations.md, "Admin CLI"): the command tree, the GitHub App source
+//! commands, and `list` and `remove`, which cover both kinds of source. The generic-source commands
+//! are in `source_generic.rs`; the printed text is built in `source_output.rs`.
 
 use std::io::{BufRead, Write};
 
@@ -196,7 +196,7 @@ pub fn run(cmd: SourceCmd, globals: &Globals) -> Result<(), Error> {
     }
 }
 
-/// The error of an update given nothing to change (spec-admin.md §7.3).
+/// The error of an update given nothing to change (the reference CLI's wording, kept).
 pub(super) const NO_FIELDS: &str = "no fields to update. Provide at least one option.";
 
 fn add_github(cmd: AddGithubCmd, globals: &Globals) -> Result<(), Error> {

@@ -1,4 +1,4 @@
-//! Generic webhook source commands (spec-admin.md §7.3): `source add generic`, `get`,
+//! Generic webhook source commands (docs/operations.md, "Admin CLI"): `source add generic`, `get`,
 //! `update-generic`, `enable`, `disable`. The request bodies are built in
 //! `source_generic_body.rs`, the printed text in `source_output.rs`.
 //!

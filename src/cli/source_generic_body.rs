@@ -1,6 +1,6 @@
-//! The request bodies of the generic-source commands (spec-admin.md §7.3), built from the flags
-//! after secret resolution by pure functions, so every mapping rule has a unit test: the secret
-//! goes into `verificationConfig` in the shape its method needs, numbers and comma lists are
+//! The request bodies of the generic-source commands (docs/operations.md, "Admin CLI"), built from
+//! the flags after secret resolution by pure functions, so every mapping rule has a unit test: the
+//! secret goes into `verificationConfig` in the shape its method needs, numbers and comma lists are
 //! checked, and only what was given is sent.
 
 use serde_json::{json, Map, Value};
@@ -103,7 +103,8 @@ fn what_secret(method: &str) -> &'static str {
     }
 }
 
-/// The secret in the shape the server expects for `method` (spec-admin.md §6.2).
+/// The secret in the shape the server expects for `method` (docs/operations.md, "Admin API and
+/// tokens").
 fn verification_config(method: &str, secret: &str) -> Result<Value, Error> {
     Ok(match method {
         "hmac_sha256" => json!({ "secret": secret }),

@@ -1,4 +1,4 @@
-//! Local repository sources (issue 9, spec-runtime.md §3.3): `source add local`,
+//! Local repository sources (docs/operations.md, "Admin API and tokens"): `source add local`,
 //! `update-local`, `trigger-local`, `install-hook`, and what `remove --local` needs. A local
 //! source is a generic source with `providerType: "local"` and `gitConfig.localPath`, a folder
 //! holding repositories as `<owner>/<name>`; its webhook route takes GitHub-shaped events with
@@ -387,7 +387,7 @@ fn post_event(
     request_id: &str,
     body: &Value,
 ) -> Result<(u16, Value), Error> {
-    // The pipeline runs before the answer (spec-admin.md §9.1 step 10): allow it time.
+    // The pipeline may run before the answer: allow it time.
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(60)))
         .http_status_as_error(false)

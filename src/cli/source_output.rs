@@ -1,6 +1,6 @@
-//! What the `source` commands print (spec-admin.md §7.3), as pure functions from the admin API's
-//! JSON to text (no trailing newline). Field names are the contract's: camelCase for GitHub
-//! sources, snake_case for generic-source rows.
+//! What the `source` commands print (docs/operations.md, "Admin CLI"), as pure functions from the
+//! admin API's JSON to text (no trailing newline). Field names are the contract's: camelCase for
+//! GitHub sources, snake_case for generic-source rows.
 
 use serde_json::Value;
 

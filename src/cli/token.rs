@@ -1,4 +1,4 @@
-//! `kici-admin token create|list|revoke` (spec-admin.md §7.4): admin API tokens. The server
+//! `kici-admin token create|list|revoke` (docs/operations.md, "Admin API and tokens"). The server
 //! allows these to owner tokens without a routing-key restriction only.
 
 use argh::FromArgs;
@@ -121,8 +121,8 @@ fn token_created(answer: &Value) -> String {
     )
 }
 
-/// The §7.4 table: a `|`-separated header, a rule as long as it, one row per token, `-` for
-/// what is unset.
+/// The token table (the reference CLI's layout): a `|`-separated header, a rule as long as it, one
+/// row per token, `-` for what is unset.
 pub fn token_table(tokens: &[Value]) -> String {
     if tokens.is_empty() {
         return "No tokens found.".to_owned();

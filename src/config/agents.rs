@@ -1,4 +1,4 @@
-//! The agent link's settings (spec-runtime.md §2.11): `KICI_AGENT_AUTH`,
+//! The agent link's settings (docs/agent-protocol.md, "Timings"): `KICI_AGENT_AUTH`,
 //! `KICI_DISPATCH_ACK_TIMEOUT_MS`, `KICI_AGENT_MAX_RECONNECT_DELAY_MS`.
 
 use std::time::Duration;

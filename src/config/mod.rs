@@ -1,4 +1,5 @@
-//! Boot configuration: the `KICI_*` environment validated into a [`Config`] (spec-admin §2).
+//! Boot configuration: the `KICI_*` environment validated into a [`Config`] (docs/operations.md,
+//! "Settings").
 //!
 //! Every problem is collected and reported at once, so an operator fixes a broken env file in one
 //! round instead of one restart per mistake. Secret values never reach a message or `Debug`.
@@ -75,7 +76,7 @@ pub struct StorageConfig {
     pub external_endpoint: Option<String>,
     pub upload_endpoint: Option<String>,
     pub force_path_style: bool,
-    /// `None`: logs go to `bucket` (spec-admin §2.2).
+    /// `None`: logs go to `bucket`.
     pub log_bucket: Option<String>,
     pub fs_path: Option<PathBuf>,
     /// `None`: `http://127.0.0.1:<bound port>`; left to the caller because port 0 is only known
@@ -83,8 +84,8 @@ pub struct StorageConfig {
     pub fs_base_url: Option<String>,
 }
 
-/// The validated boot configuration (spec-admin §2.2). `Debug` is written by hand so secrets
-/// never reach a log line.
+/// The validated boot configuration (docs/operations.md, "Settings"). `Debug` is written by hand so
+/// secrets never reach a log line.
 #[derive(Clone)]
 pub struct Config {
     pub mode: Mode,
@@ -441,8 +442,8 @@ impl Loader {
         })
     }
 
-    /// Only the exact value `true` turns a flag on (spec-admin §2.2); other values but `false`
-    /// are probably mistakes worth a warning.
+    /// Only the exact value `true` turns a flag on (docs/operations.md, "Settings"); other values
+    /// but `false` are probably mistakes worth a warning.
     fn flag(&mut self, name: &str, what: &str) -> bool {
         match self.get(name).as_deref() {
             Some("true") => true,
@@ -554,7 +555,8 @@ impl Loader {
         }
     }
 
-    /// The typo catcher (spec-admin §2.1 step 3). Returns whether unknown names became problems.
+    /// The typo catcher (docs/operations.md, "Boot and shutdown"). Returns whether unknown names
+    /// became problems.
     fn unknown_vars(&mut self, dev: bool) -> bool {
         let ignored = |name: &str| {
             IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) || name.ends_with(IGNORED_SUFFIX)

@@ -37,8 +37,8 @@ pub fn default_blob_base_url(port: u16, base_path: &str) -> String {
 }
 
 impl Loader {
-    /// `KICI_CACHE_TTL_DAYS`, default and minimum 30 (the seed's rule; the reference documents
-    /// the minimum but does not enforce it).
+    /// `KICI_CACHE_TTL_DAYS`, default and minimum 30 (docs/operations.md, "Object storage"; the
+    /// reference documents the minimum but does not enforce it).
     pub(super) fn cache_ttl_days(&mut self) -> u32 {
         use crate::storage::lifecycle::{MIN_TTL_DAYS, TTL_REASON};
         let ttl_rule = "must be a whole number of days, at least 30";

@@ -1,7 +1,8 @@
 //! Which `KICI_*` names exist, and the did-you-mean hint for the ones that don't.
 
-/// Every `KICI_*` name the product knows (spec-admin §2.1/§2.2, spec-runtime, the CLI's own
-/// variables, and ours). Sorted, so lookups can binary-search; a test keeps it that way.
+/// Every `KICI_*` name the product knows (docs/operations.md, "Settings": the reference's, the
+/// agent's, the CLI's own variables, and ours). Sorted, so lookups can binary-search; a test keeps
+/// it that way.
 #[rustfmt::skip]
 pub(super) const KNOWN: &[&str] = &[
     "KICI_ADMIN_TOKEN", "KICI_ADMIN_URL", "KICI_AGENT_AUTH", "KICI_AGENT_ID",
@@ -27,10 +28,10 @@ pub(super) const KNOWN: &[&str] = &[
 ];
 
 /// The reference registers its cold-store knobs (about 45 names, most of them per table) as
-/// known; spec-admin §2.1 keeps them known, and a family prefix saves listing names we never read.
+/// known; we keep them known too, and a family prefix saves listing names we never read.
 const KNOWN_FAMILY: &str = "KICI_COLD_STORE_";
 
-/// Test harnesses and the agent's pass-through env use these; they are never ours (§2.1 step 3).
+/// Test harnesses and the agent's pass-through env use these; they are never ours.
 pub(super) const IGNORED_PREFIXES: &[&str] = &["KICI_E2E_", "KICI_AGENT_ENV_"];
 pub(super) const IGNORED_SUFFIX: &str = "_ENV_PROBE";
 

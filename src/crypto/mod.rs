@@ -1,4 +1,4 @@
-//! Secrets at rest (spec-admin §4) and admin/agent tokens (§5.1).
+//! Secrets at rest and admin/agent tokens (docs/operations.md, "Secrets at rest").
 //!
 //! Pure code over bytes: the only outside resource is the OS random generator (keys, nonces,
 //! tokens, ids). Nothing here reads env vars or files; callers hand in the key text.
@@ -181,8 +181,8 @@ impl fmt::Display for CryptoError {
 
 impl std::error::Error for CryptoError {}
 
-/// The AAD of a scoped secret: `"<org_id>:<scope>:<key>"` (spec-admin §4), e.g.
-/// `aad("__system__", "__source__/<uuid>", "webhookSecret")`.
+/// The AAD of a scoped secret: `"<org_id>:<scope>:<key>"` (docs/operations.md, "Secrets at rest"),
+/// e.g. `aad("__system__", "__source__/<uuid>", "webhookSecret")`.
 pub fn aad(org_id: &str, scope: &str, key: &str) -> String {
     format!("{org_id}:{scope}:{key}")
 }
@@ -326,7 +326,7 @@ fn open_raw(cipher: &Aes256Gcm, sealed: &Sealed, aad: &[u8]) -> Option<Vec<u8>> 
 
 // --- Tokens, ids, hashes ---
 
-/// Admin/agent token plaintext: 32 random bytes as 64 lowercase hex, no prefix (spec §5.1).
+/// Admin/agent token plaintext: 32 random bytes as 64 lowercase hex, no prefix.
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
     os_random(&mut bytes);

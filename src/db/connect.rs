@@ -1,6 +1,7 @@
 //! Turns `KICI_DATABASE_URL` into a connector. The `postgres` crate rejects libpq's
-//! `sslmode=verify-ca|verify-full` and `sslrootcert=` (reference/crates.md §1.2), so the TLS part of
-//! the URL is parsed here and handed to rustls; everything else goes to `postgres::Config`.
+//! `sslmode=verify-ca|verify-full` and `sslrootcert=` (docs/operations.md, "Database and
+//! migrations"), so the TLS part of the URL is parsed here and handed to rustls; everything else
+//! goes to `postgres::Config`.
 //!
 //! TLS is used only when the URL asks for it (`sslmode=require|verify-ca|verify-full`). With
 //! rustls every one of them verifies the server certificate chain *and* host name: stricter than
@@ -16,7 +17,8 @@ use super::DbError;
 
 use super::url::split_tls_params;
 
-/// Default for `connect_timeout` when the URL sets none: a dead host must not hang `/ready` or start.
+/// Default for `connect_timeout` when the URL sets none: a dead host must not hang `/ready` or
+/// start.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How to open connections to one database; cheap to clone.
 #[derive(Clone)]

@@ -18,7 +18,8 @@ pub use pool::{Pool, PooledClient};
 use std::fmt;
 
 /// Advisory lock keys (session/transaction scoped). 543210001 is the reference's migration key
-/// (spec-admin.md §10.4) so that a reference instance and ours never migrate one database at once.
+/// (docs/operations.md, "Database and migrations") so that a reference instance and ours never
+/// migrate one database at once.
 pub const MIGRATION_LOCK_KEY: i64 = 543_210_001;
 pub const BOOTSTRAP_LOCK_KEY: i64 = 543_210_002;
 

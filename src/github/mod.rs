@@ -1,4 +1,4 @@
-//! GitHub Apps: proving an App's credentials (spec-admin §6.1 "Add semantics", step 1).
+//! GitHub Apps: proving an App's credentials (docs/operations.md, "Admin API and tokens").
 //!
 //! `app_jwt.rs` is pure (PEM key → signed RS256 JWT, the clock passed in); `api.rs` is the only
 //! code here that talks to GitHub, so tests run it against a fake REST server.

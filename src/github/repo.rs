@@ -1,8 +1,8 @@
-//! Reading repositories as a GitHub App installation (spec-runtime.md §3.2–§3.3): installation
-//! tokens (App JWT → `POST /app/installations/:id/access_tokens`, each scoped to one repository
-//! and the permissions asked for, cached while valid for at least 15 more minutes), the lock file
-//! through the Contents API, and changed files (compare for pushes, the PR files list for pull
-//! requests, capped at 300 as the reference does).
+//! Reading repositories as a GitHub App installation (docs/architecture.md, "Lock file"):
+//! installation tokens (App JWT → `POST /app/installations/:id/access_tokens`, each scoped to one
+//! repository and the permissions asked for, cached while valid for at least 15 more minutes), the
+//! lock file through the Contents API, and changed files (compare for pushes, the PR files list for
+//! pull requests, capped at 300 as the reference does).
 
 use std::{collections::BTreeMap, collections::HashMap, sync::Mutex};
 

@@ -1,5 +1,5 @@
-//! The filesystem backend's signed blob routes (spec-runtime.md §4.4), mounted only when
-//! `KICI_STORAGE_TYPE=filesystem`:
+//! The filesystem backend's signed blob routes (docs/operations.md, "Object storage"), mounted
+//! only when `KICI_STORAGE_TYPE=filesystem`:
 //! `GET|HEAD /api/v1/cache/blob/<key>?sig=…` streams the blob; `PUT` streams the body into place
 //! atomically. 400 bad key, 401 bad token (checked before any body byte is read), 404 missing,
 //! 413 over the upload limit.

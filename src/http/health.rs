@@ -1,4 +1,5 @@
-//! `GET /health` (process is up) and `GET /ready` (the database answers), spec-admin.md §3.
+//! `GET /health` (process is up) and `GET /ready` (the database answers), docs/operations.md,
+//! "Readiness and supervised threads".
 
 use std::time::Instant;
 
@@ -27,10 +28,11 @@ pub fn health(started: Instant) -> Response {
     )
 }
 
-/// Ready while a pooled connection can run a query and no supervised thread keeps panicking. Follows the database both ways without a
-/// restart: a broken connection is dropped and the next check opens a new one. The Platform
-/// link's state is reported alongside (`platform`) but does not decide readiness: direct
-/// webhooks, admin calls and agents keep working while the Platform is unreachable.
+/// Ready while a pooled connection can run a query and no supervised thread keeps panicking.
+/// Follows the database both ways without a restart: a broken connection is dropped and the next
+/// check opens a new one. The Platform link's state is reported alongside (`platform`) but does not
+/// decide readiness: direct webhooks, admin calls and agents keep working while the Platform is
+/// unreachable.
 pub fn ready(pool: &Pool, link: Option<&Link>) -> Response {
     let db = pool.with_retry(|c| {
         c.simple_query("SELECT 1")

@@ -1,12 +1,12 @@
 //! The HTTP/1.1 listener: our own accept loop, one thread per connection, bounded.
 //!
-//! Why not tiny_http's loop (reference/crates.md §1.4): it has no socket timeouts, so an idle or
-//! trickling client pins a thread forever, its task pool grows without a cap, and an
+//! Why not tiny_http's loop (docs/architecture.md, "HTTP server"): it has no socket timeouts, so an
+//! idle or trickling client pins a thread forever, its task pool grows without a cap, and an
 //! `SO_RCVTIMEO` on the listener kills its accept thread. Here every connection is a real
 //! `TcpStream` with deadlines: a client that sends nothing is closed after `idle_timeout`, a
 //! request must arrive whole within `request_timeout` of its first byte, writes are bounded by
-//! `write_timeout`, and past `max_connections` new clients get an immediate 503.
-//! Parsing is in `parse.rs` (pure); this file only moves bytes and enforces limits.
+//! `write_timeout`, and past `max_connections` new clients get an immediate 503. Parsing is in
+//! `parse.rs` (pure); this file only moves bytes and enforces limits.
 
 use std::{
     io::{self, Write},

@@ -4,9 +4,10 @@
 //! expiry rejections. Relayed webhooks are verified and recorded on this thread before their
 //! ack, so an `accepted` always means committed.
 //!
-//! Sequence (§1.1): `auth.request` → `auth.success` → `source.register` (always, even empty) →
-//! buffered status frames in order → `state.replay` → steady state. Any failure or close →
-//! reconnect after `backoff(attempt)`, reset once authenticated.
+//! Sequence (docs/platform-protocol.md, "Session start"): `auth.request` → `auth.success` →
+//! `source.register` (always, even empty) → buffered status frames in order → `state.replay` →
+//! steady state. Any failure or close → reconnect after `backoff(attempt)`, reset once
+//! authenticated.
 
 use std::{
     collections::BTreeMap,

@@ -1,8 +1,8 @@
-//! The link to the KiCI Platform (spec-runtime.md §1), opened in `platform` and `hybrid` modes:
-//! one outbound WebSocket held by a dedicated thread (`client`), relayed webhooks reassembled
-//! (`reassembly`, pure) and recorded (`deliver`), status frames forwarded in order (`Link::send`,
-//! buffered while disconnected), and the OIDC token relay (`oidc`). Frames are built and parsed
-//! in `protocol` (pure).
+//! The link to the KiCI Platform (docs/platform-protocol.md), opened in `platform` and `hybrid`
+//! modes: one outbound WebSocket held by a dedicated thread (`client`), relayed webhooks
+//! reassembled (`reassembly`, pure) and recorded (`deliver`), status frames forwarded in order
+//! (`Link::send`, buffered while disconnected), and the OIDC token relay (`oidc`). Frames are built
+//! and parsed in `protocol` (pure).
 
 pub mod client;
 pub mod deliver;

@@ -1,7 +1,7 @@
-//! Build-provenance ID tokens for agents (spec-runtime.md §1.7). An agent asks through
-//! `agent.api.request{method:"oidc.token.request", params:{jobId, audience}}`; we mint only when
-//! that job is dispatched to **that** agent and not finished, with the run id taken from our own
-//! dispatch record (never from the agent), by calling the Platform's
+//! Build-provenance ID tokens for agents (docs/platform-protocol.md, "OIDC mint relay"). An agent
+//! asks through `agent.api.request{method:"oidc.token.request", params:{jobId, audience}}`; we mint
+//! only when that job is dispatched to **that** agent and not finished, with the run id taken from
+//! our own dispatch record (never from the agent), by calling the Platform's
 //! `POST <http base>/internal/orchestrator/<instanceId>/mint-id-token` with the orchestrator token.
 
 use std::time::Duration;
@@ -85,7 +85,8 @@ impl Minter {
         )
     }
 
-    /// The `result` of the agent's `agent.api.response` (`{token, expiresIn, jti}`), or its `error`.
+    /// The `result` of the agent's `agent.api.response` (`{token, expiresIn, jti}`), or its
+    /// `error`.
     pub fn mint(
         &self,
         owned: &dyn OwnedJobs,

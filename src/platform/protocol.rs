@@ -1,4 +1,4 @@
-//! The Platform link's frames (spec-runtime.md §1.2, §1.3). Pure: JSON in, JSON out.
+//! The Platform link's frames (docs/platform-protocol.md). Pure: JSON in, JSON out.
 //!
 //! Outbound frames are built here with the Platform's field caps applied (strings truncated,
 //! lists shortened) and optional fields omitted rather than `null`. Inbound frames are sorted

@@ -1,6 +1,6 @@
-//! Reassembly of chunked relayed webhooks (spec-runtime.md §1.4). Pure: the clock is a
-//! parameter. Every delivery gets **exactly one** verdict: `Complete` (then verified and acked
-//! by the caller) or `Reject` (acked `rejected_misconfigured`), never more.
+//! Reassembly of chunked relayed webhooks (docs/platform-protocol.md, "Relayed webhooks"). Pure:
+//! the clock is a parameter. Every delivery gets **exactly one** verdict: `Complete` (then verified
+//! and acked by the caller) or `Reject` (acked `rejected_misconfigured`), never more.
 //!
 //! Where the reference misbehaves we do not: a start with `totalSize` over 25 MiB or
 //! `chunkCount` 0 is rejected at once (the reference stays silent and the Platform times out); a

@@ -1,7 +1,7 @@
-//! The instance manifest `.kici-orchestrator.json` (spec-admin.md §8.2) and the host's index of
-//! instances. The reference's fields are kept, so `cli::instance` (which reads `envFilePath`)
-//! and the reference's tools find our instances; ours are added after them and optional when
-//! read, so a reference manifest still loads.
+//! The instance manifest `.kici-orchestrator.json` (docs/operations.md, "Instances") and the host's
+//! index of instances. The reference's fields are kept, so `cli::instance` (which reads
+//! `envFilePath`) and the reference's tools find our instances; ours are added after them and
+//! optional when read, so a reference manifest still loads.
 
 use std::path::PathBuf;
 

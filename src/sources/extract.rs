@@ -1,5 +1,6 @@
-//! What a generic webhook says about itself (spec-admin §9.3): the parsed body, the event type,
-//! the idempotency key and the delivery id. Pure functions over headers and bytes.
+//! What a generic webhook says about itself (docs/operations.md, "Webhook sources"): the parsed
+//! body, the event type, the idempotency key and the delivery id. Pure functions over headers and
+//! bytes.
 //!
 //! Empty header values and empty strings found by a path count as absent throughout: the
 //! reference tested them with JavaScript truthiness (`value || next`), and an empty idempotency
@@ -29,7 +30,7 @@ fn string_at<'a>(payload: &'a Value, path: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Parsed body (§9.3): JSON object kept; JSON scalar/array wrapped `{"value": v}`;
+/// Parsed body: JSON object kept; JSON scalar/array wrapped `{"value": v}`;
 /// `application/x-www-form-urlencoded` → flat object of strings; otherwise `{"body": "<raw
 /// text>"}`; empty body → `{}`. Invalid JSON with a JSON content type falls through to
 /// `{"body": raw}`.
@@ -69,7 +70,7 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Value {
 }
 
 /// `$.a.b` / `$a.b` / `a.b` dot path over objects only (no array indices, no wildcards), like
-/// the reference's simple dot notation (§9.3). Each `.`-separated part is one object key, taken
+/// the reference's simple dot notation. Each `.`-separated part is one object key, taken
 /// literally.
 pub fn dotted<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     let rest = path
@@ -80,8 +81,8 @@ pub fn dotted<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
         .try_fold(v, |current, key| current.as_object()?.get(key))
 }
 
-/// Event type (§9.3): configured header (case-insensitive, non-empty) → configured path (if it
-/// yields a string) → `x-event-type` header → `"default"`.
+/// Event type (docs/operations.md, "Webhook sources"): configured header (case-insensitive,
+/// non-empty) → configured path (if it yields a string) → `x-event-type` header → `"default"`.
 ///
 /// The last header step is why `X-Event-Type` works even though `event_type_header` is stored
 /// NULL unless given.
@@ -99,7 +100,7 @@ pub fn event_type(
         .to_owned()
 }
 
-/// Idempotency key (§9.3): configured header → configured path (string only) →
+/// Idempotency key: configured header → configured path (string only) →
 /// `x-idempotency-key` → `x-delivery-id` → `None`.
 ///
 /// Pass the `parse_body` result as `payload`. The reference only applied the path to JSON
@@ -119,11 +120,12 @@ pub fn idempotency_key(
         .map(str::to_owned)
 }
 
-/// Delivery id (§9.3): raw = idempotency key ?? `x-request-id` header ?? `fallback` (a fresh
+/// Delivery id: raw = idempotency key ?? `x-request-id` header ?? `fallback` (a fresh
 /// UUID the caller passes); the result is `"<routing_key>:<raw>"`.
 ///
-/// Embedding the key means a keyed retry is suppressed by the 24 h dedup cache (§9.5) even after
-/// the idempotency window; that is the reference's behavior, kept on purpose.
+/// Embedding the key means a keyed retry is suppressed by the 24 h dedup cache (docs/operations.md,
+/// "Webhook intake and dedup") even after the idempotency window; that is the reference's behavior,
+/// kept on purpose.
 pub fn delivery_id(
     routing_key: &str,
     idempotency_key: Option<&str>,

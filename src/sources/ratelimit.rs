@@ -1,6 +1,6 @@
-//! Per-source webhook rate limiting (spec-admin §9.4): a sliding window of 60 s per key over the
-//! timestamps of admitted requests, in memory and per process (cluster peers each enforce their
-//! own limit, as in the reference).
+//! Per-source webhook rate limiting (docs/operations.md, "Webhook sources"): a sliding window of
+//! 60 s per key over the timestamps of admitted requests, in memory and per process (cluster
+//! peers each enforce their own limit, as in the reference).
 //!
 //! The clock is passed in (`now: Instant`) so tests drive time by hand; only differences between
 //! instants are used, so any base instant works.
@@ -15,10 +15,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// §9.4: the window is fixed at one minute; the limit is per minute (`rate_limit_rpm`).
+/// The window is fixed at one minute; the limit is per minute (`rate_limit_rpm`).
 const WINDOW: Duration = Duration::from_secs(60);
 /// Below this many keys `check` never sweeps on its own. Keys are source ids, and only known
-/// sources reach the limiter (§9.1 step 1 comes first), so this is rarely passed at all.
+/// sources reach the limiter (the source lookup comes first), so this is rarely passed at all.
 const MIN_SWEEP_AT: usize = 1024;
 /// Limits above this are counted in one-second buckets (see the module comment).
 const EXACT_MAX: u32 = 10_000;
@@ -41,7 +41,7 @@ struct State {
     sweep_at: usize,
 }
 
-/// A refused request: answer `429` with `Retry-After: <seconds>` (§9.1 step 3).
+/// A refused request: answer `429` with `Retry-After: <seconds>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter {
     /// Whole seconds until the oldest admitted request leaves the window, rounded up, at least 1.
@@ -69,8 +69,9 @@ impl RateLimiter {
     /// the last 60 s; otherwise refuse without recording, so a client that keeps retrying does not
     /// push its own window forward.
     ///
-    /// Callers check before signature verification (§9.4), so unauthenticated floods use up the
-    /// budget too. A limit of 0 refuses everything with `Retry-After: 60`.
+    /// The webhook routes check after signature verification (docs/operations.md, "Webhook
+    /// sources"), so requests with a bad signature do not use up the budget. A limit of 0 refuses
+    /// everything with `Retry-After: 60`.
     pub fn check(&self, key: &str, limit_per_minute: u32, now: Instant) -> Result<(), RetryAfter> {
         let mut state = self.lock();
         if !state.windows.contains_key(key) && state.windows.len() + 1 >= state.sweep_at {
@@ -95,7 +96,8 @@ impl RateLimiter {
                 while times.front().is_some_and(|&t| expired(t, now)) {
                     times.pop_front();
                 }
-                // A lowered limit can leave more entries than the new limit; they age out within 60 s.
+                // A lowered limit can leave more entries than the new limit; they age out
+                // within 60 s.
                 if times.len() >= limit_per_minute as usize {
                     let free_at = times
                         .front()
@@ -192,7 +194,7 @@ fn advance(counts: &mut [u32; BUCKETS], last: &mut u64, now: u64) {
     *last = now;
 }
 
-/// §9.4 keeps timestamps strictly newer than `now - 60 s`; one exactly 60 s old is gone.
+/// The window keeps timestamps strictly newer than `now - 60 s`; one exactly 60 s old is gone.
 fn expired(admitted: Instant, now: Instant) -> bool {
     now.saturating_duration_since(admitted) >= WINDOW
 }

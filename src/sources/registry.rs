@@ -31,7 +31,8 @@ pub struct GenericSource {
     pub max_payload_bytes: i32,
     pub allowed_events: Option<Vec<String>>,
     pub rate_limit_rpm: i32,
-    /// `local` sources need a JSON body and `x-event-type` (spec-admin.md §9.1).
+    /// `local` sources need a JSON body and `x-event-type` (docs/operations.md, "Webhook intake
+    /// and dedup").
     pub local: bool,
     /// A local source's folder (`gitConfig.localPath`): repositories named by its webhooks must
     /// resolve inside it (`sources::local_path`).

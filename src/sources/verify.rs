@@ -1,5 +1,5 @@
 //! Webhook authentication as pure functions over headers and the raw body: generic sources
-//! (spec-admin §9.2) and GitHub's `X-Hub-Signature-256` (§9.2, §9.6).
+//! and GitHub's `X-Hub-Signature-256` (docs/operations.md, "Webhook sources").
 //!
 //! Secrets are compared with `crypto::ct_eq`, so response timing does not reveal how much of a
 //! forged signature or token was right.
@@ -11,9 +11,9 @@ use super::client_ip::canonical;
 use super::extract::header;
 use crate::crypto::{ct_eq, hex, hmac_sha256};
 
-/// §9.2: default header of `hmac_sha256` sources.
+/// Default header of `hmac_sha256` sources (docs/operations.md, "Webhook sources").
 const DEFAULT_HMAC_HEADER: &str = "x-signature-256";
-/// §9.2: default header of `bearer_token` sources.
+/// Default header of `bearer_token` sources.
 const DEFAULT_BEARER_HEADER: &str = "authorization";
 /// A hex HMAC-SHA256 digest is always 64 characters.
 const HMAC_HEX_LEN: usize = 64;
@@ -66,7 +66,7 @@ impl fmt::Debug for Verification {
     }
 }
 
-/// The outcome of checking one webhook against its source's `Verification` (§9.1 steps 4–5).
+/// The outcome of checking one webhook against its source's `Verification`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Authenticated (or the source uses `none`): go on with the pipeline.
@@ -87,15 +87,15 @@ impl Verdict {
     }
 }
 
-/// Check a generic-source webhook (§9.2).
+/// Check a generic-source webhook.
 ///
 /// `headers` have lower-cased names (as `crate::http::Request` stores them). Header-name lookup is
 /// case-insensitive, so a mixed-case configured `headerName` works (the reference's
-/// case-sensitive bug, §11 #14, is not copied). An empty configured header name falls back to the
+/// case-sensitive lookup is not copied). An empty configured header name falls back to the
 /// default, as the reference's `headerName || default` did.
 ///
 /// An empty secret or token is `Misconfigured`: otherwise an empty `Authorization` header would
-/// match an empty token (§11 #3 allows rejecting secret-less sources).
+/// match an empty token (the admin API refuses such sources anyway).
 ///
 /// `client` is the sender's address as the caller established it (never read from headers
 /// here: only the caller knows whether the peer is a trusted proxy); `None` passes no allowlist.
@@ -112,7 +112,7 @@ pub fn verify_generic(
             }
             let name = configured_or(h, DEFAULT_HMAC_HEADER);
             let given = header(headers, name);
-            // §9.2: `sha256=<hex>` or bare `<hex>`; the prefix is optional for generic senders.
+            // `sha256=<hex>` or bare `<hex>`; the prefix is optional for generic senders.
             let hex_sig = given.map(|g| g.strip_prefix("sha256=").unwrap_or(g));
             Verdict::from_bool(
                 hex_sig.is_some_and(|s| hmac_hex_matches(secret.as_bytes(), s, body)),
@@ -123,7 +123,7 @@ pub fn verify_generic(
                 return Verdict::Misconfigured;
             }
             let name = configured_or(h, DEFAULT_BEARER_HEADER);
-            // §9.2: `Bearer ` is stripped case-sensitively, so `bearer x` compares as a whole.
+            // `Bearer ` is stripped case-sensitively, so `bearer x` compares as a whole.
             let given = header(headers, name).map(|g| g.strip_prefix("Bearer ").unwrap_or(g));
             Verdict::from_bool(given.is_some_and(|g| ct_eq(g.as_bytes(), token.as_bytes())))
         }
@@ -138,7 +138,7 @@ pub fn verify_generic(
     }
 }
 
-/// Check GitHub's `X-Hub-Signature-256` (§9.2, §9.6): the `sha256=` prefix is required, then 64
+/// Check GitHub's `X-Hub-Signature-256`: the `sha256=` prefix is required, then 64
 /// hex digits (either case) of HMAC-SHA256(secret, body). Anything else, including a missing
 /// header, is invalid.
 pub fn verify_github(secret: &[u8], signature_header: Option<&str>, body: &[u8]) -> bool {

@@ -1,4 +1,5 @@
-//! Signed URLs of the filesystem backend (spec-runtime.md §4.4). Pure: the clock is a parameter.
+//! Signed URLs of the filesystem backend (docs/operations.md, "Object storage"). Pure: the clock
+//! is a parameter.
 //!
 //! Token `"<expiresUnixMs>.<hex HMAC-SHA256(key, "<METHOD>:<objectKey>:<expiresUnixMs>")>"`, the
 //! reference's format. Unlike the reference, whose signing key is 32 random bytes drawn per

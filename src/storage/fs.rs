@@ -1,6 +1,6 @@
-//! The filesystem backend (spec-runtime.md §4.4): blobs at `<root>/<key>`, metadata in a
-//! `<key>.meta.json` sidecar `{"createdAt","lastAccessedAt"}`, every write atomic (a temp file in
-//! `<root>/.kici-tmp/`, fsync, rename, fsync of the folder), and agents reach blobs through the
+//! The filesystem backend (docs/operations.md, "Object storage"): blobs at `<root>/<key>`, metadata
+//! in a `<key>.meta.json` sidecar `{"createdAt","lastAccessedAt"}`, every write atomic (a temp file
+//! in `<root>/.kici-tmp/`, fsync, rename, fsync of the folder), and agents reach blobs through the
 //! orchestrator's signed routes (`http/blob.rs`, tokens in `blob_token.rs`).
 
 use std::{

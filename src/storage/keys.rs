@@ -1,4 +1,5 @@
-//! The object key layout of spec-runtime.md §4.1, and the rules every key must follow. Pure.
+//! The object key layout (docs/operations.md, "Object storage"), and the rules every key must
+//! follow. Pure.
 //!
 //! Keys here are *logical*: `KICI_STORAGE_PREFIX` is prepended by the backend, so the same key
 //! names the same object whatever the prefix. Cache-bucket keys: `source/…`, `deps/…`,
@@ -9,7 +10,7 @@ pub const MAX_KEY_BYTES: usize = 1024;
 
 /// Where the filesystem backend keeps its in-flight writes; not a valid key segment.
 pub const FS_TMP_DIR: &str = ".kici-tmp";
-/// The filesystem backend's metadata sidecar suffix (spec §4.4); keys may not end with it.
+/// The filesystem backend's metadata sidecar suffix; keys may not end with it.
 pub const FS_META_SUFFIX: &str = ".meta.json";
 
 /// The workflow bundle (`.kici/` minus `node_modules`), by its content hash.
@@ -96,8 +97,9 @@ pub const CACHE_PREFIXES: [&str; 3] = ["source/", "deps/", "cache/"];
 /// Prefixes of what the log bucket holds.
 pub const LOG_PREFIXES: [&str; 2] = ["kici-logs/", "event-log/"];
 
-/// One step's log, JSON lines (log bucket): `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log`
-/// (`step--1.log` for the workflow's own setup lines).
+/// One step's log, JSON lines (log bucket):
+/// `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log` (`step--1.log` for the workflow's own
+/// setup lines).
 pub fn step_log(run_id: &str, job_name: &str, step_index: i64) -> String {
     format!(
         "kici-logs/executions/{}/job-{}/step-{step_index}.log",

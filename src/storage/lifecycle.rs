@@ -2,7 +2,7 @@
 //! into whatever the bucket already has (rules we did not write are kept byte for byte), and
 //! rendered as S3's `LifecycleConfiguration` XML.
 //!
-//! What we set (the seed's "Lifecycle recommendations"): cache prefixes (`source/`, `deps/`,
+//! What we set (docs/operations.md, "Object storage"): cache prefixes (`source/`, `deps/`,
 //! `cache/`) expire after `--days` ≥ `KICI_CACHE_TTL_DAYS`; `test-uploads/` after 1 day; logs
 //! (`kici-logs/`, `event-log/`) after `--log-days` when given; incomplete multipart uploads are
 //! aborted after 1 day in both buckets.
@@ -13,7 +13,7 @@ use super::xml::{self, escape};
 /// IDs of the rules this tool owns start with this; others are never touched.
 pub const OWN_PREFIX: &str = "kici-";
 
-/// Why a bucket rule may not expire caches sooner than the cache TTL (the seed's reasoning).
+/// Why a bucket rule may not expire caches sooner than the cache TTL.
 pub const TTL_REASON: &str = "the orchestrator relies on cache freshness: a bucket expiration \
      shorter than KICI_CACHE_TTL_DAYS (default 30, enforced minimum 30) deletes cache entries the \
      orchestrator still hands out, causing cache misses";

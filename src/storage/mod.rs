@@ -1,5 +1,6 @@
-//! Object storage for caches, logs and uploads (spec-runtime.md §4): an S3-compatible store
-//! reached through presigned URLs, or a folder served by the orchestrator's signed blob routes.
+//! Object storage for caches, logs and uploads (docs/operations.md, "Object storage"): an
+//! S3-compatible store reached through presigned URLs, or a folder served by the orchestrator's
+//! signed blob routes.
 //!
 //! Pure parts: the key layout (`keys`), SigV4 presigning (`presign`), blob tokens
 //! (`blob_token`), lifecycle rules (`lifecycle`), XML (`xml`) and TTL freshness (here). I/O:
@@ -100,7 +101,7 @@ pub struct Listed {
     pub last_modified: String,
 }
 
-/// What a cache entry's metadata says about it (spec-runtime.md §4.3).
+/// What a cache entry's metadata says about it (docs/operations.md, "Object storage", TTL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     Fresh(Meta),

@@ -1,9 +1,9 @@
-//! SigV4 query presigning for S3-compatible stores (spec-runtime.md §4.2). Pure: the clock is a
-//! parameter, and nothing here does I/O.
+//! SigV4 query presigning for S3-compatible stores (docs/operations.md, "Object storage"). Pure:
+//! the clock is a parameter, and nothing here does I/O.
 //!
 //! rusty-s3 builds the canonical request and the signature (its output is byte-identical to
-//! botocore's, reference/crates.md §1.7); this module decides the URL: endpoint, addressing style,
-//! bucket, prefix, sub-resources and signed headers. Every request the orchestrator sends itself
+//! botocore's); this module decides the URL: endpoint, addressing style, bucket, prefix,
+//! sub-resources and signed headers. Every request the orchestrator sends itself
 //! goes over such a URL too, so one signer serves agents and the orchestrator alike. Payloads
 //! are never signed (`UNSIGNED-PAYLOAD`): SeaweedFS, MinIO and R2 reject presigned uploads that
 //! carry a body checksum the client did not send.

@@ -398,7 +398,7 @@ fn seed_generic_source_commands() {
         "plaintext secret stored"
     );
 
-    // update-generic rules of §7.3.
+    // update-generic rules (docs/operations.md, "Admin CLI").
     let out = s.run(&["source", "update-generic", &id]);
     assert!(
         stderr(&out).contains("no fields to update"),

@@ -1,5 +1,6 @@
-//! The GitHub App credential check `sources add` makes (spec-admin §6.1, Add step 1): sign a JWT
-//! with the App's key and call `GET /app`, here against a fake GitHub that verifies the JWT.
+//! The GitHub App credential check `sources add` makes (docs/operations.md, "Admin API and
+//! tokens"): sign a JWT with the App's key and call `GET /app`, here against a fake GitHub that
+//! verifies the JWT.
 
 use crate::support;
 

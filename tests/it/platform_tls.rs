@@ -1,6 +1,7 @@
 //! The Platform link over wss with a private CA (trusted through SSL_CERT_FILE, as a corporate CA
 //! installed on the host would be), refused without it; and the OIDC mint relay over HTTPS on the
-//! Platform's host, with its ownership check and every error mapping of spec-runtime.md §1.7.
+//! Platform's host, with its ownership check and every error mapping of docs/platform-protocol.md,
+//! "OIDC mint relay".
 
 use crate::support;
 

@@ -1,5 +1,6 @@
 //! `/ready` follows the database across a PostgreSQL stop/start, secrets sealed with the master
-//! key round-trip through `scoped_secrets`, and the bootstrap admin token rules (spec-admin §5.2).
+//! key round-trip through `scoped_secrets`, and the bootstrap admin token rules
+//! (docs/operations.md, "Boot and shutdown").
 
 use crate::support;
 

@@ -1,5 +1,6 @@
-//! Every response of the direct webhook ingress (spec-admin.md §9.1 generic, §9.6 GitHub) against
-//! a real daemon and PostgreSQL, including the signature edge cases, and what lands in event_log.
+//! Every response of the direct webhook ingress, generic and GitHub (docs/operations.md, "Webhook
+//! sources", "Webhook intake and dedup"), against a real daemon and PostgreSQL, including the
+//! signature edge cases, and what lands in event_log.
 
 use crate::support;
 

@@ -1,5 +1,6 @@
-//! Event normalization (spec-runtime §3.3): a delivery's provider, event name and payload become
-//! the one event shape trigger matching reads. Pure: the caller passes the parsed payload.
+//! Event normalization (docs/architecture.md, "Event normalization"): a delivery's provider, event
+//! name and payload become the one event shape trigger matching reads. Pure: the caller passes the
+//! parsed payload.
 //!
 //! GitHub events follow the reference normalizer's table; the local provider reads a
 //! GitHub-shaped payload with the event type from `x-event-type`; generic sources become
@@ -108,7 +109,7 @@ pub struct GenericDelivery {
     pub event_type: String,
 }
 
-/// The event shape of §3.3 (the reference's `SimulatedEvent`), plus the commit to read the lock
+/// The normalized event (the reference's `SimulatedEvent`), plus the commit to read the lock
 /// file at and the repository, so the caller has everything from one call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -220,7 +221,8 @@ fn base(kind: EventKind, provider: Provider, event: &str, p: &Value) -> Normaliz
     }
 }
 
-/// A GitHub delivery (`X-GitHub-Event`, `payload.action`, payload) per the §3.3 table.
+/// A GitHub delivery (`X-GitHub-Event`, `payload.action`, payload), as docs/architecture.md, "Event
+/// normalization", lists them.
 pub fn normalize_github(event: &str, action: Option<&str>, payload: &Value) -> NormalizedEvent {
     let p = payload;
     let action = action.or_else(|| str_at(p, &["action"])).map(str::to_owned);

@@ -1,6 +1,6 @@
-//! Branch, tag and path globs with picomatch 4's `isMatch(input, pattern)` semantics under
-//! default options — the matcher the reference orchestrator used (spec-runtime §3.5), so a
-//! lock file's filters select the same branches and files here.
+//! Branch, tag and path globs with picomatch 4's `isMatch(input, pattern)` semantics under default
+//! options — the matcher the reference orchestrator used (docs/architecture.md, "Trigger
+//! matching"), so a lock file's filters select the same branches and files here.
 //!
 //! What that means, in short: `*` and `?` stay inside one path segment; `**` spans segments
 //! only as a whole segment (`a/**` also matches `a`); a segment starting with `.` is matched

@@ -1,6 +1,6 @@
-//! `.kici/kici.lock.json` (spec-runtime §3.4, schema version 29): serde types that tolerate
-//! fields they do not know (a newer compiler may add some), and `parse_and_validate`, which
-//! refuses a lock file the orchestrator cannot run safely with one error per cause.
+//! `.kici/kici.lock.json` (docs/architecture.md, "Lock file"; schema version 29): serde types that
+//! tolerate fields they do not know (a newer compiler may add some), and `parse_and_validate`,
+//! which refuses a lock file the orchestrator cannot run safely with one error per cause.
 //!
 //! Whole-file errors ([`LockError`]) make the delivery's runs fail with the error's message, as
 //! the reference's validator does. A workflow that needs something this orchestrator does not
@@ -338,7 +338,7 @@ impl LockWorkflow {
     }
 }
 
-/// Parses `bytes` and validates it (§3.4). See the module comment for what is an error and
+/// Parses `bytes` and validates it. See the module comment for what is an error and
 /// what is a per-workflow init failure.
 pub fn parse_and_validate(bytes: &[u8]) -> Result<LockFile, LockError> {
     if bytes.len() > limits::LOCK_FILE_BYTES {

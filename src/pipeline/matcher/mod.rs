@@ -1,7 +1,7 @@
-//! Trigger matching (spec-runtime §3.5) with a decision trace per workflow, in the reference's
-//! shape (`workflowName`, `matched`, `matchedTrigger`, `checks[{check, pattern, value, passed,
-//! reason?}]`, `summary`), ready to store as `execution_runs.trigger_decision` or in the event
-//! log when nothing matched.
+//! Trigger matching (docs/architecture.md, "Trigger matching") with a decision trace per workflow,
+//! in the reference's shape (`workflowName`, `matched`, `matchedTrigger`, `checks[{check, pattern,
+//! value, passed, reason?}]`, `summary`), ready to store as `execution_runs.trigger_decision` or in
+//! the event log when nothing matched.
 //!
 //! Rules: a workflow with no triggers never matches; triggers are OR-ed and the first match wins.
 //! `push`, `pr`, `tag`, `comment`, `release` and `generic_webhook` triggers are evaluated; other
@@ -407,7 +407,7 @@ pub fn match_all(workflows: &[LockWorkflow], event: &NormalizedEvent) -> Vec<Wor
 }
 
 /// True when some trigger that could match this event filters on paths: only then is it worth
-/// fetching the changed files (§3.2).
+/// fetching the changed files (docs/architecture.md, "Trigger matching").
 pub fn needs_changed_files(workflows: &[LockWorkflow], event: &NormalizedEvent) -> bool {
     workflows.iter().flat_map(|w| &w.triggers).any(|t| match t {
         LockTrigger::Push(p) => event.kind == EventKind::Push && !p.paths.is_empty(),

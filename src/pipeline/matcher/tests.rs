@@ -1,4 +1,5 @@
-//! One named case per rule of spec-runtime §3.5, edge cases included, plus the trace shape.
+//! One named case per matching rule (docs/architecture.md, "Trigger matching"), edge cases
+//! included, plus the trace shape.
 
 use serde_json::{json, Value};
 

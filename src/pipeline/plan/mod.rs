@@ -1,8 +1,8 @@
-//! From a matched workflow to planned jobs (spec-runtime §3.6): static matrix expansion and
-//! child naming, label routing into queue columns, the `needs` edges with their `runOn`
-//! conditions, and `readiness` — which pending jobs may be dispatched now and which are
-//! skipped, cascading — so a downstream job is decided whatever the order and speed at which
-//! its upstreams finish.
+//! From a matched workflow to planned jobs (docs/architecture.md, "Planning"): static matrix
+//! expansion and child naming, label routing into queue columns, the `needs` edges with their
+//! `runOn` conditions, and `readiness` — which pending jobs may be dispatched now and which are
+//! skipped, cascading — so a downstream job is decided whatever the order and speed at which its
+//! upstreams finish.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -80,7 +80,7 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// `runOn` keywords (§3.6) and the statuses they stand for.
+/// `runOn` keywords (docs/architecture.md, "Job and run states") and the statuses they stand for.
 fn run_on_keyword(word: &str) -> Option<&'static [JobStatus]> {
     use JobStatus as S;
     Some(match word {

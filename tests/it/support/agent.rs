@@ -1,5 +1,5 @@
-//! A scripted agent: the agent side of spec-runtime.md §2 over a real WebSocket (tungstenite
-//! client), sending what the real KiCI agent sends (agent-observed.md) and recording what it gets.
+//! A scripted agent: the agent side of docs/agent-protocol.md over a real WebSocket (tungstenite
+//! client), sending what the real KiCI agent sends and recording what it gets.
 
 use std::{
     net::{SocketAddr, TcpStream},

@@ -1,5 +1,5 @@
-//! A Platform double: the Platform side of spec-runtime.md §1 over real sockets (ws, or wss with
-//! a test CA), on one port that also serves the OIDC mint endpoint over HTTP(S), as the real
+//! A Platform double: the Platform side of docs/platform-protocol.md over real sockets (ws, or wss
+//! with a test CA), on one port that also serves the OIDC mint endpoint over HTTP(S), as the real
 //! Platform's host does. It checks the orchestrator token, records every frame, acks
 //! `source.register`, and lets a test send any frame, refuse auth, drop the connection, stop
 //! listening and start again on the same port.

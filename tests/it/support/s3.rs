@@ -1,7 +1,7 @@
 //! A real S3 server for the tests: s3s-fs (crates.io), which verifies SigV4 header and
-//! presigned signatures and expiry (reference/s3-servers.md). Each test process starts its own
-//! on a free 127.0.0.1 port with a private data folder, and stops it on drop. `scripts/test.sh`
-//! installs the binary; `S3S_FS_BIN` overrides where it is looked up.
+//! presigned signatures and expiry. Each test process starts its own on a free 127.0.0.1 port
+//! with a private data folder, and stops it on drop. `scripts/test.sh` installs the binary;
+//! `S3S_FS_BIN` overrides where it is looked up.
 
 use std::{
     net::{TcpListener, TcpStream},

@@ -70,9 +70,9 @@ pub fn days(n: i64) -> SignedDuration {
     SignedDuration::from_hours(24 * n)
 }
 
-/// TTL (spec-runtime.md §4.3) with an injected clock: an uploaded but uncommitted entry is a miss
-/// and stays; a committed one is a hit that touches it; one idle for longer than the TTL is a
-/// miss and is deleted. `upload(url, bytes)` performs the agent's presigned PUT.
+/// TTL (docs/operations.md, "Object storage") with an injected clock: an uploaded but uncommitted
+/// entry is a miss and stays; a committed one is a hit that touches it; one idle for longer than
+/// the TTL is a miss and is deleted. `upload(url, bytes)` performs the agent's presigned PUT.
 pub fn ttl_scenario(storage: &Storage, key: &str, upload: impl Fn(&str, &[u8])) {
     let t0: Timestamp = Timestamp::now();
     let url = storage
