@@ -17,6 +17,7 @@ pub mod identity;
 pub mod jobs;
 pub mod logs;
 pub mod messages;
+pub mod protocol;
 pub mod queue;
 pub mod registry;
 pub mod revoke;
