@@ -2,7 +2,7 @@
 //! write fails the way a PostgreSQL outage does.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    io::{self, Write},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{
     cache_keys::JobScope,
     messages::{AgentMsg, JobRef, Register},
+    writer::WriteHalf,
     Agent, Hub, HubConfig, Owned, Writer,
 };
 use crate::{
@@ -36,9 +37,24 @@ fn hub() -> Hub {
     )
 }
 
+/// A connection that takes every byte.
+struct Discard;
+
+impl Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WriteHalf for Discard {
+    fn shutdown(&mut self) {}
+}
+
 fn agent(id: &str, token: &str) -> Arc<Agent> {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let token = AgentToken {
         id: token.into(),
         prefix: format!("kat_{token}"),
@@ -64,7 +80,7 @@ fn agent(id: &str, token: &str) -> Arc<Agent> {
         connection,
         Some(&token),
         &reg,
-        Arc::new(Writer::new(stream)),
+        Arc::new(Writer::over(Box::new(Discard))),
     ))
 }
 
