@@ -196,3 +196,47 @@ fn an_unrecorded_terminal_status_leaves_the_job_open_for_the_resend() {
         "its slot stays taken until the end is recorded"
     );
 }
+
+#[test]
+fn only_the_current_connection_ending_takes_its_agent_out() {
+    let hub = hub();
+    let (first, second) = (agent("a", "t1"), agent("a", "t1"));
+    hub.register(first.clone()).unwrap();
+    hub.register(second.clone()).unwrap();
+    assert!(
+        hub.registry.disconnect("a", &first.connection_id).is_none(),
+        "the replaced connection's end changes nothing"
+    );
+    assert!(hub.agent("a").is_some());
+    hold(&hub, &second);
+    let (gone, held, unacked) = hub
+        .registry
+        .disconnect("a", &second.connection_id)
+        .expect("the current connection");
+    assert_eq!(gone.connection_id, second.connection_id);
+    assert_eq!((held, unacked), (vec!["j1".to_owned()], vec![]));
+    assert!(hub.agent("a").is_none());
+}
+
+#[test]
+fn overdue_acknowledgements_and_long_finished_jobs() {
+    let hub = hub();
+    let a = agent("a", "t1");
+    hold(&hub, &a);
+    let now = Instant::now();
+    assert!(hub.registry.overdue(now).is_empty(), "acknowledged");
+    hub.update_job("j1", |o| o.ack_deadline = Some(now));
+    assert!(hub.registry.overdue(now).is_empty(), "not yet past");
+    assert_eq!(
+        hub.registry.overdue(now + Duration::from_millis(1)),
+        [("j1".to_owned(), "a".to_owned())]
+    );
+    hub.update_job("j1", |o| {
+        o.ack_deadline = None;
+        o.finished_at = Some(now);
+    });
+    hub.registry.forget_finished(now + Duration::from_secs(29));
+    assert!(hub.jobs().contains_key("j1"), "late messages still count");
+    hub.registry.forget_finished(now + Duration::from_secs(30));
+    assert!(!hub.jobs().contains_key("j1"));
+}
