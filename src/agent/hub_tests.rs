@@ -2,7 +2,7 @@
 //! write fails the way a PostgreSQL outage does.
 
 use std::{
-    net::{TcpListener, TcpStream},
+    io::{self, Write},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -12,6 +12,7 @@ use serde_json::json;
 use super::{
     cache_keys::JobScope,
     messages::{AgentMsg, JobRef, Register},
+    writer::WriteHalf,
     Agent, Hub, HubConfig, Owned, Writer,
 };
 use crate::{
@@ -36,9 +37,24 @@ fn hub() -> Hub {
     )
 }
 
+/// A connection that takes every byte.
+struct Discard;
+
+impl Write for Discard {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl WriteHalf for Discard {
+    fn shutdown(&mut self) {}
+}
+
 fn agent(id: &str, token: &str) -> Arc<Agent> {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let token = AgentToken {
         id: token.into(),
         prefix: format!("kat_{token}"),
@@ -64,7 +80,7 @@ fn agent(id: &str, token: &str) -> Arc<Agent> {
         connection,
         Some(&token),
         &reg,
-        Arc::new(Writer::new(stream)),
+        Arc::new(Writer::over(Box::new(Discard))),
     ))
 }
 
@@ -179,4 +195,48 @@ fn an_unrecorded_terminal_status_leaves_the_job_open_for_the_resend() {
         a.active().contains("j1"),
         "its slot stays taken until the end is recorded"
     );
+}
+
+#[test]
+fn only_the_current_connection_ending_takes_its_agent_out() {
+    let hub = hub();
+    let (first, second) = (agent("a", "t1"), agent("a", "t1"));
+    hub.register(first.clone()).unwrap();
+    hub.register(second.clone()).unwrap();
+    assert!(
+        hub.registry.disconnect("a", &first.connection_id).is_none(),
+        "the replaced connection's end changes nothing"
+    );
+    assert!(hub.agent("a").is_some());
+    hold(&hub, &second);
+    let (gone, held, unacked) = hub
+        .registry
+        .disconnect("a", &second.connection_id)
+        .expect("the current connection");
+    assert_eq!(gone.connection_id, second.connection_id);
+    assert_eq!((held, unacked), (vec!["j1".to_owned()], vec![]));
+    assert!(hub.agent("a").is_none());
+}
+
+#[test]
+fn overdue_acknowledgements_and_long_finished_jobs() {
+    let hub = hub();
+    let a = agent("a", "t1");
+    hold(&hub, &a);
+    let now = Instant::now();
+    assert!(hub.registry.overdue(now).is_empty(), "acknowledged");
+    hub.update_job("j1", |o| o.ack_deadline = Some(now));
+    assert!(hub.registry.overdue(now).is_empty(), "not yet past");
+    assert_eq!(
+        hub.registry.overdue(now + Duration::from_millis(1)),
+        [("j1".to_owned(), "a".to_owned())]
+    );
+    hub.update_job("j1", |o| {
+        o.ack_deadline = None;
+        o.finished_at = Some(now);
+    });
+    hub.registry.forget_finished(now + Duration::from_secs(29));
+    assert!(hub.jobs().contains_key("j1"), "late messages still count");
+    hub.registry.forget_finished(now + Duration::from_secs(30));
+    assert!(!hub.jobs().contains_key("j1"));
 }

@@ -8,8 +8,8 @@
 //! across orchestrator restarts and between orchestrators sharing the database.
 //!
 //! A refused registration closes with 4010: the real agent never reconnects after it
-//! (spec-runtime.md §2.1), so an impostor does not hammer the orchestrator — the reference's 4003
-//! for this case made it retry forever.
+//! (docs/agent-protocol.md, Close codes), so an impostor does not hammer the orchestrator — the
+//! reference's 4003 for this case made it retry forever.
 
 /// Close code of a refused identity: the agent does not retry.
 pub const REFUSED: u16 = 4010;

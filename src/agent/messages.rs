@@ -1,5 +1,5 @@
-//! Agent link frames (spec-runtime.md §2.2, §2.3). Pure: JSON text in, typed messages out, and
-//! the orchestrator's frames built with optional fields omitted (the agent's schema rejects
+//! Agent link frames (docs/agent-protocol.md, Messages). Pure: JSON text in, typed messages out,
+//! and the orchestrator's frames built with optional fields omitted (the agent's schema rejects
 //! `null` where it expects a string, and then silently drops the whole frame).
 //!
 //! Frames outside the agent's own schema that real agents send (`heartbeat`, `run.event`,
@@ -66,7 +66,7 @@ pub enum AgentMsg {
         method: String,
         params: Value,
     },
-    /// `cache.*` / `provenance.*` requests and completions: handled with storage (§2.8).
+    /// `cache.*` / `provenance.*` requests and completions: handled with storage (docs/agent-protocol.md, Cache and provenance).
     Cache {
         kind: String,
         job_id: String,

@@ -1,105 +1,103 @@
 //! One agent connection, on the HTTP connection thread that received `GET /ws`
-//! (spec-runtime.md §2.1): the upgrade, the auth (5 s) and registration (10 s) windows with
-//! their close codes, then frames until the agent goes away, falls silent for 180 s (4004), or
-//! the daemon stops (1001). Reads use a 1 s socket timeout as the session's clock.
+//! (docs/agent-protocol.md): answers the upgrade, then drives the connection's protocol state
+//! (src/agent/protocol.rs) over the stream until the session ends. The driver reads bytes, hands
+//! them to the protocol with the time, and performs its actions: frames through the connection's
+//! [`Writer`], token checks, registration and message handling through a [`Backend`] (the hub in
+//! production, a fake in src/agent/session_tests.rs).
 //!
-//! A per-connection budget (100 messages/s, burst 200; 500 KB/s, burst 2 MB) slows a flooding
-//! agent down by reading from it later — backpressure through TCP — and never drops a message:
-//! the reference's limiter silently dropped job-state frames, and jobs never completed.
+//! The driver is generic over `Read`: in production a `TcpStream` whose 1 s read timeout is the
+//! session's clock (a timed-out read is a tick, and a frame cut by it resumes on the next read).
 
 use std::{
+    collections::VecDeque,
     io::{Read, Write},
     net::TcpStream,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use serde_json::Value;
+
 use super::{
-    handle, identity,
-    messages::{self, AgentMsg},
-    select,
-    wsframe::{self, MAX_MESSAGE},
-    Agent, Hub, Writer,
+    handle,
+    messages::AgentMsg,
+    protocol::{Action, AuthOutcome, Protocol, RegisterOutcome},
+    wsframe, Agent, Hub, Writer,
 };
 use crate::{db::agent_tokens, http::Request};
 
 const READ_TICK: Duration = Duration::from_secs(1);
-const AUTH_WINDOW: Duration = Duration::from_secs(5);
-const REGISTER_WINDOW: Duration = Duration::from_secs(10);
-const UNHEALTHY_AFTER: Duration = Duration::from_secs(90);
-const SILENT_CLOSE: Duration = Duration::from_secs(180);
-/// Control frames (ping, pong) answered before registration. Each ping costs a pong, so a
-/// stranger who has not even authenticated could otherwise keep us writing for free; a real
-/// agent sends none before it registers.
-pub const PRE_REGISTER_CONTROL_FRAMES: u32 = 5;
 
-/// Token buckets: messages and bytes per second with bursts.
-struct Budget {
-    msgs: f64,
-    bytes: f64,
-    at: Instant,
-    warned: Option<Instant>,
+/// What a session needs from the rest of the daemon.
+pub trait Backend {
+    /// Whether a `kat_` token is valid.
+    fn check_token(&self, token: &str) -> AuthOutcome;
+    /// Binds the agent id to its token and registers the agent; `previous` is this connection's
+    /// earlier registration, whose jobs the new one keeps.
+    fn enroll(&self, agent: &Arc<Agent>, previous: Option<&Arc<Agent>>) -> RegisterOutcome;
+    /// Takes back the jobs a (re)registered agent says it still runs.
+    fn resume(&self, agent: &Arc<Agent>, in_flight: &[(String, String)]);
+    /// A registered agent's message; the frames to send back.
+    fn deliver(&self, agent: &Arc<Agent>, msg: AgentMsg) -> Vec<Value>;
+    /// Whether the daemon is stopping.
+    fn stopping(&self) -> bool;
+    /// A registered agent's connection ended.
+    fn disconnected(&self, agent: &Agent);
 }
 
-impl Budget {
-    const MSG_RATE: f64 = 100.0;
-    const MSG_BURST: f64 = 200.0;
-    const BYTE_RATE: f64 = 500_000.0;
-    const BYTE_BURST: f64 = 2_000_000.0;
-
-    fn new() -> Budget {
-        Budget {
-            msgs: Self::MSG_BURST,
-            bytes: Self::BYTE_BURST,
-            at: Instant::now(),
-            warned: None,
-        }
-    }
-
-    /// How long to wait before this message may be handled (zero when within budget).
-    fn spend(&mut self, size: usize) -> Duration {
-        let now = Instant::now();
-        let dt = now.duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.msgs = (self.msgs + dt * Self::MSG_RATE).min(Self::MSG_BURST) - 1.0;
-        self.bytes = (self.bytes + dt * Self::BYTE_RATE).min(Self::BYTE_BURST) - size as f64;
-        let wait = (-self.msgs / Self::MSG_RATE)
-            .max(-self.bytes / Self::BYTE_RATE)
-            .max(0.0);
-        Duration::from_secs_f64(wait.min(5.0))
-    }
-
-    /// Spends the budget for a message of `size` bytes, waiting when it is exhausted (warning
-    /// the agent at most once a second).
-    fn pace(&mut self, writer: &Writer, size: usize) {
-        let wait = self.spend(size);
-        if wait.is_zero() {
-            return;
-        }
-        let now = Instant::now();
-        if self
-            .warned
-            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
+impl Backend for Hub {
+    fn check_token(&self, token: &str) -> AuthOutcome {
+        match self
+            .pool
+            .with_retry(|c| agent_tokens::authenticate(c, token))
         {
-            self.warned = Some(now);
-            writer.send(&messages::rate_limit_warning(wait.as_millis() as u64));
+            Ok(Some(t)) => AuthOutcome::Valid(t),
+            Ok(None) => AuthOutcome::Invalid,
+            Err(e) => {
+                log::warn!("agent authentication failed on the database side: {e}");
+                AuthOutcome::Unavailable
+            }
         }
-        std::thread::sleep(wait);
     }
-}
 
-enum Phase {
-    Auth {
-        until: Instant,
-    },
-    Register {
-        until: Instant,
-        token: Option<agent_tokens::AgentToken>,
-    },
-    Registered {
-        agent: Arc<Agent>,
-        token: Option<agent_tokens::AgentToken>,
-    },
+    fn enroll(&self, agent: &Arc<Agent>, previous: Option<&Arc<Agent>>) -> RegisterOutcome {
+        match self.binding(&agent.id, agent.token()) {
+            Ok(Ok(())) => {}
+            Ok(Err(conflict)) => return RegisterOutcome::Refused(conflict),
+            Err(e) => {
+                log::warn!(
+                    "checking agent id {} against the queue failed: {e}",
+                    agent.id
+                );
+                return RegisterOutcome::Unavailable;
+            }
+        }
+        if let Some(old) = previous {
+            // Re-registration on the same socket keeps the jobs it holds.
+            let held: Vec<String> = old.active().iter().cloned().collect();
+            agent.active().extend(held);
+        }
+        match self.register(agent.clone()) {
+            Ok(()) => RegisterOutcome::Registered,
+            Err(conflict) => RegisterOutcome::Refused(conflict),
+        }
+    }
+
+    fn resume(&self, agent: &Arc<Agent>, in_flight: &[(String, String)]) {
+        handle::after_register(self, agent, in_flight);
+    }
+
+    fn deliver(&self, agent: &Arc<Agent>, msg: AgentMsg) -> Vec<Value> {
+        handle::on_message(self, agent, msg)
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutting_down()
+    }
+
+    fn disconnected(&self, agent: &Agent) {
+        self.unregister(&agent.id, &agent.connection_id);
+    }
 }
 
 fn header<'a>(req: &'a Request, name: &str) -> &'a str {
@@ -138,287 +136,134 @@ pub fn serve(hub: &Arc<Hub>, req: &Request, mut stream: TcpStream, buffered: Vec
         return;
     }
     let _ = stream.set_read_timeout(Some(READ_TICK));
-    let connection_id = crate::crypto::random_uuid();
-    let mut session = Session {
-        hub,
-        writer,
-        connection_id,
-        phase: if hub.cfg.auth_required {
-            Phase::Auth {
-                until: Instant::now() + AUTH_WINDOW,
-            }
-        } else {
-            Phase::Register {
-                until: Instant::now() + REGISTER_WINDOW,
-                token: None,
-            }
-        },
-        peer: req.peer.to_string(),
-    };
-    session.run(&mut stream, buffered);
-    if let Phase::Registered { agent, .. } = &session.phase {
-        hub.unregister(&agent.id, &session.connection_id);
-    }
+    let protocol = Protocol::new(
+        hub.cfg.auth_required,
+        crate::crypto::random_uuid(),
+        req.peer.to_string(),
+        Instant::now(),
+    );
+    drive(&**hub, &mut stream, writer, protocol, &buffered);
 }
 
-struct Session<'a> {
-    hub: &'a Arc<Hub>,
+/// Runs an upgraded connection until it ends: `buffered` is what was read past the upgrade
+/// request, `writer` writes to the same connection. A registered agent is disconnected from the
+/// backend at the end.
+pub fn drive<B: Backend + ?Sized, R: Read>(
+    backend: &B,
+    stream: &mut R,
     writer: Arc<Writer>,
-    connection_id: String,
-    phase: Phase,
-    peer: String,
+    protocol: Protocol,
+    buffered: &[u8],
+) {
+    let mut session = Session {
+        backend,
+        writer,
+        protocol,
+        agent: None,
+    };
+    session.protocol.receive(buffered);
+    session.run(stream);
+    if let Some(agent) = &session.agent {
+        backend.disconnected(agent);
+    }
 }
 
-impl Session<'_> {
-    fn close(&self, code: u16, reason: &str) {
-        log::info!(
-            "agent connection from {} closed: {code} {reason}",
-            self.peer
-        );
-        self.writer.close(code, reason);
-    }
+struct Session<'a, B: ?Sized> {
+    backend: &'a B,
+    writer: Arc<Writer>,
+    protocol: Protocol,
+    /// The agent as registered on this connection.
+    agent: Option<Arc<Agent>>,
+}
 
-    /// Another token holds this agent id: 4010, which the agent does not retry.
-    fn refuse_identity(&self, conflict: &identity::Conflict) -> bool {
-        log::warn!("{} (from {})", conflict.log, self.peer);
-        self.writer.send(&messages::auth_failure(&conflict.reason));
-        self.close(identity::REFUSED, "Authentication failed");
-        false
-    }
-
-    fn run(&mut self, stream: &mut TcpStream, mut buf: Vec<u8>) {
-        let mut assembler = wsframe::Assembler::default();
-        let mut budget = Budget::new();
-        let mut last_heard = Instant::now();
-        let mut warned_unhealthy = false;
-        let mut control_frames = 0u32;
+impl<B: Backend + ?Sized> Session<'_, B> {
+    fn run<R: Read>(&mut self, stream: &mut R) {
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             // Every complete frame already read.
-            loop {
-                let parsed = match wsframe::parse(&buf, MAX_MESSAGE) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        return self.close(if e.code == 1009 { 4003 } else { e.code }, e.reason)
-                    }
-                };
-                let Some((frame, used)) = parsed else { break };
-                buf.drain(..used);
-                last_heard = Instant::now();
-                warned_unhealthy = false;
-                let size = frame.payload.len();
-                let message = match assembler.push(frame, MAX_MESSAGE) {
-                    Ok(Some(m)) => m,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        return self.close(if e.code == 1009 { 4003 } else { e.code }, e.reason)
-                    }
-                };
-                let registered = matches!(self.phase, Phase::Registered { .. });
-                if matches!(message, wsframe::Message::Ping(_) | wsframe::Message::Pong)
-                    && !registered
-                {
-                    control_frames += 1;
-                    if control_frames > PRE_REGISTER_CONTROL_FRAMES {
-                        return self.close(4003, "Too many control frames before registration");
-                    }
-                }
-                if matches!(
-                    message,
-                    wsframe::Message::Text(_) | wsframe::Message::Ping(_)
-                ) {
-                    budget.pace(&self.writer, size);
-                }
-                match message {
-                    wsframe::Message::Text(text) => {
-                        if !self.text(&text) {
-                            return;
-                        }
-                    }
-                    wsframe::Message::Binary(_) | wsframe::Message::Pong => {}
-                    wsframe::Message::Ping(p) => {
-                        self.writer.send_raw(wsframe::OP_PONG, &p);
-                    }
-                    wsframe::Message::Close(_) => {
-                        self.writer
-                            .send_raw(wsframe::OP_CLOSE, &1000u16.to_be_bytes());
-                        return;
-                    }
+            while let Some(actions) = self.protocol.next_frame(Instant::now()) {
+                if !self.perform(actions) {
+                    return;
                 }
             }
             if self.writer.is_closed() {
                 return;
             }
-            if self.hub.shutting_down() {
-                return self.close(1001, "Server shutting down");
+            if self.backend.stopping() {
+                let actions = self.protocol.on_shutdown();
+                self.perform(actions);
+                return;
             }
-            let now = Instant::now();
-            match &self.phase {
-                Phase::Auth { until } if now > *until => return self.close(4002, "Auth timeout"),
-                Phase::Register { until, .. } if now > *until => {
-                    return self.close(4002, "Registration timeout")
-                }
-                Phase::Registered { agent, .. } => {
-                    let silent = now.duration_since(last_heard);
-                    if silent > SILENT_CLOSE {
-                        return self.close(4004, "Heartbeat timeout");
-                    }
-                    if silent > UNHEALTHY_AFTER && !warned_unhealthy {
-                        warned_unhealthy = true;
-                        log::warn!(
-                            "agent {} silent for {} s (unhealthy)",
-                            agent.id,
-                            silent.as_secs()
-                        );
-                    }
-                }
-                _ => {}
+            let actions = self.protocol.on_tick(Instant::now());
+            if !self.perform(actions) {
+                return;
             }
             match stream.read(&mut chunk) {
                 Ok(0) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.protocol.receive(&chunk[..n]),
                 Err(e) if crate::http::conn::read_again(&e) => {}
                 Err(_) => return,
             }
         }
     }
 
-    /// One text message; false ends the session.
-    fn text(&mut self, text: &str) -> bool {
-        let msg = messages::parse(text);
-        if let AgentMsg::Invalid { why } = &msg {
-            log::warn!("invalid message from agent at {}: {why}", self.peer);
-            self.writer.send(&messages::invalid_message());
-            let reason = if why == "Malformed JSON" {
-                "Malformed JSON"
-            } else {
-                "Invalid message format"
-            };
-            self.close(4003, reason);
-            return false;
-        }
-        match (&self.phase, msg) {
-            (
-                Phase::Auth { .. },
-                AgentMsg::Auth {
-                    token,
-                    protocol_version,
-                },
-            ) => self.auth(&token, protocol_version),
-            (Phase::Auth { .. }, AgentMsg::Heartbeat) => true,
-            (Phase::Auth { .. }, _) => {
-                self.writer
-                    .send(&messages::auth_failure("Authentication required"));
-                self.close(4010, "Authentication failed");
-                false
-            }
-            (Phase::Register { .. } | Phase::Registered { .. }, AgentMsg::Register(r)) => {
-                self.register(*r)
-            }
-            (Phase::Register { .. }, AgentMsg::Heartbeat | AgentMsg::Ignored { .. }) => true,
-            (Phase::Register { .. }, _) => {
-                self.close(4003, "Not registered");
-                false
-            }
-            (Phase::Registered { agent, .. }, msg) => {
-                let agent = agent.clone();
-                for reply in handle::on_message(self.hub, &agent, msg) {
-                    self.writer.send(&reply);
+    /// Performs the protocol's actions in order (and those their outcomes call for); false once
+    /// the session ended.
+    fn perform(&mut self, actions: Vec<Action>) -> bool {
+        let mut queue = VecDeque::from(actions);
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Send(frame) => {
+                    self.writer.send(&frame);
                 }
-                true
+                Action::Pong(payload) => {
+                    self.writer.send_raw(wsframe::OP_PONG, &payload);
+                }
+                Action::Wait(wait) => std::thread::sleep(wait),
+                Action::Authenticate { token } => {
+                    let outcome = self.backend.check_token(&token);
+                    queue.extend(self.protocol.on_auth_result(outcome, Instant::now()));
+                }
+                Action::Register { reg, token } => {
+                    let agent = Arc::new(Agent::new(
+                        self.protocol.connection_id().to_owned(),
+                        token.as_ref(),
+                        &reg,
+                        self.writer.clone(),
+                    ));
+                    let outcome = self.backend.enroll(&agent, self.agent.as_ref());
+                    if outcome == RegisterOutcome::Registered {
+                        self.agent = Some(agent);
+                    }
+                    queue.extend(self.protocol.on_register_result(outcome));
+                }
+                Action::Resume { in_flight } => {
+                    if let Some(agent) = &self.agent {
+                        self.backend.resume(agent, &in_flight);
+                    }
+                }
+                Action::Deliver(msg) => {
+                    if let Some(agent) = &self.agent {
+                        for reply in self.backend.deliver(agent, msg) {
+                            self.writer.send(&reply);
+                        }
+                    }
+                }
+                Action::Close { code, reason } => {
+                    log::info!(
+                        "agent connection from {} closed: {code} {reason}",
+                        self.protocol.peer()
+                    );
+                    self.writer.close(code, reason);
+                    return false;
+                }
+                Action::AnswerClose => {
+                    self.writer
+                        .send_raw(wsframe::OP_CLOSE, &1000u16.to_be_bytes());
+                    return false;
+                }
             }
         }
-    }
-
-    fn auth(&mut self, token: &str, protocol_version: i64) -> bool {
-        if protocol_version < 1 {
-            self.writer
-                .send(&messages::auth_failure("Unsupported protocol version"));
-            self.close(4005, "Protocol error");
-            return false;
-        }
-        match self
-            .hub
-            .pool
-            .with_retry(|c| agent_tokens::authenticate(c, token))
-        {
-            Ok(Some(t)) => {
-                self.writer
-                    .send(&messages::auth_success(&self.connection_id));
-                self.phase = Phase::Register {
-                    until: Instant::now() + REGISTER_WINDOW,
-                    token: Some(t),
-                };
-                true
-            }
-            Ok(None) => {
-                self.writer
-                    .send(&messages::auth_failure("Invalid or expired token"));
-                self.close(4010, "Authentication failed");
-                false
-            }
-            Err(e) => {
-                // Not the agent's fault: a normal close, so it retries later.
-                log::warn!("agent authentication failed on the database side: {e}");
-                self.close(1011, "Database unavailable");
-                false
-            }
-        }
-    }
-
-    fn register(&mut self, r: messages::Register) -> bool {
-        let token = match &self.phase {
-            Phase::Register { token, .. } | Phase::Registered { token, .. } => token.clone(),
-            Phase::Auth { .. } => None,
-        };
-        if let Err(refused) =
-            select::register_gates(token.as_ref(), &r.agent_id, &r.labels, r.running_as_uid)
-        {
-            log::warn!("agent {} refused: {}", r.agent_id, refused.reason);
-            self.writer.send(&messages::auth_failure(&refused.reason));
-            self.close(refused.code, "Authentication failed");
-            return false;
-        }
-        if let Phase::Registered { agent, .. } = &self.phase {
-            if agent.id != r.agent_id {
-                self.close(4003, "Agent id changed on a registered connection");
-                return false;
-            }
-        }
-        let agent = Arc::new(Agent::new(
-            self.connection_id.clone(),
-            token.as_ref(),
-            &r,
-            self.writer.clone(),
-        ));
-        match self.hub.binding(&agent.id, agent.token()) {
-            Ok(Ok(())) => {}
-            Ok(Err(conflict)) => return self.refuse_identity(&conflict),
-            Err(e) => {
-                // Not the agent's fault: a normal close, so it retries later.
-                log::warn!(
-                    "checking agent id {} against the queue failed: {e}",
-                    agent.id
-                );
-                self.close(1011, "Database unavailable");
-                return false;
-            }
-        }
-        if let Phase::Registered { agent: old, .. } = &self.phase {
-            // Re-registration on the same socket keeps the jobs it holds.
-            let held: Vec<String> = old.active().iter().cloned().collect();
-            agent.active().extend(held);
-        }
-        if let Err(conflict) = self.hub.register(agent.clone()) {
-            return self.refuse_identity(&conflict);
-        }
-        self.writer
-            .send(&messages::register_ack(&r.agent_id, &r.labels));
-        self.phase = Phase::Registered {
-            agent: agent.clone(),
-            token,
-        };
-        handle::after_register(self.hub, &agent, &r.in_flight);
         true
     }
 }
@@ -430,23 +275,5 @@ pub fn is_upgrade(req: &Request) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budget_allows_bursts_then_slows_down() {
-        let mut b = Budget::new();
-        for _ in 0..199 {
-            assert!(b.spend(10).is_zero());
-        }
-        let wait = b.spend(10);
-        assert!(
-            wait.is_zero() || wait < Duration::from_millis(20),
-            "{wait:?}"
-        );
-        // Far over the byte budget: a wait proportional to the excess, capped.
-        let wait = b.spend(4_000_000);
-        assert!(wait >= Duration::from_secs(3), "{wait:?}");
-        assert!(wait <= Duration::from_secs(5));
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

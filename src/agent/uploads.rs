@@ -1,7 +1,7 @@
-//! `cache.*` / `provenance.*` (spec-runtime.md §2.8): upload URLs and commits for the keys the
-//! job's own dispatch allows (src/agent/cache_keys.rs), the documented "unavailable" answers
-//! otherwise. A refused key also gets an `error` frame naming the key and why, next to the
-//! ordinary answer with `uploadUrl: ""` (so the agent does not wait 30 s for one).
+//! `cache.*` / `provenance.*` (docs/agent-protocol.md, Cache and provenance): upload URLs and
+//! commits for the keys the job's own dispatch allows (src/agent/cache_keys.rs), the documented
+//! "unavailable" answers otherwise. A refused key also gets an `error` frame naming the key and
+//! why, next to the ordinary answer with `uploadUrl: ""` (so the agent does not wait 30 s for one).
 
 use serde_json::{json, Value};
 

@@ -189,28 +189,54 @@ impl Assembler {
     }
 }
 
+/// A client frame (masked), as agents send them: for tests.
+#[cfg(test)]
+pub fn client(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// The server frames (unmasked) in `bytes`, as an agent reads them: for tests.
+#[cfg(test)]
+pub fn server_frames(mut bytes: &[u8]) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let (len, pos) = match bytes[1] & 0x7F {
+            126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&bytes[2..10]);
+                (u64::from_be_bytes(b) as usize, 10)
+            }
+            n => (usize::from(n), 2),
+        };
+        frames.push(Frame {
+            fin: bytes[0] & 0x80 != 0,
+            opcode: bytes[0] & 0x0F,
+            payload: bytes[pos..pos + len].to_vec(),
+        });
+        bytes = &bytes[pos + len..];
+    }
+    frames
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn client(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
-    }
 
     #[test]
     fn rfc_6455_accept_key_example() {
