@@ -4,18 +4,16 @@
 //!
 //! `Hub` is the shared state: connected agents (labels, capacity, taint, their writer), which
 //! job each one holds (for ownership checks, ack deadlines and recovery), and the queue claims.
-//! `session` runs one connection on its own thread; `handle` acts on what agents send; `queue`
-//! and `jobs` are the database; `revoke` ends the sessions of revoked tokens; `messages`,
+//! `session` runs one connection on its own thread; `handle` acts on what agents send; the
+//! queue, jobs and runs are `crate::runs`; `revoke` ends the sessions of revoked tokens; `messages`,
 //! `select`, `identity`, `cache_keys`, `terminal` and `wsframe` are pure; `uploads` signs URLs.
 
 pub mod cache_keys;
 pub mod credentials;
 pub mod handle;
 pub mod identity;
-pub mod jobs;
 pub mod logs;
 pub mod messages;
-pub mod queue;
 pub mod revoke;
 pub mod select;
 pub mod session;
@@ -43,6 +41,7 @@ use crate::{
     db::{agent_tokens::AgentToken, Pool},
     http::server::ShutdownHandle,
     platform::{oidc::Minter, Link},
+    runs::{events::Events, store::queue},
     storage::Storage,
 };
 use cache_keys::{JobScope, Platform};
@@ -201,6 +200,8 @@ pub struct Hub {
     pub minter: Option<Minter>,
     pub cfg: HubConfig,
     pub logs: Logs,
+    /// Where job and run changes are published (the daemon subscribes the Platform forwarder).
+    pub events: Arc<Events>,
     agents: Mutex<HashMap<String, Arc<Agent>>>,
     jobs: Mutex<HashMap<String, Owned>>,
     shutdown: Mutex<Option<ShutdownHandle>>,
@@ -233,6 +234,7 @@ impl Hub {
             link,
             minter,
             cfg,
+            events: Arc::default(),
             agents: Mutex::default(),
             jobs: Mutex::default(),
             shutdown: Mutex::default(),
@@ -438,7 +440,8 @@ impl Hub {
         {
             let ack_ms = self.cfg.ack_timeout.as_millis() as i64;
             let token = agent.token_id.as_deref();
-            let claimed = self.pool.with_retry(|c| {
+            // Not through `with_retry`: a claim is not safe to repeat.
+            let claimed = crate::runs::store::once(&self.pool, |c| {
                 queue::claim(c, &agent.id, token, &agent.labels, &agent.taint, ack_ms)
             });
             let job = match claimed {
@@ -458,6 +461,7 @@ impl Hub {
             let frame = match credentials::frame(&job, minter.as_deref()) {
                 Ok(frame) => frame,
                 Err(why) => {
+                    let why = why.to_string();
                     self.requeue_after(&job.id, &agent.id, &why, CREDENTIALS_BACKOFF_SECS);
                     continue;
                 }
@@ -506,10 +510,10 @@ impl Hub {
             a.active().remove(job_id);
         }
         self.jobs().remove(job_id);
-        match self
-            .pool
-            .with_retry(|c| queue::requeue(c, job_id, agent_id, why, backoff_secs))
-        {
+        // Not through `with_retry`: a requeue is not safe to repeat.
+        match crate::runs::store::once(&self.pool, |c| {
+            queue::requeue(c, job_id, agent_id, why, backoff_secs)
+        }) {
             Ok(queue::Requeued::Failed) => {
                 let reason = format!(
                     "re-dispatch attempts exhausted ({} attempts; last: {why})",
@@ -588,25 +592,12 @@ impl Hub {
                 count += 1;
             }
         }
-        self.pool.with_retry(|c| {
-            c.execute(
-                "UPDATE execution_runs SET status = 'cancelling', updated_at = now()
-                  WHERE run_id = $1::text::uuid AND status IN ('pending', 'running')",
-                &[&run_id],
-            )
-            .map_err(crate::db::DbError::query("marking a run cancelling"))
-        })?;
+        self.pool
+            .with_retry(|c| crate::runs::store::runs::mark_cancelling(c, run_id))?;
         // Jobs not yet created in the queue (waiting on needs) end with the run.
-        let pending: Vec<String> = self.pool.with_retry(|c| {
-            let rows = c
-                .query(
-                    "SELECT job_id::text FROM execution_jobs WHERE run_id = $1::text::uuid AND status = 'pending'
-                       AND NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.id = execution_jobs.job_id)",
-                    &[&run_id],
-                )
-                .map_err(crate::db::DbError::query("reading a run's waiting jobs"))?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })?;
+        let pending = self
+            .pool
+            .with_retry(|c| crate::runs::store::runs::unqueued_jobs(c, run_id))?;
         for job_id in pending {
             handle::finish_job(self, &job_id, "cancelled", Some(reason));
             count += 1;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Where the reference sits in `dispatch_queue.dispatch` (removed from the frame sent).
-pub const DISPATCH_KEY: &str = crate::agent::credentials::CREDENTIALS_KEY;
+pub const DISPATCH_KEY: &str = crate::runs::credentials::CREDENTIALS_KEY;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

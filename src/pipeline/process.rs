@@ -22,20 +22,24 @@ use super::{
     matcher::{match_all, needs_changed_files},
     mint::Mint,
     origin::{changed_files, origin, read_local_lock},
-    plan::{plan_workflow, readiness},
+    plan::{plan_workflow, readiness, LabelPattern},
     records,
-    state::JobStatus,
 };
 use crate::{
-    agent::{
-        jobs::{create_run, Created, NewRun},
-        queue::NewJob,
-        select::Requirements,
-        Hub,
-    },
     crypto::SecretBox,
     db::{DbError, Pool},
     github::{repo, GitHubApi},
+    runs::{
+        events::{now_ms, Events, RunEvent},
+        needs::run_on_text,
+        requirements::{Pattern, Requirements},
+        state::JobStatus,
+        store::{
+            queue::NewJob,
+            runs::{create_run, failed_run, Created, FailedRun, NewRun},
+        },
+        Waker,
+    },
     sources::registry::SourceRegistry,
 };
 
@@ -71,7 +75,10 @@ pub struct Deps {
     /// the pipeline just read may come from the cache.
     pub tokens: Arc<repo::InstallationTokens>,
     pub registry: Arc<SourceRegistry>,
-    pub hub: Arc<Hub>,
+    /// Wakes the agents' dispatcher once jobs are queued.
+    pub wake: Waker,
+    /// Where a new run is announced (the Platform forwarder subscribes).
+    pub events: Arc<Events>,
     /// `KICI_MAX_JOBS_PER_RUN`: a matched workflow planning more jobs is a failed run.
     pub max_jobs_per_run: usize,
 }
@@ -311,20 +318,19 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         Ok(l) => l,
         Err(e) => {
             let reason = e.to_string();
+            let failed = FailedRun {
+                workflow: "(lock file)",
+                reason: &reason,
+                scope: "run",
+                delivery_id: &work.delivery_id,
+                routing_key: Some(&work.routing_key),
+                repo: event.repo.as_deref(),
+                sha: Some(&event.sha),
+            };
+            // Safe to repeat: a second try finds the run through its delivery.
             let run = deps
                 .pool
-                .with_retry(|c| {
-                    records::failed_run(
-                        c,
-                        "(lock file)",
-                        &reason,
-                        "run",
-                        &work.delivery_id,
-                        Some(&work.routing_key),
-                        event.repo.as_deref(),
-                        Some(&event.sha),
-                    )
-                })
+                .with_retry(|c| failed_run(c, &failed))
                 .map_err(db_err)?;
             log::warn!("delivery {}: {reason}", work.delivery_id);
             return mark(
@@ -363,7 +369,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         failures.extend(failure);
     }
     if !runs.is_empty() {
-        deps.hub.wake();
+        (deps.wake)();
     }
     let all = serde_json::to_value(&decisions).unwrap_or(Value::Null);
     log::info!(
@@ -395,19 +401,17 @@ fn start_run(
     trace: Value,
 ) -> Result<(String, Option<String>), String> {
     let failed = |reason: &str| {
+        let failed = FailedRun {
+            workflow: &wf.name,
+            reason,
+            scope: "run",
+            delivery_id: &work.delivery_id,
+            routing_key: Some(&work.routing_key),
+            repo: event.repo.as_deref(),
+            sha: Some(&event.sha),
+        };
         deps.pool
-            .with_retry(|c| {
-                records::failed_run(
-                    c,
-                    &wf.name,
-                    reason,
-                    "run",
-                    &work.delivery_id,
-                    Some(&work.routing_key),
-                    event.repo.as_deref(),
-                    Some(&event.sha),
-                )
-            })
+            .with_retry(|c| failed_run(c, &failed))
             .map_err(db_err)
     };
     let refused = |reason: String| failed(&reason).map(|run| (run, Some(reason)));
@@ -435,17 +439,9 @@ fn start_run(
             dispatch: dispatch_body(lock, wf, job, event, origin),
             requirements: Requirements {
                 labels: job.runs_on_labels.clone(),
-                patterns: job
-                    .runs_on_patterns
-                    .iter()
-                    .map(|p| p.source.clone())
-                    .collect(),
+                patterns: patterns(&job.runs_on_patterns),
                 exclude_labels: job.exclude_labels.clone(),
-                exclude_patterns: job
-                    .exclude_patterns
-                    .iter()
-                    .map(|p| p.source.clone())
-                    .collect(),
+                exclude_patterns: patterns(&job.exclude_patterns),
             },
             routing_key: Some(work.routing_key.clone()),
         };
@@ -476,15 +472,10 @@ fn start_run(
         needs: plan
             .needs
             .iter()
-            .map(|n| {
-                (
-                    n.job.clone(),
-                    n.upstream.clone(),
-                    records::run_on_text(&n.run_on),
-                )
-            })
+            .map(|n| (n.job.clone(), n.upstream.clone(), run_on_text(&n.run_on)))
             .collect(),
     };
+    // Safe to repeat (see `create_run`): a retry after a lost commit finds this run.
     let created = deps
         .pool
         .with_retry(|c| create_run(c, &run))
@@ -497,17 +488,24 @@ fn start_run(
         );
         return Ok((existing, None));
     }
-    if let Some(link) = &deps.hub.link {
-        let _ = deps
-            .pool
-            .with_retry(|c| crate::platform::status::forward_run(link, c, &run_id));
-    }
+    deps.events
+        .publish_one(RunEvent::run(&run_id, "pending", now_ms()));
     log::info!(
         "run {run_id}: workflow {} with {} job(s)",
         wf.name,
         plan.jobs.len()
     );
     Ok((run_id, None))
+}
+
+/// The lock file's regex matchers with their flags, as the queue stores them.
+fn patterns(from: &[LabelPattern]) -> Vec<Pattern> {
+    from.iter()
+        .map(|p| Pattern {
+            source: p.source.clone(),
+            flags: p.flags.clone(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
