@@ -90,7 +90,8 @@ pub fn run() -> Result<(), Error> {
         &mut client,
         config.bootstrap_admin_token.as_deref(),
     )?);
-    // Jobs a previous process dispatched wait for their agents to re-register (§2.7).
+    // Jobs a previous process dispatched wait for their agents to re-register
+    // (docs/agent-protocol.md, Reconnection).
     let recovery_secs = config.agents.recovery_window.as_secs() as i64;
     let recovering = crate::runs::store::queue::recover_after_restart(&mut client, recovery_secs)?;
     if recovering > 0 {

@@ -32,8 +32,8 @@ pub struct CredentialRef {
 }
 
 /// The permissions a job's token asks for: read access to the repository's contents, the least
-/// that lets the agent clone it. The lock file declares no permissions (spec-runtime.md §3.4 has
-/// no such field), so there is nothing a workflow could add.
+/// that lets the agent clone it. The lock file has no permissions field (docs/architecture.md,
+/// Lock file), so there is nothing a workflow could add.
 pub fn job_permissions() -> BTreeMap<String, String> {
     BTreeMap::from([("contents".to_owned(), "read".to_owned())])
 }

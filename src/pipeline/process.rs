@@ -1,4 +1,4 @@
-//! From a recorded delivery to queued jobs (spec-runtime.md §3.2), on worker threads so webhook
+//! From a recorded delivery to queued jobs (docs/architecture.md, Data path), on worker threads so webhook
 //! answers never wait for GitHub: normalize → read `.kici/kici.lock.json` at the event's commit
 //! (GitHub Contents API with an installation token, or a local repository's working tree) →
 //! validate → changed files when a trigger filters paths → match → plan → one run per matched
@@ -7,6 +7,7 @@
 
 use std::{
     any::Any,
+    fmt,
     panic::{self, AssertUnwindSafe},
     sync::{mpsc, Arc, Mutex},
 };
@@ -192,7 +193,7 @@ fn handle(deps: &Deps, work: &Work) {
         Ok(Ok(())) => return,
         Ok(Err(e)) => {
             log::warn!("delivery {id}: pipeline failed: {e}");
-            e
+            e.to_string()
         }
         Err(payload) => {
             let e = panicked(payload.as_ref());
@@ -230,11 +231,38 @@ pub(super) fn db_err(e: DbError) -> String {
     e.to_string()
 }
 
-fn process(deps: &Deps, work: &Work) -> Result<(), String> {
+/// Why a delivery could not be processed (recorded as its failure reason).
+#[derive(Debug)]
+pub enum PipelineError {
+    Db(DbError),
+    /// The payload lacks what the pipeline needs (a repository, an installation).
+    Payload(&'static str),
+    /// The repository's origin or its lock file could not be read (GitHub, a local source).
+    Source(String),
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineError::Db(e) => e.fmt(f),
+            PipelineError::Payload(m) => f.write_str(m),
+            PipelineError::Source(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+impl From<DbError> for PipelineError {
+    fn from(e: DbError) -> PipelineError {
+        PipelineError::Db(e)
+    }
+}
+
+fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
     let claimed = deps
         .pool
-        .with_retry(|c| records::claim_delivery(c, &work.event_log_id))
-        .map_err(db_err)?;
+        .with_retry(|c| records::claim_delivery(c, &work.event_log_id))?;
     let Some(attempt) = claimed else {
         return Ok(());
     };
@@ -268,7 +296,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
                         error,
                     )
                 })
-                .map_err(db_err)
+                .map_err(PipelineError::Db)
         };
     if !event.kind.is_matchable() {
         let why = format!(
@@ -277,20 +305,21 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         );
         return mark("processed", 0, None, json!([{"summary": why}]), None);
     }
-    let origin = origin(deps, work, &event, generic.as_ref().map(|g| g.id.as_str()))?;
+    let origin = origin(deps, work, &event, generic.as_ref().map(|g| g.id.as_str()))
+        .map_err(PipelineError::Source)?;
     let lock_bytes = match &origin {
         Origin::GitHub { token, .. } => {
             let repo_name = event
                 .repo
                 .clone()
-                .ok_or("the payload names no repository")?;
+                .ok_or(PipelineError::Payload("the payload names no repository"))?;
             let key = format!("github:{repo_name}@{}", event.sha);
             match deps.locks.get(&key) {
                 Some(bytes) => Some(bytes.to_vec()),
                 None => {
                     let fetched =
                         repo::file_at(&deps.github, token, &repo_name, LOCK_PATH, &event.sha)
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| PipelineError::Source(e.to_string()))?;
                     // Only commits are immutable: a branch name or HEAD is read again next time.
                     if let (Some(b), true) = (&fetched, is_commit(&event.sha)) {
                         deps.locks.put(key, b.clone());
@@ -299,7 +328,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
                 }
             }
         }
-        Origin::Local { repo, .. } => read_local_lock(repo)?,
+        Origin::Local { repo, .. } => read_local_lock(repo).map_err(PipelineError::Source)?,
         Origin::None => None,
     };
     if matches!(origin, Origin::None) {
@@ -328,10 +357,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
                 sha: Some(&event.sha),
             };
             // Safe to repeat: a second try finds the run through its delivery.
-            let run = deps
-                .pool
-                .with_retry(|c| failed_run(c, &failed))
-                .map_err(db_err)?;
+            let run = deps.pool.with_retry(|c| failed_run(c, &failed))?;
             log::warn!("delivery {}: {reason}", work.delivery_id);
             return mark(
                 "lockfile_corrupt",
@@ -399,7 +425,7 @@ fn start_run(
     event: &NormalizedEvent,
     origin: &Origin,
     trace: Value,
-) -> Result<(String, Option<String>), String> {
+) -> Result<(String, Option<String>), PipelineError> {
     let failed = |reason: &str| {
         let failed = FailedRun {
             workflow: &wf.name,
@@ -412,7 +438,7 @@ fn start_run(
         };
         deps.pool
             .with_retry(|c| failed_run(c, &failed))
-            .map_err(db_err)
+            .map_err(PipelineError::Db)
     };
     let refused = |reason: String| failed(&reason).map(|run| (run, Some(reason)));
     if let Some(reason) = &wf.init_failure {
@@ -476,10 +502,7 @@ fn start_run(
             .collect(),
     };
     // Safe to repeat (see `create_run`): a retry after a lost commit finds this run.
-    let created = deps
-        .pool
-        .with_retry(|c| create_run(c, &run))
-        .map_err(db_err)?;
+    let created = deps.pool.with_retry(|c| create_run(c, &run))?;
     if let Created::Existing(existing) = created {
         log::info!(
             "delivery {}: run {existing} of workflow {} already exists; not queued again",

@@ -1,4 +1,4 @@
-//! Read routes for runs (spec-runtime.md §3.9): `GET /runs?status=&limit=` (newest first, with
+//! Read routes for runs (docs/operations.md, Runs): `GET /runs?status=&limit=` (newest first, with
 //! job counts per status) and `GET /runs/:runId` (the run, its jobs with their steps, needs and
 //! queue rows, and where each step's log is stored). Rows are rendered to JSON by PostgreSQL,
 //! as for the other admin lists. Reading needs `context.read`, which auditors hold (our role

@@ -390,6 +390,20 @@ fn end_job(
     Ok(())
 }
 
+/// Whether the run exists (an id that is not a UUID names none).
+pub fn exists(client: &mut Client, run_id: &str) -> Result<bool, DbError> {
+    if !super::is_uuid(run_id) {
+        return Ok(false);
+    }
+    let row = client
+        .query_opt(
+            "SELECT 1 FROM execution_runs WHERE run_id = $1::text::uuid",
+            &[&run_id],
+        )
+        .map_err(DbError::query("looking up a run"))?;
+    Ok(row.is_some())
+}
+
 /// A run is being cancelled: `cancelling` while its live jobs end.
 pub fn mark_cancelling(client: &mut Client, run_id: &str) -> Result<bool, DbError> {
     let n = client
