@@ -198,6 +198,16 @@ pub fn lock_run_of_job(
 
 /// The run as the lifecycle sees it (call under its row lock).
 pub fn load(client: &mut impl GenericClient, run_id: &str) -> Result<Run, DbError> {
+    load_some(client, run_id, None)
+}
+
+/// [`load`], or only the run's status and job `only` (without `needs`): all a start needs, so
+/// each of a large run's jobs starting does not read the whole run.
+fn load_some(
+    client: &mut impl GenericClient,
+    run_id: &str,
+    only: Option<&str>,
+) -> Result<Run, DbError> {
     const READING: &str = "reading a run's state";
     let status: Option<String> = client
         .query_opt(
@@ -212,8 +222,8 @@ pub fn load(client: &mut impl GenericClient, run_id: &str) -> Result<Run, DbErro
         .query(
             "SELECT j.job_name, j.job_id::text, j.status, q.status
                FROM execution_jobs j LEFT JOIN dispatch_queue q ON q.id = j.job_id
-              WHERE j.run_id = $1::text::uuid",
-            &[&run_id],
+              WHERE j.run_id = $1::text::uuid AND ($2::text IS NULL OR j.job_name = $2)",
+            &[&run_id, &only],
         )
         .map_err(DbError::query(READING))?;
     for r in &rows {
@@ -228,6 +238,13 @@ pub fn load(client: &mut impl GenericClient, run_id: &str) -> Result<Run, DbErro
                 queue: QueueRow::from_status(queue.as_deref()),
             },
         );
+    }
+    if only.is_some() {
+        return Ok(Run {
+            status: status.as_deref().and_then(run_status),
+            jobs,
+            needs: Vec::new(),
+        });
     }
     let needs = client
         .query(
@@ -273,7 +290,10 @@ pub fn decide_and_write(
     by: Option<Reporter<'_>>,
     ending: Ending<'_>,
 ) -> Result<Outcome, DbError> {
-    let run = load(tx, run_id)?;
+    let run = match event {
+        Event::Started { job } => load_some(tx, run_id, Some(job))?,
+        Event::Ended { .. } => load(tx, run_id)?,
+    };
     let effects = apply(&run, event);
     let primary = match event {
         Event::Started { job } | Event::Ended { job, .. } => job.as_str(),
