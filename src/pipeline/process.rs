@@ -23,7 +23,7 @@ use super::{
     matcher::{match_all, needs_changed_files},
     mint::Mint,
     origin::{changed_files, origin, read_local_lock},
-    plan::{plan_workflow, readiness, LabelPattern},
+    plan::{plan_workflow, LabelPattern, Plan},
     records,
 };
 use crate::{
@@ -32,9 +32,10 @@ use crate::{
     github::{repo, GitHubApi},
     runs::{
         events::{now_ms, Events, RunEvent},
+        lifecycle::{self, Effect, Event, QueueRow},
         needs::run_on_text,
         requirements::{Pattern, Requirements},
-        state::JobStatus,
+        state::{JobStatus, RunStatus},
         store::{
             queue::NewJob,
             runs::{create_run, failed_run, Created, FailedRun, NewRun},
@@ -449,12 +450,7 @@ fn start_run(
         Err(e) => return refused(e.to_string()),
     };
     let run_id = crate::crypto::random_uuid();
-    let pending: std::collections::BTreeMap<String, JobStatus> = plan
-        .jobs
-        .iter()
-        .map(|j| (j.name.clone(), JobStatus::Pending))
-        .collect();
-    let ready = readiness(&plan.needs, &pending).ready;
+    let ready = first_wave(&plan);
     let (mut now, mut later) = (Vec::new(), Vec::new());
     for job in &plan.jobs {
         let new = NewJob {
@@ -521,6 +517,34 @@ fn start_run(
     Ok((run_id, None))
 }
 
+/// The jobs of a new run that are queued at once (the lifecycle's `Created` rule); the others
+/// wait for their needs.
+fn first_wave(plan: &Plan) -> Vec<String> {
+    let run = lifecycle::Run {
+        status: Some(RunStatus::Pending),
+        jobs: plan
+            .jobs
+            .iter()
+            .map(|j| {
+                let job = lifecycle::Job {
+                    id: String::new(),
+                    status: JobStatus::Pending,
+                    queue: QueueRow::Waiting,
+                };
+                (j.name.clone(), job)
+            })
+            .collect(),
+        needs: plan.needs.clone(),
+    };
+    lifecycle::apply(&run, &Event::Created)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Queue { job } => Some(job),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The lock file's regex matchers with their flags, as the queue stores them.
 fn patterns(from: &[LabelPattern]) -> Vec<Pattern> {
     from.iter()
@@ -533,6 +557,19 @@ fn patterns(from: &[LabelPattern]) -> Vec<Pattern> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lock_file_regex_flags_reach_the_queue() {
+        let from = [super::LabelPattern {
+            source: "^linux".into(),
+            flags: "i".into(),
+        }];
+        let got = super::patterns(&from);
+        assert_eq!(
+            (got[0].source.as_str(), got[0].flags.as_str()),
+            ("^linux", "i")
+        );
+    }
+
     #[test]
     fn a_panic_becomes_a_failure_reason_with_its_message() {
         let caught = std::panic::catch_unwind(|| panic!("index {} out of range", 7));

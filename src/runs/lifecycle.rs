@@ -5,6 +5,7 @@
 //! run end" is decided here, once, and tested as a table.
 //!
 //! Rules (docs/architecture.md, Runs and jobs):
+//! - a new run queues the jobs without `needs` at once; the others wait;
 //! - a job's first `running` starts it, and its run when the run was `pending`;
 //! - a terminal job status is final: the same status again is a replay (no effect), another one
 //!   is ignored; any live status may end in any terminal one;
@@ -58,9 +59,12 @@ pub struct Run {
     pub needs: Vec<NeedsEdge>,
 }
 
-/// What happened to a job (by name).
+/// What happened to a run or one of its jobs (by name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// The run is being created (every job `pending`, its queue row not yet `pending`): which
+    /// jobs are queued at once, the others waiting for their needs.
+    Created,
     /// An agent reported the job running (first time, or again after a reconnect).
     Started { job: String },
     /// The job ended (agent report, cancel, lost agent, exhausted attempts, staleness, skip).
@@ -87,6 +91,18 @@ pub enum Effect {
 /// The effects of `event` on `run`; none for an unknown job, a replay or an ignored report.
 pub fn apply(run: &Run, event: &Event) -> Vec<Effect> {
     match event {
+        Event::Created => {
+            let statuses: BTreeMap<String, JobStatus> = run
+                .jobs
+                .keys()
+                .map(|name| (name.clone(), JobStatus::Pending))
+                .collect();
+            readiness(&run.needs, &statuses)
+                .ready
+                .into_iter()
+                .map(|job| Effect::Queue { job })
+                .collect()
+        }
         Event::Started { job } => match run.jobs.get(job) {
             Some(j) if !j.status.is_terminal() && j.status != JobStatus::Running => {
                 let mut out = vec![Effect::JobStarted { job: job.clone() }];

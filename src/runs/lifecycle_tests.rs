@@ -83,6 +83,20 @@ fn cases() -> Vec<Case> {
     let running = Some(R::Running);
     vec![
         Case {
+            name: "a new run queues the jobs without needs, the others wait",
+            run: run(
+                pending,
+                &[
+                    ("build", S::Pending, Waiting),
+                    ("lint", S::Pending, Waiting),
+                    ("test", S::Pending, Waiting),
+                ],
+                &[("test", "build", OK)],
+            ),
+            event: Event::Created,
+            effects: vec![queue("build"), queue("lint")],
+        },
+        Case {
             name: "first running starts the job and its pending run",
             run: run(pending, &[("build", S::Pending, Live)], &[]),
             event: started("build"),

@@ -292,11 +292,12 @@ pub fn decide_and_write(
 ) -> Result<Outcome, DbError> {
     let run = match event {
         Event::Started { job } => load_some(tx, run_id, Some(job))?,
-        Event::Ended { .. } => load(tx, run_id)?,
+        Event::Ended { .. } | Event::Created => load(tx, run_id)?,
     };
     let effects = apply(&run, event);
     let primary = match event {
         Event::Started { job } | Event::Ended { job, .. } => job.as_str(),
+        Event::Created => "",
     };
     let mut out = Outcome {
         run_id: Some(run_id.to_owned()),
