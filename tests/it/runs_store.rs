@@ -8,7 +8,7 @@ use kici_orchestrator::runs::{
     requirements::{Pattern, Requirements},
     state::{JobStatus, RunStatus},
     store::{
-        jobs::job_terminal,
+        jobs::{agent_terminal, job_running, job_terminal, Ending, Reporter},
         queue::{claim, NewJob},
         runs::{create_run, NewRun},
     },
@@ -189,4 +189,60 @@ fn a_failed_job_skips_its_downstream_and_ends_the_run_in_one_change() {
     // A replay of the end changes nothing.
     let again = job_terminal(&mut c, &build.id, "failed", None, 0).unwrap();
     assert!(again.effects.is_empty());
+}
+
+#[test]
+fn an_agents_end_repeated_after_its_commit_is_recognised() {
+    let (_url, mut c) = migrated();
+    let run_id = kici_orchestrator::crypto::random_uuid();
+    let only = job(&run_id, "only", Requirements::default());
+    create_run(&mut c, &run(&run_id, vec![only.clone()], vec![], &[])).unwrap();
+    let claimed = claim(&mut c, "agent-1", None, &[], &[], 10_000).unwrap();
+    assert_eq!(claimed.map(|j| j.id), Some(only.id.clone()));
+    let started = job_running(&mut c, &only.id, "agent-1", None).unwrap();
+    assert_eq!(
+        started.effects.len(),
+        2,
+        "{started:?}: the job and its run start"
+    );
+    let by = Reporter {
+        agent_id: "agent-1",
+        token_id: None,
+    };
+    let end = || Ending {
+        error: None,
+        log_bytes: 10,
+    };
+    let first = agent_terminal(&mut c, &only.id, by, "completed", "success", end())
+        .unwrap()
+        .expect("held by agent-1");
+    assert_eq!(first.run_ended(), Some("success"));
+    // The same call again (a retry whose first answer was lost): recognised, nothing written.
+    let again = agent_terminal(&mut c, &only.id, by, "completed", "success", end())
+        .unwrap()
+        .expect("recognised as this agent's own end");
+    assert!(again.effects.is_empty());
+    // Another agent, or another status, is not.
+    let other = Reporter {
+        agent_id: "agent-2",
+        token_id: None,
+    };
+    assert!(
+        agent_terminal(&mut c, &only.id, other, "completed", "success", end())
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        agent_terminal(&mut c, &only.id, by, "failed", "failed", end())
+            .unwrap()
+            .is_none()
+    );
+    let bytes: i64 = c
+        .query_one(
+            "SELECT log_bytes FROM execution_jobs WHERE job_id = $1::text::uuid",
+            &[&only.id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(bytes, 10, "log bytes counted once");
 }

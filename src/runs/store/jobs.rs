@@ -108,7 +108,8 @@ pub fn job_terminal(
 /// and the job recorded (as [`job_terminal`]), or neither. `None` when the queue row is no longer
 /// held by this agent and token (requeued, expired, cancelled or revoked meanwhile): nothing is
 /// written then. A row without a token, or an agent without one, binds no token (see
-/// `super::queue::adopt`).
+/// `super::queue::adopt`). Safe to repeat: when an earlier call committed, a repeat finds the job
+/// ended as reported by this agent and answers an empty change.
 pub fn agent_terminal(
     client: &mut Client,
     job_id: &str,
@@ -136,7 +137,19 @@ pub fn agent_terminal(
         )
         .map_err(DbError::query("finishing a queued job"))?;
     if held == 0 {
-        return Ok(None);
+        // Our own earlier try may have committed with its answer lost (the caller retries):
+        // then the row is finished as we asked, by this agent, and the job ended as reported.
+        let ours = tx
+            .query_opt(
+                "SELECT 1 FROM dispatch_queue q JOIN execution_jobs j ON j.job_id = q.id
+                  WHERE q.id = $1::text::uuid AND q.status = $2 AND q.agent_id = $3 AND j.status = $4",
+                &[&job_id, &queue_status, &by.agent_id, &status.as_str()],
+            )
+            .map_err(DbError::query("reading a finished job"))?;
+        return Ok(ours.map(|_| Outcome {
+            run_id: Some(run_id),
+            effects: Vec::new(),
+        }));
     }
     let event = Event::Ended {
         job: job_name,
