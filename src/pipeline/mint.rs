@@ -38,7 +38,7 @@ impl Mint {
         routing_key: &str,
         installation_id: u64,
         scope: &TokenScope,
-    ) -> Result<String, String> {
+    ) -> Result<String, CredentialsError> {
         let app_id = routing_key.strip_prefix("github:").ok_or_else(|| {
             format!("routing key {routing_key:?} is not a GitHub App's (github:<appId>)")
         })?;
@@ -67,8 +67,9 @@ impl Mint {
                 .map_err(|e| format!("the private key of source {routing_key} is unusable: {e}"))
         };
         let now = jiff::Timestamp::now().as_second();
-        self.tokens
-            .get(&self.github, app_id, key, installation_id, scope, now)
+        Ok(self
+            .tokens
+            .get(&self.github, app_id, key, installation_id, scope, now)?)
     }
 }
 

@@ -28,6 +28,12 @@ impl From<String> for CredentialsError {
     }
 }
 
+impl From<CredentialsError> for String {
+    fn from(e: CredentialsError) -> String {
+        e.0
+    }
+}
+
 impl From<&str> for CredentialsError {
     fn from(s: &str) -> CredentialsError {
         CredentialsError(s.to_owned())
