@@ -24,10 +24,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kici_orchestrator::agent::{
-    jobs::{create_run, NewRun},
-    queue::NewJob,
-    select::Requirements,
+use kici_orchestrator::runs::{
+    requirements::Requirements,
+    store::{
+        queue::NewJob,
+        runs::{create_run, NewRun},
+    },
 };
 use serde_json::{json, Value};
 use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};

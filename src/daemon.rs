@@ -90,9 +90,10 @@ pub fn run() -> Result<(), Error> {
         &mut client,
         config.bootstrap_admin_token.as_deref(),
     )?);
-    // Jobs a previous process dispatched wait for their agents to re-register (§2.7).
+    // Jobs a previous process dispatched wait for their agents to re-register
+    // (docs/agent-protocol.md, Reconnection).
     let recovery_secs = config.agents.recovery_window.as_secs() as i64;
-    let recovering = crate::agent::queue::recover_after_restart(&mut client, recovery_secs)?;
+    let recovering = crate::runs::store::queue::recover_after_restart(&mut client, recovery_secs)?;
     if recovering > 0 {
         log::info!("{recovering} job(s) dispatched before the restart wait {recovery_secs} s for their agents");
     }
@@ -150,6 +151,14 @@ pub fn run() -> Result<(), Error> {
         },
     ));
     hub.set_shutdown(server.shutdown_handle());
+    // Run events: the Platform status forwarder is their first subscriber.
+    if let Some(link) = &platform {
+        hub.events.subscribe(crate::platform::status::forwarder(
+            pool.clone(),
+            link.clone(),
+            config.instance_id.clone(),
+        ));
+    }
     let waker = hub.clone();
     queue_signal.set(move || waker.wake());
     hub.start_dispatcher(stop.clone());
@@ -171,7 +180,11 @@ pub fn run() -> Result<(), Error> {
             tokens,
             locks: Default::default(),
             registry: registry.clone(),
-            hub: hub.clone(),
+            wake: {
+                let hub = hub.clone();
+                Arc::new(move || hub.wake())
+            },
+            events: hub.events.clone(),
             max_jobs_per_run: config.max_jobs_per_run,
         }),
         PIPELINE_WORKERS,

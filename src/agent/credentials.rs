@@ -1,24 +1,21 @@
 //! A job's credentials in its `job.dispatch` frame, obtained when the job is sent. The queue
-//! holds only an opaque reference (under [`CREDENTIALS_KEY`] in the dispatch body); whatever
-//! turns it into frame fields is injected by the daemon (`Hub::set_credentials`), so this module
-//! knows nothing of GitHub. Minting per dispatch means no token is stored at rest, and a job that
-//! waited long on its `needs` still gets a live one.
+//! holds only an opaque reference (`crate::runs::credentials`); whatever turns it into frame
+//! fields is injected by the daemon (`Hub::set_credentials`), so this module knows nothing of
+//! GitHub. Minting per dispatch means no token is stored at rest, and a job that waited long on
+//! its `needs` still gets a live one.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{dispatch_frame, queue::Claimed};
+pub use crate::runs::credentials::{CredentialsError, JobCredentials, CREDENTIALS_KEY};
 
-/// Where a queued job's credential reference sits in its dispatch body (never sent as is).
-pub const CREDENTIALS_KEY: &str = "credentials";
-
-pub trait JobCredentials: Send + Sync {
-    /// The fields to add to the frame for `reference` (`token`, `sourceAuth`), or why they cannot
-    /// be had (the job goes back to the queue with that reason).
-    fn frame_fields(&self, reference: &Value) -> Result<Map<String, Value>, String>;
-}
+use super::dispatch_frame;
+use crate::runs::store::queue::Claimed;
 
 /// The frame for a claimed job, with its credentials minted now.
-pub fn frame(job: &Claimed, minter: Option<&dyn JobCredentials>) -> Result<Value, String> {
+pub fn frame(
+    job: &Claimed,
+    minter: Option<&dyn JobCredentials>,
+) -> Result<Value, CredentialsError> {
     let mut frame = dispatch_frame(job);
     let Some(reference) = job.dispatch.get(CREDENTIALS_KEY) else {
         return Ok(frame);
@@ -34,14 +31,14 @@ pub fn frame(job: &Claimed, minter: Option<&dyn JobCredentials>) -> Result<Value
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map};
 
     struct Fixed(Result<&'static str, &'static str>);
 
     impl JobCredentials for Fixed {
-        fn frame_fields(&self, reference: &Value) -> Result<Map<String, Value>, String> {
+        fn frame_fields(&self, reference: &Value) -> Result<Map<String, Value>, CredentialsError> {
             assert_eq!(reference["repository"], "acme/app");
-            let token = self.0.map_err(str::to_owned)?;
+            let token = self.0?;
             let mut m = Map::new();
             m.insert("token".into(), json!(token));
             Ok(m)
@@ -65,8 +62,11 @@ mod tests {
         assert_eq!(f["type"], "job.dispatch");
         assert!(f.get(CREDENTIALS_KEY).is_none(), "{f}");
         let e = frame(&job, Some(&Fixed(Err("GitHub said no")))).unwrap_err();
-        assert_eq!(e, "GitHub said no");
-        assert!(frame(&job, None).unwrap_err().contains("cannot mint"));
+        assert_eq!(e.to_string(), "GitHub said no");
+        assert!(frame(&job, None)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot mint"));
         // A job without a reference (a local repository) needs no minter.
         let local = frame(&claimed(json!({"repoUrl": "file:///r"})), None).unwrap();
         assert!(local.get("token").is_none());

@@ -10,7 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{cache_keys::JobScope, credentials, handle, queue, revoke, Agent, Hub, Owned};
+use super::{cache_keys::JobScope, credentials, handle, revoke, Agent, Hub, Owned};
+use crate::runs::store::queue;
 
 /// A job whose credentials could not be minted waits 5 s, then 10, 20, 40 before its next
 /// attempts: about a minute and a quarter of GitHub trouble before it fails for good.
@@ -135,7 +136,8 @@ impl Hub {
         {
             let ack_ms = self.cfg.ack_timeout.as_millis() as i64;
             let token = agent.token_id.as_deref();
-            let claimed = self.pool.with_retry(|c| {
+            // Not through `with_retry`: a claim is not safe to repeat.
+            let claimed = crate::runs::store::once(&self.pool, |c| {
                 queue::claim(c, &agent.id, token, &agent.labels, &agent.taint, ack_ms)
             });
             let job = match claimed {
@@ -155,6 +157,7 @@ impl Hub {
             let frame = match credentials::frame(&job, minter.as_deref()) {
                 Ok(frame) => frame,
                 Err(why) => {
+                    let why = why.to_string();
                     self.requeue_after(&job.id, &agent.id, &why, CREDENTIALS_BACKOFF_SECS);
                     continue;
                 }
@@ -203,10 +206,10 @@ impl Hub {
             a.active().remove(job_id);
         }
         self.jobs().remove(job_id);
-        match self
-            .pool
-            .with_retry(|c| queue::requeue(c, job_id, agent_id, why, backoff_secs))
-        {
+        // Not through `with_retry`: a requeue is not safe to repeat.
+        match crate::runs::store::once(&self.pool, |c| {
+            queue::requeue(c, job_id, agent_id, why, backoff_secs)
+        }) {
             Ok(queue::Requeued::Failed) => {
                 let reason = format!(
                     "re-dispatch attempts exhausted ({} attempts; last: {why})",

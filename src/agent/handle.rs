@@ -1,17 +1,25 @@
-//! What the orchestrator does with each message of a registered agent (spec-runtime.md §2.2,
-//! §2.5–§2.10), and the end of a job whatever ended it (agent report, cancel, lost agent,
+//! What the orchestrator does with each message of a registered agent (docs/agent-protocol.md,
+//! Job messages), and the end of a job whatever ended it (agent report, cancel, lost agent,
 //! exhausted attempts, staleness). Job-scoped messages count only from the agent that holds the
-//! job; every state change is persisted first and then forwarded to the Platform.
+//! job; every state change is written through `crate::runs` first, and its events are then
+//! published (`Hub::events`: the Platform forwarder and whoever else subscribed).
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Instant};
 
 use serde_json::Value;
 
 use super::{
-    cache_keys::JobScope, jobs, messages::AgentMsg, messages::JobRef, queue, terminal, uploads,
-    Agent, Hub, Owned,
+    cache_keys::JobScope, messages::AgentMsg, messages::JobRef, terminal, uploads, Agent, Hub,
+    Owned,
 };
-use crate::platform::{oidc, status};
+use crate::{
+    platform::{oidc, status},
+    runs::{
+        self,
+        events::{now_ms, Change, RunEvent},
+        store::{jobs, queue},
+    },
+};
 
 const TERMINAL_FROM_AGENT: [&str; 3] = ["success", "failed", "cancelled"];
 
@@ -84,14 +92,15 @@ fn reply(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value> {
             {
                 hub.logs.flush_step(&job.job_id, step);
             }
-            if let Some(link) = &hub.link {
-                link.send(status::step_frame(
-                    &o.run_id,
-                    &job.job_id,
-                    &o.job_name,
-                    &frame,
-                ));
-            }
+            hub.events.publish_one(RunEvent {
+                run_id: o.run_id.clone(),
+                at_ms: now_ms(),
+                change: Change::Step {
+                    job_id: job.job_id.clone(),
+                    job_name: o.job_name.clone(),
+                    step: frame,
+                },
+            });
             None
         }
         AgentMsg::LogChunk {
@@ -202,12 +211,7 @@ fn job_status(hub: &Hub, agent: &Arc<Agent>, job: &JobRef, state: &str, data: &V
                 .pool
                 .with_retry(|c| jobs::job_running(c, &job.job_id, &agent.id, token))
             {
-                Ok(run_started) => {
-                    forward_job(hub, &job.job_id);
-                    if run_started {
-                        forward_run(hub, &o.run_id);
-                    }
-                }
+                Ok(outcome) => runs::publish(&hub.events, &outcome),
                 Err(e) => log::warn!("marking job {} running failed: {e}", job.job_id),
             }
         }
@@ -219,7 +223,13 @@ fn job_status(hub: &Hub, agent: &Arc<Agent>, job: &JobRef, state: &str, data: &V
             hub.logs.flush_job(&job.job_id);
             terminal_status(hub, agent, &job.job_id, s, data, &o);
         }
-        "cancelling" => forward_job(hub, &job.job_id),
+        "cancelling" => hub.events.publish_one(RunEvent::job(
+            &o.run_id,
+            &job.job_id,
+            &o.job_name,
+            "cancelling",
+            now_ms(),
+        )),
         _ => {}
     }
 }
@@ -244,23 +254,17 @@ fn terminal_status(
         agent_id: &agent.id,
         token_id: agent.token_id.as_deref(),
     };
-    let log_bytes = o.log_bytes as i64;
+    let ending = jobs::Ending {
+        error: error.as_deref(),
+        log_bytes: o.log_bytes as i64,
+    };
     let written = terminal::until_committed(
         &terminal::BACKOFF,
         std::thread::sleep,
         |n, e| log::warn!("recording the end of job {job_id} ({state}) failed, try {n}: {e}"),
         || {
-            hub.pool.with_retry(|c| {
-                jobs::agent_terminal(
-                    c,
-                    job_id,
-                    by,
-                    queue_status,
-                    state,
-                    error.as_deref(),
-                    log_bytes,
-                )
-            })
+            hub.pool
+                .with_retry(|c| jobs::agent_terminal(c, job_id, by, queue_status, state, ending))
         },
     );
     let finished = match written {
@@ -304,76 +308,26 @@ fn failure_text(data: &Value) -> Option<String> {
     })
 }
 
-/// Ends a job (its queue row is the caller's), its run when it was the last, and tells the
-/// Platform.
+/// Ends a job (its queue row is the caller's), and its run when it was the last; downstream
+/// jobs are queued or skipped with it (`crate::runs::lifecycle`).
 pub fn finish_job(hub: &Hub, job_id: &str, status: &str, error: Option<&str>) {
     match hub
         .pool
         .with_retry(|c| jobs::job_terminal(c, job_id, status, error, 0))
     {
-        Ok(f) => after_finish(hub, job_id, &f),
+        Ok(outcome) => after_finish(hub, job_id, &outcome),
         Err(e) => log::warn!("recording the end of job {job_id} failed: {e}"),
     }
 }
 
-/// Tells the Platform, and ends the run or moves it on.
-fn after_finish(hub: &Hub, job_id: &str, f: &jobs::Finished) {
-    if f.job_changed {
-        forward_job(hub, job_id);
+/// Publishes what the job's end changed, and wakes the dispatcher for jobs it queued.
+fn after_finish(hub: &Hub, job_id: &str, outcome: &jobs::Outcome) {
+    if let (Some(run), Some(run_status)) = (&outcome.run_id, outcome.run_ended()) {
+        log::info!("run {run} finished: {run_status} (its last job was {job_id})");
     }
-    if let (Some(run), Some(run_status)) = (&f.run_id, f.run_status) {
-        log::info!("run {run} finished: {run_status}");
-        forward_run(hub, run);
-    } else if let (true, Some(run)) = (f.job_changed, &f.run_id) {
-        advance(hub, run);
-    }
-}
-
-/// A job of the run ended: downstream jobs whose needs are now met are queued, those that can
-/// never run are skipped (cascading through `finish_job`), also when the upstream failed within
-/// milliseconds of its dispatch.
-fn advance(hub: &Hub, run_id: &str) {
-    match hub
-        .pool
-        .with_retry(|c| crate::pipeline::records::advance_run(c, run_id))
-    {
-        Ok(a) => {
-            for job_id in &a.skipped {
-                finish_job(
-                    hub,
-                    job_id,
-                    "skipped",
-                    Some("an upstream job did not end as this job's needs require"),
-                );
-            }
-            if a.queued > 0 {
-                hub.wake();
-            }
-        }
-        Err(e) => log::warn!("advancing run {run_id} failed: {e}"),
-    }
-}
-
-fn forward_job(hub: &Hub, job_id: &str) {
-    if let Some(link) = &hub.link {
-        let id = &hub.cfg.instance_id;
-        if let Err(e) = hub
-            .pool
-            .with_retry(|c| status::forward_job(link, c, job_id, id))
-        {
-            log::warn!("forwarding job {job_id} failed: {e}");
-        }
-    }
-}
-
-fn forward_run(hub: &Hub, run_id: &str) {
-    if let Some(link) = &hub.link {
-        if let Err(e) = hub
-            .pool
-            .with_retry(|c| status::forward_run(link, c, run_id))
-        {
-            log::warn!("forwarding run {run_id} failed: {e}");
-        }
+    runs::publish(&hub.events, outcome);
+    if outcome.queued() > 0 {
+        hub.wake();
     }
 }
 
@@ -401,9 +355,12 @@ pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, Strin
                         log_bytes: 0,
                     },
                 );
-                let _ = hub
+                if let Ok(outcome) = hub
                     .pool
-                    .with_retry(|c| jobs::job_running(c, job_id, &agent.id, token));
+                    .with_retry(|c| jobs::job_running(c, job_id, &agent.id, token))
+                {
+                    runs::publish(&hub.events, &outcome);
+                }
                 log::info!("agent {} resumed job {job_id}", agent.id);
             }
             Ok(None) => log::info!(

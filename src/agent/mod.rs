@@ -5,8 +5,8 @@
 //! `Hub` holds the parts: the `registry` of connected agents and held jobs (in memory), their
 //! `writer`s (socket writes), and the `dispatcher` (queue claims and the thread that offers work,
 //! enforces ack deadlines and expires lost jobs). A connection is a `protocol` state machine
-//! (pure) driven by a `session` over the socket; `handle` acts on what agents send; `queue` and
-//! `jobs` are the database; `revoke` ends the sessions of revoked tokens; `messages`, `select`,
+//! (pure) driven by a `session` over the socket; `handle` acts on what agents send; the queue, jobs and runs are
+//! `crate::runs`; `revoke` ends the sessions of revoked tokens; `messages`, `select`,
 //! `identity`, `cache_keys`, `terminal` and `wsframe` are pure; `uploads` signs URLs.
 
 pub mod cache_keys;
@@ -14,11 +14,9 @@ pub mod credentials;
 pub mod dispatcher;
 pub mod handle;
 pub mod identity;
-pub mod jobs;
 pub mod logs;
 pub mod messages;
 pub mod protocol;
-pub mod queue;
 pub mod registry;
 pub mod revoke;
 pub mod select;
@@ -42,6 +40,7 @@ use crate::{
     db::Pool,
     http::server::ShutdownHandle,
     platform::{oidc::Minter, Link},
+    runs::{events::Events, store::queue},
     storage::Storage,
 };
 use credentials::JobCredentials;
@@ -69,6 +68,8 @@ pub struct Hub {
     pub cfg: HubConfig,
     pub logs: Logs,
     registry: Registry,
+    /// Where job and run changes are published (the daemon subscribes the Platform forwarder).
+    pub events: Arc<Events>,
     shutdown: Mutex<Option<ShutdownHandle>>,
     wakeup: Wakeup,
     credentials: Mutex<Option<Arc<dyn JobCredentials>>>,
@@ -90,6 +91,7 @@ impl Hub {
             minter,
             cfg,
             registry: Registry::default(),
+            events: Arc::default(),
             shutdown: Mutex::default(),
             wakeup: Wakeup::default(),
             credentials: Mutex::default(),
@@ -140,25 +142,12 @@ impl Hub {
                 count += 1;
             }
         }
-        self.pool.with_retry(|c| {
-            c.execute(
-                "UPDATE execution_runs SET status = 'cancelling', updated_at = now()
-                  WHERE run_id = $1::text::uuid AND status IN ('pending', 'running')",
-                &[&run_id],
-            )
-            .map_err(crate::db::DbError::query("marking a run cancelling"))
-        })?;
+        self.pool
+            .with_retry(|c| crate::runs::store::runs::mark_cancelling(c, run_id))?;
         // Jobs not yet created in the queue (waiting on needs) end with the run.
-        let pending: Vec<String> = self.pool.with_retry(|c| {
-            let rows = c
-                .query(
-                    "SELECT job_id::text FROM execution_jobs WHERE run_id = $1::text::uuid AND status = 'pending'
-                       AND NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.id = execution_jobs.job_id)",
-                    &[&run_id],
-                )
-                .map_err(crate::db::DbError::query("reading a run's waiting jobs"))?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })?;
+        let pending = self
+            .pool
+            .with_retry(|c| crate::runs::store::runs::unqueued_jobs(c, run_id))?;
         for job_id in pending {
             handle::finish_job(self, &job_id, "cancelled", Some(reason));
             count += 1;

@@ -12,9 +12,12 @@ use std::{sync::Arc, time::Duration};
 
 use super::{
     identity::{self, Conflict, TokenRef},
-    messages, queue, Agent, Hub,
+    messages, Agent, Hub,
 };
-use crate::db::{agent_tokens, DbError};
+use crate::{
+    db::{agent_tokens, DbError},
+    runs::store::queue,
+};
 
 /// How often live sessions' tokens are checked against the database.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);

@@ -1,6 +1,7 @@
-//! Which agent may run which job (spec-runtime.md §2.1 gates, §2.5 selection). Pure.
+//! Which agents may register (the token's gates, docs/agent-protocol.md, Registration). Pure.
+//! Which registered agent may run which queued job is `crate::runs::requirements`.
 
-use crate::{db::agent_tokens::AgentToken, pipeline::jsregex::JsRegex};
+use crate::db::agent_tokens::AgentToken;
 
 /// Labels an agent reports about itself, allowed whatever its token lists.
 const SELF_REPORTED: [&str; 3] = ["kici:os:", "kici:arch:", "kici:host:"];
@@ -52,30 +53,6 @@ pub fn register_gates(
     Ok(())
 }
 
-/// What a queued job asks of an agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requirements {
-    pub labels: Vec<String>,
-    pub patterns: Vec<String>,
-    pub exclude_labels: Vec<String>,
-    pub exclude_patterns: Vec<String>,
-}
-
-/// Whether an agent with `labels` and `taint` may take a job: every exact label present, every
-/// pattern matching some label, no excluded label or pattern hit, and every taint label among
-/// the job's own `runsOn` labels. Patterns that do not compile never match.
-pub fn eligible(labels: &[String], taint: &[String], req: &Requirements) -> bool {
-    let has = |l: &String| labels.contains(l);
-    // Patterns are JavaScript regexes from the lock file (`{kind:'regex', source}`).
-    let matches =
-        |p: &String| JsRegex::new(p, "").is_ok_and(|re| labels.iter().any(|l| re.is_match(l)));
-    req.labels.iter().all(has)
-        && req.patterns.iter().all(matches)
-        && !req.exclude_labels.iter().any(has)
-        && !req.exclude_patterns.iter().any(matches)
-        && taint.iter().all(|t| req.labels.contains(t))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,51 +97,5 @@ mod tests {
         eph.created_by = Some("agent-7".into());
         assert!(register_gates(Some(&eph), "agent-7", &wire, None).is_ok());
         assert!(register_gates(Some(&eph), "agent-8", &wire, None).is_err());
-    }
-
-    #[test]
-    fn eligibility() {
-        let agent = s(&["linux", "x64", "kici:os:linux"]);
-        let req = |l: &[&str], p: &[&str], xl: &[&str], xp: &[&str]| Requirements {
-            labels: s(l),
-            patterns: s(p),
-            exclude_labels: s(xl),
-            exclude_patterns: s(xp),
-        };
-        assert!(
-            eligible(&agent, &[], &req(&[], &[], &[], &[])),
-            "no labels: any agent"
-        );
-        assert!(eligible(&agent, &[], &req(&["linux"], &[], &[], &[])));
-        assert!(!eligible(
-            &agent,
-            &[],
-            &req(&["linux", "gpu"], &[], &[], &[])
-        ));
-        assert!(eligible(&agent, &[], &req(&[], &["^x(64|86)$"], &[], &[])));
-        assert!(!eligible(&agent, &[], &req(&[], &["^arm"], &[], &[])));
-        assert!(!eligible(&agent, &[], &req(&["linux"], &[], &["x64"], &[])));
-        assert!(!eligible(
-            &agent,
-            &[],
-            &req(&["linux"], &[], &[], &["^kici:os:"])
-        ));
-        assert!(
-            !eligible(&agent, &[], &req(&[], &["("], &[], &[])),
-            "a broken pattern matches nothing"
-        );
-        // Taint: a tainted agent only takes jobs that ask for the taint.
-        let taint = s(&["gpu"]);
-        let gpu_agent = s(&["linux", "gpu"]);
-        assert!(!eligible(
-            &gpu_agent,
-            &taint,
-            &req(&["linux"], &[], &[], &[])
-        ));
-        assert!(eligible(
-            &gpu_agent,
-            &taint,
-            &req(&["linux", "gpu"], &[], &[], &[])
-        ));
     }
 }

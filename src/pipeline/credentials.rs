@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::runs::credentials::CredentialsError;
+
 /// Where the reference sits in `dispatch_queue.dispatch` (removed from the frame sent).
-pub const DISPATCH_KEY: &str = crate::agent::credentials::CREDENTIALS_KEY;
+pub const DISPATCH_KEY: &str = crate::runs::credentials::CREDENTIALS_KEY;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -32,17 +34,20 @@ pub struct CredentialRef {
 }
 
 /// The permissions a job's token asks for: read access to the repository's contents, the least
-/// that lets the agent clone it. The lock file declares no permissions (spec-runtime.md §3.4 has
-/// no such field), so there is nothing a workflow could add.
+/// that lets the agent clone it. The lock file has no permissions field (docs/architecture.md,
+/// Lock file), so there is nothing a workflow could add.
 pub fn job_permissions() -> BTreeMap<String, String> {
     BTreeMap::from([("contents".to_owned(), "read".to_owned())])
 }
 
 impl CredentialRef {
     /// Reads a stored reference; the error names what is wrong with it.
-    pub fn from_value(v: &Value) -> Result<CredentialRef, String> {
-        serde_json::from_value(v.clone())
-            .map_err(|e| format!("the job's stored credential reference is unusable ({e})"))
+    pub fn from_value(v: &Value) -> Result<CredentialRef, CredentialsError> {
+        serde_json::from_value(v.clone()).map_err(|e| {
+            CredentialsError(format!(
+                "the job's stored credential reference is unusable ({e})"
+            ))
+        })
     }
 
     pub fn to_value(&self) -> Value {
@@ -128,7 +133,9 @@ mod tests {
         assert_eq!(v["forkPullRequest"], true);
         assert!(v.get("token").is_none());
         assert_eq!(CredentialRef::from_value(&v).unwrap(), r);
-        let e = CredentialRef::from_value(&json!({"provider": "github"})).unwrap_err();
+        let e = CredentialRef::from_value(&json!({"provider": "github"}))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("credential reference") && e.contains("routingKey"),
             "{e}"

@@ -3,7 +3,7 @@
 //! scoped to one repository and the permissions asked for (`github::repo::InstallationTokens`,
 //! which caches them). Jobs get theirs when they are sent, from the reference the planner stored
 //! (`pipeline::credentials`); the daemon hands [`Mint`] to the agent link as its
-//! `JobCredentials`, so the agent module knows nothing of GitHub.
+//! `runs::credentials::JobCredentials`, so the agent module knows nothing of GitHub.
 
 use std::sync::Arc;
 
@@ -11,13 +11,13 @@ use serde_json::{json, Map, Value};
 
 use super::credentials::CredentialRef;
 use crate::{
-    agent::credentials::JobCredentials,
     crypto::SecretBox,
     db::{self, Pool},
     github::{
         repo::{repo_part, InstallationTokens, TokenScope},
         AppKey, GitHubApi,
     },
+    runs::credentials::{CredentialsError, JobCredentials},
     sources::registry::SourceRegistry,
 };
 
@@ -38,7 +38,7 @@ impl Mint {
         routing_key: &str,
         installation_id: u64,
         scope: &TokenScope,
-    ) -> Result<String, String> {
+    ) -> Result<String, CredentialsError> {
         let app_id = routing_key.strip_prefix("github:").ok_or_else(|| {
             format!("routing key {routing_key:?} is not a GitHub App's (github:<appId>)")
         })?;
@@ -67,20 +67,21 @@ impl Mint {
                 .map_err(|e| format!("the private key of source {routing_key} is unusable: {e}"))
         };
         let now = jiff::Timestamp::now().as_second();
-        self.tokens
-            .get(&self.github, app_id, key, installation_id, scope, now)
+        Ok(self
+            .tokens
+            .get(&self.github, app_id, key, installation_id, scope, now)?)
     }
 }
 
 impl JobCredentials for Mint {
     /// `token` and `sourceAuth` for the frame, minted for the job's one repository.
-    fn frame_fields(&self, reference: &Value) -> Result<Map<String, Value>, String> {
+    fn frame_fields(&self, reference: &Value) -> Result<Map<String, Value>, CredentialsError> {
         let r = CredentialRef::from_value(reference)?;
         if r.provider != "github" {
-            return Err(format!(
+            return Err(CredentialsError(format!(
                 "the job's credentials are for provider {:?}, which has no tokens",
                 r.provider
-            ));
+            )));
         }
         let scope = TokenScope {
             repository: repo_part(&r.repository).to_owned(),

@@ -1,17 +1,16 @@
 //! From a recorded webhook to planned jobs (spec-runtime §3), as pure code: event normalization
 //! (`event`), lock-file parsing and validation (`lockfile`), trigger matching with its decision
 //! trace (`matcher`, over picomatch-compatible globs in `glob` and JavaScript regexes on a
-//! linear-time engine in `jsregex`), and planning — matrix
-//! expansion, label routing, the `needs` DAG, readiness and skip cascades, run status and the
-//! job state machine (`plan`, `state`). The I/O is at the edge: `process` (worker threads: lock
-//! fetch, matching, run creation) and `records` (the database side).
+//! linear-time engine in `crate::jsregex`), and planning — matrix expansion, label routing and
+//! the `needs` edges (`plan`). The I/O is at the edge: `process` (worker threads: lock fetch,
+//! matching, asking `crate::runs` to create the runs) and `records` (the delivery's event-log
+//! entry). Runs, jobs, their states and the `needs` lifecycle belong to `crate::runs`.
 
 pub mod cache;
 pub mod credentials;
 mod dispatch;
 pub mod event;
 pub mod glob;
-pub mod jsregex;
 pub mod lease;
 pub mod limits;
 pub mod lockfile;
@@ -21,4 +20,3 @@ mod origin;
 pub mod plan;
 pub mod process;
 pub mod records;
-pub mod state;

@@ -1,4 +1,4 @@
-//! From a recorded delivery to queued jobs (spec-runtime.md §3.2), on worker threads so webhook
+//! From a recorded delivery to queued jobs (docs/architecture.md, Data path), on worker threads so webhook
 //! answers never wait for GitHub: normalize → read `.kici/kici.lock.json` at the event's commit
 //! (GitHub Contents API with an installation token, or a local repository's working tree) →
 //! validate → changed files when a trigger filters paths → match → plan → one run per matched
@@ -7,6 +7,7 @@
 
 use std::{
     any::Any,
+    fmt,
     panic::{self, AssertUnwindSafe},
     sync::{mpsc, Arc, Mutex},
 };
@@ -22,20 +23,25 @@ use super::{
     matcher::{match_all, needs_changed_files},
     mint::Mint,
     origin::{changed_files, origin, read_local_lock},
-    plan::{plan_workflow, readiness},
+    plan::{plan_workflow, LabelPattern, Plan},
     records,
-    state::JobStatus,
 };
 use crate::{
-    agent::{
-        jobs::{create_run, Created, NewRun},
-        queue::NewJob,
-        select::Requirements,
-        Hub,
-    },
     crypto::SecretBox,
     db::{DbError, Pool},
     github::{repo, GitHubApi},
+    runs::{
+        events::{now_ms, Events, RunEvent},
+        lifecycle::{self, Effect, Event, QueueRow},
+        needs::run_on_text,
+        requirements::{Pattern, Requirements},
+        state::{JobStatus, RunStatus},
+        store::{
+            queue::NewJob,
+            runs::{create_run, failed_run, Created, FailedRun, NewRun},
+        },
+        Waker,
+    },
     sources::registry::SourceRegistry,
 };
 
@@ -71,7 +77,10 @@ pub struct Deps {
     /// the pipeline just read may come from the cache.
     pub tokens: Arc<repo::InstallationTokens>,
     pub registry: Arc<SourceRegistry>,
-    pub hub: Arc<Hub>,
+    /// Wakes the agents' dispatcher once jobs are queued.
+    pub wake: Waker,
+    /// Where a new run is announced (the Platform forwarder subscribes).
+    pub events: Arc<Events>,
     /// `KICI_MAX_JOBS_PER_RUN`: a matched workflow planning more jobs is a failed run.
     pub max_jobs_per_run: usize,
 }
@@ -185,7 +194,7 @@ fn handle(deps: &Deps, work: &Work) {
         Ok(Ok(())) => return,
         Ok(Err(e)) => {
             log::warn!("delivery {id}: pipeline failed: {e}");
-            e
+            e.to_string()
         }
         Err(payload) => {
             let e = panicked(payload.as_ref());
@@ -223,11 +232,38 @@ pub(super) fn db_err(e: DbError) -> String {
     e.to_string()
 }
 
-fn process(deps: &Deps, work: &Work) -> Result<(), String> {
+/// Why a delivery could not be processed (recorded as its failure reason).
+#[derive(Debug)]
+pub enum PipelineError {
+    Db(DbError),
+    /// The payload lacks what the pipeline needs (a repository, an installation).
+    Payload(&'static str),
+    /// The repository's origin or its lock file could not be read (GitHub, a local source).
+    Source(String),
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineError::Db(e) => e.fmt(f),
+            PipelineError::Payload(m) => f.write_str(m),
+            PipelineError::Source(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+impl From<DbError> for PipelineError {
+    fn from(e: DbError) -> PipelineError {
+        PipelineError::Db(e)
+    }
+}
+
+fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
     let claimed = deps
         .pool
-        .with_retry(|c| records::claim_delivery(c, &work.event_log_id))
-        .map_err(db_err)?;
+        .with_retry(|c| records::claim_delivery(c, &work.event_log_id))?;
     let Some(attempt) = claimed else {
         return Ok(());
     };
@@ -261,7 +297,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
                         error,
                     )
                 })
-                .map_err(db_err)
+                .map_err(PipelineError::Db)
         };
     if !event.kind.is_matchable() {
         let why = format!(
@@ -270,20 +306,21 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         );
         return mark("processed", 0, None, json!([{"summary": why}]), None);
     }
-    let origin = origin(deps, work, &event, generic.as_ref().map(|g| g.id.as_str()))?;
+    let origin = origin(deps, work, &event, generic.as_ref().map(|g| g.id.as_str()))
+        .map_err(PipelineError::Source)?;
     let lock_bytes = match &origin {
         Origin::GitHub { token, .. } => {
             let repo_name = event
                 .repo
                 .clone()
-                .ok_or("the payload names no repository")?;
+                .ok_or(PipelineError::Payload("the payload names no repository"))?;
             let key = format!("github:{repo_name}@{}", event.sha);
             match deps.locks.get(&key) {
                 Some(bytes) => Some(bytes.to_vec()),
                 None => {
                     let fetched =
                         repo::file_at(&deps.github, token, &repo_name, LOCK_PATH, &event.sha)
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| PipelineError::Source(e.to_string()))?;
                     // Only commits are immutable: a branch name or HEAD is read again next time.
                     if let (Some(b), true) = (&fetched, is_commit(&event.sha)) {
                         deps.locks.put(key, b.clone());
@@ -292,7 +329,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
                 }
             }
         }
-        Origin::Local { repo, .. } => read_local_lock(repo)?,
+        Origin::Local { repo, .. } => read_local_lock(repo).map_err(PipelineError::Source)?,
         Origin::None => None,
     };
     if matches!(origin, Origin::None) {
@@ -311,21 +348,17 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         Ok(l) => l,
         Err(e) => {
             let reason = e.to_string();
-            let run = deps
-                .pool
-                .with_retry(|c| {
-                    records::failed_run(
-                        c,
-                        "(lock file)",
-                        &reason,
-                        "run",
-                        &work.delivery_id,
-                        Some(&work.routing_key),
-                        event.repo.as_deref(),
-                        Some(&event.sha),
-                    )
-                })
-                .map_err(db_err)?;
+            let failed = FailedRun {
+                workflow: "(lock file)",
+                reason: &reason,
+                scope: "run",
+                delivery_id: &work.delivery_id,
+                routing_key: Some(&work.routing_key),
+                repo: event.repo.as_deref(),
+                sha: Some(&event.sha),
+            };
+            // Safe to repeat: a second try finds the run through its delivery.
+            let run = deps.pool.with_retry(|c| failed_run(c, &failed))?;
             log::warn!("delivery {}: {reason}", work.delivery_id);
             return mark(
                 "lockfile_corrupt",
@@ -363,7 +396,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), String> {
         failures.extend(failure);
     }
     if !runs.is_empty() {
-        deps.hub.wake();
+        (deps.wake)();
     }
     let all = serde_json::to_value(&decisions).unwrap_or(Value::Null);
     log::info!(
@@ -393,22 +426,20 @@ fn start_run(
     event: &NormalizedEvent,
     origin: &Origin,
     trace: Value,
-) -> Result<(String, Option<String>), String> {
+) -> Result<(String, Option<String>), PipelineError> {
     let failed = |reason: &str| {
+        let failed = FailedRun {
+            workflow: &wf.name,
+            reason,
+            scope: "run",
+            delivery_id: &work.delivery_id,
+            routing_key: Some(&work.routing_key),
+            repo: event.repo.as_deref(),
+            sha: Some(&event.sha),
+        };
         deps.pool
-            .with_retry(|c| {
-                records::failed_run(
-                    c,
-                    &wf.name,
-                    reason,
-                    "run",
-                    &work.delivery_id,
-                    Some(&work.routing_key),
-                    event.repo.as_deref(),
-                    Some(&event.sha),
-                )
-            })
-            .map_err(db_err)
+            .with_retry(|c| failed_run(c, &failed))
+            .map_err(PipelineError::Db)
     };
     let refused = |reason: String| failed(&reason).map(|run| (run, Some(reason)));
     if let Some(reason) = &wf.init_failure {
@@ -419,12 +450,7 @@ fn start_run(
         Err(e) => return refused(e.to_string()),
     };
     let run_id = crate::crypto::random_uuid();
-    let pending: std::collections::BTreeMap<String, JobStatus> = plan
-        .jobs
-        .iter()
-        .map(|j| (j.name.clone(), JobStatus::Pending))
-        .collect();
-    let ready = readiness(&plan.needs, &pending).ready;
+    let ready = first_wave(&plan);
     let (mut now, mut later) = (Vec::new(), Vec::new());
     for job in &plan.jobs {
         let new = NewJob {
@@ -435,17 +461,9 @@ fn start_run(
             dispatch: dispatch_body(lock, wf, job, event, origin),
             requirements: Requirements {
                 labels: job.runs_on_labels.clone(),
-                patterns: job
-                    .runs_on_patterns
-                    .iter()
-                    .map(|p| p.source.clone())
-                    .collect(),
+                patterns: patterns(&job.runs_on_patterns),
                 exclude_labels: job.exclude_labels.clone(),
-                exclude_patterns: job
-                    .exclude_patterns
-                    .iter()
-                    .map(|p| p.source.clone())
-                    .collect(),
+                exclude_patterns: patterns(&job.exclude_patterns),
             },
             routing_key: Some(work.routing_key.clone()),
         };
@@ -476,19 +494,11 @@ fn start_run(
         needs: plan
             .needs
             .iter()
-            .map(|n| {
-                (
-                    n.job.clone(),
-                    n.upstream.clone(),
-                    records::run_on_text(&n.run_on),
-                )
-            })
+            .map(|n| (n.job.clone(), n.upstream.clone(), run_on_text(&n.run_on)))
             .collect(),
     };
-    let created = deps
-        .pool
-        .with_retry(|c| create_run(c, &run))
-        .map_err(db_err)?;
+    // Safe to repeat (see `create_run`): a retry after a lost commit finds this run.
+    let created = deps.pool.with_retry(|c| create_run(c, &run))?;
     if let Created::Existing(existing) = created {
         log::info!(
             "delivery {}: run {existing} of workflow {} already exists; not queued again",
@@ -497,11 +507,8 @@ fn start_run(
         );
         return Ok((existing, None));
     }
-    if let Some(link) = &deps.hub.link {
-        let _ = deps
-            .pool
-            .with_retry(|c| crate::platform::status::forward_run(link, c, &run_id));
-    }
+    deps.events
+        .publish_one(RunEvent::run(&run_id, "pending", now_ms()));
     log::info!(
         "run {run_id}: workflow {} with {} job(s)",
         wf.name,
@@ -510,8 +517,59 @@ fn start_run(
     Ok((run_id, None))
 }
 
+/// The jobs of a new run that are queued at once (the lifecycle's `Created` rule); the others
+/// wait for their needs.
+fn first_wave(plan: &Plan) -> Vec<String> {
+    let run = lifecycle::Run {
+        status: Some(RunStatus::Pending),
+        jobs: plan
+            .jobs
+            .iter()
+            .map(|j| {
+                let job = lifecycle::Job {
+                    id: String::new(),
+                    status: JobStatus::Pending,
+                    queue: QueueRow::Waiting,
+                };
+                (j.name.clone(), job)
+            })
+            .collect(),
+        needs: plan.needs.clone(),
+    };
+    lifecycle::apply(&run, &Event::Created)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Queue { job } => Some(job),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The lock file's regex matchers with their flags, as the queue stores them.
+fn patterns(from: &[LabelPattern]) -> Vec<Pattern> {
+    from.iter()
+        .map(|p| Pattern {
+            source: p.source.clone(),
+            flags: p.flags.clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lock_file_regex_flags_reach_the_queue() {
+        let from = [super::LabelPattern {
+            source: "^linux".into(),
+            flags: "i".into(),
+        }];
+        let got = super::patterns(&from);
+        assert_eq!(
+            (got[0].source.as_str(), got[0].flags.as_str()),
+            ("^linux", "i")
+        );
+    }
+
     #[test]
     fn a_panic_becomes_a_failure_reason_with_its_message() {
         let caught = std::panic::catch_unwind(|| panic!("index {} out of range", 7));

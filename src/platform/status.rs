@@ -1,74 +1,33 @@
-//! Status forwarding to the Platform (spec-runtime.md §1.6): the frames for a run, a job, a step
-//! and a log chunk, built from our own rows, and the `state.replay` snapshot sent after each
-//! reconnect. Frames go through `Link::send`, one FIFO, so the Platform sees them in the order
-//! they were produced.
+//! Status forwarding to the Platform (docs/platform-protocol.md, Status frames): the frames for a
+//! run, a job, a step and a log chunk, built from our own rows, and the `state.replay` snapshot
+//! sent after each reconnect. The forwarder ([`forwarder`]) subscribes to the run events
+//! (`crate::runs::events`); frames go through `Link::send`, one FIFO, so the Platform sees them
+//! in the order they were published.
+
+use std::sync::Arc;
 
 use postgres::Client;
 use serde_json::{json, Value};
 
 use super::Link;
-use crate::{crypto::random_uuid, db::DbError};
-
-/// Milliseconds since the epoch of a timestamptz column, as SQL.
-macro_rules! ms {
-    ($col:expr) => {
-        concat!("(extract(epoch FROM ", $col, ") * 1000)::bigint")
-    };
-}
+use crate::{
+    crypto::random_uuid,
+    db::{DbError, Pool},
+    runs::{
+        events::{Change, RunEvent},
+        store::views,
+    },
+};
 
 /// One JSON object per run: active runs and those of the last 24 hours, newest first, at most
 /// 500, each with its jobs (`RunSnapshot` / `JobSnapshot`).
 pub fn recent_runs(client: &mut Client) -> Result<Vec<Value>, DbError> {
-    let sql =
-        concat!(
-        "SELECT jsonb_strip_nulls(jsonb_build_object(",
-        " 'runId', r.run_id::text, 'workflowName', r.workflow_name, 'status', r.status,",
-        " 'jobCount', r.job_count, 'startedAt', ", ms!("r.started_at"), ",",
-        " 'routingKey', r.routing_key, 'repoIdentifier', r.repo_identifier, 'sha', r.sha,",
-        " 'ref', r.ref, 'triggerEvent', r.trigger_event, 'commitMessage', r.commit_message,",
-        " 'completedAt', ", ms!("r.completed_at"), ", 'durationMs', r.duration_ms,",
-        " 'parentRunId', r.parent_run_id::text, 'originalRunId', r.original_run_id::text,",
-        " 'triggeredBy', r.triggered_by, 'failureReason', r.failure_reason,",
-        " 'jobs', COALESCE((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(",
-        "   'jobId', j.job_id::text, 'jobName', j.job_name, 'status', j.status,",
-        "   'startedAt', ", ms!("j.started_at"), ", 'completedAt', ", ms!("j.completed_at"), ",",
-        "   'durationMs', j.duration_ms, 'errorMessage', j.error_message, 'agentId', j.agent_id,",
-        "   'runsOnLabels', j.runs_on_labels, 'environments', j.environments))",
-        "   ORDER BY j.created_at, j.job_name)",
-        "  FROM execution_jobs j WHERE j.run_id = r.run_id), '[]'::jsonb)))",
-        " FROM execution_runs r",
-        " WHERE r.status IN ('pending', 'running', 'cancelling', 'held')",
-        "    OR r.started_at > now() - interval '24 hours'",
-        " ORDER BY r.started_at DESC LIMIT 500"
-    );
-    let rows = client
-        .query(sql, &[])
-        .map_err(DbError::query("reading recent runs for state.replay"))?;
-    Ok(rows.iter().map(|r| r.get::<_, Value>(0)).collect())
+    views::recent_runs(client)
 }
 
 /// `execution.status` for one run, from its row.
 pub fn run_frame(client: &mut Client, run_id: &str) -> Result<Option<Value>, DbError> {
-    let sql = concat!(
-        "SELECT jsonb_strip_nulls(jsonb_build_object(",
-        " 'runId', run_id::text, 'workflowName', workflow_name, 'status', status,",
-        " 'startedAt', ",
-        ms!("started_at"),
-        ", 'repoIdentifier', repo_identifier,",
-        " 'repoProvider', provider, 'sha', sha, 'ref', ref, 'triggerEvent', trigger_event,",
-        " 'commitMessage', commit_message, 'jobCount', job_count,",
-        " 'completedAt', ",
-        ms!("completed_at"),
-        ", 'durationMs', duration_ms,",
-        " 'parentRunId', parent_run_id::text, 'originalRunId', original_run_id::text,",
-        " 'triggeredBy', triggered_by, 'failureReason', failure_reason,",
-        " 'logBytes', log_bytes, 'initFailure', init_failure))",
-        " FROM execution_runs WHERE run_id::text = $1"
-    );
-    let row = client
-        .query_opt(sql, &[&run_id])
-        .map_err(DbError::query("reading a run for execution.status"))?;
-    Ok(row.map(|r| framed("execution.status", r.get(0))))
+    Ok(views::run_status_fields(client, run_id)?.map(|body| framed("execution.status", body)))
 }
 
 /// `job.status.forward` for one job, from its row. `orchestrator_id` is our instance id.
@@ -77,24 +36,8 @@ pub fn job_frame(
     job_id: &str,
     orchestrator_id: &str,
 ) -> Result<Option<Value>, DbError> {
-    let sql = concat!(
-        "SELECT jsonb_strip_nulls(jsonb_build_object(",
-        " 'runId', run_id::text, 'jobId', job_id::text, 'jobName', job_name, 'status', status,",
-        " 'matrixValues', matrix_values, 'startedAt', ",
-        ms!("started_at"),
-        ",",
-        " 'completedAt', ",
-        ms!("completed_at"),
-        ", 'durationMs', duration_ms,",
-        " 'errorMessage', error_message, 'agentId', agent_id, 'runsOnLabels', runs_on_labels,",
-        " 'environments', environments, 'logBytes', log_bytes))",
-        " FROM execution_jobs WHERE job_id::text = $1"
-    );
-    let row = client
-        .query_opt(sql, &[&job_id])
-        .map_err(DbError::query("reading a job for job.status.forward"))?;
-    Ok(row.map(|r| {
-        let mut frame = framed("job.status.forward", r.get(0));
+    Ok(views::job_status_fields(client, job_id)?.map(|body| {
+        let mut frame = framed("job.status.forward", body);
         frame["orchestratorId"] = json!(orchestrator_id);
         frame
     }))
@@ -167,6 +110,34 @@ pub fn forward_job(
         None => log::warn!("job.status.forward for unknown job {job_id} not sent"),
     }
     Ok(())
+}
+
+/// The Platform status forwarder, a run-events subscriber: each run or job event becomes the
+/// frame read from its row now (so the Platform gets the latest state), each step event the
+/// step's frame. `orchestrator_id` is our instance id.
+pub fn forwarder(
+    pool: Pool,
+    link: Arc<Link>,
+    orchestrator_id: String,
+) -> Box<dyn Fn(&RunEvent) + Send + Sync> {
+    Box::new(move |event: &RunEvent| match &event.change {
+        Change::Run { .. } => {
+            let run_id = &event.run_id;
+            if let Err(e) = pool.with_retry(|c| forward_run(&link, c, run_id)) {
+                log::warn!("forwarding run {run_id} failed: {e}");
+            }
+        }
+        Change::Job { job_id, .. } => {
+            if let Err(e) = pool.with_retry(|c| forward_job(&link, c, job_id, &orchestrator_id)) {
+                log::warn!("forwarding job {job_id} failed: {e}");
+            }
+        }
+        Change::Step {
+            job_id,
+            job_name,
+            step,
+        } => link.send(step_frame(&event.run_id, job_id, job_name, step)),
+    })
 }
 
 #[cfg(test)]

@@ -64,7 +64,11 @@ fn app(db_url: &str, platform: &PlatformDouble, link: Arc<Link>) -> Arc<App> {
             tokens: Default::default(),
             locks: Default::default(),
             registry: registry.clone(),
-            hub: hub.clone(),
+            wake: {
+                let hub = hub.clone();
+                Arc::new(move || hub.wake())
+            },
+            events: hub.events.clone(),
             max_jobs_per_run: kici_orchestrator::pipeline::limits::DEFAULT_JOBS_PER_RUN,
         }),
         1,

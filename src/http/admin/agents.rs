@@ -81,14 +81,9 @@ pub fn cancel_run(app: &App, caller: &Caller, req: &Request, run_id: &str) -> Ap
     })?;
     let force = body.raw("force").and_then(|v| v.as_bool()).unwrap_or(false);
     body.finish()?;
-    let exists = app.pool.with_retry(|c| {
-        c.query_opt(
-            "SELECT 1 FROM execution_runs WHERE run_id::text = $1",
-            &[&run_id],
-        )
-        .map(|r| r.is_some())
-        .map_err(crate::db::DbError::query("looking up a run"))
-    })?;
+    let exists = app
+        .pool
+        .with_retry(|c| crate::runs::store::runs::exists(c, run_id))?;
     if !exists {
         return Err(not_found("Run"));
     }

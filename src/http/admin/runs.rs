@@ -1,4 +1,4 @@
-//! Read routes for runs (spec-runtime.md §3.9): `GET /runs?status=&limit=` (newest first, with
+//! Read routes for runs (docs/operations.md, Runs): `GET /runs?status=&limit=` (newest first, with
 //! job counts per status) and `GET /runs/:runId` (the run, its jobs with their steps, needs and
 //! queue rows, and where each step's log is stored). Rows are rendered to JSON by PostgreSQL,
 //! as for the other admin lists. Reading needs `context.read`, which auditors hold (our role
@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use super::{not_found, ApiError, ApiResult};
 use crate::{
-    db::{DbError, ISO},
     http::{routes::App, Request, Response},
     rbac::{Caller, Permission},
+    runs::store::views,
     storage::{keys, Backend, Storage},
 };
 
@@ -62,113 +62,20 @@ fn list_query(pairs: &[(String, String)]) -> Result<(Option<String>, i64), ApiEr
     }
 }
 
-fn ts(col: &str) -> String {
-    format!("to_char({col} AT TIME ZONE 'UTC', {ISO})")
-}
-
-/// The run fields both routes show; `r` is `execution_runs`.
-fn run_fields() -> String {
-    format!(
-        "'runId', r.run_id, 'workflowName', r.workflow_name, 'status', r.status,
-         'provider', r.provider, 'routingKey', r.routing_key, 'repo', r.repo_identifier,
-         'ref', r.ref, 'sha', r.sha, 'event', r.trigger_event, 'deliveryId', r.delivery_id,
-         'failureReason', r.failure_reason, 'jobCount', r.job_count,
-         'startedAt', {}, 'completedAt', {},
-         'durationMs', COALESCE(r.duration_ms,
-             (extract(epoch FROM r.completed_at - r.started_at) * 1000)::bigint),
-         'jobs', COALESCE((SELECT jsonb_object_agg(s.status, s.n) FROM
-             (SELECT j.status, count(*) AS n FROM execution_jobs j WHERE j.run_id = r.run_id
-               GROUP BY j.status) s), '{{}}'::jsonb)",
-        ts("r.started_at"),
-        ts("r.completed_at")
-    )
-}
-
 pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::ContextRead)?;
     let (status, limit) = list_query(&req.query_pairs())?;
     let scope = caller.routing_key.clone();
-    let sql = format!(
-        "SELECT jsonb_build_object({}) FROM execution_runs r
-          WHERE ($1::text IS NULL OR r.status = $1) AND ($2::text IS NULL OR r.routing_key = $2)
-          ORDER BY r.started_at DESC, r.run_id DESC LIMIT $3",
-        run_fields()
-    );
-    let runs: Vec<Value> = app.pool.with_retry(|c| {
-        c.query(&sql, &[&status, &scope, &limit])
-            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-            .map_err(DbError::query("listing runs"))
-    })?;
+    let runs = app
+        .pool
+        .with_retry(|c| views::list_runs(c, status.as_deref(), scope.as_deref(), limit))?;
     Ok(Response::json(200, &json!({ "runs": runs })))
 }
 
 pub fn show(app: &App, caller: &Caller, run_id: &str) -> ApiResult {
     caller.require(Permission::ContextRead)?;
-    let run_sql = format!(
-        "SELECT jsonb_build_object({},
-             'commitMessage', r.commit_message, 'triggerDecision', r.trigger_decision,
-             'initFailure', r.init_failure, 'parentRunId', r.parent_run_id,
-             'originalRunId', r.original_run_id, 'triggeredBy', r.triggered_by,
-             'logBytes', r.log_bytes, 'updatedAt', {})
-           FROM execution_runs r WHERE r.run_id::text = $1",
-        run_fields(),
-        ts("r.updated_at")
-    );
-    let jobs_sql = format!(
-        "SELECT jsonb_build_object('jobId', j.job_id, 'name', j.job_name, 'status', j.status,
-             'matrixValues', j.matrix_values, 'agentId', j.agent_id, 'runsOn', j.runs_on_labels,
-             'error', j.error_message, 'outputs', j.outputs, 'logBytes', j.log_bytes,
-             'createdAt', {}, 'startedAt', {}, 'completedAt', {},
-             'durationMs', COALESCE(j.duration_ms,
-                 (extract(epoch FROM j.completed_at - j.started_at) * 1000)::bigint),
-             'lastHeartbeatAt', {},
-             'queue', (SELECT jsonb_build_object('status', q.status, 'attempts', q.dispatch_attempts,
-                 'lastError', q.last_error, 'agentId', q.agent_id)
-                 FROM dispatch_queue q WHERE q.id = j.job_id),
-             'needs', COALESCE((SELECT jsonb_agg(jsonb_build_object('job', n.upstream_name,
-                 'runOn', n.run_on) ORDER BY n.upstream_name)
-                 FROM execution_job_needs n WHERE n.run_id = j.run_id AND n.job_name = j.job_name),
-                 '[]'::jsonb))
-           FROM execution_jobs j WHERE j.run_id::text = $1 ORDER BY j.created_at, j.job_name",
-        ts("j.created_at"),
-        ts("j.started_at"),
-        ts("j.completed_at"),
-        ts("j.last_heartbeat_at")
-    );
-    let steps_sql = format!(
-        "SELECT s.job_id::text, jsonb_build_object('index', s.step_index, 'name', s.step_name,
-             'type', s.step_type, 'status', s.status, 'startedAt', {}, 'completedAt', {},
-             'durationMs', COALESCE(s.duration_ms,
-                 (extract(epoch FROM s.completed_at - s.started_at) * 1000)::bigint),
-             'exitCode', s.exit_code, 'error', s.error_message, 'logPath', s.log_path)
-           FROM execution_steps s WHERE s.run_id::text = $1 ORDER BY s.job_id, s.step_index",
-        ts("s.started_at"),
-        ts("s.completed_at")
-    );
-    type Loaded = (Option<Value>, Vec<Value>, Vec<(String, Value)>);
-    let (run, mut jobs, steps): Loaded = app.pool.with_retry(|c| {
-        let run = c
-            .query_opt(&run_sql, &[&run_id])
-            .map_err(DbError::query("reading a run"))?
-            .map(|r| r.get(0));
-        if run.is_none() {
-            return Ok((None, Vec::new(), Vec::new()));
-        }
-        let jobs = c
-            .query(&jobs_sql, &[&run_id])
-            .map_err(DbError::query("reading a run's jobs"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let steps = c
-            .query(&steps_sql, &[&run_id])
-            .map_err(DbError::query("reading a run's steps"))?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        Ok((run, jobs, steps))
-    })?;
-    let mut run = run.ok_or_else(|| not_found("Run"))?;
+    let loaded = app.pool.with_retry(|c| views::show_run(c, run_id))?;
+    let (mut run, mut jobs, steps) = loaded.ok_or_else(|| not_found("Run"))?;
     caller.require_key(run["routingKey"].as_str().unwrap_or(""))?;
     // The canonical id (the request may differ in case).
     let run_id = run["runId"].as_str().unwrap_or(run_id).to_owned();

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::glob::Glob;
-use super::jsregex::JsRegex;
 use super::limits;
+use crate::jsregex::JsRegex;
 
 mod validate;
 

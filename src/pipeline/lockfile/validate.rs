@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use super::{BranchPattern, LockError, LockJob, LockTrigger, LockWorkflow};
+use crate::jsregex::JsRegex;
 use crate::pipeline::glob::Glob;
-use crate::pipeline::jsregex::JsRegex;
 use crate::pipeline::limits;
 use crate::pipeline::matcher::check_filter_limits;
 

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::pipeline::{jsregex, limits};
+use crate::{jsregex, pipeline::limits};
 
 /// `match` (every entry must hold) or, with `negate`, `not` (no entry may hold).
 pub(super) fn evaluate(

@@ -13,11 +13,11 @@ use serde_json::Value;
 
 use super::event::{EventKind, NormalizedEvent};
 use super::glob::Glob;
-use super::jsregex::JsRegex;
 use super::lockfile::{
     BranchPattern, CommentTrigger, GenericWebhookTrigger, LockTrigger, LockWorkflow, PatternKind,
     PrTrigger, PushTrigger,
 };
+use crate::jsregex::JsRegex;
 
 mod jsonpath;
 

@@ -12,11 +12,9 @@ use serde_json::Value;
 
 use super::limits;
 use super::lockfile::{LabelMatcher, LockJob, LockWorkflow};
-use super::state::JobStatus;
+use crate::runs::state::JobStatus;
 
-mod readiness;
-
-pub use readiness::{readiness, Readiness};
+pub use crate::runs::needs::{readiness, NeedsEdge, Readiness};
 
 /// One job to create (`execution_jobs` row, and a `dispatch_queue` row once ready).
 #[derive(Debug, Clone, Serialize)]
@@ -41,16 +39,6 @@ pub struct PlannedJob {
 pub struct LabelPattern {
     pub source: String,
     pub flags: String,
-}
-
-/// One `execution_job_needs` row: `job` waits for `upstream`, and runs only if the upstream
-/// ends in one of `run_on`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NeedsEdge {
-    pub job: String,
-    pub upstream: String,
-    pub run_on: Vec<JobStatus>,
 }
 
 /// The planned run.

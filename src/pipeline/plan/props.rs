@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::{plan_workflow, readiness};
 use crate::pipeline::lockfile::{parse_and_validate, props::plausible_lock};
-use crate::pipeline::state::JobStatus;
+use crate::runs::state::JobStatus;
 
 proptest! {
     #![proptest_config(crate::props::config())]

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::pipeline::lockfile::parse_and_validate;
-use crate::pipeline::state::JobStatus as S;
+use crate::runs::state::JobStatus as S;
 
 /// The default `KICI_MAX_JOBS_PER_RUN`.
 const MAX: usize = crate::pipeline::limits::DEFAULT_JOBS_PER_RUN;

@@ -1,6 +1,6 @@
-//! The job state machine (spec-runtime §3.8) and run-status aggregation (§1.6), in one place so
-//! every writer of `execution_jobs.status` asks the same question: may this job go from here to
-//! there? Terminal states are immutable; replaying the same terminal status is a no-op (agents
+//! The job state machine and run-status aggregation (docs/architecture.md, Runs and jobs), in
+//! one place so every writer of `execution_jobs.status` asks the same question: may this job go
+//! from here to there? Terminal states are immutable; replaying the same terminal status is a no-op (agents
 //! and the Platform relay repeat themselves after reconnects).
 
 use std::fmt;
@@ -88,7 +88,7 @@ impl fmt::Display for JobStatus {
     }
 }
 
-/// What happened to a job (§3.8's 15 events).
+/// What happened to a job (the machine's 16 events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobEvent {
@@ -138,7 +138,7 @@ impl fmt::Display for IllegalTransition {
 
 impl std::error::Error for IllegalTransition {}
 
-/// The 25 transitions of §3.8.
+/// The machine's 25 transitions.
 fn next(from: JobStatus, event: JobEvent) -> Option<JobStatus> {
     use JobEvent as E;
     use JobStatus as S;
@@ -259,7 +259,7 @@ impl RunStatus {
     }
 }
 
-/// §1.6: with every job terminal, `failed` if any job failed, timed out stale or was drift
+/// A run's status from its jobs': with every job terminal, `failed` if any job failed, timed out stale or was drift
 /// dropped; else `cancelled` if any was cancelled; else `success` (skipped counts as success;
 /// so does a run without jobs). Before that: `running` once any job has started, else
 /// `pending`.

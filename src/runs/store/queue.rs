@@ -1,14 +1,17 @@
-//! The job queue in PostgreSQL (`dispatch_queue`, spec-runtime.md §3.7) with an atomic claim:
-//! candidates are selected `FOR UPDATE SKIP LOCKED` and the chosen one is marked `dispatched`
-//! inside the same transaction, so a job is never handed to two agents, even by several
-//! orchestrators sharing the database. (The reference selects outside a transaction and updates
-//! in a second statement; with 8 agents and 200 jobs it dispatched 55–67 of them twice.)
+//! The job queue in PostgreSQL (`dispatch_queue`, docs/architecture.md, Database tables) with
+//! an atomic claim: the chosen row is selected `FOR UPDATE SKIP LOCKED` and marked `dispatched`
+//! in the same statement, so a job is never handed to two agents, even by several orchestrators
+//! sharing the database. (The reference selects outside a transaction and updates in a second
+//! statement; with 8 agents and 200 jobs it dispatched 55–67 of them twice.)
 
-use postgres::{Client, GenericClient};
+use postgres::{Client, GenericClient, Row};
 use serde_json::{json, Value};
 
-use super::select::{eligible, Requirements};
-use crate::db::DbError;
+use super::col;
+use crate::{
+    db::DbError,
+    runs::requirements::{patterns_from_json, patterns_to_json, Compiled, Requirements},
+};
 
 /// After this many failed dispatches a job fails for good.
 pub const MAX_ATTEMPTS: i32 = 5;
@@ -53,9 +56,9 @@ pub fn enqueue(client: &mut impl GenericClient, job: &NewJob, status: &str) -> R
                 &job.job_name,
                 &job.dispatch,
                 &json!(r.labels),
-                &json!(r.patterns),
+                &patterns_to_json(&r.patterns),
                 &json!(r.exclude_labels),
-                &json!(r.exclude_patterns),
+                &patterns_to_json(&r.exclude_patterns),
                 &job.routing_key,
                 &status,
             ],
@@ -68,7 +71,21 @@ fn strings(v: Value) -> Vec<String> {
     serde_json::from_value(v).unwrap_or_default()
 }
 
+const CLAIMING: &str = "claiming a queued job";
+
+fn claimed(row: &Row) -> Result<Claimed, DbError> {
+    Ok(Claimed {
+        id: col(row, 0, CLAIMING)?,
+        run_id: col(row, 1, CLAIMING)?,
+        job_name: col(row, 2, CLAIMING)?,
+        dispatch: col(row, 3, CLAIMING)?,
+    })
+}
+
 /// Claims the oldest pending job this agent may run: `dispatched` to it, with an ack deadline.
+///
+/// Not safe to repeat (a claim whose commit was lost with the connection would claim a second
+/// job): call it once (`super::once`), never through `Pool::with_retry`.
 pub fn claim(
     client: &mut Client,
     agent_id: &str,
@@ -78,7 +95,7 @@ pub fn claim(
     ack_timeout_ms: i64,
 ) -> Result<Option<Claimed>, DbError> {
     // Fast path, one statement: jobs with exact labels only (the row lock is held through the
-    // update inside the statement). Jobs with regex requirements take the transaction below.
+    // update inside the statement). Jobs with regex requirements take the path below.
     let fast = client
         .query_opt(
             "UPDATE dispatch_queue
@@ -102,22 +119,16 @@ pub fn claim(
                 &token_id,
             ],
         )
-        .map_err(DbError::query("claiming a queued job"))?;
+        .map_err(DbError::query(CLAIMING))?;
     if let Some(row) = fast {
-        return Ok(Some(Claimed {
-            id: row.get(0),
-            run_id: row.get(1),
-            job_name: row.get(2),
-            dispatch: row.get(3),
-        }));
+        return claimed(&row).map(Some);
     }
-    let mut tx = client
-        .transaction()
-        .map_err(DbError::query("starting a queue claim"))?;
-    let rows = tx
+    // Regex requirements are checked in Rust, before any row is locked: the candidates are read
+    // without locks (a job's requirements never change), each distinct pattern compiled once,
+    // and only the eligible ids go to the locking claim, which checks the status again.
+    let rows = client
         .query(
-            "SELECT id::text, run_id::text, job_name, dispatch, runs_on_labels, runs_on_patterns,
-                    exclude_labels, exclude_patterns
+            "SELECT id::text, runs_on_labels, runs_on_patterns, exclude_labels, exclude_patterns
                FROM dispatch_queue
               WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
                 AND (retry_after IS NULL OR retry_after <= now())
@@ -125,40 +136,43 @@ pub fn claim(
                 AND runs_on_labels @> $2::jsonb
                 AND (runs_on_patterns <> '[]'::jsonb OR exclude_patterns <> '[]'::jsonb)
               ORDER BY created_at, id
-              LIMIT $3
-              FOR UPDATE SKIP LOCKED",
+              LIMIT $3",
             &[&json!(labels), &json!(taint), &CLAIM_WINDOW],
         )
         .map_err(DbError::query("selecting queued jobs"))?;
-    let chosen = rows.into_iter().find(|r| {
+    const READING: &str = "reading a queued job's requirements";
+    let mut compiled = Compiled::default();
+    let mut eligible = Vec::new();
+    for r in &rows {
         let req = Requirements {
-            labels: strings(r.get(4)),
-            patterns: strings(r.get(5)),
-            exclude_labels: strings(r.get(6)),
-            exclude_patterns: strings(r.get(7)),
+            labels: strings(col(r, 1, READING)?),
+            patterns: patterns_from_json(&col::<Value>(r, 2, READING)?),
+            exclude_labels: strings(col(r, 3, READING)?),
+            exclude_patterns: patterns_from_json(&col::<Value>(r, 4, READING)?),
         };
-        eligible(labels, taint, &req)
-    });
-    let Some(row) = chosen else {
+        if compiled.eligible(labels, taint, &req) {
+            eligible.push(col::<String>(r, 0, READING)?);
+        }
+    }
+    if eligible.is_empty() {
         return Ok(None);
-    };
-    let id: String = row.get(0);
-    tx.execute(
-        "UPDATE dispatch_queue
-            SET status = 'dispatched', agent_id = $2, agent_token_id = $4::text::uuid, updated_at = now(),
-                ack_deadline = now() + make_interval(secs => $3::bigint / 1000.0)
-          WHERE id = $1::text::uuid",
-        &[&id, &agent_id, &ack_timeout_ms, &token_id],
-    )
-    .map_err(DbError::query("claiming a queued job"))?;
-    tx.commit()
-        .map_err(DbError::query("committing a queue claim"))?;
-    Ok(Some(Claimed {
-        id,
-        run_id: row.get(1),
-        job_name: row.get(2),
-        dispatch: row.get(3),
-    }))
+    }
+    let row = client
+        .query_opt(
+            "UPDATE dispatch_queue
+                SET status = 'dispatched', agent_id = $2, agent_token_id = $4::text::uuid, updated_at = now(),
+                    ack_deadline = now() + make_interval(secs => $3::bigint / 1000.0)
+              WHERE id = (SELECT id FROM dispatch_queue
+                           WHERE id = ANY($1::text[]::uuid[]) AND status = 'pending'
+                             AND (expires_at IS NULL OR expires_at > now())
+                             AND (retry_after IS NULL OR retry_after <= now())
+                           ORDER BY created_at, id LIMIT 1
+                           FOR UPDATE SKIP LOCKED)
+             RETURNING id::text, run_id::text, job_name, dispatch",
+            &[&eligible, &agent_id, &ack_timeout_ms, &token_id],
+        )
+        .map_err(DbError::query(CLAIMING))?;
+    row.as_ref().map(claimed).transpose()
 }
 
 /// The agent acknowledged (or started) the job: no ack deadline any more.
@@ -187,6 +201,9 @@ pub enum Requeued {
 /// for failures that the next claim would hit again at once (its credentials could not be
 /// minted), where an immediate retry, woken by the queue's own NOTIFY, would use up every
 /// attempt within milliseconds.
+///
+/// Not safe to repeat (a retry after a lost commit would answer `Gone` for a job it failed):
+/// call it once (`super::once`), never through `Pool::with_retry`.
 pub fn requeue(
     client: &mut Client,
     job_id: &str,
@@ -209,7 +226,11 @@ pub fn requeue(
             &[&job_id, &agent_id, &MAX_ATTEMPTS, &why, &backoff_secs],
         )
         .map_err(DbError::query("requeueing a job"))?;
-    Ok(match row.map(|r| r.get::<_, String>(0)) {
+    let status = match &row {
+        Some(r) => Some(col::<String>(r, 0, "requeueing a job")?),
+        None => None,
+    };
+    Ok(match status {
         Some(s) if s == "failed" => Requeued::Failed,
         Some(_) => Requeued::Pending,
         None => Requeued::Gone,
@@ -296,11 +317,15 @@ pub fn adopt(
             &[&job_id, &agent_id, &token_id],
         )
         .map_err(DbError::query("re-adopting a job"))?;
-    Ok(row.map(|r| Adopted {
-        run_id: r.get(0),
-        job_name: r.get(1),
-        dispatch: r.get(2),
-    }))
+    const ADOPTING: &str = "re-adopting a job";
+    row.map(|r| {
+        Ok(Adopted {
+            run_id: col(&r, 0, ADOPTING)?,
+            job_name: col(&r, 1, ADOPTING)?,
+            dispatch: col(&r, 2, ADOPTING)?,
+        })
+    })
+    .transpose()
 }
 
 /// A token holding live jobs (dispatched or recovering) under an agent id.
@@ -315,6 +340,7 @@ pub struct Holder {
 
 /// Which tokens hold live jobs under `agent_id`.
 pub fn holders_of(client: &mut Client, agent_id: &str) -> Result<Vec<Holder>, DbError> {
+    const HOLDERS: &str = "reading which token holds an agent id's jobs";
     let rows = client
         .query(
             "SELECT q.agent_token_id::text, t.token_prefix, count(*)
@@ -323,17 +349,16 @@ pub fn holders_of(client: &mut Client, agent_id: &str) -> Result<Vec<Holder>, Db
               GROUP BY 1, 2",
             &[&agent_id],
         )
-        .map_err(DbError::query(
-            "reading which token holds an agent id's jobs",
-        ))?;
-    Ok(rows
-        .iter()
-        .map(|r| Holder {
-            token_id: r.get(0),
-            token_prefix: r.get(1),
-            jobs: r.get(2),
+        .map_err(DbError::query(HOLDERS))?;
+    rows.iter()
+        .map(|r| {
+            Ok(Holder {
+                token_id: col(r, 0, HOLDERS)?,
+                token_prefix: col(r, 1, HOLDERS)?,
+                jobs: col(r, 2, HOLDERS)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Jobs waiting for an agent of one of these tokens (`recovering`): `(job id, agent id)`.
@@ -341,14 +366,16 @@ pub fn recovering_of_tokens(
     client: &mut Client,
     token_ids: &[String],
 ) -> Result<Vec<(String, String)>, DbError> {
+    const RECOVERING: &str = "reading the recovering jobs of revoked tokens";
     let rows = client
         .query(
             "SELECT id::text, agent_id FROM dispatch_queue
-              WHERE status = 'recovering' AND agent_token_id::text = ANY($1) AND agent_id IS NOT NULL",
+              WHERE status = 'recovering' AND agent_token_id = ANY($1::text[]::uuid[])
+                AND agent_id IS NOT NULL",
             &[&token_ids],
         )
-        .map_err(DbError::query("reading the recovering jobs of revoked tokens"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        .map_err(DbError::query(RECOVERING))?;
+    pairs(&rows, RECOVERING)
 }
 
 /// Jobs whose agent did not come back in time: failed, with their run ids.
@@ -362,7 +389,7 @@ pub fn expire_recoveries(client: &mut Client) -> Result<Vec<(String, String)>, D
             &[],
         )
         .map_err(DbError::query("expiring job recoveries"))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    pairs(&rows, "expiring job recoveries")
 }
 
 /// Live (not finished) queue rows of a run: `(job id, status, agent id)`.
@@ -370,17 +397,17 @@ pub fn live_of_run(
     client: &mut Client,
     run_id: &str,
 ) -> Result<Vec<(String, String, Option<String>)>, DbError> {
+    const LIVE: &str = "reading a run's queued jobs";
     let rows = client
         .query(
             "SELECT id::text, status, agent_id FROM dispatch_queue
               WHERE run_id = $1::text::uuid AND status IN ('waiting', 'pending', 'dispatched', 'recovering')",
             &[&run_id],
         )
-        .map_err(DbError::query("reading a run's queued jobs"))?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+        .map_err(DbError::query(LIVE))?;
+    rows.iter()
+        .map(|r| Ok((col(r, 0, LIVE)?, col(r, 1, LIVE)?, col(r, 2, LIVE)?)))
+        .collect()
 }
 
 pub fn last_error(client: &mut Client, job_id: &str) -> Result<Option<String>, DbError> {
@@ -390,5 +417,15 @@ pub fn last_error(client: &mut Client, job_id: &str) -> Result<Option<String>, D
             &[&job_id],
         )
         .map_err(DbError::query("reading a job's last error"))?;
-    Ok(row.and_then(|r| r.get(0)))
+    match row {
+        Some(r) => col(&r, 0, "reading a job's last error"),
+        None => Ok(None),
+    }
+}
+
+/// Two text columns of every row.
+pub(crate) fn pairs(rows: &[Row], context: &'static str) -> Result<Vec<(String, String)>, DbError> {
+    rows.iter()
+        .map(|r| Ok((col(r, 0, context)?, col(r, 1, context)?)))
+        .collect()
 }

@@ -8,8 +8,33 @@
 
 use std::collections::BTreeMap;
 
-use super::NeedsEdge;
-use crate::pipeline::state::JobStatus;
+use serde::Serialize;
+
+use super::state::JobStatus;
+
+/// One `execution_job_needs` row: `job` waits for `upstream`, and runs only if the upstream
+/// ends in one of `run_on`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NeedsEdge {
+    pub job: String,
+    pub upstream: String,
+    pub run_on: Vec<JobStatus>,
+}
+
+/// `run_on` statuses as stored in `execution_job_needs.run_on` (comma-separated).
+pub fn run_on_text(run_on: &[JobStatus]) -> String {
+    run_on
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The stored `run_on` back as statuses; unknown spellings are dropped.
+pub fn parse_run_on(text: &str) -> Vec<JobStatus> {
+    text.split(',').filter_map(JobStatus::parse).collect()
+}
 
 /// The outcome of one evaluation; both lists are sorted by job name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,4 +86,19 @@ pub fn readiness(needs: &[NeedsEdge], statuses: &BTreeMap<String, JobStatus>) ->
     out.ready.sort();
     out.skipped.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_on_round_trip() {
+        let text = run_on_text(&[JobStatus::Success, JobStatus::Skipped]);
+        assert_eq!(text, "success,skipped");
+        assert_eq!(
+            parse_run_on(&text),
+            [JobStatus::Success, JobStatus::Skipped]
+        );
+    }
 }

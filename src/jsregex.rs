@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use super::limits;
+use crate::pipeline::limits;
 
 /// A compiled JavaScript regex.
 #[derive(Debug, Clone)]

@@ -1,0 +1,112 @@
+//! Runs, their jobs and steps, the `needs` graph and the job queue, in one place
+//! (docs/architecture.md, Runs and jobs). The pipeline produces plans and asks this module to
+//! create the runs; the agent link claims queued jobs and reports what agents say through it;
+//! neither knows the other.
+//!
+//! - `state`: the job state machine and the run-status aggregation (pure);
+//! - `needs`: the `needs` edges and which waiting jobs are ready or doomed (pure);
+//! - `lifecycle`: `(run state, event) → effects`, the one place that decides (pure);
+//! - `requirements`: which agent may take which queued job (pure);
+//! - `credentials`: the credential reference a queued job carries, and who mints it;
+//! - `events`: every committed effect published to subscribers (the Platform forwarder first);
+//! - `store`: the SQL.
+
+pub mod credentials;
+pub mod events;
+pub mod lifecycle;
+pub mod needs;
+pub mod requirements;
+pub mod state;
+pub mod store;
+
+use std::sync::Arc;
+
+use events::{now_ms, RunEvent};
+use lifecycle::Effect;
+use store::jobs::Outcome;
+
+/// Wakes the dispatcher after jobs were queued (handed to the pipeline by the daemon, so the
+/// pipeline needs nothing of the agent link).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The events of a committed change, in effect order (`Queue` effects publish nothing: a queued
+/// job's status is still `pending`).
+pub fn events_of(outcome: &Outcome, at_ms: i64) -> Vec<RunEvent> {
+    let Some(run_id) = outcome.run_id.as_deref() else {
+        return Vec::new();
+    };
+    outcome
+        .effects
+        .iter()
+        .filter_map(|(effect, about)| {
+            let job = |status: &str| {
+                about
+                    .as_ref()
+                    .map(|(id, name)| RunEvent::job(run_id, id, name, status, at_ms))
+            };
+            match effect {
+                Effect::JobStarted { .. } => job("running"),
+                Effect::JobEnded { status, .. } => job(status.as_str()),
+                Effect::RunStarted => Some(RunEvent::run(run_id, "running", at_ms)),
+                Effect::RunEnded { status } => Some(RunEvent::run(run_id, status.as_str(), at_ms)),
+                Effect::Queue { .. } | Effect::Skip { .. } => None,
+            }
+        })
+        .collect()
+}
+
+/// Publishes a committed change's events now.
+pub fn publish(events: &events::Events, outcome: &Outcome) {
+    events.publish(&events_of(outcome, now_ms()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use events::Change;
+    use state::{JobStatus, RunStatus};
+
+    #[test]
+    fn a_change_publishes_its_job_and_run_events_in_order() {
+        let about = |id: &str, name: &str| Some((id.to_owned(), name.to_owned()));
+        let outcome = Outcome {
+            run_id: Some("r".into()),
+            effects: vec![
+                (
+                    Effect::JobEnded {
+                        job: "build".into(),
+                        status: JobStatus::Failed,
+                    },
+                    about("j1", "build"),
+                ),
+                (Effect::Skip { job: "test".into() }, about("j2", "test")),
+                (
+                    Effect::JobEnded {
+                        job: "test".into(),
+                        status: JobStatus::Skipped,
+                    },
+                    about("j2", "test"),
+                ),
+                (
+                    Effect::RunEnded {
+                        status: RunStatus::Failed,
+                    },
+                    None,
+                ),
+            ],
+        };
+        let got: Vec<Change> = events_of(&outcome, 7)
+            .into_iter()
+            .map(|e| e.change)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                RunEvent::job("r", "j1", "build", "failed", 7).change,
+                RunEvent::job("r", "j2", "test", "skipped", 7).change,
+                RunEvent::run("r", "failed", 7).change,
+            ]
+        );
+        assert!(events_of(&Outcome::default(), 7).is_empty());
+    }
+}

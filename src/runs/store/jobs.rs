@@ -1,0 +1,284 @@
+//! Jobs and steps as agents report them (docs/agent-protocol.md, Job messages): a job's first
+//! `running` starts it (and its run), terminal states are immutable (an identical replay is a
+//! no-op), steps never go back from a terminal state (the reference's concurrent writes left
+//! successful steps `running` and then `failed`), and a run ends only when every job is terminal
+//! and no queue row is live (the reference's run flapped to `success` while a job still ran).
+//! Each change runs in one transaction under the run's row lock: the run is read
+//! (`super::runs::load`), `lifecycle::apply` decides, `super::runs::write` writes the effects.
+
+use postgres::Client;
+use serde_json::Value;
+
+use super::runs;
+use crate::{
+    db::DbError,
+    runs::lifecycle::{Effect, Event},
+    runs::state::JobStatus,
+};
+
+const TERMINAL_STEP: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
+
+/// A change to one run: its id and the effects written, in order, for publishing
+/// (`crate::runs::Runs::publish`). Empty effects for a replay or an unknown job.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    pub run_id: Option<String>,
+    /// Each effect with the job id and name it concerns (empty for run effects).
+    pub effects: Vec<(Effect, Option<(String, String)>)>,
+}
+
+impl Outcome {
+    /// Whether the event's own job changed (false for a replay).
+    pub fn job_changed(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
+    /// The run's final status when this change ended it.
+    pub fn run_ended(&self) -> Option<&'static str> {
+        self.effects.iter().find_map(|(e, _)| match e {
+            Effect::RunEnded { status } => Some(status.as_str()),
+            _ => None,
+        })
+    }
+
+    /// How many waiting jobs became dispatchable.
+    pub fn queued(&self) -> usize {
+        self.effects
+            .iter()
+            .filter(|(e, _)| matches!(e, Effect::Queue { .. }))
+            .count()
+    }
+}
+
+/// Who reports a job's end or start: the agent id and the token it authenticated with.
+#[derive(Debug, Clone, Copy)]
+pub struct Reporter<'a> {
+    pub agent_id: &'a str,
+    pub token_id: Option<&'a str>,
+}
+
+/// What an ended job records beyond its status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ending<'a> {
+    pub error: Option<&'a str>,
+    pub log_bytes: i64,
+}
+
+/// The job started on `agent_id` (authenticated with `token_id`); its run starts with it when it
+/// was `pending`. Safe to repeat: a job already running is left alone.
+pub fn job_running(
+    client: &mut Client,
+    job_id: &str,
+    agent_id: &str,
+    token_id: Option<&str>,
+) -> Result<Outcome, DbError> {
+    let by = Reporter { agent_id, token_id };
+    change(
+        client,
+        job_id,
+        |job| Event::Started { job },
+        Some(by),
+        Ending::default(),
+    )
+}
+
+/// Records a job's terminal status, reconciles its unfinished steps, moves its run's `needs` on
+/// (downstream jobs queued or skipped, cascading) and ends the run when nothing is left.
+pub fn job_terminal(
+    client: &mut Client,
+    job_id: &str,
+    status: &str,
+    error: Option<&str>,
+    log_bytes: i64,
+) -> Result<Outcome, DbError> {
+    let Some(status) = JobStatus::parse(status) else {
+        return Ok(Outcome::default());
+    };
+    let ending = Ending { error, log_bytes };
+    change(
+        client,
+        job_id,
+        |job| Event::Ended { job, status },
+        None,
+        ending,
+    )
+}
+
+/// An agent's terminal `job.status`, in one transaction: its queue row finished (`queue_status`)
+/// and the job recorded (as [`job_terminal`]), or neither. `None` when the queue row is no longer
+/// held by this agent and token (requeued, expired, cancelled or revoked meanwhile): nothing is
+/// written then. A row without a token, or an agent without one, binds no token (see
+/// `super::queue::adopt`). Safe to repeat: when an earlier call committed, a repeat finds the job
+/// ended as reported by this agent and answers an empty change.
+pub fn agent_terminal(
+    client: &mut Client,
+    job_id: &str,
+    by: Reporter<'_>,
+    queue_status: &str,
+    status: &str,
+    ending: Ending<'_>,
+) -> Result<Option<Outcome>, DbError> {
+    let Some(status) = JobStatus::parse(status) else {
+        return Ok(None);
+    };
+    let mut tx = client
+        .transaction()
+        .map_err(DbError::query("starting a job update"))?;
+    let Some((run_id, job_name)) = runs::lock_run_of_job(&mut tx, job_id)? else {
+        return Ok(None);
+    };
+    let held = tx
+        .execute(
+            "UPDATE dispatch_queue SET status = $2, ack_deadline = NULL, recovery_deadline = NULL, updated_at = now()
+              WHERE id = $1::text::uuid AND status IN ('dispatched', 'recovering')
+                AND agent_id = $3
+                AND (agent_token_id IS NULL OR $4::text::uuid IS NULL OR agent_token_id = $4::text::uuid)",
+            &[&job_id, &queue_status, &by.agent_id, &by.token_id],
+        )
+        .map_err(DbError::query("finishing a queued job"))?;
+    if held == 0 {
+        // Our own earlier try may have committed with its answer lost (the caller retries):
+        // then the row is finished as we asked, by this agent, and the job ended as reported.
+        let ours = tx
+            .query_opt(
+                "SELECT 1 FROM dispatch_queue q JOIN execution_jobs j ON j.job_id = q.id
+                  WHERE q.id = $1::text::uuid AND q.status = $2 AND q.agent_id = $3 AND j.status = $4",
+                &[&job_id, &queue_status, &by.agent_id, &status.as_str()],
+            )
+            .map_err(DbError::query("reading a finished job"))?;
+        return Ok(ours.map(|_| Outcome {
+            run_id: Some(run_id),
+            effects: Vec::new(),
+        }));
+    }
+    let event = Event::Ended {
+        job: job_name,
+        status,
+    };
+    let outcome = runs::decide_and_write(&mut tx, &run_id, &event, None, ending)?;
+    tx.commit()
+        .map_err(DbError::query("committing a job update"))?;
+    Ok(Some(outcome))
+}
+
+/// One change of one job, in one transaction under its run's row lock.
+fn change(
+    client: &mut Client,
+    job_id: &str,
+    event: impl FnOnce(String) -> Event,
+    by: Option<Reporter<'_>>,
+    ending: Ending<'_>,
+) -> Result<Outcome, DbError> {
+    let mut tx = client
+        .transaction()
+        .map_err(DbError::query("starting a job update"))?;
+    let Some((run_id, job_name)) = runs::lock_run_of_job(&mut tx, job_id)? else {
+        return Ok(Outcome::default());
+    };
+    let outcome = runs::decide_and_write(&mut tx, &run_id, &event(job_name), by, ending)?;
+    tx.commit()
+        .map_err(DbError::query("committing a job update"))?;
+    Ok(outcome)
+}
+
+/// A step's error as text: the agent sends `{message, exitCode}` objects or plain strings (the
+/// reference stored `[object Object]`).
+pub fn error_text(error: Option<&Value>) -> Option<String> {
+    match error? {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| Some(Value::Object(o.clone()).to_string())),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Records an agent's `step.status`; a terminal step never goes back to `running`.
+pub fn step_status(
+    client: &mut Client,
+    job_id: &str,
+    run_id: &str,
+    frame: &Value,
+) -> Result<(), DbError> {
+    let index = frame["stepIndex"].as_i64().unwrap_or(0) as i32;
+    let name = frame["stepName"].as_str().unwrap_or("").to_owned();
+    let state = frame["state"].as_str().unwrap_or("pending").to_owned();
+    let data = &frame["data"];
+    let error = error_text(data.get("error"));
+    let exit_code = data
+        .pointer("/error/exitCode")
+        .and_then(Value::as_i64)
+        .map(|c| c as i32);
+    let duration = data.get("durationMs").and_then(Value::as_i64);
+    let step_type = frame["step_type"].as_str().map(str::to_owned);
+    let secrets = frame
+        .get("secretsAccessed")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!([]));
+    let terminal = TERMINAL_STEP.contains(&state.as_str());
+    client
+        .execute(
+            "INSERT INTO execution_steps (job_id, run_id, step_index, step_name, status, step_type, started_at,
+                 completed_at, duration_ms, exit_code, error_message, secrets_accessed)
+             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5, $6,
+                     CASE WHEN $5 = 'running' THEN now() END, CASE WHEN $7 THEN now() END, $8, $9, $10, $11)
+             ON CONFLICT (job_id, step_index) DO UPDATE SET
+                 status = CASE WHEN execution_steps.status IN ('success', 'failed', 'skipped', 'cancelled')
+                               THEN execution_steps.status ELSE EXCLUDED.status END,
+                 step_name = EXCLUDED.step_name,
+                 step_type = COALESCE(EXCLUDED.step_type, execution_steps.step_type),
+                 started_at = COALESCE(execution_steps.started_at, EXCLUDED.started_at),
+                 completed_at = COALESCE(execution_steps.completed_at, EXCLUDED.completed_at),
+                 duration_ms = COALESCE(EXCLUDED.duration_ms, execution_steps.duration_ms),
+                 exit_code = COALESCE(EXCLUDED.exit_code, execution_steps.exit_code),
+                 error_message = COALESCE(EXCLUDED.error_message, execution_steps.error_message),
+                 secrets_accessed = EXCLUDED.secrets_accessed",
+            &[&job_id, &run_id, &index, &name, &state, &step_type, &terminal, &duration, &exit_code, &error, &secrets],
+        )
+        .map_err(DbError::query("recording a step"))?;
+    Ok(())
+}
+
+pub fn heartbeat(client: &mut Client, job_id: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE execution_jobs SET last_heartbeat_at = now() WHERE job_id = $1::text::uuid AND status = 'running'",
+            &[&job_id],
+        )
+        .map_err(DbError::query("recording a job heartbeat"))?;
+    Ok(())
+}
+
+/// Running jobs silent for longer than `secs`: `(job id, run id)`.
+pub fn stale_jobs(client: &mut Client, secs: i64) -> Result<Vec<(String, String)>, DbError> {
+    let rows = client
+        .query(
+            "SELECT job_id::text, run_id::text FROM execution_jobs
+              WHERE status = 'running' AND last_heartbeat_at < now() - make_interval(secs => $1::bigint)",
+            &[&secs],
+        )
+        .map_err(DbError::query("finding stale jobs"))?;
+    super::queue::pairs(&rows, "finding stale jobs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_errors_are_text() {
+        let obj = serde_json::json!({"message": "exit code: 3", "exitCode": 3});
+        assert_eq!(error_text(Some(&obj)).as_deref(), Some("exit code: 3"));
+        assert_eq!(
+            error_text(Some(&serde_json::json!("boom"))).as_deref(),
+            Some("boom")
+        );
+        assert_eq!(error_text(Some(&Value::Null)), None);
+        assert_eq!(error_text(None), None);
+        let odd = serde_json::json!({"code": 1});
+        assert_eq!(error_text(Some(&odd)).as_deref(), Some(r#"{"code":1}"#));
+    }
+}
