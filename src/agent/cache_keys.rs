@@ -1,5 +1,5 @@
-//! Which storage keys a job's agent may get upload URLs for (docs/agent-protocol.md, Cache and
-//! provenance). Pure.
+//! Which storage keys a job's agent may get upload URLs for (docs/agent-protocol.md,
+//! "Cache and upload URLs"). Pure.
 //!
 //! The keys come from the job's own dispatch record, never from what the agent asks: an agent
 //! that could name any `source/<hash>` or `deps/<platform>-<arch>/<hash>` could overwrite the

@@ -1,6 +1,7 @@
 //! Dispatch: offering queued jobs to agents with spare capacity (claims in the queue, frames
 //! through the agents' writers), putting jobs back when an agent fails them, and the dispatcher
-//! thread: wake-ups, ack deadlines, revoked tokens, lost and stale jobs.
+//! thread: wake-ups, ack deadlines, revoked tokens, lost and stale jobs (docs/agent-protocol.md,
+//! "Job dispatch", "Disconnect and recovery", "Heartbeats and staleness").
 
 use std::{
     sync::{

@@ -8,8 +8,9 @@
 //! across orchestrator restarts and between orchestrators sharing the database.
 //!
 //! A refused registration closes with 4010: the real agent never reconnects after it
-//! (docs/agent-protocol.md, Close codes), so an impostor does not hammer the orchestrator — the
-//! reference's 4003 for this case made it retry forever.
+//! (docs/agent-protocol.md, "Close codes"), so an impostor does not hammer the orchestrator —
+//! the reference's 4003 for this case made it retry forever. See also docs/agent-protocol.md,
+//! "Identity and ownership".
 
 /// Close code of a refused identity: the agent does not retry.
 pub const REFUSED: u16 = 4010;

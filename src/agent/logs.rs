@@ -1,4 +1,4 @@
-//! Step logs from `log.chunk`: one JSON line per log line,
+//! Step logs from `log.chunk` (docs/agent-protocol.md, "Logs"): one JSON line per log line,
 //! `{"ts":"<ISO>","level":"stdout","msg":"<line>","meta":{}}`, stored per step at
 //! `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log` in the log bucket (or the
 //! filesystem store). Lines are buffered per step and written when a step or job ends or the

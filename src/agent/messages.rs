@@ -1,6 +1,7 @@
-//! Agent link frames (docs/agent-protocol.md, Messages). Pure: JSON text in, typed messages out,
-//! and the orchestrator's frames built with optional fields omitted (the agent's schema rejects
-//! `null` where it expects a string, and then silently drops the whole frame).
+//! Agent link frames (docs/agent-protocol.md, "Frames from the agent", "Frames to the agent").
+//! Pure: JSON text in, typed messages out, and the orchestrator's frames built with optional
+//! fields omitted (the agent's schema rejects `null` where it expects a string, and then silently
+//! drops the whole frame).
 //!
 //! Frames outside the agent's own schema that real agents send (`heartbeat`, `run.event`,
 //! `job.context`, `agent.log`, `agent.metrics`, …) and any type we do not know are accepted and
@@ -66,7 +67,8 @@ pub enum AgentMsg {
         method: String,
         params: Value,
     },
-    /// `cache.*` / `provenance.*` requests and completions: handled with storage (docs/agent-protocol.md, Cache and provenance).
+    /// `cache.*` / `provenance.*` requests and completions: handled with storage
+    /// (docs/agent-protocol.md, "Cache and upload URLs").
     Cache {
         kind: String,
         job_id: String,

@@ -1,6 +1,7 @@
-//! The agent link (docs/agent-protocol.md): agents connect to `GET /ws` on the orchestrator's
-//! port, authenticate with `kat_` tokens, register with labels, and receive `job.dispatch` frames
-//! for queued jobs they may run; they report status, steps and logs back.
+//! The agent link (docs/agent-protocol.md; its parts: "Implementation"): agents connect to
+//! `GET /ws` on the orchestrator's port, authenticate with `kat_` tokens, register with labels,
+//! and receive `job.dispatch` frames for queued jobs they may run; they report status, steps and
+//! logs back.
 //!
 //! `Hub` holds the parts: the `registry` of connected agents and held jobs (in memory), their
 //! `writer`s (socket writes), and the `dispatcher` (queue claims and the thread that offers work,

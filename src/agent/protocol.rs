@@ -1,5 +1,6 @@
 //! One agent connection's protocol state, without the socket, the database or a clock
-//! (docs/agent-protocol.md): bytes and the time come in, [`Action`]s go out, and the driver in
+//! (docs/agent-protocol.md, "Connection", "Authentication", "Registration", "Close codes",
+//! "Limits"): bytes and the time come in, [`Action`]s go out, and the driver in
 //! src/agent/session.rs performs them (writes, token checks, registration, message handling) and
 //! feeds the outcomes back.
 //!

@@ -1,5 +1,6 @@
 //! The token side of an agent's identity, with I/O: whether an id is free for a token (the
-//! queue knows which token holds jobs under it), and ending the sessions of revoked tokens.
+//! queue knows which token holds jobs under it), and ending the sessions of revoked tokens
+//! (docs/agent-protocol.md, "Identity and ownership").
 //!
 //! A revoked token's live session used to stay connected and keep receiving jobs. The admin
 //! revoke route now ends this orchestrator's sessions of that token at once; other orchestrators

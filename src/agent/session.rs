@@ -1,9 +1,9 @@
 //! One agent connection, on the HTTP connection thread that received `GET /ws`
-//! (docs/agent-protocol.md): answers the upgrade, then drives the connection's protocol state
-//! (src/agent/protocol.rs) over the stream until the session ends. The driver reads bytes, hands
-//! them to the protocol with the time, and performs its actions: frames through the connection's
-//! [`Writer`], token checks, registration and message handling through a [`Backend`] (the hub in
-//! production, a fake in src/agent/session_tests.rs).
+//! (docs/agent-protocol.md, "Connection"): answers the upgrade, then drives the connection's
+//! protocol state (src/agent/protocol.rs) over the stream until the session ends. The driver
+//! reads bytes, hands them to the protocol with the time, and performs its actions: frames
+//! through the connection's [`Writer`], token checks, registration and message handling through
+//! a [`Backend`] (the hub in production, a fake in src/agent/session_tests.rs).
 //!
 //! The driver is generic over `Read`: in production a `TcpStream` whose 1 s read timeout is the
 //! session's clock (a timed-out read is a tick, and a frame cut by it resumes on the next read).

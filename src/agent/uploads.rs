@@ -1,4 +1,4 @@
-//! `cache.*` / `provenance.*` (docs/agent-protocol.md, Cache and provenance): upload URLs and
+//! `cache.*` / `provenance.*` (docs/agent-protocol.md, "Cache and upload URLs"): upload URLs and
 //! commits for the keys the job's own dispatch allows (src/agent/cache_keys.rs), the documented
 //! "unavailable" answers otherwise. A refused key also gets an `error` frame naming the key and
 //! why, next to the ordinary answer with `uploadUrl: ""` (so the agent does not wait 30 s for one).

@@ -1,4 +1,5 @@
-//! The server side of RFC 6455 framing for the agent endpoint. Pure: bytes in, frames out.
+//! The server side of RFC 6455 framing for the agent endpoint (docs/agent-protocol.md,
+//! "Connection"). Pure: bytes in, frames out.
 //!
 //! Why not tungstenite here (it is used for the Platform client): an agent connection is read by
 //! its own thread while other threads (a webhook's dispatch, an admin cancel) must write to it at
