@@ -91,7 +91,7 @@ pub fn run() -> Result<(), Error> {
         config.bootstrap_admin_token.as_deref(),
     )?);
     // Jobs a previous process dispatched wait for their agents to re-register
-    // (docs/agent-protocol.md, Reconnection).
+    // (docs/agent-protocol.md, "Disconnect and recovery").
     let recovery_secs = config.agents.recovery_window.as_secs() as i64;
     let recovering = crate::runs::store::queue::recover_after_restart(&mut client, recovery_secs)?;
     if recovering > 0 {
@@ -129,7 +129,7 @@ pub fn run() -> Result<(), Error> {
         started.elapsed().as_millis()
     );
     let storage = open_storage(&config, server.local_addr().port())?;
-    // Independent mode never talks to the Platform (spec-runtime.md §0).
+    // Independent mode never talks to the Platform (docs/platform-protocol.md).
     let platform = (config.mode != Mode::Independent).then(|| Arc::new(Link::default()));
     watch_signals(server.shutdown_handle())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);

@@ -1,4 +1,4 @@
-//! Which agents may register (the token's gates, docs/agent-protocol.md, Registration). Pure.
+//! Which agents may register (the token's gates, docs/agent-protocol.md, "Registration"). Pure.
 //! Which registered agent may run which queued job is `crate::runs::requirements`.
 
 use crate::db::agent_tokens::AgentToken;

@@ -1,4 +1,4 @@
-//! The stored `job.dispatch` body of a planned job (docs/agent-protocol.md, job.dispatch): repository URL and a
+//! The stored `job.dispatch` body of a planned job (docs/agent-protocol.md, "Job dispatch"): repository URL and a
 //! credential reference (never a token) by origin, the `jobConfig` keys the agent reads, and the
 //! event as the agent's `SimulatedEvent`.
 
@@ -38,7 +38,7 @@ fn event_json(event: &NormalizedEvent) -> Value {
     v
 }
 
-/// The stored `job.dispatch` body of one planned job (docs/agent-protocol.md, job.dispatch).
+/// The stored `job.dispatch` body of one planned job (docs/agent-protocol.md, "Job dispatch").
 pub(super) fn dispatch_body(
     lock: &LockFile,
     wf: &LockWorkflow,

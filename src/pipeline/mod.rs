@@ -1,4 +1,4 @@
-//! From a recorded webhook to planned jobs (spec-runtime §3), as pure code: event normalization
+//! From a recorded webhook to planned jobs (docs/architecture.md, "Pipeline"), as pure code: event normalization
 //! (`event`), lock-file parsing and validation (`lockfile`), trigger matching with its decision
 //! trace (`matcher`, over picomatch-compatible globs in `glob` and JavaScript regexes on a
 //! linear-time engine in `crate::jsregex`), and planning — matrix expansion, label routing and

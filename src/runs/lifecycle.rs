@@ -4,7 +4,7 @@
 //! (`super::events`). So "a job ended: which downstream jobs are queued or skipped, does the
 //! run end" is decided here, once, and tested as a table.
 //!
-//! Rules (docs/architecture.md, Runs and jobs):
+//! Rules (docs/architecture.md, "Runs and run events"):
 //! - a new run queues the jobs without `needs` at once; the others wait;
 //! - a job's first `running` starts it, and its run when the run was `pending`;
 //! - a terminal job status is final: the same status again is a replay (no effect), another one

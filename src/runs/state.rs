@@ -1,4 +1,4 @@
-//! The job state machine and run-status aggregation (docs/architecture.md, Runs and jobs), in
+//! The job state machine and run-status aggregation (docs/architecture.md, "Job and run states"), in
 //! one place so every writer of `execution_jobs.status` asks the same question: may this job go
 //! from here to there? Terminal states are immutable; replaying the same terminal status is a no-op (agents
 //! and the Platform relay repeat themselves after reconnects).

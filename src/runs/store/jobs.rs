@@ -1,4 +1,4 @@
-//! Jobs and steps as agents report them (docs/agent-protocol.md, Job messages): a job's first
+//! Jobs and steps as agents report them (docs/agent-protocol.md, "Frames from the agent"): a job's first
 //! `running` starts it (and its run), terminal states are immutable (an identical replay is a
 //! no-op), steps never go back from a terminal state (the reference's concurrent writes left
 //! successful steps `running` and then `failed`), and a run ends only when every job is terminal

@@ -1,4 +1,4 @@
-//! The job queue in PostgreSQL (`dispatch_queue`, docs/architecture.md, Database tables) with
+//! The job queue in PostgreSQL (`dispatch_queue`, docs/architecture.md, "Database tables") with
 //! an atomic claim: the chosen row is selected `FOR UPDATE SKIP LOCKED` and marked `dispatched`
 //! in the same statement, so a job is never handed to two agents, even by several orchestrators
 //! sharing the database. (The reference selects outside a transaction and updates in a second
