@@ -2,6 +2,7 @@
 //! embedded migrations and one file per table group. Nothing else in the crate holds a `Client`.
 
 pub mod agent_tokens;
+pub mod checksum;
 pub mod connect;
 pub mod events;
 pub mod generic;
