@@ -1,7 +1,7 @@
-//! Build-provenance ID tokens for agents (spec-runtime.md §1.7). An agent asks through
-//! `agent.api.request{method:"oidc.token.request", params:{jobId, audience}}`; we mint only when
-//! that job is dispatched to **that** agent and not finished, with the run id taken from our own
-//! dispatch record (never from the agent), by calling the Platform's
+//! Build-provenance ID tokens for agents (docs/platform-protocol.md, ID tokens). An agent asks
+//! through `agent.api.request{method:"oidc.token.request", params:{jobId, audience}}`; we mint
+//! only when that job is dispatched to **that** agent and not finished, with the run id taken from
+//! our own dispatch record (never from the agent), by calling the Platform's
 //! `POST <http base>/internal/orchestrator/<instanceId>/mint-id-token` with the orchestrator token.
 
 use std::time::Duration;
@@ -59,11 +59,20 @@ pub fn status_error(status: u16) -> String {
 }
 
 impl Minter {
+    /// Trusts the host's roots (`SSL_CERT_FILE` or the system bundle, see `crate::tls`).
     pub fn new(platform_url: &str, token: &str, instance_id: &str) -> Minter {
+        Minter::with_roots(platform_url, token, instance_id, crate::tls::ureq_roots())
+    }
+
+    /// Trusts exactly `roots` (tests with a private CA, without touching the environment).
+    pub fn with_roots(
+        platform_url: &str,
+        token: &str,
+        instance_id: &str,
+        roots: ureq::tls::RootCerts,
+    ) -> Minter {
         crate::install_crypto_provider();
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(crate::tls::ureq_roots())
-            .build();
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
             .http_status_as_error(false)
