@@ -96,10 +96,11 @@ fn compare(known: &[Migration], recorded: &[(String, String, String)]) -> Vec<Mi
 }
 
 fn recorded(client: &mut Client) -> Result<Vec<(String, String, String)>, DbError> {
-    let exists: bool = client
+    const CX: &str = "reading schema_migrations";
+    let row = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
-        .map_err(DbError::query("checking for the schema_migrations table"))?
-        .get(0);
+        .map_err(DbError::query("checking for the schema_migrations table"))?;
+    let exists: bool = DbError::column(&row, 0, CX)?;
     if !exists {
         return Ok(Vec::new());
     }
@@ -111,11 +112,16 @@ fn recorded(client: &mut Client) -> Result<Vec<(String, String, String)>, DbErro
             ),
             &[],
         )
-        .map_err(DbError::query("reading schema_migrations"))?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+        .map_err(DbError::query(CX))?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                DbError::column(r, 0, CX)?,
+                DbError::column(r, 1, CX)?,
+                DbError::column(r, 2, CX)?,
+            ))
+        })
+        .collect()
 }
 
 /// Refuses to go on when the database holds a changed or unknown migration.
