@@ -278,7 +278,8 @@ impl std::error::Error for ValidationError {
 }
 
 /// Proves that `private_key_pem` is a key of App `app_id` by calling `GET /app` as the App
-/// (spec-admin §6.1, Add step 1); on success GitHub's name and slug are what gets stored.
+/// (docs/operations.md, GitHub App sources); on success GitHub's name and slug are what gets
+/// stored.
 pub fn validate_app(
     api: &GitHubApi,
     app_id: &str,

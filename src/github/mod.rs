@@ -1,4 +1,5 @@
-//! GitHub Apps: proving an App's credentials (spec-admin §6.1 "Add semantics", step 1).
+//! GitHub Apps: proving an App's credentials when a source is added (docs/operations.md,
+//! GitHub App sources).
 //!
 //! `app_jwt.rs` is pure (PEM key → signed RS256 JWT, the clock passed in); `api.rs` is the only
 //! code here that talks to GitHub, so tests run it against a fake REST server.

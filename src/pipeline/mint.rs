@@ -69,6 +69,7 @@ impl Mint {
         let now = jiff::Timestamp::now().as_second();
         self.tokens
             .get(&self.github, app_id, key, installation_id, scope, now)
+            .map_err(|e| e.to_string())
     }
 }
 
