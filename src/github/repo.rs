@@ -65,14 +65,9 @@ fn bad(detail: String) -> GitHubError {
 pub enum TokenError {
     /// The private key could not be read or parsed; the message says which and how to fix it.
     Key(String),
-    /// `POST /app/installations/:id/access_tokens` failed.
-    Api {
-        repository: String,
-        permissions: String,
-        installation_id: u64,
-        app_id: String,
-        source: GitHubError,
-    },
+    /// `POST /app/installations/:id/access_tokens` failed; `asked` names the token (repository,
+    /// permissions, installation and App).
+    Api { asked: String, source: GitHubError },
     /// GitHub answered 2xx without a usable token.
     BadAnswer(String),
 }
@@ -81,17 +76,7 @@ impl std::fmt::Display for TokenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenError::Key(m) | TokenError::BadAnswer(m) => f.write_str(m),
-            TokenError::Api {
-                repository,
-                permissions,
-                installation_id,
-                app_id,
-                source,
-            } => write!(
-                f,
-                "installation token for {repository} ({permissions}) in installation \
-                 {installation_id} of App {app_id}: {source}"
-            ),
+            TokenError::Api { asked, source } => write!(f, "{asked}: {source}"),
         }
     }
 }
@@ -139,10 +124,11 @@ impl InstallationTokens {
                 Some(&scope.request_body().to_string()),
             )
             .map_err(|source| TokenError::Api {
-                repository: scope.repository.clone(),
-                permissions: permissions_text(&scope.permissions),
-                installation_id,
-                app_id: app_id.to_owned(),
+                asked: format!(
+                    "installation token for {} ({}) in installation {installation_id} of App {app_id}",
+                    scope.repository,
+                    permissions_text(&scope.permissions)
+                ),
                 source,
             })?;
         let v: Value = serde_json::from_str(&text)
