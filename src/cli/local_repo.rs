@@ -1,8 +1,8 @@
 //! Local repositories for `source trigger-local` and `source install-hook`: finding
-//! `<base>/<owner>/<name>` repositories under a local source's folder, reading a commit with
-//! `git`, the GitHub-shaped event the local provider normalizes (spec-runtime.md §3.3: the event
-//! type comes from `X-Event-Type`, the branch from `payload.ref`), and the `post-receive` hook
-//! script. Building the event and the script is pure; only `git` and the folder walk do I/O.
+//! `<base>/<owner>/<name>` repositories under a local source's folder, reading a commit with `git`,
+//! the GitHub-shaped event the local provider normalizes (docs/architecture.md, Local sources: the
+//! event type comes from `X-Event-Type`, the branch from `payload.ref`), and the `post-receive`
+//! hook script. Building the event and the script is pure; only `git` and the folder walk do I/O.
 
 use std::{
     path::{Path, PathBuf},

@@ -1,5 +1,6 @@
-//! Agent tokens (spec-runtime.md §2.1): `kat_` + 64 hex, stored as SHA-256 hex with the first 12
-//! characters kept for display. Valid while not revoked, not consumed and not expired.
+//! Agent tokens (docs/agent-protocol.md, Authentication): `kat_` + 64 hex, stored as SHA-256 hex
+//! with the first 12 characters kept for display. Valid while not revoked, not consumed and not
+//! expired.
 
 use postgres::Client;
 use serde_json::Value;

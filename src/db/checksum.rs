@@ -137,7 +137,13 @@ fn dollar_end(b: &[u8], start: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const SQL: &str = "-- Runs (a comment).\nCREATE TABLE runs (\n    id   uuid PRIMARY KEY, -- the id\n    name text NOT NULL DEFAULT 'a  -- b'\n);\n";
+    const SQL: &str = concat!(
+        "-- Runs (a comment).\n",
+        "CREATE TABLE runs (\n",
+        "    id   uuid PRIMARY KEY, -- the id\n",
+        "    name text NOT NULL DEFAULT 'a  -- b'\n",
+        ");\n"
+    );
 
     #[test]
     fn comments_and_whitespace_do_not_change_the_checksum() {
@@ -145,8 +151,11 @@ mod tests {
             normalise(SQL),
             "CREATE TABLE runs ( id uuid PRIMARY KEY, name text NOT NULL DEFAULT 'a  -- b' );"
         );
-        let reworded = "-- Runs: see docs/architecture.md, Database tables.\n-- Two lines now.\n\
-                        CREATE TABLE runs (\n  id uuid PRIMARY KEY, /* the id */\n\tname text NOT NULL DEFAULT 'a  -- b'\n);";
+        let reworded = concat!(
+            "-- Runs: see docs/architecture.md, Database tables.\n-- Two lines now.\n",
+            "CREATE TABLE runs (\n  id uuid PRIMARY KEY, /* the id */\n",
+            "\tname text NOT NULL DEFAULT 'a  -- b'\n);"
+        );
         assert_eq!(checksum(SQL), checksum(reworded));
     }
 
@@ -163,7 +172,10 @@ mod tests {
 
     #[test]
     fn dollar_quoted_bodies_and_quoted_names_are_kept_verbatim() {
-        let f = "CREATE FUNCTION f() RETURNS trigger AS $$\nBEGIN\n  -- kept\n  RETURN NULL;\nEND\n$$ LANGUAGE plpgsql;";
+        let f = concat!(
+            "CREATE FUNCTION f() RETURNS trigger AS $$\n",
+            "BEGIN\n  -- kept\n  RETURN NULL;\nEND\n$$ LANGUAGE plpgsql;"
+        );
         assert!(normalise(f).contains("$$\nBEGIN\n  -- kept\n  RETURN NULL;\nEND\n$$"));
         let tagged = "SELECT $fn$ a  -- b $fn$, \"x  -- y\", $1  ,  /* c /* nested */ d */ 2";
         assert_eq!(

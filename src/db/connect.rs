@@ -1,6 +1,7 @@
 //! Turns `KICI_DATABASE_URL` into a connector. The `postgres` crate rejects libpq's
-//! `sslmode=verify-ca|verify-full` and `sslrootcert=` (reference/crates.md §1.2), so the TLS part of
-//! the URL is parsed here and handed to rustls; everything else goes to `postgres::Config`.
+//! `sslmode=verify-ca|verify-full` and `sslrootcert=` (docs/operations.md, Database TLS), so the
+//! TLS part of the URL is parsed here and handed to rustls; everything else goes to
+//! `postgres::Config`.
 //!
 //! TLS is used only when the URL asks for it (`sslmode=require|verify-ca|verify-full`). With
 //! rustls every one of them verifies the server certificate chain *and* host name: stricter than

@@ -19,7 +19,8 @@ pub use pool::{Pool, PooledClient};
 use std::fmt;
 
 /// Advisory lock keys (session/transaction scoped). 543210001 is the reference's migration key
-/// (spec-admin.md §10.4) so that a reference instance and ours never migrate one database at once.
+/// (docs/architecture.md, Database tables) so that a reference instance and ours never migrate
+/// one database at once.
 pub const MIGRATION_LOCK_KEY: i64 = 543_210_001;
 pub const BOOTSTRAP_LOCK_KEY: i64 = 543_210_002;
 

@@ -6,7 +6,7 @@ use postgres::GenericClient;
 use super::DbError;
 use crate::crypto::{self, SecretBox};
 
-/// Owner of orchestrator-wide secrets (spec-admin.md §4).
+/// Owner of orchestrator-wide secrets (docs/architecture.md, Database tables).
 pub const SYSTEM_ORG: &str = "__system__";
 
 pub fn github_scope(source_id: &str) -> String {

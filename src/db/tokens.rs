@@ -9,7 +9,7 @@ use crate::crypto;
 /// refuses it for new tokens).
 pub const BOOTSTRAP_LABEL: &str = "bootstrap";
 
-/// What `ensure_bootstrap_token` did at start-up (spec-admin.md §5.2).
+/// What `ensure_bootstrap_token` did at start-up (docs/operations.md, Admin tokens).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Bootstrap {
     /// `KICI_BOOTSTRAP_ADMIN_TOKEN` was upserted as the owner token labelled `bootstrap`.
