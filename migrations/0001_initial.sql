@@ -1,6 +1,7 @@
--- First schema: what the seed needs (spec-admin.md §10.1). Applied once, in a transaction, by the
--- embedded migrator; its checksum is recorded in schema_migrations, so never edit this file after
--- it has shipped: add 0002_*.sql instead.
+-- First schema: admin tokens, sources, secrets and the event log (docs/architecture.md, Database
+-- tables). Applied once, in a transaction, by the embedded migrator; the checksum of its
+-- statements (comments and spacing left out, src/db/checksum.rs) is recorded in schema_migrations,
+-- so never change a statement after it has shipped: add a new NNNN_*.sql instead.
 
 CREATE TABLE admin_tokens (
     id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -30,7 +31,7 @@ CREATE TABLE sources (
 CREATE INDEX sources_customer_id_idx ON sources (customer_id);
 CREATE INDEX sources_provider_idx ON sources (provider);
 
--- Encrypted values (AES-256-GCM, AAD "<org_id>:<scope>:<key>"), see src/crypto.rs.
+-- Encrypted values (AES-256-GCM, AAD "<org_id>:<scope>:<key>"), see src/crypto/.
 CREATE TABLE scoped_secrets (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     org_id          text NOT NULL,
@@ -72,7 +73,7 @@ CREATE TABLE generic_webhook_sources (
 CREATE UNIQUE INDEX generic_webhook_sources_org_name_live_idx
     ON generic_webhook_sources (customer_id, name) WHERE deleted_at IS NULL;
 
--- Idempotency markers of generic sources (spec-admin.md §9.3, PROPOSED table).
+-- Idempotency markers of generic sources (docs/architecture.md, Database tables).
 CREATE TABLE generic_idempotency (
     source_id  uuid NOT NULL,
     key        text NOT NULL,
@@ -119,8 +120,8 @@ CREATE TABLE event_log (
 -- (org_id, received_at) index: added with the event-log listing that needs it.
 
 -- Hot reload: every write to a source table tells every orchestrator instance which routing key
--- changed (spec-admin.md §10.2). Secret-only changes also touch sources.updated_at, so no trigger
--- on scoped_secrets is needed.
+-- changed (docs/architecture.md, Database tables). Secret-only changes also touch
+-- sources.updated_at, so no trigger on scoped_secrets is needed.
 -- One function for both tables: the channel is the trigger's argument.
 CREATE FUNCTION notify_routing_key_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

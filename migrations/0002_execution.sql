@@ -1,6 +1,6 @@
--- Runs, jobs and steps (spec-runtime.md §3.9): what the Platform is told about (§1.6) and what
--- state.replay sends after a reconnect. The pipeline and agent link fill them; the job queue
--- (dispatch_queue) comes with them.
+-- Runs, jobs and steps (docs/architecture.md, Database tables): what the Platform is told about
+-- (docs/platform-protocol.md) and what state.replay sends after a reconnect. The pipeline and
+-- agent link fill them; the job queue (dispatch_queue) comes with them.
 
 CREATE TABLE execution_runs (
     run_id          uuid PRIMARY KEY,
@@ -76,8 +76,8 @@ CREATE TABLE execution_job_needs (
     PRIMARY KEY (run_id, job_name, upstream_name)
 );
 
--- Why a delivery did (or did not) start runs: one decision trace per workflow (spec-runtime.md
--- §3.5). The reference keeps only matched_count.
+-- Why a delivery did (or did not) start runs: one decision trace per workflow
+-- (docs/architecture.md, Database tables). The reference keeps only matched_count.
 ALTER TABLE event_log ADD COLUMN decisions jsonb;
 
 -- `processing`: a pipeline worker claimed the delivery (so a sweep never processes it twice).

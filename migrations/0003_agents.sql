@@ -1,4 +1,4 @@
--- Agent tokens (spec-runtime.md §2.1) and the job queue (§3.7, with an atomic claim; see
+-- Agent tokens and the job queue, with an atomic claim (docs/architecture.md, Database tables;
 -- src/agent/queue.rs). A queue row's id is the job id sent in job.dispatch and equals
 -- execution_jobs.job_id.
 

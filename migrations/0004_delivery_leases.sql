@@ -1,6 +1,7 @@
 -- Deliveries are re-claimed by a lease, and a delivery starts at most one run per workflow
--- (src/pipeline/lease.rs, src/pipeline/records.rs). Before this, a re-claim was judged by received_at, so a delivery that
--- waited in a backlog could be claimed by a second worker while the first still processed it.
+-- (src/pipeline/lease.rs, src/pipeline/records.rs). Before this, a re-claim was judged by
+-- received_at, so a delivery that waited in a backlog could be claimed by a second worker while
+-- the first still processed it.
 
 -- When a pipeline worker last claimed the delivery, and how many times one did: a claim older than
 -- the lease (LEASE_SECS in src/pipeline/lease.rs) is taken to be a crashed worker's, and after

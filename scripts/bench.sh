@@ -25,6 +25,9 @@
 #                                      queue-to-dispatch from another process), and the
 #                                      daemon's RSS with AGENTS (default 1000) idle agents
 #                                      heartbeating (examples/agentbench.rs), /health meanwhile
+#
+# Builds go where cargo puts them (CARGO_TARGET_DIR is honoured); KICI_BENCH_BIN=<path> measures a
+# given kici-admin instead of building one. Whatever a bench starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/common.sh
@@ -32,27 +35,78 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 what=${1:-}
 shift || true
 
+# The bench's own setting stays in this shell: the daemon and the CLI refuse unknown KICI_*
+# variables, so it must reach no process started here (KICI_PG_USER: see scripts/lib/common.sh).
+export -n KICI_BENCH_BIN
+
+# Everything started here is stopped on every exit (success, `die`, a failed command, Ctrl-C,
+# SIGTERM): daemons and helper processes by pid, then the private PostgreSQL, then its files.
+bench_pids=""
+bench_pg_data=""
+bench_dir=""
+cleanup() {
+  local pid
+  for pid in $bench_pids; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in $bench_pids; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "$bench_pg_data" ]; then
+    pg_cluster_stop "$bindir" "$bench_pg_data"
+  fi
+  if [ -n "$bench_dir" ]; then
+    rm -rf "$bench_dir"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Where cargo puts what it builds: CARGO_TARGET_DIR or the build.target-dir setting if set.
+cargo_target_dir() {
+  if [ -z "${bench_target_dir:-}" ]; then
+    bench_target_dir=$(cargo metadata --format-version 1 --no-deps \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  fi
+  printf '%s\n' "$bench_target_dir"
+}
+
 # KICI_BENCH_BIN=target/x86_64-unknown-linux-musl/release/kici-admin measures another build
 # (e.g. the static one from scripts/build-static.sh).
 build_release() {
   if [ -n "${KICI_BENCH_BIN:-}" ]; then
+    [ -x "$KICI_BENCH_BIN" ] || die "KICI_BENCH_BIN=$KICI_BENCH_BIN is not an executable file"
     printf '%s\n' "$(realpath "$KICI_BENCH_BIN")"
     return
   fi
   log "+ cargo build --release"
   cargo build --release >&2
-  printf '%s\n' "$PWD/target/release/kici-admin"
+  printf '%s\n' "$(cargo_target_dir)/release/kici-admin"
 }
 
-# A private PostgreSQL for one benchmark run, stopped on exit.
+# Builds cargo examples in release mode (helpers of the benches, not part of the shipped binary).
+build_examples() {
+  local args=() name
+  for name in "$@"; do args+=(--example "$name"); done
+  log "+ cargo build --release ${args[*]}"
+  cargo build --release "${args[@]}" >&2
+}
+
+# The path of a release example built by build_examples.
+example_bin() {
+  printf '%s\n' "$(cargo_target_dir)/release/examples/$1"
+}
+
+# A private PostgreSQL for one benchmark run, stopped on exit (see cleanup).
 start_bench_pg() {
   bindir="$(ensure_postgres)"
   ensure_pg_user
   bench_dir=$(mktemp -d /tmp/kici-bench.XXXXXX)
   chmod 711 "$bench_dir"
   pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  pg_cluster_start "$bindir" "$bench_dir/pg" "$pg_port"
-  trap 'pg_cluster_stop "$bindir" "$bench_dir/pg"; rm -rf "$bench_dir"' EXIT
+  bench_pg_data="$bench_dir/pg"
+  pg_cluster_start "$bindir" "$bench_pg_data" "$pg_port"
   db_url="postgresql://postgres@127.0.0.1:$pg_port/postgres"
 }
 
@@ -93,17 +147,21 @@ for i in range(runs):
     env["KICI_PORT"] = str(port)
     t0 = time.perf_counter()
     p = subprocess.Popen([bin_, "orchestrator", "run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not ready(port):
-        if p.poll() is not None:
-            sys.exit(f"daemon exited with {p.returncode}")
-        if time.perf_counter() - t0 > 10:
-            p.kill(); sys.exit("daemon not ready within 10 s")
-        time.sleep(0.001)
-    starts.append((time.perf_counter() - t0) * 1000)
-    time.sleep(2)  # idle
-    rsss.append(rss_kib(p.pid) / 1024); hwms.append(rss_kib(p.pid, "VmHWM") / 1024)
-    threads.append(len(os.listdir(f"/proc/{p.pid}/task")))
-    p.terminate(); p.wait(10)
+    try:
+        while not ready(port):
+            if p.poll() is not None:
+                sys.exit(f"daemon exited with {p.returncode}")
+            if time.perf_counter() - t0 > 10:
+                sys.exit("daemon not ready within 10 s")
+            time.sleep(0.001)
+        starts.append((time.perf_counter() - t0) * 1000)
+        time.sleep(2)  # idle
+        rsss.append(rss_kib(p.pid) / 1024); hwms.append(rss_kib(p.pid, "VmHWM") / 1024)
+        threads.append(len(os.listdir(f"/proc/{p.pid}/task")))
+        p.terminate(); p.wait(10)
+    finally:
+        if p.poll() is None:  # any failure above (or Ctrl-C): the daemon must not outlive us
+            p.kill(); p.wait()
 
 base = []
 for i in range(runs):
@@ -128,13 +186,12 @@ start_bench_daemon() {
   local bin=$1 port
   shift
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  env -u KICI_ADMIN_URL -u KICI_ADMIN_TOKEN -u KICI_BENCH_BIN KICI_MODE=independent KICI_DATABASE_URL="$db_url" \
+  env -u KICI_ADMIN_URL -u KICI_ADMIN_TOKEN KICI_MODE=independent KICI_DATABASE_URL="$db_url" \
     KICI_SECRET_KEY="$(random_hex32)" KICI_BOOTSTRAP_ADMIN_TOKEN="$bench_token" KICI_PORT="$port" \
     KICI_BIND_ADDRESS=127.0.0.1 KICI_LOG_LEVEL=warn "$@" "$bin" orchestrator run >/dev/null 2>"${bench_dir:-/tmp}/daemon.err" &
   daemon_pid=$!
   daemon_url="http://127.0.0.1:$port"
-  all_daemon_pids="${all_daemon_pids:-} $daemon_pid"
-  trap 'kill $all_daemon_pids 2>/dev/null; pg_cluster_stop "$bindir" "$bench_dir/pg"; rm -rf "$bench_dir"' EXIT
+  bench_pids="$bench_pids $daemon_pid"
   for _ in $(seq 200); do
     curl -sf "$daemon_url/ready" >/dev/null && return 0
     sleep 0.05
@@ -176,9 +233,8 @@ PY
 
 # The webhook load generator (a cargo example, not part of the shipped binary); prints its path.
 build_loadgen() {
-  log "+ cargo build --release --example loadgen"
-  cargo build --release --example loadgen >&2
-  printf '%s\n' "$PWD/target/release/examples/loadgen"
+  build_examples loadgen
+  example_bin loadgen
 }
 
 # Webhooks accepted per second against pgbench's one-row insert on the same PostgreSQL in the same
@@ -426,23 +482,23 @@ bench_relay() {
   { [ "$count" -ge 100 ] && [ "$count" -le 100000 ]; } || die "COUNT must be 100..100000"
   repeat=${BENCH_REPEAT:-3}
   bin=$(build_release)
-  log "+ cargo build --release --example relaybench --example loadgen"
-  cargo build --release --example relaybench --example loadgen >&2
+  build_examples relaybench loadgen
   start_bench_pg
   bench_token=$(random_hex32)
   secret=$(random_hex32)
   rport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   for _ in $(seq "$repeat"); do windows="$windows 1 16"; done
-  target/release/examples/relaybench --port "$rport" --token "bench-platform-token" --secret "$secret" \
+  "$(example_bin relaybench)" --port "$rport" --token "bench-platform-token" --secret "$secret" \
     --count "$count" --windows "$windows" >"$bench_dir/relay.jsonl" &
   local relay_pid=$!
+  bench_pids="$bench_pids $relay_pid"
   start_bench_daemon "$bin" KICI_MODE=hybrid KICI_PLATFORM_URL="ws://127.0.0.1:$rport/ws" \
     KICI_PLATFORM_TOKEN=bench-platform-token
   KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" source add generic --org bench \
     --name relay --verification hmac_sha256 --secret "$secret" --rate-limit 2147483647 >/dev/null
   wait "$relay_pid" || die "relaybench failed (see above)"
   for _ in $(seq "$repeat"); do
-    target/release/examples/loadgen --url "$daemon_url/webhook/bench/generic/relay" --secret "$secret" \
+    "$(example_bin loadgen)" --url "$daemon_url/webhook/bench/generic/relay" --secret "$secret" \
       --concurrency 1 --duration 5 --warmup 1 >>"$bench_dir/direct.jsonl"
   done
   python3 - "$bench_dir/relay.jsonl" "$bench_dir/direct.jsonl" <<'PY'
@@ -472,8 +528,7 @@ bench_dispatch() {
   repeat=${BENCH_REPEAT:-3}
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   bin=$(build_release)
-  log "+ cargo build --release --example agentbench"
-  cargo build --release --example agentbench >&2
+  build_examples agentbench
   start_bench_pg
   bench_token=$(random_hex32)
   start_bench_daemon "$bin"
@@ -491,14 +546,14 @@ JSON
     -d "{\"orgId\":\"bench\",\"name\":\"local\",\"verificationMethod\":\"none\",\"providerType\":\"local\",\"rateLimitRpm\":1000000,\"gitConfig\":{\"localPath\":\"$bench_dir/repos\"}}" \
     "$daemon_url/api/v1/admin/generic-sources" || die "cannot create the bench's local source"
   for _ in $(seq "$repeat"); do
-    target/release/examples/agentbench latency --ws "$ws" --token "$token" --db "$db_url" --count 300 \
+    "$(example_bin agentbench)" latency --ws "$ws" --token "$token" --db "$db_url" --count 300 \
       --webhook "$daemon_url/webhook/bench/generic/local" >>"$bench_dir/latency.jsonl"
-    target/release/examples/agentbench latency --ws "$ws" --token "$token" --db "$db_url" --count 300 \
+    "$(example_bin agentbench)" latency --ws "$ws" --token "$token" --db "$db_url" --count 300 \
       >>"$bench_dir/queued.jsonl"
   done
-  python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$agents" "$bench_dir" <<'PY'
+  python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$agents" "$bench_dir" "$(example_bin agentbench)" <<'PY'
 import json, statistics, subprocess, sys, time, urllib.request
-pid, url, ws, token, agents, bench_dir = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
+pid, url, ws, token, agents, bench_dir, agentbench = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
 def rss():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -508,7 +563,7 @@ def health_ms():
     urllib.request.urlopen(url + "/health", timeout=5).read()
     return (time.perf_counter() - t0) * 1000
 base = rss()
-proc = subprocess.Popen(["target/release/examples/agentbench", "idle", "--ws", ws, "--token", token,
+proc = subprocess.Popen([agentbench, "idle", "--ws", ws, "--token", token,
                          "--agents", str(agents), "--seconds", "60", "--heartbeat-ms", "10000"],
                         stdout=subprocess.PIPE, text=True)
 peak, healths = base, []

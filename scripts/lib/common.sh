@@ -3,6 +3,9 @@
 # root the cluster runs as the unprivileged system user $KICI_PG_USER (created if missing).
 
 KICI_PG_USER=${KICI_PG_USER:-kici-test}
+# A setting of these scripts, not of kici-admin, which refuses unknown KICI_* variables: never
+# passed on to the daemons and CLIs the scripts start.
+export -n KICI_PG_USER
 
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -138,10 +138,32 @@ fn found_list(base: &Path) -> String {
     }
 }
 
+/// Why a git command gave no answer: git could not be run at all (not installed, not on the
+/// PATH), or it ran and failed (its stderr: no such ref, not a repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitError {
+    NotRun(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for GitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitError::NotRun(e) => write!(
+                f,
+                "cannot run git ({e}): install git and make sure it is on the PATH"
+            ),
+            GitError::Failed(stderr) => f.write_str(stderr),
+        }
+    }
+}
+
+impl std::error::Error for GitError {}
+
 /// Runs `git -C <repo> <args>` and returns its trimmed stdout. Variables a hook inherits from
 /// the receiving git (`GIT_DIR` is `.` in a bare repository) are dropped so they cannot point
 /// this call at another repository.
-pub fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
+pub fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
     let mut cmd = Command::new("git");
     cmd.arg("-C").arg(repo).args(args);
     for var in [
@@ -156,13 +178,13 @@ pub fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
     ] {
         cmd.env_remove(var);
     }
-    let out = cmd.output().map_err(|e| {
-        format!("cannot run git ({e}): install git and make sure it is on the PATH")
-    })?;
+    let out = cmd.output().map_err(|e| GitError::NotRun(e.to_string()))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        Err(GitError::Failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
     }
 }
 
@@ -190,7 +212,12 @@ pub fn full_ref(r: &str) -> String {
 /// HEAD of `repo` (its branch and commit), with `--ref`/`--sha` taking precedence.
 pub fn read_commit(repo: &Path, git_ref: Option<&str>, sha: Option<&str>) -> Result<Commit, Error> {
     let where_ = repo.display();
-    let head_branch = git(repo, &["symbolic-ref", "-q", "HEAD"]).ok();
+    // No branch (detached HEAD) is the operator's to fix; no git at all is said as such.
+    let head_branch = match git(repo, &["symbolic-ref", "-q", "HEAD"]) {
+        Ok(b) => Some(b),
+        Err(e @ GitError::NotRun(_)) => return Err(Error::Usage(e.to_string())),
+        Err(GitError::Failed(_)) => None,
+    };
     let git_ref_given = git_ref.is_some();
     let git_ref = match (git_ref, &head_branch) {
         (Some(r), _) => full_ref(r),
@@ -396,6 +423,26 @@ mod tests {
             message: "Add CI".into(),
             default_branch: "main".into(),
         }
+    }
+
+    #[test]
+    fn git_errors_say_whether_git_ran() {
+        let dir = std::env::temp_dir().join(format!("kici-no-repo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Outside any repository git runs and fails (when git is installed at all).
+        match git(&dir, &["rev-parse", "--git-dir"]) {
+            Err(GitError::Failed(stderr)) => assert!(!stderr.is_empty()),
+            Err(GitError::NotRun(_)) => {}
+            Ok(out) => assert!(!out.is_empty(), "{out}"),
+        }
+        let _ = std::fs::remove_dir(&dir);
+        let e = GitError::NotRun("No such file or directory (os error 2)".into());
+        assert_eq!(
+            e.to_string(),
+            "cannot run git (No such file or directory (os error 2)): install git and make sure \
+             it is on the PATH"
+        );
+        assert_eq!(GitError::Failed("fatal: x".into()).to_string(), "fatal: x");
     }
 
     #[test]

@@ -371,6 +371,7 @@ fn pull_request_base(
     );
     match (sha, wanted) {
         (Ok(sha), _) => Ok((branch, sha)),
+        (Err(e @ local_repo::GitError::NotRun(_)), _) => Err(Error::Usage(e.to_string())),
         (Err(_), Some(_)) => Err(Error::Usage(format!(
             "--base {branch:?} is not a branch of {}: name the pull request's target branch",
             repo.path.display()

@@ -40,14 +40,18 @@ pub fn authenticate(client: &mut Client, token: &str) -> Result<Option<AgentToke
             &[&crypto::hash_token(token)],
         )
         .map_err(DbError::query("checking an agent token"))?;
-    Ok(row.map(|r| AgentToken {
-        id: r.get(0),
-        labels: strings(r.get(1)),
-        mandatory_labels: strings(r.get(2)).unwrap_or_default(),
-        agent_type: r.get(3),
-        created_by: r.get(4),
-        prefix: r.get(5),
-    }))
+    const CX: &str = "reading an agent token";
+    row.map(|r| {
+        Ok(AgentToken {
+            id: DbError::column(&r, 0, CX)?,
+            labels: strings(DbError::column(&r, 1, CX)?),
+            mandatory_labels: strings(DbError::column(&r, 2, CX)?).unwrap_or_default(),
+            agent_type: DbError::column(&r, 3, CX)?,
+            created_by: DbError::column(&r, 4, CX)?,
+            prefix: DbError::column(&r, 5, CX)?,
+        })
+    })
+    .transpose()
 }
 
 /// Creates a static token; returns (plaintext shown once, id).
@@ -75,7 +79,7 @@ pub fn create(
             ],
         )
         .map_err(DbError::query("creating an agent token"))?;
-    Ok((token, row.get(0)))
+    Ok((token, DbError::column(&row, 0, "creating an agent token")?))
 }
 
 /// Every token, newest first; never the hash.
@@ -93,7 +97,7 @@ pub fn list(client: &mut Client) -> Result<Vec<Value>, DbError> {
     let rows = client
         .query(&sql, &[])
         .map_err(DbError::query("listing agent tokens"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    DbError::first_column(&rows, "listing agent tokens")
 }
 
 /// Revokes by id or by its displayed prefix; returns the ids revoked (none when no live token
@@ -107,7 +111,7 @@ pub fn revoke(client: &mut Client, id_or_prefix: &str) -> Result<Vec<String>, Db
             &[&id_or_prefix],
         )
         .map_err(DbError::query("revoking an agent token"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    DbError::first_column(&rows, "revoking an agent token")
 }
 
 /// Of these token ids, the ones that were revoked or deleted. Expiry is not checked: it bounds
@@ -120,5 +124,5 @@ pub fn revoked_among(client: &mut Client, ids: &[String]) -> Result<Vec<String>,
             &[&ids],
         )
         .map_err(DbError::query("checking live agent tokens"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    DbError::first_column(&rows, "checking live agent tokens")
 }

@@ -127,7 +127,7 @@ pub fn create(
     tx.commit()
         .map_err(DbError::query("committing the generic source"))?;
     // The secret row is written after the INSERT returned: recompute has_secret.
-    let mut v: Value = row.get(0);
+    let mut v: Value = DbError::column(&row, 0, "creating the generic source")?;
     v["has_secret"] = Value::Bool(secret.is_some());
     Ok(v)
 }
@@ -141,7 +141,7 @@ pub fn list(client: &mut Client, org: &str, include_deleted: bool) -> Result<Vec
     let rows = client
         .query(&sql, &[&org, &include_deleted])
         .map_err(DbError::query("listing generic sources"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    DbError::first_column(&rows, "listing generic sources")
 }
 
 /// The live (not soft-deleted) row. A malformed id fails with 22P02.
@@ -150,7 +150,8 @@ pub fn get(client: &mut Client, id: &str) -> Result<Option<Value>, DbError> {
     let row = client
         .query_opt(&sql, &[&id])
         .map_err(DbError::query("reading the generic source"))?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| DbError::column(&r, 0, "reading the generic source"))
+        .transpose()
 }
 
 /// Partial update of a live row (and its secret) in one transaction; `None` when absent.

@@ -1,9 +1,10 @@
 //! Embedded, checksummed migrations. Every `migrations/NNNN_name.sql` is compiled into the binary
 //! (build.rs); each is applied in its own transaction and recorded in `schema_migrations` with the
-//! SHA-256 of its text. A session-level `pg_advisory_lock` serialises instances that start together:
-//! the first applies, the others wait, then find nothing pending. A file that changed after it was
-//! applied, or an applied migration this binary does not know, stops everything with a message
-//! naming it: guessing would corrupt a production schema.
+//! SHA-256 of its statements (comments and spacing left out: `checksum.rs`). A session-level
+//! `pg_advisory_lock` serialises instances that start together: the first applies, the others
+//! wait, then find nothing pending. A file whose statements changed after it was applied, or an
+//! applied migration this binary does not know, stops everything with a message naming it:
+//! guessing would corrupt a production schema.
 
 use std::time::Instant;
 
@@ -20,16 +21,14 @@ pub struct Migration {
 /// Every migration of this build, in name order.
 pub static MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
-pub fn checksum(sql: &str) -> String {
-    crate::crypto::sha256_hex(sql.as_bytes())
-}
+use super::checksum::checksum;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Applied,
     Pending,
-    /// Applied, but the file's text differs from what was applied.
+    /// Applied, but the file's statements differ from what was applied.
     Changed,
     /// Recorded in the database but unknown to this binary (a newer version migrated it).
     Unknown,
@@ -69,7 +68,7 @@ fn compare(known: &[Migration], recorded: &[(String, String, String)]) -> Vec<Mi
         .map(|m| match recorded.iter().find(|r| r.0 == m.name) {
             Some((_, sum, at)) => MigrationStatus {
                 name: m.name.to_owned(),
-                status: if *sum == checksum(m.sql) {
+                status: if super::checksum::matches(m.name, m.sql, sum) {
                     State::Applied
                 } else {
                     State::Changed
@@ -97,10 +96,11 @@ fn compare(known: &[Migration], recorded: &[(String, String, String)]) -> Vec<Mi
 }
 
 fn recorded(client: &mut Client) -> Result<Vec<(String, String, String)>, DbError> {
-    let exists: bool = client
+    const CX: &str = "reading schema_migrations";
+    let row = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
-        .map_err(DbError::query("checking for the schema_migrations table"))?
-        .get(0);
+        .map_err(DbError::query("checking for the schema_migrations table"))?;
+    let exists: bool = DbError::column(&row, 0, CX)?;
     if !exists {
         return Ok(Vec::new());
     }
@@ -112,11 +112,16 @@ fn recorded(client: &mut Client) -> Result<Vec<(String, String, String)>, DbErro
             ),
             &[],
         )
-        .map_err(DbError::query("reading schema_migrations"))?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect())
+        .map_err(DbError::query(CX))?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                DbError::column(r, 0, CX)?,
+                DbError::column(r, 1, CX)?,
+                DbError::column(r, 2, CX)?,
+            ))
+        })
+        .collect()
 }
 
 /// Refuses to go on when the database holds a changed or unknown migration.
@@ -267,5 +272,37 @@ mod tests {
             checksum("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// The statements of shipped migrations never change (their comments may): a failure here
+    /// means a shipped file's SQL changed, which every existing database would refuse.
+    #[test]
+    fn shipped_migrations_keep_their_checksums() {
+        let pinned = [
+            (
+                "0001_initial",
+                "11ed5546fc436d56da76921222c600094c3928069248458e22966469fdb30cf2",
+            ),
+            (
+                "0002_execution",
+                "c26c17ae75a79feb31b234bac516472f2941ee5535605a9b38091b8d7721f4a6",
+            ),
+            (
+                "0003_agents",
+                "9a2308ca86cf86deed0e0944dd3b607bff92138753e5b712e06aa97ef004ebb7",
+            ),
+            (
+                "0004_delivery_leases",
+                "03cb5314db5ebc5bffacd10da39677d30b8d82cb829ee75c3e7244289bbb0872",
+            ),
+            (
+                "0005_agent_identity",
+                "3e2686ca01d3c41e82478e9ca9b091e92e967d9e9d9009f93aa7036b15a7a198",
+            ),
+        ];
+        for (name, sum) in pinned {
+            let m = MIGRATIONS.iter().find(|m| m.name == name).expect(name);
+            assert_eq!(checksum(m.sql), sum, "{name}");
+        }
     }
 }

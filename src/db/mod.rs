@@ -2,6 +2,7 @@
 //! embedded migrations and one file per table group. Nothing else in the crate holds a `Client`.
 
 pub mod agent_tokens;
+pub mod checksum;
 pub mod connect;
 pub mod events;
 pub mod generic;
@@ -41,6 +42,12 @@ pub enum DbError {
     },
     /// Every pooled connection stayed busy for the whole acquire timeout.
     PoolTimeout,
+    /// A row's column did not have the type (or nullability) the code expects: a schema that
+    /// differs from the migrations, never a connection problem.
+    Decode {
+        context: &'static str,
+        detail: String,
+    },
     /// The database's state forbids going on: a changed, unknown or pending migration, or a
     /// conflicting bootstrap token. The message says what to do.
     Refused(String),
@@ -56,6 +63,9 @@ impl fmt::Display for DbError {
             DbError::Query {
                 context, detail, ..
             } => write!(f, "{context}: {detail}"),
+            DbError::Decode { context, detail } => {
+                write!(f, "{context}: unexpected column value: {detail}")
+            }
             DbError::PoolTimeout => f.write_str("timed out waiting for a free database connection"),
         }
     }
@@ -71,6 +81,28 @@ impl DbError {
             detail: describe(&e),
             code: e.code().map(|c| c.code().to_owned()),
         }
+    }
+
+    /// Reads column `idx` of `row` as `T`, or says which column did not fit.
+    pub fn column<'a, T: postgres::types::FromSql<'a>>(
+        row: &'a postgres::Row,
+        idx: usize,
+        context: &'static str,
+    ) -> Result<T, DbError> {
+        row.try_get(idx).map_err(|e| DbError::Decode {
+            context,
+            detail: describe(&e),
+        })
+    }
+
+    /// Column 0 of every row (a list of ids, names or JSON documents).
+    pub fn first_column<T: for<'a> postgres::types::FromSql<'a>>(
+        rows: &[postgres::Row],
+        context: &'static str,
+    ) -> Result<Vec<T>, DbError> {
+        rows.iter()
+            .map(|r| DbError::column(r, 0, context))
+            .collect()
     }
 
     /// The SQLSTATE of a failed statement (e.g. "23505" for a unique violation).

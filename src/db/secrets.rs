@@ -49,7 +49,7 @@ pub fn get(
         )
         .map_err(DbError::query("reading a secret"))?;
     let Some(row) = row else { return Ok(None) };
-    let stored: String = row.get(0);
+    let stored: String = DbError::column(&row, 0, "reading a secret")?;
     let plain = sbox
         .open(&stored, &crypto::aad(SYSTEM_ORG, scope, key))
         .map_err(|e| {

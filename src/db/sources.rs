@@ -28,13 +28,13 @@ pub fn create(client: &mut Client, sbox: &SecretBox, s: &NewSource) -> Result<St
         .transaction()
         .map_err(DbError::query("starting a transaction"))?;
     let config = serde_json::json!({ "appId": s.app_id });
-    let id: String = tx
+    let row = tx
         .query_one(
             "INSERT INTO sources (provider, name, routing_key, config, slug) VALUES ('github', $1, $2, $3, $4) RETURNING id::text",
             &[&s.name, &routing_key(s.app_id), &config, &s.slug],
         )
-        .map_err(DbError::query("creating the source"))?
-        .get(0);
+        .map_err(DbError::query("creating the source"))?;
+    let id: String = DbError::column(&row, 0, "creating the source")?;
     let scope = secrets::github_scope(&id);
     secrets::put(&mut tx, sbox, &scope, PRIVATE_KEY, s.private_key)?;
     if let Some(w) = s.webhook_secret.filter(|w| !w.is_empty()) {
@@ -58,7 +58,7 @@ pub fn list(client: &mut Client) -> Result<Vec<Value>, DbError> {
     let rows = client
         .query(&sql, &[&secrets::SYSTEM_ORG, &WEBHOOK_SECRET])
         .map_err(DbError::query("listing sources"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    DbError::first_column(&rows, "listing sources")
 }
 
 /// (id, app id) of the source with this routing key.
@@ -69,7 +69,12 @@ pub fn find(client: &mut Client, routing_key: &str) -> Result<Option<(String, St
             &[&routing_key],
         )
         .map_err(DbError::query("looking up the source"))?;
-    Ok(row.map(|r| (r.get(0), r.get::<_, Option<String>>(1).unwrap_or_default())))
+    const CX: &str = "looking up the source";
+    row.map(|r| {
+        let app_id: Option<String> = DbError::column(&r, 1, CX)?;
+        Ok((DbError::column(&r, 0, CX)?, app_id.unwrap_or_default()))
+    })
+    .transpose()
 }
 
 #[derive(Default)]
@@ -109,7 +114,7 @@ pub fn update(
         )
         .map_err(DbError::query("updating the source"))?;
     let Some(row) = row else { return Ok(None) };
-    let scope = secrets::github_scope(row.get(0));
+    let scope = secrets::github_scope(DbError::column(&row, 0, "updating the source")?);
     if let Some(k) = u.private_key {
         secrets::put(&mut tx, sbox, &scope, PRIVATE_KEY, k)?;
     }
@@ -118,7 +123,7 @@ pub fn update(
     }
     tx.commit()
         .map_err(DbError::query("committing the source update"))?;
-    Ok(Some(row.get(1)))
+    Ok(Some(DbError::column(&row, 1, "updating the source")?))
 }
 
 /// Deletes the secrets and the row; false when there was no such source.
@@ -133,7 +138,8 @@ pub fn delete(client: &mut Client, routing_key: &str) -> Result<bool, DbError> {
         )
         .map_err(DbError::query("deleting the source"))?;
     let Some(row) = row else { return Ok(false) };
-    secrets::delete_scope(&mut tx, &secrets::github_scope(row.get(0)))?;
+    let id: &str = DbError::column(&row, 0, "deleting the source")?;
+    secrets::delete_scope(&mut tx, &secrets::github_scope(id))?;
     tx.commit()
         .map_err(DbError::query("committing the source deletion"))?;
     Ok(true)

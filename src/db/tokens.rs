@@ -54,16 +54,18 @@ pub fn ensure_bootstrap_token(
                 .map_err(map_unique("storing KICI_BOOTSTRAP_ADMIN_TOKEN"))?;
                 Bootstrap::FromEnv { revoked: false }
             } else {
+                let revoked: Vec<bool> =
+                    DbError::first_column(&updated, "storing KICI_BOOTSTRAP_ADMIN_TOKEN")?;
                 Bootstrap::FromEnv {
-                    revoked: updated.iter().all(|r| r.get::<_, bool>(0)),
+                    revoked: revoked.iter().all(|r| *r),
                 }
             }
         }
         None => {
-            let active: i64 = tx
+            let row = tx
                 .query_one("SELECT count(*) FROM admin_tokens WHERE NOT revoked AND (expires_at IS NULL OR expires_at > now())", &[])
-                .map_err(DbError::query("counting active admin tokens"))?
-                .get(0);
+                .map_err(DbError::query("counting active admin tokens"))?;
+            let active: i64 = DbError::column(&row, 0, "counting active admin tokens")?;
             if active > 0 {
                 Bootstrap::Existing
             } else {
@@ -109,13 +111,17 @@ pub fn authenticate(
             &[&crypto::hash_token(token)],
         )
         .map_err(DbError::query("checking the admin token"))?;
-    Ok(rows.first().and_then(|r| {
-        let role = crate::rbac::Role::parse(r.get(1))?;
-        Some(crate::rbac::Caller {
-            token_id: r.get(0),
-            role,
-            routing_key: r.get(2),
-        })
+    const CX: &str = "reading the admin token";
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    let Some(role) = crate::rbac::Role::parse(DbError::column(r, 1, CX)?) else {
+        return Ok(None);
+    };
+    Ok(Some(crate::rbac::Caller {
+        token_id: DbError::column(r, 0, CX)?,
+        role,
+        routing_key: DbError::column(r, 2, CX)?,
     }))
 }
 
@@ -133,7 +139,7 @@ pub fn create(
             &[&crypto::hash_token(&token), &label, &role.as_str(), &routing_key],
         )
         .map_err(DbError::query("creating an admin token"))?;
-    Ok((token, row.get(0)))
+    Ok((token, DbError::column(&row, 0, "creating an admin token")?))
 }
 
 /// Every token, newest first, revoked ones included; never the hash.
@@ -149,7 +155,7 @@ pub fn list(client: &mut Client) -> Result<Vec<serde_json::Value>, DbError> {
     let rows = client
         .query(&sql, &[])
         .map_err(DbError::query("listing admin tokens"))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    DbError::first_column(&rows, "listing admin tokens")
 }
 
 /// Revokes by id; false when no such token. A malformed id fails with SQLSTATE 22P02.

@@ -58,6 +58,38 @@ fn bad(detail: String) -> GitHubError {
     GitHubError::BadResponse(detail)
 }
 
+/// Why no installation token could be had: the App's private key (missing or unusable: the
+/// operator's to fix), GitHub's answer to the request (unreachable, or the App lacks access), or
+/// an answer that is not a token.
+#[derive(Debug)]
+pub enum TokenError {
+    /// The private key could not be read or parsed; the message says which and how to fix it.
+    Key(String),
+    /// `POST /app/installations/:id/access_tokens` failed; `asked` names the token (repository,
+    /// permissions, installation and App).
+    Api { asked: String, source: GitHubError },
+    /// GitHub answered 2xx without a usable token.
+    BadAnswer(String),
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::Key(m) | TokenError::BadAnswer(m) => f.write_str(m),
+            TokenError::Api { asked, source } => write!(f, "{asked}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for TokenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TokenError::Api { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
 impl InstallationTokens {
     /// A token for `installation_id` of App `app_id` limited to `scope` (from the cache while it
     /// stays valid for [`MIN_VALIDITY_SECS`]). `key` is only called on a cache miss: the App's
@@ -70,7 +102,7 @@ impl InstallationTokens {
         installation_id: u64,
         scope: &TokenScope,
         now_unix: i64,
-    ) -> Result<String, String> {
+    ) -> Result<String, TokenError> {
         let cache_key = (app_id.to_owned(), installation_id, scope.clone());
         if let Some((token, expires)) = self
             .cache
@@ -82,7 +114,7 @@ impl InstallationTokens {
                 return Ok(token.clone());
             }
         }
-        let jwt = app_jwt(&key()?, app_id, now_unix);
+        let jwt = app_jwt(&key().map_err(TokenError::Key)?, app_id, now_unix);
         let path = format!("/app/installations/{installation_id}/access_tokens");
         let text = api
             .call_ok(
@@ -91,19 +123,20 @@ impl InstallationTokens {
                 &format!("Bearer {jwt}"),
                 Some(&scope.request_body().to_string()),
             )
-            .map_err(|e| {
-                format!(
-                    "installation token for {} ({}) in installation {installation_id} of App {app_id}: {e}",
+            .map_err(|source| TokenError::Api {
+                asked: format!(
+                    "installation token for {} ({}) in installation {installation_id} of App {app_id}",
                     scope.repository,
                     permissions_text(&scope.permissions)
-                )
+                ),
+                source,
             })?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| format!("POST {path}: not JSON ({e})"))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| TokenError::BadAnswer(format!("POST {path}: not JSON ({e})")))?;
         let token = v["token"]
             .as_str()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| format!("POST {path}: no token in the answer"))?
+            .ok_or_else(|| TokenError::BadAnswer(format!("POST {path}: no token in the answer")))?
             .to_owned();
         let expires = v["expires_at"]
             .as_str()

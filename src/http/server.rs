@@ -55,6 +55,22 @@ impl Default for Limits {
     }
 }
 
+/// The daemon serves with `Limits::default()`; tests/it/http_core.rs checks the timeouts' effect
+/// with short ones, so the production values are pinned here.
+#[test]
+fn default_limits_are_the_production_ones() {
+    let l = Limits::default();
+    assert_eq!((l.max_connections, l.max_head_bytes), (4096, 32 * 1024));
+    assert_eq!(l.max_body_bytes, 25 * 1024 * 1024);
+    let secs = [
+        l.idle_timeout,
+        l.request_timeout,
+        l.write_timeout,
+        l.drain_timeout,
+    ];
+    assert_eq!(secs.map(|d| d.as_secs()), [25, 55, 30, 10]);
+}
+
 /// What a route decides from the request head alone, before any body byte is read.
 #[derive(Debug)]
 pub enum Admission {

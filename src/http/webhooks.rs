@@ -53,7 +53,7 @@ fn local_repository(base: Option<&str>, payload: &Value) -> Result<std::path::Pa
     let name = payload["repository"]["full_name"]
         .as_str()
         .ok_or("the body names no repository.full_name")?;
-    crate::sources::local_path::resolve(std::path::Path::new(base), name)
+    crate::sources::local_path::resolve(std::path::Path::new(base), name).map_err(|e| e.to_string())
 }
 
 fn too_large(max: u64) -> Response {

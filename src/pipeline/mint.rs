@@ -69,7 +69,8 @@ impl Mint {
         let now = jiff::Timestamp::now().as_second();
         Ok(self
             .tokens
-            .get(&self.github, app_id, key, installation_id, scope, now)?)
+            .get(&self.github, app_id, key, installation_id, scope, now)
+            .map_err(|e| e.to_string())?)
     }
 }
 

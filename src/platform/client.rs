@@ -6,8 +6,8 @@
 //!
 //! Sequence (docs/platform-protocol.md, "Session start"): `auth.request` → `auth.success` →
 //! `source.register` (always, even empty) → buffered status frames in order → `state.replay` →
-//! steady state. Any failure or close → reconnect after `backoff(attempt)`, reset once
-//! authenticated.
+//! steady state. Any failure or close (`LinkError`) → reconnect after `backoff(attempt)`, reset
+//! once authenticated.
 
 use std::{
     collections::BTreeMap,
@@ -37,6 +37,10 @@ use super::{
     ws_url, Backlog, Link, Phase,
 };
 use crate::{http::routes::App, sources::registry::Kind};
+
+mod error;
+use error::io_error;
+pub use error::LinkError;
 
 /// Read timeout of the socket: the longest the thread sleeps without looking at its duties.
 const TICK: Duration = Duration::from_millis(25);
@@ -107,7 +111,9 @@ fn run(
         if authenticated {
             attempt = 0;
         }
-        let error = result.err().unwrap_or_else(|| "connection closed".into());
+        let error = result
+            .err()
+            .map_or_else(|| "connection closed".to_owned(), |e| e.to_string());
         let delay = backoff(attempt, jitter());
         attempt = attempt.saturating_add(1);
         // One warning per distinct problem; repeats of the same one go to debug.
@@ -147,23 +153,23 @@ struct Session<'a> {
     authenticated: bool,
 }
 
-fn connect(url: &str) -> Result<Socket, String> {
+fn connect(url: &str) -> Result<Socket, LinkError> {
     let url = ws_url(url);
     let parsed: url::Url = url
         .parse()
-        .map_err(|e| format!("bad KICI_PLATFORM_URL {url}: {e}"))?;
+        .map_err(|e| LinkError::Config(format!("bad KICI_PLATFORM_URL {url}: {e}")))?;
     let host = parsed
         .host_str()
-        .ok_or("KICI_PLATFORM_URL has no host")?
+        .ok_or_else(|| LinkError::Config("KICI_PLATFORM_URL has no host".into()))?
         .to_owned();
     let port = parsed.port_or_known_default().unwrap_or(443);
     let addr = (host.trim_matches(['[', ']']), port)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| LinkError::Connect(format!("cannot resolve {host}: {e}")))?
         .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
+        .ok_or_else(|| LinkError::Connect(format!("{host} has no address")))?;
     let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        .map_err(|e| LinkError::Connect(format!("cannot connect to {url}: {e}")))?;
     tcp.set_read_timeout(Some(CONNECT_TIMEOUT)).ok();
     tcp.set_write_timeout(Some(WRITE_TIMEOUT)).ok();
     tcp.set_nodelay(true).ok();
@@ -176,11 +182,11 @@ fn connect(url: &str) -> Result<Socket, String> {
         .max_frame_size(Some(8 << 20));
     let connector = Connector::Rustls(Arc::new(tls));
     let (socket, _) = client_tls_with_config(url.as_str(), tcp, Some(config), Some(connector))
-        .map_err(|e| format!("WebSocket handshake with {url} failed: {e}"))?;
+        .map_err(|e| LinkError::Handshake(format!("WebSocket handshake with {url} failed: {e}")))?;
     let tcp = match socket.get_ref() {
         MaybeTlsStream::Plain(s) => s,
         MaybeTlsStream::Rustls(s) => s.get_ref(),
-        _ => return Err("unexpected stream type".into()),
+        _ => return Err(LinkError::Handshake("unexpected stream type".into())),
     };
     tcp.set_read_timeout(Some(TICK)).ok();
     Ok(socket)
@@ -214,19 +220,19 @@ fn entries(app: &App) -> BTreeMap<String, SourceEntry> {
 }
 
 impl Session<'_> {
-    fn send(&self, socket: &mut Socket, frame: &Value) -> Result<(), String> {
+    fn send(&self, socket: &mut Socket, frame: &Value) -> Result<(), LinkError> {
         socket
             .send(Message::text(frame.to_string()))
-            .map_err(|e| format!("sending to the Platform failed: {e}"))
+            .map_err(io_error("sending to"))
     }
 
-    fn run(&mut self, stop: &AtomicBool) -> Result<(), String> {
+    fn run(&mut self, stop: &AtomicBool) -> Result<(), LinkError> {
         let mut socket = connect(&self.cfg.url)?;
         self.send(&mut socket, &protocol::auth_request(&self.cfg.token))?;
         let deadline = Instant::now() + AUTH_TIMEOUT;
         loop {
             if Instant::now() > deadline {
-                return Err("no answer to auth.request within 10 s".into());
+                return Err(LinkError::AuthTimeout);
             }
             match socket.read() {
                 Ok(Message::Text(t)) => match protocol::parse(&t) {
@@ -240,16 +246,14 @@ impl Session<'_> {
                             reason: "Auth failed".into(),
                         }));
                         let _ = socket.flush();
-                        return Err(format!(
-                            "the Platform refused KICI_PLATFORM_TOKEN: {reason}"
-                        ));
+                        return Err(LinkError::AuthRefused(reason));
                     }
                     other => log::debug!("Platform frame before auth ignored: {other:?}"),
                 },
                 Ok(Message::Close(f)) => return Err(closed(f)),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => {}
-                Err(e) => return Err(format!("reading from the Platform failed: {e}")),
+                Err(e) => return Err(io_error("reading from")(e)),
             }
             if stop.load(Ordering::SeqCst) {
                 return Ok(());
@@ -284,7 +288,7 @@ impl Session<'_> {
                 Ok(Message::Close(f)) => return Err(closed(f)),
                 Ok(_) => {}
                 Err(e) if is_timeout(&e) => {}
-                Err(e) => return Err(format!("reading from the Platform failed: {e}")),
+                Err(e) => return Err(io_error("reading from")(e)),
             }
             let now = Instant::now();
             if now.duration_since(last_heartbeat) >= HEARTBEAT_EVERY {
@@ -303,13 +307,11 @@ impl Session<'_> {
             for step in reassembler.expire(now) {
                 self.answer(&mut socket, step)?;
             }
-            socket
-                .flush()
-                .map_err(|e| format!("writing to the Platform failed: {e}"))?;
+            socket.flush().map_err(io_error("writing to"))?;
         }
     }
 
-    fn register(&self, socket: &mut Socket, sources: &[SourceEntry]) -> Result<(), String> {
+    fn register(&self, socket: &mut Socket, sources: &[SourceEntry]) -> Result<(), LinkError> {
         let id = crate::crypto::random_uuid();
         let frame = protocol::source_register(&id, sources, &self.cfg.instance_id, self.cfg.mode);
         log::debug!("source.register with {} source(s)", sources.len());
@@ -322,7 +324,7 @@ impl Session<'_> {
         &self,
         socket: &mut Socket,
         before: BTreeMap<String, SourceEntry>,
-    ) -> Result<BTreeMap<String, SourceEntry>, String> {
+    ) -> Result<BTreeMap<String, SourceEntry>, LinkError> {
         let now = entries(self.app);
         let changed: Vec<SourceEntry> = now
             .values()
@@ -345,7 +347,7 @@ impl Session<'_> {
     }
 
     /// Frames queued while disconnected, then whatever arrived meanwhile, in order.
-    fn flush_backlog(&mut self, socket: &mut Socket) -> Result<(), String> {
+    fn flush_backlog(&mut self, socket: &mut Socket) -> Result<(), LinkError> {
         while let Ok(frame) = self.inbox.try_recv() {
             self.backlog.push(frame);
         }
@@ -370,7 +372,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn replay(&self, socket: &mut Socket) -> Result<(), String> {
+    fn replay(&self, socket: &mut Socket) -> Result<(), LinkError> {
         match self.app.pool.with_retry(super::status::recent_runs) {
             Ok(runs) if runs.is_empty() => Ok(()),
             Ok(runs) => {
@@ -389,7 +391,12 @@ impl Session<'_> {
         }
     }
 
-    fn inbound(&self, socket: &mut Socket, r: &mut Reassembler, text: &str) -> Result<(), String> {
+    fn inbound(
+        &self,
+        socket: &mut Socket,
+        r: &mut Reassembler,
+        text: &str,
+    ) -> Result<(), LinkError> {
         let now = Instant::now();
         match protocol::parse(text) {
             Inbound::RelayStart(start) => {
@@ -452,9 +459,7 @@ impl Session<'_> {
                 log::debug!("source.register.ack: {accepted} accepted");
                 Ok(())
             }
-            Inbound::AuthFailure { reason } => {
-                Err(format!("the Platform revoked the session: {reason}"))
-            }
+            Inbound::AuthFailure { reason } => Err(LinkError::Revoked(reason)),
             Inbound::AuthSuccess { .. } => Ok(()),
             Inbound::Other { kind } => {
                 log::debug!("Platform frame {kind} ignored");
@@ -467,7 +472,7 @@ impl Session<'_> {
         }
     }
 
-    fn answer(&self, socket: &mut Socket, step: Step) -> Result<(), String> {
+    fn answer(&self, socket: &mut Socket, step: Step) -> Result<(), LinkError> {
         let (message_id, delivery_id, result, reason) = match step {
             Step::Pending | Step::Ignore => return Ok(()),
             Step::Reject {
@@ -497,13 +502,6 @@ impl Session<'_> {
     }
 }
 
-fn closed(frame: Option<CloseFrame>) -> String {
-    match frame {
-        Some(f) => format!(
-            "the Platform closed the link ({} {})",
-            u16::from(f.code),
-            f.reason
-        ),
-        None => "the Platform closed the link".into(),
-    }
+fn closed(frame: Option<CloseFrame>) -> LinkError {
+    LinkError::Closed(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
 }

@@ -59,11 +59,20 @@ pub fn status_error(status: u16) -> String {
 }
 
 impl Minter {
+    /// Trusts the host's roots (`SSL_CERT_FILE` or the system bundle, see `crate::tls`).
     pub fn new(platform_url: &str, token: &str, instance_id: &str) -> Minter {
+        Minter::with_roots(platform_url, token, instance_id, crate::tls::ureq_roots())
+    }
+
+    /// Trusts exactly `roots` (tests with a private CA, without touching the environment).
+    pub fn with_roots(
+        platform_url: &str,
+        token: &str,
+        instance_id: &str,
+        roots: ureq::tls::RootCerts,
+    ) -> Minter {
         crate::install_crypto_provider();
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(crate::tls::ureq_roots())
-            .build();
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(TIMEOUT))
             .http_status_as_error(false)

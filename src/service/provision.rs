@@ -26,7 +26,7 @@ pub fn server_version(url: &str) -> Result<String, String> {
     let row = client
         .query_one("SHOW server_version", &[])
         .map_err(|e| crate::db::describe(&e))?;
-    Ok(row.get(0))
+    row.try_get(0).map_err(|e| crate::db::describe(&e))
 }
 
 /// What happened to the wizard's source.

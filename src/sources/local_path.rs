@@ -9,20 +9,91 @@ use std::path::{Path, PathBuf};
 /// Longest `owner/name` accepted (GitHub's own limits are 39 + 100 characters).
 pub const MAX_FULL_NAME: usize = 256;
 
+/// Why a delivery's repository cannot be used: a bad name (the sender's fault), a source whose
+/// folder is misconfigured or unreadable (the operator's), a name leading outside the folder (an
+/// attack, or a symlink gone wrong), or a repository that is not there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalPathError {
+    /// `full_name` is not two safe segments; the message says which rule it breaks.
+    BadName(String),
+    /// The source's `localPath` is relative.
+    NotAbsolute(PathBuf),
+    /// The source's folder cannot be opened.
+    Unreadable { base: PathBuf, detail: String },
+    /// The repository's folder resolves (through symlinks) outside the source's folder.
+    Outside {
+        full_name: String,
+        path: PathBuf,
+        root: PathBuf,
+        real: PathBuf,
+    },
+    /// Neither `<owner>/<name>` nor `<owner>/<name>.git` is a folder under the source's.
+    NotFound {
+        full_name: String,
+        root: PathBuf,
+        expected: PathBuf,
+    },
+}
+
+impl std::fmt::Display for LocalPathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalPathError::BadName(m) => f.write_str(m),
+            LocalPathError::NotAbsolute(base) => write!(
+                f,
+                "the local source's localPath {} is not absolute: set an absolute path with \
+                 kici-admin source update-local <id> --path /srv/repos",
+                base.display()
+            ),
+            LocalPathError::Unreadable { base, detail } => write!(
+                f,
+                "the local source's folder {} cannot be opened: {detail}",
+                base.display()
+            ),
+            LocalPathError::Outside {
+                full_name,
+                path,
+                root,
+                real,
+            } => write!(
+                f,
+                "repository {full_name}: {} leads outside the source's folder {} (to {}); \
+                 nothing was read",
+                path.display(),
+                root.display(),
+                real.display()
+            ),
+            LocalPathError::NotFound {
+                full_name,
+                root,
+                expected,
+            } => write!(
+                f,
+                "no repository {full_name} under {}: expected {} (a working tree or a bare \
+                 repository)",
+                root.display(),
+                expected.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LocalPathError {}
+
 /// Checks that `full_name` is `owner/name` with two safe segments: not empty, not `.` or `..`,
 /// no `/` or `\` inside a segment, no NUL or control characters (a newline would end a line of
 /// the generated `post-receive` hook), and not over [`MAX_FULL_NAME`] bytes.
-pub fn check_full_name(full_name: &str) -> Result<(&str, &str), String> {
+pub fn check_full_name(full_name: &str) -> Result<(&str, &str), LocalPathError> {
     if full_name.len() > MAX_FULL_NAME {
-        return Err(format!(
+        return Err(LocalPathError::BadName(format!(
             "repository name is {} bytes long, more than {MAX_FULL_NAME}",
             full_name.len()
-        ));
+        )));
     }
     let Some((owner, name)) = full_name.split_once('/') else {
-        return Err(format!(
+        return Err(LocalPathError::BadName(format!(
             "repository name {full_name:?} is not owner/name (e.g. acme/app)"
-        ));
+        )));
     };
     for (what, segment) in [("owner", owner), ("name", name)] {
         let why = if segment.is_empty() {
@@ -37,10 +108,10 @@ pub fn check_full_name(full_name: &str) -> Result<(&str, &str), String> {
             None
         };
         if let Some(why) = why {
-            return Err(format!(
+            return Err(LocalPathError::BadName(format!(
                 "repository name {full_name:?}: the {what} {why}; a local repository is named \
                  owner/name with two plain folder names"
-            ));
+            )));
         }
     }
     Ok((owner, name))
@@ -49,44 +120,39 @@ pub fn check_full_name(full_name: &str) -> Result<(&str, &str), String> {
 /// The folder of repository `full_name` under `base`: `<base>/<owner>/<name>` or the bare
 /// `<base>/<owner>/<name>.git`, canonical, and refused unless it stays under the canonical
 /// `base` once symlinks are followed. `base` itself must be absolute.
-pub fn resolve(base: &Path, full_name: &str) -> Result<PathBuf, String> {
+pub fn resolve(base: &Path, full_name: &str) -> Result<PathBuf, LocalPathError> {
     let (owner, name) = check_full_name(full_name)?;
     if !base.is_absolute() {
-        return Err(format!(
-            "the local source's localPath {} is not absolute: set an absolute path with \
-             kici-admin source update-local <id> --path /srv/repos",
-            base.display()
-        ));
+        return Err(LocalPathError::NotAbsolute(base.to_owned()));
     }
-    let root = base.canonicalize().map_err(|e| {
-        format!(
-            "the local source's folder {} cannot be opened: {e}",
-            base.display()
-        )
-    })?;
+    let root = base
+        .canonicalize()
+        .map_err(|e| LocalPathError::Unreadable {
+            base: base.to_owned(),
+            detail: e.to_string(),
+        })?;
     for candidate in [name.to_owned(), format!("{name}.git")] {
         let path = root.join(owner).join(&candidate);
         let Ok(real) = path.canonicalize() else {
             continue;
         };
         if !real.starts_with(&root) || real == root {
-            return Err(format!(
-                "repository {full_name}: {} leads outside the source's folder {} (to {}); \
-                 nothing was read",
-                path.display(),
-                root.display(),
-                real.display()
-            ));
+            return Err(LocalPathError::Outside {
+                full_name: full_name.to_owned(),
+                path,
+                root,
+                real,
+            });
         }
         if real.is_dir() {
             return Ok(real);
         }
     }
-    Err(format!(
-        "no repository {full_name} under {}: expected {} (a working tree or a bare repository)",
-        root.display(),
-        root.join(owner).join(name).display()
-    ))
+    Err(LocalPathError::NotFound {
+        full_name: full_name.to_owned(),
+        expected: root.join(owner).join(name),
+        root,
+    })
 }
 
 #[cfg(test)]
@@ -117,7 +183,7 @@ mod tests {
         let long = format!("acme/{}", "a".repeat(MAX_FULL_NAME - 5));
         assert!(check_full_name(&long).is_ok());
         let longer = format!("{long}a");
-        let err = check_full_name(&longer).unwrap_err();
+        let err = check_full_name(&longer).unwrap_err().to_string();
         assert!(err.contains("257 bytes long, more than 256"), "{err}");
     }
 
@@ -154,11 +220,24 @@ mod tests {
             ("../outside/evil", "the owner is . or .."),
             ("acme/missing", "no repository acme/missing"),
         ] {
-            let err = resolve(&base, name).unwrap_err();
+            let err = resolve(&base, name).unwrap_err().to_string();
             assert!(err.contains(want), "{name}: {err}");
         }
+        assert!(matches!(
+            resolve(&base, "acme/evil"),
+            Err(LocalPathError::Outside { .. })
+        ));
+        assert!(matches!(
+            resolve(&base, "acme/missing"),
+            Err(LocalPathError::NotFound { .. })
+        ));
+        assert!(matches!(
+            resolve(&base, "acme/.."),
+            Err(LocalPathError::BadName(_))
+        ));
         let err = resolve(Path::new("relative/repos"), "acme/app").unwrap_err();
-        assert!(err.contains("is not absolute"), "{err}");
+        assert_eq!(err, LocalPathError::NotAbsolute("relative/repos".into()));
+        assert!(err.to_string().contains("is not absolute"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

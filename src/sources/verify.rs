@@ -393,7 +393,7 @@ mod props {
             signature in ".{0,80}|sha256=[0-9a-fA-F]{0,70}",
             auth in ".{0,40}",
             body in proptest::collection::vec(any::<u8>(), 0..128),
-            client in proptest::option::of(any::<[u8; 16]>().prop_map(|b| IpAddr::from(b))),
+            client in proptest::option::of(any::<[u8; 16]>().prop_map(IpAddr::from)),
         ) {
             let headers = vec![
                 ("x-signature-256".to_owned(), signature.clone()),

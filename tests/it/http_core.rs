@@ -1,15 +1,21 @@
-//! The HTTP core against the real daemon: bounded idle/trickling connections, limits, request
-//! ids, keep-alive, chunked bodies, base path, and draining on SIGTERM.
+//! The HTTP core: bounded idle and trickling connections (the server in this process, with short
+//! timeouts), and against the real daemon limits, request ids, keep-alive, chunked bodies, base
+//! path, and draining on SIGTERM.
 
 use crate::support;
 
 use std::{
     io::{Read, Write},
-    net::TcpStream,
+    net::{SocketAddr, TcpStream},
+    sync::Arc,
     thread,
     time::{Duration, Instant},
 };
 
+use kici_orchestrator::http::{
+    server::{Handler, Limits, Server, ShutdownHandle},
+    Request, Response,
+};
 use support::{daemon::*, pg::PgCluster};
 
 fn daemon_with(extra: &[(&str, &str)]) -> Daemon {
@@ -42,41 +48,87 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
     None
 }
 
+/// The daemon's HTTP server in this process, with the production limits except short timeouts,
+/// answering every request with `{"status":"ok"}`: the timeout tests take seconds, not a minute.
+/// The production timeouts themselves are pinned by the unit test of `Limits::default()`.
+struct ShortServer {
+    addr: SocketAddr,
+    stop: ShutdownHandle,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+const IDLE: Duration = Duration::from_secs(1);
+const REQUEST: Duration = Duration::from_secs(2);
+
+impl ShortServer {
+    fn start() -> ShortServer {
+        struct Ok;
+        impl Handler for Ok {
+            fn handle(&self, _req: &Request) -> Response {
+                Response::json(200, &serde_json::json!({ "status": "ok" }))
+            }
+        }
+        let limits = Limits {
+            idle_timeout: IDLE,
+            request_timeout: REQUEST,
+            ..Limits::default()
+        };
+        let server = Server::bind(SocketAddr::from(([127, 0, 0, 1], 0)), limits).unwrap();
+        let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+        let thread = thread::spawn(move || server.run(Arc::new(Ok)));
+        ShortServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ShortServer {
+    fn drop(&mut self) {
+        self.stop.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn three_hundred_idle_connections_do_not_block_health_and_are_closed() {
-    let d = daemon_with(&[]);
+    let server = ShortServer::start();
     let opened = Instant::now();
     let mut idle: Vec<TcpStream> = (0..300)
-        .map(|_| TcpStream::connect(d.addr).expect("idle connect"))
+        .map(|_| TcpStream::connect(server.addr).expect("idle connect"))
         .collect();
     thread::sleep(Duration::from_millis(300));
-    let r = d.get("/health");
+    let r = request(server.addr, "GET", "/health", &[], b"");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
-    // The server closes every one of them by itself, within 30 s (idle timeout 25 s).
+    // The server closes every one of them by itself, within the idle timeout and a margin.
+    let limit = IDLE * 4;
     for s in idle.iter_mut() {
-        let left = Duration::from_secs(30).saturating_sub(opened.elapsed());
+        let left = limit.saturating_sub(opened.elapsed());
         assert!(
             closed_within(s, left).is_some(),
-            "an idle connection was still open 30 s after it was opened"
+            "an idle connection was still open {limit:?} after it was opened"
         );
     }
     assert!(
-        opened.elapsed() >= Duration::from_secs(20),
-        "closed suspiciously early: {:?}",
+        opened.elapsed() >= IDLE,
+        "closed before the idle timeout: {:?}",
         opened.elapsed()
     );
 }
 
 #[test]
 fn a_trickling_client_is_cut_off() {
-    let d = daemon_with(&[]);
-    let mut s = TcpStream::connect(d.addr).unwrap();
+    let server = ShortServer::start();
+    let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let start = Instant::now();
     let mut got = Vec::new();
     s.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-    // One header byte every 5 s: never idle for 30 s, never finishing the request.
+    // One header byte every IDLE / 5: never idle, never finishing the request.
     'outer: for b in b"GET /health HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         .iter()
         .cycle()
@@ -85,7 +137,7 @@ fn a_trickling_client_is_cut_off() {
             break;
         }
         let tick = Instant::now();
-        while tick.elapsed() < Duration::from_secs(5) {
+        while tick.elapsed() < IDLE / 5 {
             let mut buf = [0u8; 512];
             match s.read(&mut buf) {
                 Ok(0) => break 'outer,
@@ -95,13 +147,15 @@ fn a_trickling_client_is_cut_off() {
             }
         }
         assert!(
-            start.elapsed() < Duration::from_secs(70),
-            "trickling client still connected after 70 s"
+            start.elapsed() < REQUEST * 4,
+            "trickling client still connected after {:?}",
+            start.elapsed()
         );
     }
+    // Cut off by the request timeout (kept to within one 500 ms tick), not the idle one.
     let elapsed = start.elapsed();
     assert!(
-        elapsed >= Duration::from_secs(45) && elapsed < Duration::from_secs(60),
+        elapsed >= REQUEST && elapsed < REQUEST + Duration::from_millis(1500),
         "cut off after {elapsed:?}"
     );
     let text = String::from_utf8_lossy(&got);

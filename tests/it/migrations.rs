@@ -1,5 +1,6 @@
 //! `db migrate [--status] [--json]` against a real PostgreSQL, the migration lock with four
-//! daemons starting at once, and refusal of a changed migration.
+//! daemons starting at once, refusal of a changed migration, and acceptance of the checksums
+//! earlier builds recorded.
 
 use crate::support;
 
@@ -269,4 +270,51 @@ fn source_writes_notify_their_routing_key() {
             generic
         ]
     );
+}
+
+#[test]
+fn a_database_with_the_legacy_raw_text_checksums_still_starts() {
+    use kici_orchestrator::db::checksum::LEGACY;
+    let pg = PgCluster::shared();
+    let url = pg.create_database();
+    assert!(cli(&db_args(&url, &[]), &[]).status.success());
+    // What builds before the comment-insensitive checksum recorded: the SHA-256 of each file.
+    for (name, sum) in LEGACY {
+        pg.psql(
+            &url,
+            &format!("UPDATE schema_migrations SET checksum = '{sum}' WHERE name = '{name}'"),
+        );
+    }
+    let legacy: Vec<String> = LEGACY.iter().map(|(_, sum)| format!("'{sum}'")).collect();
+    assert_eq!(
+        pg.psql(
+            &url,
+            &format!(
+                "SELECT count(*) FROM schema_migrations WHERE checksum IN ({})",
+                legacy.join(",")
+            )
+        ),
+        LEGACY.len().to_string()
+    );
+
+    // Every migration reported applied, none changed; nothing left to apply; the daemon starts.
+    let out = cli(&db_args(&url, &["--status"]), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for (name, _) in LEGACY {
+        assert!(text.contains(&format!("  OK       {name}")), "{text}");
+    }
+    for l in text.lines() {
+        assert!(l.starts_with("  OK       "), "line {l:?}");
+    }
+    let out = cli(&db_args(&url, &[]), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("  OK  0001_initial"),
+        "{}",
+        stdout(&out)
+    );
+
+    let d = Daemon::start(&base_env(&url));
+    d.wait_ready_status(200, Duration::from_secs(10));
 }

@@ -80,10 +80,19 @@ impl OwnedJobs for Sessions {
 #[test]
 fn oidc_mint_relay_over_https() {
     let pki = pki("mint");
-    // The minter trusts what SSL_CERT_FILE names, like the daemon (this test binary only).
-    std::env::set_var("SSL_CERT_FILE", pki.ca_pem());
+    // The minter trusts the test CA alone; the process environment (shared with every other
+    // test of this binary and the daemons they start) is left alone.
+    let pem = std::fs::read(pki.ca_pem()).expect("the test CA");
+    let ca: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c.to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert!(!ca.is_empty());
+    let roots = || ureq::tls::RootCerts::Specific(std::sync::Arc::new(ca.clone()));
     let platform = PlatformDouble::start(Some(pki.server_config()));
-    let minter = Minter::new(&platform.url(), PlatformDouble::TOKEN, "inst-9");
+    let minter = Minter::with_roots(&platform.url(), PlatformDouble::TOKEN, "inst-9", roots());
     let params = json!({"jobId": "job-1", "audience": "sigstore", "runId": "agent-claimed-run"});
 
     let result = handle(Some(&minter), &Sessions, "agent-1", &params).unwrap();
@@ -119,7 +128,7 @@ fn oidc_mint_relay_over_https() {
     }
     // A wrong orchestrator token is the Platform's 401.
     platform.set_mint_status(200);
-    let wrong = Minter::new(&platform.url(), "kici_ok_wrong", "inst-9");
+    let wrong = Minter::with_roots(&platform.url(), "kici_ok_wrong", "inst-9", roots());
     assert_eq!(
         handle(Some(&wrong), &Sessions, "agent-1", &params).unwrap_err(),
         "token mint failed (401)"
