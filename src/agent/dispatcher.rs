@@ -142,7 +142,12 @@ impl Hub {
                 queue::claim(c, &agent.id, token, &agent.labels, &agent.taint, ack_ms)
             });
             let job = match claimed {
-                Ok(Some(job)) => job,
+                Ok(Some((job, claim))) => {
+                    // Published before the frame is sent, so it precedes whatever the agent
+                    // then reports about the job.
+                    crate::runs::publish(&self.events, &claim);
+                    job
+                }
                 Ok(None) => return,
                 Err(e) => {
                     log::warn!("claiming a job for agent {} failed: {e}", agent.id);

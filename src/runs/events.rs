@@ -1,5 +1,6 @@
-//! Run events: every lifecycle effect (`super::lifecycle::Effect`) and every step change, as
-//! published to subscribers once it is committed. The Platform status forwarder is the first
+//! Run events: every lifecycle effect (`super::lifecycle::Effect`: a job claimed, started or
+//! ended, a step changed, a run started or ended), as published to subscribers once it is
+//! committed. The Platform status forwarder is the first
 //! subscriber (wired in src/daemon.rs); the GitHub check reporter, metrics and log streaming
 //! subscribe the same way.
 //!
@@ -21,13 +22,21 @@ pub enum Change {
     /// The run was recorded, changed status, or ended (`status` as stored: `pending`,
     /// `running`, `cancelling`, `success`, `failed`, `cancelled`).
     Run { status: String },
+    /// A job was claimed for (dispatched to) an agent: it is held by `agent_id` now. Its status
+    /// did not change (still `pending`); published before the `job.dispatch` frame is sent.
+    Claimed {
+        job_id: String,
+        job_name: String,
+        agent_id: String,
+    },
     /// A job changed status (`running`, `cancelling`, or a terminal status).
     Job {
         job_id: String,
         job_name: String,
         status: String,
     },
-    /// A step of a job changed (the agent's `step.status` fields as sent).
+    /// A step of a job changed (the agent's `step.status` fields as sent); a replay, or a report
+    /// about a finished step, is not a change.
     Step {
         job_id: String,
         job_name: String,
@@ -128,6 +137,7 @@ mod tests {
                         job_name, status, ..
                     } => format!("{job_name} {status}"),
                     Change::Step { .. } => "step".into(),
+                    Change::Claimed { .. } => "claimed".into(),
                 };
                 seen.lock().unwrap().push(format!("{who}: {what}"));
             }));
