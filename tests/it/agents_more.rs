@@ -61,7 +61,8 @@ fn oidc_only_for_owned_jobs_and_cancel_from_the_platform() {
     );
     let minted = ask(&mut a, "q2", &jobs[0]);
     assert_eq!(
-        minted["result"]["token"], "eyJhbGciOiJFUzI1NiJ9.test.sig",
+        minted["result"],
+        json!({"token": "eyJhbGciOiJFUzI1NiJ9.test.sig", "expiresIn": 300, "jti": "jti-1"}),
         "{minted}"
     );
     let requests = platform.mint_requests();
@@ -78,6 +79,20 @@ fn oidc_only_for_owned_jobs_and_cancel_from_the_platform() {
         a.recv_type("agent.api.response", T).unwrap()["error"],
         "Unknown API method 'inventory.query'"
     );
+
+    // Steps are forwarded once per change: a replay, or a finished step going back, is not.
+    a.step(&job, 0, "sign", "running", Value::Null);
+    a.step(&job, 0, "sign", "running", Value::Null);
+    a.step(&job, 0, "sign", "success", json!({"durationMs": 3}));
+    a.step(&job, 0, "sign", "running", Value::Null);
+    a.step(&job, 1, "upload", "running", Value::Null);
+    platform.wait_for("step.status.forward", T, |f| f["stepIndex"] == 1);
+    let steps: Vec<String> = platform
+        .frames_of("step.status.forward")
+        .iter()
+        .map(|f| format!("{}:{}", f["stepIndex"], f["state"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(steps, ["0:running", "0:success", "1:running"]);
 
     // The Platform cancels the run: the agent is told, the queued job ends.
     platform.send(
