@@ -68,8 +68,8 @@ pub struct Run {
 
 impl Run {
     /// What a claim knows: the claimed queue row alone (the job `job_id` named `job`, its row
-    /// live, its job still `pending`); the run's own row is neither read nor locked, so claims
-    /// stay one statement.
+    /// live, its job still `pending`); the run's own row is neither read nor locked, so a claim
+    /// costs no more than its `UPDATE`.
     pub fn claimed(job: &str, job_id: &str) -> Run {
         let claimed = Job {
             id: job_id.to_owned(),
