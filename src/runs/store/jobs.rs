@@ -1,10 +1,11 @@
-//! Jobs and steps as agents report them (docs/agent-protocol.md, "Frames from the agent"): a job's first
-//! `running` starts it (and its run), terminal states are immutable (an identical replay is a
-//! no-op), steps never go back from a terminal state (the reference's concurrent writes left
-//! successful steps `running` and then `failed`), and a run ends only when every job is terminal
-//! and no queue row is live (the reference's run flapped to `success` while a job still ran).
-//! Each change runs in one transaction under the run's row lock: the run is read
-//! (`super::runs::load`), `lifecycle::apply` decides, `super::runs::write` writes the effects.
+//! Jobs and steps as agents report them (docs/agent-protocol.md, "Frames from the agent"): a
+//! job's first `running` starts it (and its run), terminal states are immutable (an identical
+//! replay is a no-op), steps never go back from a terminal state (the reference's concurrent
+//! writes left successful steps `running` and then `failed`), and a run ends only when every job
+//! is terminal and no queue row is live (the reference's run flapped to `success` while a job
+//! still ran). A job's start or end runs in one transaction under the run's row lock: the run is
+//! read (`super::runs::load`), `lifecycle::apply` decides, `super::runs::decide_and_write` writes
+//! the effects. A step change reads only the step (see [`step_status`]).
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ use crate::{
 };
 
 /// A change to one run: its id and the effects written, in order, for publishing
-/// (`crate::runs::Runs::publish`). Empty effects for a replay or an unknown job.
+/// (`crate::runs::publish`). Empty effects for a replay or an unknown job.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     pub run_id: Option<String>,
