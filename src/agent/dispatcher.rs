@@ -142,7 +142,12 @@ impl Hub {
                 queue::claim(c, &agent.id, token, &agent.labels, &agent.taint, ack_ms)
             });
             let job = match claimed {
-                Ok(Some(job)) => job,
+                Ok(Some((job, claim))) => {
+                    // Published before the frame is sent, so it precedes whatever the agent
+                    // then reports about the job.
+                    crate::runs::publish(&self.events, &claim);
+                    job
+                }
                 Ok(None) => return,
                 Err(e) => {
                     log::warn!("claiming a job for agent {} failed: {e}", agent.id);
@@ -226,7 +231,10 @@ impl Hub {
     }
 
     /// Housekeeping, every fraction of a second: acknowledgements that did not come in time
-    /// close the agent (4031) and requeue its job.
+    /// close the agent (4031) and requeue their jobs. The agent stays registered until its
+    /// session ends (a closed writer gets no more work meanwhile), so the session's clean-up
+    /// ([`Hub::unregister`]) handles its other jobs as after any disconnect: those not yet
+    /// acknowledged are requeued, the acknowledged ones wait for it in the recovery window.
     pub fn check_ack_deadlines(&self) {
         let late = self.registry.overdue(Instant::now());
         let requeued = !late.is_empty();
@@ -237,7 +245,6 @@ impl Hub {
             );
             if let Some(agent) = self.agent(&agent_id) {
                 agent.writer.close(4031, "Dispatch acknowledgement timeout");
-                self.agents().remove(&agent_id);
             }
             self.requeue(
                 &job,

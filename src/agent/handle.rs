@@ -1,5 +1,5 @@
 //! What the orchestrator does with each message of a registered agent (docs/agent-protocol.md,
-//! Job messages), and the end of a job whatever ended it (agent report, cancel, lost agent,
+//! "Frames from the agent"), and the end of a job whatever ended it (agent report, cancel, lost agent,
 //! exhausted attempts, staleness). Job-scoped messages count only from the agent that holds the
 //! job; every state change is written through `crate::runs` first, and its events are then
 //! published (`Hub::events`: the Platform forwarder and whoever else subscribed).
@@ -16,7 +16,7 @@ use crate::{
     platform::{oidc, status},
     runs::{
         self,
-        events::{now_ms, Change, RunEvent},
+        events::{now_ms, RunEvent},
         store::{jobs, queue},
     },
 };
@@ -79,11 +79,12 @@ fn reply(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value> {
         }
         AgentMsg::StepStatus { job, frame } => {
             let o = owned(hub, agent, &job)?;
-            if let Err(e) = hub
+            match hub
                 .pool
                 .with_retry(|c| jobs::step_status(c, &job.job_id, &o.run_id, &frame))
             {
-                log::warn!("recording a step of job {} failed: {e}", job.job_id);
+                Ok(outcome) => runs::publish(&hub.events, &outcome),
+                Err(e) => log::warn!("recording a step of job {} failed: {e}", job.job_id),
             }
             let step = frame["stepIndex"].as_i64().unwrap_or(0);
             if frame["state"]
@@ -92,15 +93,6 @@ fn reply(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value> {
             {
                 hub.logs.flush_step(&job.job_id, step);
             }
-            hub.events.publish_one(RunEvent {
-                run_id: o.run_id.clone(),
-                at_ms: now_ms(),
-                change: Change::Step {
-                    job_id: job.job_id.clone(),
-                    job_name: o.job_name.clone(),
-                    step: frame,
-                },
-            });
             None
         }
         AgentMsg::LogChunk {

@@ -240,3 +240,35 @@ fn overdue_acknowledgements_and_long_finished_jobs() {
     hub.registry.forget_finished(now + Duration::from_secs(30));
     assert!(!hub.jobs().contains_key("j1"));
 }
+
+#[test]
+fn a_missed_ack_closes_the_agent_and_leaves_its_other_jobs_to_the_sessions_end() {
+    let hub = hub();
+    let a = agent("a", "t1");
+    hub.register(a.clone()).unwrap();
+    hold(&hub, &a);
+    a.active().insert("j2".into());
+    hub.track(
+        "j2",
+        Owned {
+            agent_id: "a".into(),
+            token_id: a.token_id.clone(),
+            run_id: "r1".into(),
+            job_name: "test".into(),
+            ack_deadline: Some(Instant::now() - Duration::from_millis(1)),
+            finished_at: None,
+            log_bytes: 0,
+            scope: JobScope::default(),
+        },
+    );
+    hub.check_ack_deadlines();
+    assert!(a.writer.is_closed(), "closed with 4031");
+    assert!(!a.active().contains("j2"), "the overdue job is requeued");
+    // Still registered: the session's end (`Hub::unregister`) finds the acknowledged job and
+    // puts it into the recovery window.
+    let (_, held, unacked) = hub
+        .registry
+        .disconnect("a", &a.connection_id)
+        .expect("the agent is still registered when its session ends");
+    assert_eq!((held, unacked), (vec!["j1".to_owned()], vec![]));
+}

@@ -530,6 +530,7 @@ fn first_wave(plan: &Plan) -> Vec<String> {
                     id: String::new(),
                     status: JobStatus::Pending,
                     queue: QueueRow::Waiting,
+                    steps: Default::default(),
                 };
                 (j.name.clone(), job)
             })

@@ -94,8 +94,7 @@ impl Minter {
         )
     }
 
-    /// The `result` of the agent's `agent.api.response` (`{token, expiresIn, jti}`), or its
-    /// `error`.
+    /// The `result` of the agent's `agent.api.response` ([`result_of`]), or its `error`.
     pub fn mint(
         &self,
         owned: &dyn OwnedJobs,
@@ -127,16 +126,30 @@ impl Minter {
             .map_err(|e| format!("token mint failed (unreadable answer: {e})"))?;
         let answer: Value = serde_json::from_str(&text)
             .map_err(|e| format!("token mint failed (answer is not JSON: {e})"))?;
-        let token = answer.get("token").and_then(Value::as_str);
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Err("token mint failed (answer without a token)".into());
-        };
-        Ok(json!({
-            "token": token,
-            "expiresIn": answer.get("expires_in").cloned().unwrap_or(Value::Null),
-            "jti": answer.get("jti").cloned().unwrap_or(Value::Null),
-        }))
+        result_of(&answer)
     }
+}
+
+/// The agent's `result` from the Platform's answer (`{token, expires_in, jti}`): `token`
+/// required, `expiresIn` (a whole number of seconds) and `jti` (a string) only when the answer
+/// has them. A missing, `null` or mistyped one is left out, never sent as `null`
+/// (docs/agent-protocol.md, "OIDC tokens").
+pub fn result_of(answer: &Value) -> Result<Value, String> {
+    let token = answer.get("token").and_then(Value::as_str);
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Err("token mint failed (answer without a token)".into());
+    };
+    let mut result = json!({ "token": token });
+    if let Some(secs) = answer
+        .get("expires_in")
+        .filter(|v| v.is_i64() || v.is_u64())
+    {
+        result["expiresIn"] = secs.clone();
+    }
+    if let Some(jti) = answer.get("jti").filter(|v| v.is_string()) {
+        result["jti"] = jti.clone();
+    }
+    Ok(result)
 }
 
 /// What an agent gets for `oidc.token.request`: minted where a Platform is configured, the
@@ -192,5 +205,33 @@ mod tests {
             "provenance signing is not configured on the Platform"
         );
         assert_eq!(status_error(500), "token mint failed (500)");
+    }
+
+    #[test]
+    fn a_minted_token_without_nulls() {
+        let full = json!({"token": "t", "expires_in": 300, "jti": "j-1"});
+        assert_eq!(
+            result_of(&full),
+            Ok(json!({"token": "t", "expiresIn": 300, "jti": "j-1"}))
+        );
+        for bare in [
+            json!({"token": "t"}),
+            json!({"token": "t", "expires_in": null, "jti": null}),
+            json!({"token": "t", "expires_in": "300", "jti": 7}),
+            json!({"token": "t", "expires_in": 1.5}),
+        ] {
+            assert_eq!(result_of(&bare), Ok(json!({"token": "t"})), "{bare}");
+        }
+        for refused in [
+            json!({}),
+            json!({"token": ""}),
+            json!({"token": null}),
+            json!([]),
+        ] {
+            assert_eq!(
+                result_of(&refused),
+                Err("token mint failed (answer without a token)".into())
+            );
+        }
     }
 }

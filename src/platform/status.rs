@@ -114,7 +114,7 @@ pub fn forward_job(
 
 /// The Platform status forwarder, a run-events subscriber: each run or job event becomes the
 /// frame read from its row now (so the Platform gets the latest state), each step event the
-/// step's frame. `orchestrator_id` is our instance id.
+/// step's frame; a claim sends nothing. `orchestrator_id` is our instance id.
 pub fn forwarder(
     pool: Pool,
     link: Arc<Link>,
@@ -137,6 +137,8 @@ pub fn forwarder(
             job_name,
             step,
         } => link.send(step_frame(&event.run_id, job_id, job_name, step)),
+        // The Platform protocol has no frame for a claim: the job's status is unchanged.
+        Change::Claimed { .. } => {}
     })
 }
 

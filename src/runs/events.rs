@@ -1,15 +1,18 @@
-//! Run events: every lifecycle effect (`super::lifecycle::Effect`) and every step change, as
-//! published to subscribers once it is committed. The Platform status forwarder is the first
-//! subscriber (wired in src/daemon.rs); the GitHub check reporter, metrics and log streaming
-//! subscribe the same way.
+//! Run events: every lifecycle effect (`super::lifecycle::Effect`: a job claimed, started or
+//! ended, a step changed, a run started or ended), as published to subscribers once it is
+//! committed. The Platform status forwarder is the first subscriber (wired in src/daemon.rs);
+//! the GitHub check reporter, metrics and log streaming subscribe the same way.
 //!
 //! Ordering: [`Events::publish`] calls every subscriber synchronously on the publishing thread,
 //! in subscription order, and one change's events are published in the order of its effects
-//! (a job's end before the downstream jobs it queued or skipped, before the run's end). Changes
-//! to one run are serialized by the run's row lock when they are written; publishing follows the
-//! commit, under one lock here, so subscribers never see two events at once. Two changes of one
-//! run committed by different threads within microseconds may be published in either order; a
-//! subscriber that needs the latest state reads it (the forwarder reads the row).
+//! (a job's end before the downstream jobs it queued or skipped, before the run's end). A job's
+//! starts and ends are serialized by the run's row lock when they are written; a claim is
+//! published before its `job.dispatch` frame is sent, so before anything its agent reports; a
+//! job's steps are reported, written and published by its agent's one session, in order.
+//! Publishing follows the commit, under one lock here, so subscribers never see two events at
+//! once. Two changes of one run committed by different threads within microseconds may be
+//! published in either order; a subscriber that needs the latest state reads it (the forwarder
+//! reads the row). Without subscribers, publishing returns at once.
 
 use std::sync::{Mutex, RwLock};
 
@@ -21,13 +24,21 @@ pub enum Change {
     /// The run was recorded, changed status, or ended (`status` as stored: `pending`,
     /// `running`, `cancelling`, `success`, `failed`, `cancelled`).
     Run { status: String },
+    /// A job was claimed for (dispatched to) an agent: it is held by `agent_id` now. Its status
+    /// did not change (still `pending`); published before the `job.dispatch` frame is sent.
+    Claimed {
+        job_id: String,
+        job_name: String,
+        agent_id: String,
+    },
     /// A job changed status (`running`, `cancelling`, or a terminal status).
     Job {
         job_id: String,
         job_name: String,
         status: String,
     },
-    /// A step of a job changed (the agent's `step.status` fields as sent).
+    /// A step of a job changed (the agent's `step.status` fields as sent); a replay, or a report
+    /// about a finished step, is not a change.
     Step {
         job_id: String,
         job_name: String,
@@ -88,7 +99,13 @@ impl Events {
 
     /// Hands `events` to every subscriber, in order.
     pub fn publish(&self, events: &[RunEvent]) {
-        if events.is_empty() {
+        let nobody = || {
+            self.subscribers
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+        };
+        if events.is_empty() || nobody() {
             return;
         }
         let _one_at_a_time = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
@@ -128,6 +145,7 @@ mod tests {
                         job_name, status, ..
                     } => format!("{job_name} {status}"),
                     Change::Step { .. } => "step".into(),
+                    Change::Claimed { .. } => "claimed".into(),
                 };
                 seen.lock().unwrap().push(format!("{who}: {what}"));
             }));

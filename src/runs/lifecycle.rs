@@ -7,8 +7,12 @@
 //! Rules (docs/architecture.md, "Runs and run events"):
 //! - a new run queues the jobs without `needs` at once; the others wait;
 //! - a job's first `running` starts it, and its run when the run was `pending`;
+//! - a claimed job (its queue row `dispatched` to an agent) is held by that agent; a claim changes
+//!   no job status, and is decided from the claimed row alone (see [`Run::claimed`]);
 //! - a terminal job status is final: the same status again is a replay (no effect), another one
 //!   is ignored; any live status may end in any terminal one;
+//! - a step's reported status is recorded unless the step is terminal (steps never go back) or
+//!   already has that status (an identical replay); a step not recorded yet is recorded;
 //! - when a job ends, every waiting job whose `needs` now all hold is queued, and every one with
 //!   an upstream that ended in a status its edge does not accept is skipped, cascading;
 //! - a run ends when every job is terminal and none of its queue rows is live, with the status
@@ -18,7 +22,7 @@ use std::collections::BTreeMap;
 
 use super::{
     needs::{readiness, NeedsEdge},
-    state::{aggregate_run_status, JobStatus, RunStatus},
+    state::{aggregate_run_status, step_is_terminal, JobStatus, RunStatus},
 };
 
 /// Where a job's queue row is (`dispatch_queue.status`), as far as the lifecycle cares.
@@ -48,6 +52,9 @@ pub struct Job {
     pub id: String,
     pub status: JobStatus,
     pub queue: QueueRow,
+    /// Its steps' recorded statuses by index, as far as they were read: the reported step for a
+    /// step change, none otherwise.
+    pub steps: BTreeMap<i32, String>,
 }
 
 /// A run as the lifecycle sees it: its status, its jobs by name, its `needs` edges.
@@ -59,21 +66,56 @@ pub struct Run {
     pub needs: Vec<NeedsEdge>,
 }
 
+impl Run {
+    /// What a claim knows: the claimed queue row alone (the job `job_id` named `job`, its row
+    /// live, its job still `pending`); the run's own row is neither read nor locked, so a claim
+    /// costs no more than its `UPDATE`.
+    pub fn claimed(job: &str, job_id: &str) -> Run {
+        let claimed = Job {
+            id: job_id.to_owned(),
+            status: JobStatus::Pending,
+            queue: QueueRow::Live,
+            steps: BTreeMap::new(),
+        };
+        Run {
+            status: None,
+            jobs: BTreeMap::from([(job.to_owned(), claimed)]),
+            needs: Vec::new(),
+        }
+    }
+}
+
 /// What happened to a run or one of its jobs (by name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The run is being created (every job `pending`, its queue row not yet `pending`): which
     /// jobs are queued at once, the others waiting for their needs.
     Created,
+    /// The job's queue row was claimed for (dispatched to) `agent`.
+    Claimed { job: String, agent: String },
     /// An agent reported the job running (first time, or again after a reconnect).
     Started { job: String },
     /// The job ended (agent report, cancel, lost agent, exhausted attempts, staleness, skip).
     Ended { job: String, status: JobStatus },
+    /// An agent reported step `step` of the job in `status` (the agent's spelling).
+    StepChanged {
+        job: String,
+        step: i32,
+        status: String,
+    },
 }
 
 /// What to write, and then publish, in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// The job is held by `agent` (its queue row is already `dispatched`: nothing to write).
+    JobClaimed { job: String, agent: String },
+    /// The step's row records `status` (created when the step was not recorded yet).
+    StepChanged {
+        job: String,
+        step: i32,
+        status: String,
+    },
     /// The job is now `running`.
     JobStarted { job: String },
     /// The run went from `pending` to `running`.
@@ -102,6 +144,28 @@ pub fn apply(run: &Run, event: &Event) -> Vec<Effect> {
                 .into_iter()
                 .map(|job| Effect::Queue { job })
                 .collect()
+        }
+        Event::Claimed { job, agent } => match run.jobs.get(job) {
+            Some(j) if j.queue == QueueRow::Live && !j.status.is_terminal() => {
+                vec![Effect::JobClaimed {
+                    job: job.clone(),
+                    agent: agent.clone(),
+                }]
+            }
+            _ => Vec::new(),
+        },
+        Event::StepChanged { job, step, status } => {
+            let Some(j) = run.jobs.get(job) else {
+                return Vec::new();
+            };
+            match j.steps.get(step) {
+                Some(recorded) if recorded == status || step_is_terminal(recorded) => Vec::new(),
+                _ => vec![Effect::StepChanged {
+                    job: job.clone(),
+                    step: *step,
+                    status: status.clone(),
+                }],
+            }
         }
         Event::Started { job } => match run.jobs.get(job) {
             Some(j) if !j.status.is_terminal() && j.status != JobStatus::Running => {

@@ -21,6 +21,7 @@ fn run(
                         id: format!("id-{n}"),
                         status: *s,
                         queue: *q,
+                        steps: BTreeMap::new(),
                     },
                 )
             })
@@ -33,6 +34,44 @@ fn run(
                 run_on: on.to_vec(),
             })
             .collect(),
+    }
+}
+
+/// `run` with step `step` of `job` recorded as `status`.
+fn with_step(mut run: Run, job: &str, step: i32, status: &str) -> Run {
+    if let Some(j) = run.jobs.get_mut(job) {
+        j.steps.insert(step, status.to_owned());
+    }
+    run
+}
+
+fn claimed(job: &str) -> Event {
+    Event::Claimed {
+        job: job.into(),
+        agent: "agent-1".into(),
+    }
+}
+
+fn job_claimed(job: &str) -> Effect {
+    Effect::JobClaimed {
+        job: job.into(),
+        agent: "agent-1".into(),
+    }
+}
+
+fn step(job: &str, step: i32, status: &str) -> Event {
+    Event::StepChanged {
+        job: job.into(),
+        step,
+        status: status.into(),
+    }
+}
+
+fn step_changed(job: &str, step: i32, status: &str) -> Effect {
+    Effect::StepChanged {
+        job: job.into(),
+        step,
+        status: status.into(),
     }
 }
 
@@ -95,6 +134,119 @@ fn cases() -> Vec<Case> {
             ),
             event: Event::Created,
             effects: vec![queue("build"), queue("lint")],
+        },
+        Case {
+            name: "a claim holds the job (no status changes)",
+            run: Run::claimed("build", "id-build"),
+            event: claimed("build"),
+            effects: vec![job_claimed("build")],
+        },
+        Case {
+            name: "a claim decided from the claimed row alone names the claimed job only",
+            run: Run::claimed("build", "id-build"),
+            event: claimed("test"),
+            effects: vec![],
+        },
+        Case {
+            name: "a job whose queue row is not live is not held",
+            run: run(running, &[("a", S::Pending, Waiting)], &[]),
+            event: claimed("a"),
+            effects: vec![],
+        },
+        Case {
+            name: "a finished job is not held",
+            run: run(running, &[("a", S::Cancelled, Live)], &[]),
+            event: claimed("a"),
+            effects: vec![],
+        },
+        Case {
+            name: "a step not recorded yet is recorded",
+            run: run(running, &[("a", S::Running, Live)], &[]),
+            event: step("a", 0, "running"),
+            effects: vec![step_changed("a", 0, "running")],
+        },
+        Case {
+            name: "a running step ends",
+            run: with_step(
+                run(running, &[("a", S::Running, Live)], &[]),
+                "a",
+                0,
+                "running",
+            ),
+            event: step("a", 0, "success"),
+            effects: vec![step_changed("a", 0, "success")],
+        },
+        Case {
+            name: "a pending step starts",
+            run: with_step(
+                run(running, &[("a", S::Running, Live)], &[]),
+                "a",
+                2,
+                "pending",
+            ),
+            event: step("a", 2, "running"),
+            effects: vec![step_changed("a", 2, "running")],
+        },
+        Case {
+            name: "an identical step report again is a replay",
+            run: with_step(
+                run(running, &[("a", S::Running, Live)], &[]),
+                "a",
+                0,
+                "running",
+            ),
+            event: step("a", 0, "running"),
+            effects: vec![],
+        },
+        Case {
+            name: "a replay of a step's end is a no-op",
+            run: with_step(
+                run(running, &[("a", S::Running, Live)], &[]),
+                "a",
+                1,
+                "failed",
+            ),
+            event: step("a", 1, "failed"),
+            effects: vec![],
+        },
+        Case {
+            name: "a finished step never goes back to running",
+            run: with_step(
+                run(running, &[("a", S::Running, Live)], &[]),
+                "a",
+                0,
+                "success",
+            ),
+            event: step("a", 0, "running"),
+            effects: vec![],
+        },
+        Case {
+            name: "a finished step keeps its first end",
+            run: with_step(
+                run(running, &[("a", S::Failed, Done)], &[]),
+                "a",
+                0,
+                "cancelled",
+            ),
+            event: step("a", 0, "success"),
+            effects: vec![],
+        },
+        Case {
+            name: "other steps of the job are not in the way",
+            run: with_step(
+                run(running, &[("a", S::Running, Live)], &[]),
+                "a",
+                0,
+                "success",
+            ),
+            event: step("a", 1, "running"),
+            effects: vec![step_changed("a", 1, "running")],
+        },
+        Case {
+            name: "a step of an unknown job changes nothing",
+            run: run(running, &[("a", S::Running, Live)], &[]),
+            event: step("zz", 0, "running"),
+            effects: vec![],
         },
         Case {
             name: "first running starts the job and its pending run",

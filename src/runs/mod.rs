@@ -21,7 +21,7 @@ pub mod store;
 
 use std::sync::Arc;
 
-use events::{now_ms, RunEvent};
+use events::{now_ms, Change, RunEvent};
 use lifecycle::Effect;
 use store::jobs::Outcome;
 
@@ -29,8 +29,8 @@ use store::jobs::Outcome;
 /// pipeline needs nothing of the agent link).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-/// The events of a committed change, in effect order (`Queue` effects publish nothing: a queued
-/// job's status is still `pending`).
+/// The events of a committed change, in effect order (`Queue` and `Skip` effects publish
+/// nothing: a queued job's status is still `pending`, a skipped one's end follows).
 pub fn events_of(outcome: &Outcome, at_ms: i64) -> Vec<RunEvent> {
     let Some(run_id) = outcome.run_id.as_deref() else {
         return Vec::new();
@@ -45,6 +45,24 @@ pub fn events_of(outcome: &Outcome, at_ms: i64) -> Vec<RunEvent> {
                     .map(|(id, name)| RunEvent::job(run_id, id, name, status, at_ms))
             };
             match effect {
+                Effect::JobClaimed { agent, .. } => about.as_ref().map(|(id, name)| RunEvent {
+                    run_id: run_id.to_owned(),
+                    at_ms,
+                    change: Change::Claimed {
+                        job_id: id.clone(),
+                        job_name: name.clone(),
+                        agent_id: agent.clone(),
+                    },
+                }),
+                Effect::StepChanged { .. } => about.as_ref().map(|(id, name)| RunEvent {
+                    run_id: run_id.to_owned(),
+                    at_ms,
+                    change: Change::Step {
+                        job_id: id.clone(),
+                        job_name: name.clone(),
+                        step: outcome.report.clone().unwrap_or_default(),
+                    },
+                }),
                 Effect::JobStarted { .. } => job("running"),
                 Effect::JobEnded { status, .. } => job(status.as_str()),
                 Effect::RunStarted => Some(RunEvent::run(run_id, "running", at_ms)),
@@ -63,13 +81,13 @@ pub fn publish(events: &events::Events, outcome: &Outcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use events::Change;
     use state::{JobStatus, RunStatus};
 
     #[test]
     fn a_change_publishes_its_job_and_run_events_in_order() {
         let about = |id: &str, name: &str| Some((id.to_owned(), name.to_owned()));
         let outcome = Outcome {
+            report: None,
             run_id: Some("r".into()),
             effects: vec![
                 (
@@ -108,5 +126,54 @@ mod tests {
             ]
         );
         assert!(events_of(&Outcome::default(), 7).is_empty());
+    }
+
+    #[test]
+    fn a_claim_and_a_step_change_publish_their_events() {
+        let about = Some(("j1".to_owned(), "build".to_owned()));
+        let claim = Outcome {
+            run_id: Some("r".into()),
+            effects: vec![(
+                Effect::JobClaimed {
+                    job: "build".into(),
+                    agent: "agent-1".into(),
+                },
+                about.clone(),
+            )],
+            report: None,
+        };
+        let frame = serde_json::json!({"stepIndex": 0, "state": "success"});
+        let step = Outcome {
+            run_id: Some("r".into()),
+            effects: vec![(
+                Effect::StepChanged {
+                    job: "build".into(),
+                    step: 0,
+                    status: "success".into(),
+                },
+                about,
+            )],
+            report: Some(frame.clone()),
+        };
+        let got: Vec<Change> = [claim, step]
+            .iter()
+            .flat_map(|o| events_of(o, 7))
+            .map(|e| e.change)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Change::Claimed {
+                    job_id: "j1".into(),
+                    job_name: "build".into(),
+                    agent_id: "agent-1".into(),
+                },
+                Change::Step {
+                    job_id: "j1".into(),
+                    job_name: "build".into(),
+                    step: frame,
+                },
+            ]
+        );
     }
 }

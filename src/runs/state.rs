@@ -259,6 +259,14 @@ impl RunStatus {
     }
 }
 
+/// The terminal step statuses (`execution_steps.status`, as agents spell them): a step in one of
+/// them never changes again.
+pub const TERMINAL_STEP_STATUSES: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
+
+pub fn step_is_terminal(status: &str) -> bool {
+    TERMINAL_STEP_STATUSES.contains(&status)
+}
+
 /// A run's status from its jobs': with every job terminal, `failed` if any job failed, timed out stale or was drift
 /// dropped; else `cancelled` if any was cancelled; else `success` (skipped counts as success;
 /// so does a run without jobs). Before that: `running` once any job has started, else

@@ -1,7 +1,7 @@
-//! More of the agent link: the OIDC request and `run.cancel.request` through the Platform double
-//! (hybrid mode), agent requests answered from storage or with the documented stub answers, a
-//! flooding agent slowed down without losing a frame, and 8 agents × 1,000 jobs with every job
-//! dispatched exactly once.
+//! More of the agent link: the OIDC request, step forwarding and `run.cancel.request` through the
+//! Platform double (hybrid mode), agent requests answered from storage or with the documented stub
+//! answers, a missed ack handled as a disconnect, a flooding agent slowed down without losing a
+//! frame, and 8 agents × 1,000 jobs with every job dispatched exactly once.
 
 use crate::support;
 
@@ -14,7 +14,7 @@ use std::{
 
 use serde_json::{json, Value};
 use support::{
-    agent::{agent_token, one, queue_run, setup, wait_value, TestAgent},
+    agent::{agent_token, one, queue_run, setup, wait_value, TestAgent, LABELS},
     pg::PgCluster,
     platform::PlatformDouble,
 };
@@ -61,7 +61,8 @@ fn oidc_only_for_owned_jobs_and_cancel_from_the_platform() {
     );
     let minted = ask(&mut a, "q2", &jobs[0]);
     assert_eq!(
-        minted["result"]["token"], "eyJhbGciOiJFUzI1NiJ9.test.sig",
+        minted["result"],
+        json!({"token": "eyJhbGciOiJFUzI1NiJ9.test.sig", "expiresIn": 300, "jti": "jti-1"}),
         "{minted}"
     );
     let requests = platform.mint_requests();
@@ -78,6 +79,20 @@ fn oidc_only_for_owned_jobs_and_cancel_from_the_platform() {
         a.recv_type("agent.api.response", T).unwrap()["error"],
         "Unknown API method 'inventory.query'"
     );
+
+    // Steps are forwarded once per change: a replay, or a finished step going back, is not.
+    a.step(&job, 0, "sign", "running", Value::Null);
+    a.step(&job, 0, "sign", "running", Value::Null);
+    a.step(&job, 0, "sign", "success", json!({"durationMs": 3}));
+    a.step(&job, 0, "sign", "running", Value::Null);
+    a.step(&job, 1, "upload", "running", Value::Null);
+    platform.wait_for("step.status.forward", T, |f| f["stepIndex"] == 1);
+    let steps: Vec<String> = platform
+        .frames_of("step.status.forward")
+        .iter()
+        .map(|f| format!("{}:{}", f["stepIndex"], f["state"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(steps, ["0:running", "0:success", "1:running"]);
 
     // The Platform cancels the run: the agent is told, the queued job ends.
     platform.send(
@@ -322,4 +337,43 @@ fn eight_agents_and_a_thousand_jobs_each_dispatched_once() {
             m
         });
     println!("jobs per agent: {per_agent:?}");
+}
+
+#[test]
+fn a_missed_ack_ends_the_session_like_a_disconnect() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[("KICI_DISPATCH_ACK_TIMEOUT_MS", "1000")]);
+    let token = agent_token(&s, json!({}));
+    let mut a = TestAgent::connect(s.d.addr, "agent-two");
+    assert_eq!(a.auth(&token)["type"], "auth.success");
+    a.send(
+        json!({"type": "agent.register", "messageId": "register-1", "agentId": "agent-two",
+                  "labels": LABELS, "platform": "linux", "arch": "x64", "maxConcurrency": 2}),
+    );
+    a.recv_type("register.ack", T).expect("register.ack");
+    let (_run, jobs) = queue_run(&s.db, &["acked", "silent"], &[]);
+    let first = a.dispatch(T).expect("first job");
+    a.ack(&first);
+    a.status(&first, "running", Value::Null);
+    let second = a.dispatch(T).expect("second job");
+    assert_ne!(first["jobId"], second["jobId"]);
+    // The second job is never acknowledged: 4031, and the session ends as any disconnect does.
+    assert_eq!(a.wait_closed(T), Some(4031));
+    let acked = first["jobId"].as_str().unwrap();
+    let silent = second["jobId"].as_str().unwrap();
+    assert!(jobs.iter().any(|j| j == acked) && jobs.iter().any(|j| j == silent));
+    let row = |id: &str| {
+        format!(
+            "SELECT status || ':' || dispatch_attempts || ':' || coalesce(agent_id, '-') FROM dispatch_queue WHERE id = '{id}'"
+        )
+    };
+    wait_value(pg, &s.db, &row(silent), "pending:1:-");
+    wait_value(pg, &s.db, &row(acked), "recovering:0:agent-two");
+
+    // The agent comes back with its running job: it is its again.
+    let mut back = TestAgent::connect(s.d.addr, "agent-two");
+    assert_eq!(back.auth(&token)["type"], "auth.success");
+    let run_id = first["runId"].as_str().unwrap();
+    assert!(back.register(&LABELS, &[(acked, run_id)]).is_some());
+    wait_value(pg, &s.db, &row(acked), "dispatched:0:agent-two");
 }

@@ -1,5 +1,6 @@
 //! The runs store against a real PostgreSQL, without a daemon: the queue's claim honours the
-//! lock file's regex flags, and a job's end moves its run's `needs` on in the same change.
+//! lock file's regex flags and answers the claim's change, a job's end moves its run's `needs`
+//! on in the same change, and steps change as the lifecycle decides.
 
 use crate::support;
 
@@ -8,7 +9,7 @@ use kici_orchestrator::runs::{
     requirements::{Pattern, Requirements},
     state::{JobStatus, RunStatus},
     store::{
-        jobs::{agent_terminal, job_running, job_terminal, Ending, Reporter},
+        jobs::{agent_terminal, job_running, job_terminal, step_status, Ending, Reporter},
         queue::{claim, NewJob},
         runs::{create_run, NewRun},
     },
@@ -99,7 +100,11 @@ fn a_regex_flag_decides_which_agent_gets_the_job() {
 
     let lower = labels(&["linux"]);
     let got = claim(&mut c, "a-lower", None, &lower, &[], 10_000).unwrap();
-    assert_eq!(got.map(|j| j.id), Some(any_case.id), "`i` matches `linux`");
+    assert_eq!(
+        got.map(|(j, _)| j.id),
+        Some(any_case.id),
+        "`i` matches `linux`"
+    );
     let none = claim(&mut c, "a-lower", None, &lower, &[], 10_000).unwrap();
     assert!(
         none.is_none(),
@@ -107,7 +112,7 @@ fn a_regex_flag_decides_which_agent_gets_the_job() {
     );
     let upper = labels(&["LINUX"]);
     let got = claim(&mut c, "a-upper", None, &upper, &[], 10_000).unwrap();
-    assert_eq!(got.map(|j| j.id), Some(exact_case.id));
+    assert_eq!(got.map(|(j, _)| j.id), Some(exact_case.id));
 }
 
 #[test]
@@ -198,7 +203,7 @@ fn an_agents_end_repeated_after_its_commit_is_recognised() {
     let only = job(&run_id, "only", Requirements::default());
     create_run(&mut c, &run(&run_id, vec![only.clone()], vec![], &[])).unwrap();
     let claimed = claim(&mut c, "agent-1", None, &[], &[], 10_000).unwrap();
-    assert_eq!(claimed.map(|j| j.id), Some(only.id.clone()));
+    assert_eq!(claimed.map(|(j, _)| j.id), Some(only.id.clone()));
     let started = job_running(&mut c, &only.id, "agent-1", None).unwrap();
     assert_eq!(
         started.effects.len(),
@@ -245,4 +250,74 @@ fn an_agents_end_repeated_after_its_commit_is_recognised() {
         .unwrap()
         .get(0);
     assert_eq!(bytes, 10, "log bytes counted once");
+}
+
+#[test]
+fn a_claim_holds_the_job_and_steps_change_as_the_lifecycle_decides() {
+    let (_url, mut c) = migrated();
+    let run_id = kici_orchestrator::crypto::random_uuid();
+    let only = job(&run_id, "only", Requirements::default());
+    create_run(&mut c, &run(&run_id, vec![only.clone()], vec![], &[])).unwrap();
+    let (claimed, change) = claim(&mut c, "agent-1", None, &[], &[], 10_000)
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(claimed.id, only.id);
+    assert_eq!(change.run_id.as_deref(), Some(run_id.as_str()));
+    assert_eq!(
+        change.effects,
+        [(
+            Effect::JobClaimed {
+                job: "only".into(),
+                agent: "agent-1".into()
+            },
+            Some((only.id.clone(), "only".to_owned()))
+        )]
+    );
+    let job_status: String = c
+        .query_one(
+            "SELECT status FROM execution_jobs WHERE job_id = $1::text::uuid",
+            &[&only.id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(job_status, "pending", "a claim changes no job status");
+    job_running(&mut c, &only.id, "agent-1", None).unwrap();
+
+    let frame = |state: &str, data: serde_json::Value| {
+        json!({"type": "step.status", "jobId": only.id, "stepIndex": 0, "stepName": "build",
+               "state": state, "data": data})
+    };
+    let changed = |c: &mut Client, f: &serde_json::Value| {
+        let outcome = step_status(c, &only.id, &run_id, f).unwrap();
+        assert!(outcome.effects.len() <= 1, "{outcome:?}");
+        outcome.report.filter(|_| !outcome.effects.is_empty())
+    };
+    let step_row = |c: &mut Client| -> (String, Option<i64>) {
+        let r = c
+            .query_one(
+                "SELECT status, duration_ms FROM execution_steps WHERE job_id = $1::text::uuid AND step_index = 0",
+                &[&only.id],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let running = frame("running", serde_json::Value::Null);
+    assert_eq!(
+        changed(&mut c, &running),
+        Some(running.clone()),
+        "a new step"
+    );
+    assert_eq!(changed(&mut c, &running), None, "an identical replay");
+    let done = frame("success", json!({"durationMs": 104}));
+    assert_eq!(changed(&mut c, &done), Some(done.clone()), "the step ends");
+    assert_eq!(step_row(&mut c), ("success".to_owned(), Some(104)));
+    assert_eq!(changed(&mut c, &done), None, "a replay of the end");
+    assert_eq!(changed(&mut c, &running), None, "never back to running");
+    let failed = frame("failed", json!({"durationMs": 7}));
+    assert_eq!(changed(&mut c, &failed), None, "the first end stays");
+    assert_eq!(step_row(&mut c), ("success".to_owned(), Some(104)));
+    // A job unknown to the store changes nothing.
+    let unknown = kici_orchestrator::crypto::random_uuid();
+    let none = step_status(&mut c, &unknown, &run_id, &running).unwrap();
+    assert!(none.effects.is_empty());
 }

@@ -1,30 +1,33 @@
-//! Jobs and steps as agents report them (docs/agent-protocol.md, "Frames from the agent"): a job's first
-//! `running` starts it (and its run), terminal states are immutable (an identical replay is a
-//! no-op), steps never go back from a terminal state (the reference's concurrent writes left
-//! successful steps `running` and then `failed`), and a run ends only when every job is terminal
-//! and no queue row is live (the reference's run flapped to `success` while a job still ran).
-//! Each change runs in one transaction under the run's row lock: the run is read
-//! (`super::runs::load`), `lifecycle::apply` decides, `super::runs::write` writes the effects.
+//! Jobs and steps as agents report them (docs/agent-protocol.md, "Frames from the agent"): a
+//! job's first `running` starts it (and its run), terminal states are immutable (an identical
+//! replay is a no-op), steps never go back from a terminal state (the reference's concurrent
+//! writes left successful steps `running` and then `failed`), and a run ends only when every job
+//! is terminal and no queue row is live (the reference's run flapped to `success` while a job
+//! still ran). A job's start or end runs in one transaction under the run's row lock: the run is
+//! read (`super::runs::load`), `lifecycle::apply` decides, `super::runs::decide_and_write` writes
+//! the effects. A step change reads only the step (see [`step_status`]).
+
+use std::collections::BTreeMap;
 
 use postgres::Client;
 use serde_json::Value;
 
-use super::runs;
+use super::{col, runs};
 use crate::{
     db::DbError,
-    runs::lifecycle::{Effect, Event},
-    runs::state::JobStatus,
+    runs::lifecycle::{apply, Effect, Event, Job, QueueRow, Run},
+    runs::state::{step_is_terminal, JobStatus},
 };
 
-const TERMINAL_STEP: [&str; 4] = ["success", "failed", "skipped", "cancelled"];
-
 /// A change to one run: its id and the effects written, in order, for publishing
-/// (`crate::runs::Runs::publish`). Empty effects for a replay or an unknown job.
+/// (`crate::runs::publish`). Empty effects for a replay or an unknown job.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
     pub run_id: Option<String>,
     /// Each effect with the job id and name it concerns (empty for run effects).
     pub effects: Vec<(Effect, Option<(String, String)>)>,
+    /// The agent's `step.status` frame of a step change (published with it).
+    pub report: Option<Value>,
 }
 
 impl Outcome {
@@ -148,7 +151,7 @@ pub fn agent_terminal(
             .map_err(DbError::query("reading a finished job"))?;
         return Ok(ours.map(|_| Outcome {
             run_id: Some(run_id),
-            effects: Vec::new(),
+            ..Outcome::default()
         }));
     }
     let event = Event::Ended {
@@ -196,29 +199,115 @@ pub fn error_text(error: Option<&Value>) -> Option<String> {
     }
 }
 
-/// Records an agent's `step.status`; a terminal step never goes back to `running`.
+/// Records an agent's `step.status` as the lifecycle decides (`Event::StepChanged`): a step not
+/// recorded yet is created, a terminal step never changes again, an identical replay writes
+/// nothing. The step's row is read and then written only if it still has the status read (no
+/// transaction and no run lock: a job's steps are reported by one session, in order; a concurrent
+/// writer is the job's end reconciling its steps, and it wins). Returns the change to publish,
+/// empty when nothing was written. Safe to repeat.
 pub fn step_status(
     client: &mut Client,
     job_id: &str,
     run_id: &str,
     frame: &Value,
-) -> Result<(), DbError> {
+) -> Result<Outcome, DbError> {
+    const READING: &str = "reading a step";
     let index = frame["stepIndex"].as_i64().unwrap_or(0) as i32;
-    let name = frame["stepName"].as_str().unwrap_or("").to_owned();
     let state = frame["state"].as_str().unwrap_or("pending").to_owned();
-    let data = &frame["data"];
-    let error = error_text(data.get("error"));
-    let exit_code = data
-        .pointer("/error/exitCode")
-        .and_then(Value::as_i64)
-        .map(|c| c as i32);
-    let duration = data.get("durationMs").and_then(Value::as_i64);
-    let step_type = frame["step_type"].as_str().map(str::to_owned);
-    let secrets = frame
-        .get("secretsAccessed")
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!([]));
-    let terminal = TERMINAL_STEP.contains(&state.as_str());
+    let row = client
+        .query_opt(
+            "SELECT j.job_name, j.status, q.status, s.status
+               FROM execution_jobs j
+               LEFT JOIN dispatch_queue q ON q.id = j.job_id
+               LEFT JOIN execution_steps s ON s.job_id = j.job_id AND s.step_index = $2
+              WHERE j.job_id = $1::text::uuid",
+            &[&job_id, &index],
+        )
+        .map_err(DbError::query(READING))?;
+    let Some(row) = row else {
+        return Ok(Outcome::default());
+    };
+    let job_name: String = col(&row, 0, READING)?;
+    let job_status: String = col(&row, 1, READING)?;
+    let queue: Option<String> = col(&row, 2, READING)?;
+    let recorded: Option<String> = col(&row, 3, READING)?;
+    let job = Job {
+        id: job_id.to_owned(),
+        status: JobStatus::parse(&job_status).unwrap_or(JobStatus::Pending),
+        queue: QueueRow::from_status(queue.as_deref()),
+        steps: recorded.iter().map(|r| (index, r.clone())).collect(),
+    };
+    let run = Run {
+        status: None,
+        jobs: BTreeMap::from([(job_name.clone(), job)]),
+        needs: Vec::new(),
+    };
+    let event = Event::StepChanged {
+        job: job_name,
+        step: index,
+        status: state,
+    };
+    let effects = apply(&run, &event);
+    let mut written = 0;
+    for effect in &effects {
+        if let Effect::StepChanged { step, status, .. } = effect {
+            let step = StepRow::of(frame, *step, status);
+            written += write_step(client, job_id, run_id, &step, recorded.as_deref())?;
+        }
+    }
+    if written == 0 {
+        return Ok(Outcome {
+            run_id: Some(run_id.to_owned()),
+            ..Outcome::default()
+        });
+    }
+    Ok(runs::outcome(run_id, &run, effects, Some(frame.clone())))
+}
+
+/// A step's columns from the agent's frame.
+struct StepRow<'a> {
+    index: i32,
+    name: &'a str,
+    status: &'a str,
+    step_type: Option<&'a str>,
+    duration: Option<i64>,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    secrets: Value,
+}
+
+impl<'a> StepRow<'a> {
+    fn of(frame: &'a Value, index: i32, status: &'a str) -> StepRow<'a> {
+        let data = &frame["data"];
+        StepRow {
+            index,
+            name: frame["stepName"].as_str().unwrap_or(""),
+            status,
+            step_type: frame["step_type"].as_str(),
+            duration: data.get("durationMs").and_then(Value::as_i64),
+            exit_code: data
+                .pointer("/error/exitCode")
+                .and_then(Value::as_i64)
+                .map(|c| c as i32),
+            error: error_text(data.get("error")),
+            secrets: frame
+                .get("secretsAccessed")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!([])),
+        }
+    }
+}
+
+/// Writes the step when its row still has the status `recorded` (`None`: no row yet). Returns
+/// whether it wrote.
+fn write_step(
+    client: &mut Client,
+    job_id: &str,
+    run_id: &str,
+    s: &StepRow<'_>,
+    recorded: Option<&str>,
+) -> Result<u64, DbError> {
+    let terminal = step_is_terminal(s.status);
     client
         .execute(
             "INSERT INTO execution_steps (job_id, run_id, step_index, step_name, status, step_type, started_at,
@@ -226,8 +315,7 @@ pub fn step_status(
              VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5, $6,
                      CASE WHEN $5 = 'running' THEN now() END, CASE WHEN $7 THEN now() END, $8, $9, $10, $11)
              ON CONFLICT (job_id, step_index) DO UPDATE SET
-                 status = CASE WHEN execution_steps.status IN ('success', 'failed', 'skipped', 'cancelled')
-                               THEN execution_steps.status ELSE EXCLUDED.status END,
+                 status = EXCLUDED.status,
                  step_name = EXCLUDED.step_name,
                  step_type = COALESCE(EXCLUDED.step_type, execution_steps.step_type),
                  started_at = COALESCE(execution_steps.started_at, EXCLUDED.started_at),
@@ -235,11 +323,14 @@ pub fn step_status(
                  duration_ms = COALESCE(EXCLUDED.duration_ms, execution_steps.duration_ms),
                  exit_code = COALESCE(EXCLUDED.exit_code, execution_steps.exit_code),
                  error_message = COALESCE(EXCLUDED.error_message, execution_steps.error_message),
-                 secrets_accessed = EXCLUDED.secrets_accessed",
-            &[&job_id, &run_id, &index, &name, &state, &step_type, &terminal, &duration, &exit_code, &error, &secrets],
+                 secrets_accessed = EXCLUDED.secrets_accessed
+               WHERE execution_steps.status IS NOT DISTINCT FROM $12::text",
+            &[
+                &job_id, &run_id, &s.index, &s.name, &s.status, &s.step_type, &terminal,
+                &s.duration, &s.exit_code, &s.error, &s.secrets, &recorded,
+            ],
         )
-        .map_err(DbError::query("recording a step"))?;
-    Ok(())
+        .map_err(DbError::query("recording a step"))
 }
 
 pub fn heartbeat(client: &mut Client, job_id: &str) -> Result<(), DbError> {

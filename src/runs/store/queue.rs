@@ -7,9 +7,10 @@
 use postgres::{Client, GenericClient, Row};
 use serde_json::{json, Value};
 
-use super::col;
+use super::{col, jobs::Outcome, runs};
 use crate::{
     db::DbError,
+    runs::lifecycle::{apply, Event, Run},
     runs::requirements::{patterns_from_json, patterns_to_json, Compiled, Requirements},
 };
 
@@ -83,10 +84,33 @@ fn claimed(row: &Row) -> Result<Claimed, DbError> {
 }
 
 /// Claims the oldest pending job this agent may run: `dispatched` to it, with an ack deadline.
+/// Returns it with the change to publish (`Event::Claimed`, decided from the claimed row alone:
+/// the run's row is not locked).
 ///
 /// Not safe to repeat (a claim whose commit was lost with the connection would claim a second
 /// job): call it once (`super::once`), never through `Pool::with_retry`.
 pub fn claim(
+    client: &mut Client,
+    agent_id: &str,
+    token_id: Option<&str>,
+    labels: &[String],
+    taint: &[String],
+    ack_timeout_ms: i64,
+) -> Result<Option<(Claimed, Outcome)>, DbError> {
+    let Some(job) = claim_row(client, agent_id, token_id, labels, taint, ack_timeout_ms)? else {
+        return Ok(None);
+    };
+    let run = Run::claimed(&job.job_name, &job.id);
+    let event = Event::Claimed {
+        job: job.job_name.clone(),
+        agent: agent_id.to_owned(),
+    };
+    let outcome = runs::outcome(&job.run_id, &run, apply(&run, &event), None);
+    Ok(Some((job, outcome)))
+}
+
+/// The claim itself: the row marked `dispatched`, or none.
+fn claim_row(
     client: &mut Client,
     agent_id: &str,
     token_id: Option<&str>,

@@ -236,6 +236,7 @@ fn load_some(
                 // An unknown spelling counts as live, so it never ends the run.
                 status: JobStatus::parse(&status).unwrap_or(JobStatus::Pending),
                 queue: QueueRow::from_status(queue.as_deref()),
+                steps: BTreeMap::new(),
             },
         );
     }
@@ -291,29 +292,29 @@ pub fn decide_and_write(
     ending: Ending<'_>,
 ) -> Result<Outcome, DbError> {
     let run = match event {
-        Event::Started { job } => load_some(tx, run_id, Some(job))?,
+        Event::Started { job } | Event::Claimed { job, .. } | Event::StepChanged { job, .. } => {
+            load_some(tx, run_id, Some(job))?
+        }
         Event::Ended { .. } | Event::Created => load(tx, run_id)?,
     };
     let effects = apply(&run, event);
     let primary = match event {
         Event::Started { job } | Event::Ended { job, .. } => job.as_str(),
+        Event::Claimed { job, .. } | Event::StepChanged { job, .. } => job.as_str(),
         Event::Created => "",
     };
     let mut out = Outcome {
         run_id: Some(run_id.to_owned()),
         effects: Vec::with_capacity(effects.len()),
+        report: None,
     };
     for effect in effects {
-        let job_of = |name: &str| run.jobs.get(name).map(|j| (j.id.clone(), name.to_owned()));
-        let about = match &effect {
-            Effect::JobStarted { job }
-            | Effect::JobEnded { job, .. }
-            | Effect::Queue { job }
-            | Effect::Skip { job } => job_of(job),
-            Effect::RunStarted | Effect::RunEnded { .. } => None,
-        };
+        let about = about(&run, &effect);
         let id = about.as_ref().map(|(id, _)| id.as_str()).unwrap_or("");
         match &effect {
+            // Written by their own statements, not under the run's lock: a claim by the claiming
+            // `UPDATE` (`super::queue::claim`), a step with its details (`super::jobs::step_status`).
+            Effect::JobClaimed { .. } | Effect::StepChanged { .. } => {}
             Effect::JobStarted { .. } => {
                 let by = by.unwrap_or(Reporter {
                     agent_id: "",
@@ -377,6 +378,41 @@ pub fn decide_and_write(
         out.effects.push((effect, about));
     }
     Ok(out)
+}
+
+/// The job (id and name) an effect concerns; none for the run's own effects.
+pub(crate) fn about(run: &Run, effect: &Effect) -> Option<(String, String)> {
+    let job_of = |name: &str| run.jobs.get(name).map(|j| (j.id.clone(), name.to_owned()));
+    match effect {
+        Effect::JobClaimed { job, .. }
+        | Effect::StepChanged { job, .. }
+        | Effect::JobStarted { job }
+        | Effect::JobEnded { job, .. }
+        | Effect::Queue { job }
+        | Effect::Skip { job } => job_of(job),
+        Effect::RunStarted | Effect::RunEnded { .. } => None,
+    }
+}
+
+/// The change `effects` make to run `run_id` (`run` as they were decided on), for publishing;
+/// `report` is the agent's frame of a step change.
+pub(crate) fn outcome(
+    run_id: &str,
+    run: &Run,
+    effects: Vec<Effect>,
+    report: Option<Value>,
+) -> Outcome {
+    Outcome {
+        run_id: Some(run_id.to_owned()),
+        effects: effects
+            .into_iter()
+            .map(|e| {
+                let about = about(run, &e);
+                (e, about)
+            })
+            .collect(),
+        report,
+    }
 }
 
 /// A job's terminal status, with its unfinished steps reconciled.
