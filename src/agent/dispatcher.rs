@@ -145,7 +145,8 @@ impl Hub {
                 Ok(Some((job, claim))) => {
                     // Published before the frame is sent, so it precedes whatever the agent
                     // then reports about the job.
-                    crate::runs::publish(&self.events, &claim);
+                    let turn = self.events.turn(&job.run_id);
+                    crate::runs::publish(&self.events, &turn, &claim);
                     job
                 }
                 Ok(None) => return,
@@ -216,13 +217,13 @@ impl Hub {
         match crate::runs::store::once(&self.pool, |c| {
             queue::requeue(c, job_id, agent_id, why, backoff_secs)
         }) {
-            Ok(queue::Requeued::Failed) => {
+            Ok(queue::Requeued::Failed { run_id }) => {
                 let reason = format!(
                     "re-dispatch attempts exhausted ({} attempts; last: {why})",
                     queue::MAX_ATTEMPTS
                 );
                 log::warn!("job {job_id} failed: {reason}");
-                handle::finish_job(self, job_id, "failed", Some(&reason));
+                handle::finish_job(self, &run_id, job_id, "failed", Some(&reason));
             }
             Ok(queue::Requeued::Pending) => log::info!("job {job_id} requeued: {why}"),
             Ok(queue::Requeued::Gone) => {}

@@ -16,7 +16,7 @@ use crate::{
     platform::{oidc, status},
     runs::{
         self,
-        events::{now_ms, RunEvent},
+        events::{now_ms, RunEvent, Turn},
         store::{jobs, queue},
     },
 };
@@ -79,11 +79,12 @@ fn reply(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value> {
         }
         AgentMsg::StepStatus { job, frame } => {
             let o = owned(hub, agent, &job)?;
+            let turn = hub.events.turn(&o.run_id);
             match hub
                 .pool
                 .with_retry(|c| jobs::step_status(c, &job.job_id, &o.run_id, &frame))
             {
-                Ok(outcome) => runs::publish(&hub.events, &outcome),
+                Ok(outcome) => runs::publish(&hub.events, &turn, &outcome),
                 Err(e) => log::warn!("recording a step of job {} failed: {e}", job.job_id),
             }
             let step = frame["stepIndex"].as_i64().unwrap_or(0);
@@ -199,11 +200,12 @@ fn job_status(hub: &Hub, agent: &Arc<Agent>, job: &JobRef, state: &str, data: &V
         "running" => {
             acknowledged(hub, &job.job_id);
             let token = agent.token_id.as_deref();
+            let turn = hub.events.turn(&o.run_id);
             match hub
                 .pool
                 .with_retry(|c| jobs::job_running(c, &job.job_id, &agent.id, token))
             {
-                Ok(outcome) => runs::publish(&hub.events, &outcome),
+                Ok(outcome) => runs::publish(&hub.events, &turn, &outcome),
                 Err(e) => log::warn!("marking job {} running failed: {e}", job.job_id),
             }
         }
@@ -215,13 +217,13 @@ fn job_status(hub: &Hub, agent: &Arc<Agent>, job: &JobRef, state: &str, data: &V
             hub.logs.flush_job(&job.job_id);
             terminal_status(hub, agent, &job.job_id, s, data, &o);
         }
-        "cancelling" => hub.events.publish_one(RunEvent::job(
-            &o.run_id,
-            &job.job_id,
-            &o.job_name,
-            "cancelling",
-            now_ms(),
-        )),
+        "cancelling" => {
+            let turn = hub.events.turn(&o.run_id);
+            hub.events.publish_one(
+                &turn,
+                RunEvent::job(&o.run_id, &job.job_id, &o.job_name, "cancelling", now_ms()),
+            )
+        }
         _ => {}
     }
 }
@@ -250,6 +252,7 @@ fn terminal_status(
         error: error.as_deref(),
         log_bytes: o.log_bytes as i64,
     };
+    let turn = hub.events.turn(&o.run_id);
     let written = terminal::until_committed(
         &terminal::BACKOFF,
         std::thread::sleep,
@@ -266,6 +269,7 @@ fn terminal_status(
                 "agent {} reported job {job_id} {state}, but the job is no longer held by it; ignored",
                 agent.id
             );
+            drop(turn);
             agent.active().remove(job_id);
             hub.jobs().remove(job_id);
             hub.drain(agent);
@@ -282,7 +286,9 @@ fn terminal_status(
     agent.active().remove(job_id);
     agent.paused.store(false, Ordering::SeqCst);
     hub.update_job(job_id, |o| o.finished_at = Some(Instant::now()));
-    after_finish(hub, job_id, &finished);
+    after_finish(hub, &turn, job_id, &finished);
+    // Claims publish under their own run's turn.
+    drop(turn);
     hub.drain(agent);
 }
 
@@ -302,22 +308,23 @@ fn failure_text(data: &Value) -> Option<String> {
 
 /// Ends a job (its queue row is the caller's), and its run when it was the last; downstream
 /// jobs are queued or skipped with it (`crate::runs::lifecycle`).
-pub fn finish_job(hub: &Hub, job_id: &str, status: &str, error: Option<&str>) {
+pub fn finish_job(hub: &Hub, run_id: &str, job_id: &str, status: &str, error: Option<&str>) {
+    let turn = hub.events.turn(run_id);
     match hub
         .pool
         .with_retry(|c| jobs::job_terminal(c, job_id, status, error, 0))
     {
-        Ok(outcome) => after_finish(hub, job_id, &outcome),
+        Ok(outcome) => after_finish(hub, &turn, job_id, &outcome),
         Err(e) => log::warn!("recording the end of job {job_id} failed: {e}"),
     }
 }
 
 /// Publishes what the job's end changed, and wakes the dispatcher for jobs it queued.
-fn after_finish(hub: &Hub, job_id: &str, outcome: &jobs::Outcome) {
+fn after_finish(hub: &Hub, turn: &Turn<'_>, job_id: &str, outcome: &jobs::Outcome) {
     if let (Some(run), Some(run_status)) = (&outcome.run_id, outcome.run_ended()) {
         log::info!("run {run} finished: {run_status} (its last job was {job_id})");
     }
-    runs::publish(&hub.events, outcome);
+    runs::publish(&hub.events, turn, outcome);
     if outcome.queued() > 0 {
         hub.wake();
     }
@@ -333,6 +340,7 @@ pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, Strin
             .with_retry(|c| queue::adopt(c, job_id, &agent.id, token))
         {
             Ok(Some(job)) => {
+                let turn = hub.events.turn(&job.run_id);
                 agent.active().insert(job_id.clone());
                 hub.track(
                     job_id,
@@ -351,7 +359,7 @@ pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, Strin
                     .pool
                     .with_retry(|c| jobs::job_running(c, job_id, &agent.id, token))
                 {
-                    runs::publish(&hub.events, &outcome);
+                    runs::publish(&hub.events, &turn, &outcome);
                 }
                 log::info!("agent {} resumed job {job_id}", agent.id);
             }
@@ -371,13 +379,14 @@ pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, Strin
 pub fn expire(hub: &Hub, stale_after_secs: i64) {
     match hub.pool.with_retry(queue::expire_recoveries) {
         Ok(expired) => {
-            for (job_id, _) in expired {
+            for (job_id, run_id) in expired {
                 log::warn!(
                     "job {job_id} failed: its agent did not reconnect within the recovery window"
                 );
                 hub.jobs().remove(&job_id);
                 finish_job(
                     hub,
+                    &run_id,
                     &job_id,
                     "failed",
                     Some("agent disconnected and did not reconnect within the recovery window"),
@@ -390,11 +399,12 @@ pub fn expire(hub: &Hub, stale_after_secs: i64) {
         .pool
         .with_retry(|c| jobs::stale_jobs(c, stale_after_secs))
     {
-        for (job_id, _) in stale {
+        for (job_id, run_id) in stale {
             log::warn!("job {job_id} sent no heartbeat for {stale_after_secs} s: timed_out_stale");
             let _ = hub.pool.with_retry(|c| queue::finish(c, &job_id, "failed"));
             finish_job(
                 hub,
+                &run_id,
                 &job_id,
                 "timed_out_stale",
                 Some("no job heartbeat from the agent"),

@@ -129,7 +129,7 @@ impl Hub {
             if status == "pending" || status == "waiting" {
                 self.pool
                     .with_retry(|c| queue::finish(c, &job_id, "cancelled"))?;
-                handle::finish_job(self, &job_id, "cancelled", Some(reason));
+                handle::finish_job(self, run_id, &job_id, "cancelled", Some(reason));
                 count += 1;
                 continue;
             }
@@ -150,7 +150,7 @@ impl Hub {
             .pool
             .with_retry(|c| crate::runs::store::runs::unqueued_jobs(c, run_id))?;
         for job_id in pending {
-            handle::finish_job(self, &job_id, "cancelled", Some(reason));
+            handle::finish_job(self, run_id, &job_id, "cancelled", Some(reason));
             count += 1;
         }
         Ok(count)

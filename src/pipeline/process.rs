@@ -498,6 +498,8 @@ fn start_run(
             .collect(),
     };
     // Safe to repeat (see `create_run`): a retry after a lost commit finds this run.
+    // The run's turn from before it exists, so its `pending` precedes its first claim.
+    let turn = deps.events.turn(&run_id);
     let created = deps.pool.with_retry(|c| create_run(c, &run))?;
     if let Created::Existing(existing) = created {
         log::info!(
@@ -508,7 +510,7 @@ fn start_run(
         return Ok((existing, None));
     }
     deps.events
-        .publish_one(RunEvent::run(&run_id, "pending", now_ms()));
+        .publish_one(&turn, RunEvent::run(&run_id, "pending", now_ms()));
     log::info!(
         "run {run_id}: workflow {} with {} job(s)",
         wf.name,

@@ -5,16 +5,21 @@
 //!
 //! Ordering: [`Events::publish`] calls every subscriber synchronously on the publishing thread,
 //! in subscription order, and one change's events are published in the order of its effects
-//! (a job's end before the downstream jobs it queued or skipped, before the run's end). A job's
-//! starts and ends are serialized by the run's row lock when they are written; a claim is
-//! published before its `job.dispatch` frame is sent, so before anything its agent reports; a
-//! job's steps are reported, written and published by its agent's one session, in order.
-//! Publishing follows the commit, under one lock here, so subscribers never see two events at
-//! once. Two changes of one run committed by different threads within microseconds may be
-//! published in either order; a subscriber that needs the latest state reads it (the forwarder
-//! reads the row). Without subscribers, publishing returns at once.
+//! (a job's end before the downstream jobs it queued or skipped, before the run's end). Changes
+//! of one run reach subscribers in the order they were committed: a change takes its run's
+//! [`Turn`] before it is written and keeps it until its events are published, and publishing
+//! needs the turn. So a job queued by another job's end is never seen claimed before it is seen
+//! queued, and a run's `pending` precedes its first claim. A claim takes the turn after it is
+//! committed (it touches the queue row only) and is published before its `job.dispatch` frame is
+//! sent, so before anything its agent reports. Turns are per run and per process (subscribers
+//! are in-process; across orchestrators the database's row locks order the writes), a thread
+//! holds at most one, and never while it waits for another run. Without subscribers, turns and
+//! publishing cost nothing.
 
-use std::sync::{Mutex, RwLock};
+use std::{
+    collections::HashSet,
+    sync::{Condvar, Mutex, RwLock},
+};
 
 use serde_json::Value;
 
@@ -86,10 +91,33 @@ type Subscriber = Box<dyn Fn(&RunEvent) + Send + Sync>;
 pub struct Events {
     subscribers: RwLock<Vec<Subscriber>>,
     publishing: Mutex<()>,
+    /// Runs whose turn is taken, and the signal that one was passed on.
+    turns: Mutex<HashSet<String>>,
+    turn_passed: Condvar,
+}
+
+/// A run's turn to change and publish (see the module's "Ordering"); dropping it passes the
+/// turn on to the next change of that run.
+#[must_use = "the turn is passed on when dropped"]
+pub struct Turn<'a> {
+    events: &'a Events,
+    /// `None` when nobody subscribes (nothing to order).
+    run_id: Option<String>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(run_id) = self.run_id.take() {
+            let mut taken = self.events.turns.lock().unwrap_or_else(|p| p.into_inner());
+            taken.remove(&run_id);
+            self.events.turn_passed.notify_all();
+        }
+    }
 }
 
 impl Events {
-    /// Adds a subscriber; it sees every event published from now on.
+    /// Adds a subscriber; it sees every event published from now on. Subscribe before the first
+    /// change (at start-up): turns taken while nobody subscribed order nothing.
     pub fn subscribe(&self, f: Box<dyn Fn(&RunEvent) + Send + Sync>) {
         self.subscribers
             .write()
@@ -97,15 +125,45 @@ impl Events {
             .push(f);
     }
 
-    /// Hands `events` to every subscriber, in order.
-    pub fn publish(&self, events: &[RunEvent]) {
-        let nobody = || {
-            self.subscribers
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
-        };
-        if events.is_empty() || nobody() {
+    fn nobody(&self) -> bool {
+        self.subscribers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Waits for `run_id`'s turn: until no other change of that run is between its write and
+    /// its publication.
+    pub fn turn(&self, run_id: &str) -> Turn<'_> {
+        if self.nobody() {
+            return Turn {
+                events: self,
+                run_id: None,
+            };
+        }
+        let mut taken = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        while taken.contains(run_id) {
+            taken = self
+                .turn_passed
+                .wait(taken)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        taken.insert(run_id.to_owned());
+        Turn {
+            events: self,
+            run_id: Some(run_id.to_owned()),
+        }
+    }
+
+    /// Hands `events` (of the run whose `turn` the caller holds) to every subscriber, in order.
+    pub fn publish(&self, turn: &Turn<'_>, events: &[RunEvent]) {
+        debug_assert!(
+            turn.run_id.is_none()
+                || events
+                    .iter()
+                    .all(|e| Some(&e.run_id) == turn.run_id.as_ref())
+        );
+        if events.is_empty() || self.nobody() {
             return;
         }
         let _one_at_a_time = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,8 +175,8 @@ impl Events {
         }
     }
 
-    pub fn publish_one(&self, event: RunEvent) {
-        self.publish(std::slice::from_ref(&event));
+    pub fn publish_one(&self, turn: &Turn<'_>, event: RunEvent) {
+        self.publish(turn, std::slice::from_ref(&event));
     }
 }
 
@@ -150,12 +208,16 @@ mod tests {
                 seen.lock().unwrap().push(format!("{who}: {what}"));
             }));
         }
-        events.publish(&[
-            RunEvent::job("r", "j1", "build", "failed", 1),
-            RunEvent::job("r", "j2", "test", "skipped", 1),
-            RunEvent::run("r", "failed", 1),
-        ]);
-        events.publish(&[]);
+        let turn = events.turn("r");
+        events.publish(
+            &turn,
+            &[
+                RunEvent::job("r", "j1", "build", "failed", 1),
+                RunEvent::job("r", "j2", "test", "skipped", 1),
+                RunEvent::run("r", "failed", 1),
+            ],
+        );
+        events.publish(&turn, &[]);
         assert_eq!(
             *seen.lock().unwrap(),
             [
@@ -167,5 +229,49 @@ mod tests {
                 "b: run failed"
             ]
         );
+    }
+
+    /// Two changes of one run: the second waits for the first's turn even when its own write
+    /// would be quicker, so subscribers see them in commit order; another run does not wait.
+    #[test]
+    fn a_run_s_changes_are_published_in_the_order_their_turns_were_taken() {
+        use std::{sync::mpsc, thread, time::Duration};
+        let events = Arc::new(Events::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        events.subscribe(Box::new(move |e: &RunEvent| {
+            if let Change::Job { job_name, .. } = &e.change {
+                log.lock().unwrap().push(format!("{} {job_name}", e.run_id));
+            }
+        }));
+        let first = events.turn("r");
+        let (tx, rx) = mpsc::channel();
+        let second = {
+            let events = events.clone();
+            thread::spawn(move || {
+                tx.send(()).unwrap();
+                let turn = events.turn("r");
+                events.publish_one(&turn, RunEvent::job("r", "j2", "second", "running", 2));
+            })
+        };
+        rx.recv().unwrap();
+        // Another run's change goes through while "r" is busy.
+        let other = events.turn("s");
+        events.publish_one(&other, RunEvent::job("s", "j9", "other", "running", 2));
+        drop(other);
+        thread::sleep(Duration::from_millis(50));
+        events.publish_one(&first, RunEvent::job("r", "j1", "first", "success", 1));
+        drop(first);
+        second.join().unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["s other", "r first", "r second"]);
+    }
+
+    #[test]
+    fn without_subscribers_turns_are_free() {
+        let events = Events::default();
+        let a = events.turn("r");
+        let b = events.turn("r");
+        events.publish_one(&b, RunEvent::run("r", "running", 1));
+        drop((a, b));
     }
 }

@@ -73,9 +73,10 @@ pub fn events_of(outcome: &Outcome, at_ms: i64) -> Vec<RunEvent> {
         .collect()
 }
 
-/// Publishes a committed change's events now.
-pub fn publish(events: &events::Events, outcome: &Outcome) {
-    events.publish(&events_of(outcome, now_ms()));
+/// Publishes a committed change's events now (the caller holds the run's turn, taken before
+/// the change was written: `events::Events::turn`).
+pub fn publish(events: &events::Events, turn: &events::Turn<'_>, outcome: &Outcome) {
+    events.publish(turn, &events_of(outcome, now_ms()));
 }
 
 #[cfg(test)]

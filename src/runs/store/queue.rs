@@ -211,11 +211,13 @@ pub fn acked(client: &mut Client, job_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requeued {
     Pending,
-    /// The last attempt: the job failed for good.
-    Failed,
+    /// The last attempt: the job (of this run) failed for good.
+    Failed {
+        run_id: String,
+    },
     /// Not dispatched to that agent any more (already requeued or finished).
     Gone,
 }
@@ -246,18 +248,18 @@ pub fn requeue(
                                        THEN now() + make_interval(secs => $5::bigint * power(2, dispatch_attempts))
                                   END
               WHERE id = $1::text::uuid AND status IN ('dispatched', 'recovering') AND agent_id = $2
-             RETURNING status",
+             RETURNING status, run_id::text",
             &[&job_id, &agent_id, &MAX_ATTEMPTS, &why, &backoff_secs],
         )
         .map_err(DbError::query("requeueing a job"))?;
-    let status = match &row {
-        Some(r) => Some(col::<String>(r, 0, "requeueing a job")?),
-        None => None,
+    let Some(row) = row else {
+        return Ok(Requeued::Gone);
     };
-    Ok(match status {
-        Some(s) if s == "failed" => Requeued::Failed,
-        Some(_) => Requeued::Pending,
-        None => Requeued::Gone,
+    Ok(match col::<String>(&row, 0, "requeueing a job")?.as_str() {
+        "failed" => Requeued::Failed {
+            run_id: col(&row, 1, "requeueing a job")?,
+        },
+        _ => Requeued::Pending,
     })
 }
 
