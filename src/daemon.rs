@@ -17,15 +17,13 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::{
     agent::{Hub, HubConfig},
+    app::App,
     config::{default_blob_base_url, Config, Mode},
     crypto::SecretBox,
     db::{self, migrate, tokens::Bootstrap, Connector, Pool},
     github::api::GitHubApi,
     github::repo::InstallationTokens,
-    http::{
-        routes::App,
-        server::{Limits, Server, ShutdownHandle},
-    },
+    http::server::{Limits, Server, ShutdownHandle},
     ingest::Recorder,
     pipeline::{
         mint::Mint,

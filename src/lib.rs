@@ -2,6 +2,7 @@
 //! `main.rs` is glue; everything else lives in these modules (see DESIGN.md for the map).
 
 pub mod agent;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod crypto;

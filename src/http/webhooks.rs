@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::{routes::App, server::Admission, Request, Response};
+use super::{server::Admission, Request, Response};
 use crate::{
+    app::App,
     crypto,
     db::events::Delivery,
     ingest::{admission, Recorded},

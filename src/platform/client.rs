@@ -35,7 +35,7 @@ use super::{
     reassembly::{Reassembler, Step},
     ws_url, Backlog, Link, Phase,
 };
-use crate::{http::routes::App, sources::registry::Kind};
+use crate::{app::App, sources::registry::Kind};
 
 /// Read timeout of the socket: the longest the thread sleeps without looking at its duties.
 const TICK: Duration = Duration::from_millis(25);

@@ -9,12 +9,10 @@ use serde_json::Value;
 use super::protocol::AckResult;
 use super::reassembly::Start;
 use crate::{
+    app::App,
     crypto,
     db::events::Delivery,
-    http::{
-        routes::App,
-        webhooks::{github_delivery, kept_payload, record_and_submit, DEDUP_SECS},
-    },
+    http::webhooks::{github_delivery, kept_payload, record_and_submit, DEDUP_SECS},
     ingest::{admission, Recorded},
     sources::verify::{self, Verdict},
 };

@@ -12,11 +12,11 @@ use std::{
 
 use kici_orchestrator::{
     agent::{Hub, HubConfig},
+    app::App,
     config::Config,
     crypto::{SecretBox, SecretKey},
     db::{Connector, Pool},
     github::api::GitHubApi,
-    http::routes::App,
     ingest::Recorder,
     pipeline::process::{Deps, Pipeline},
     platform::{client, status, Link},

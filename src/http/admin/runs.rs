@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 
 use super::{not_found, ApiError, ApiResult};
 use crate::{
+    app::RunCtx,
     db::{DbError, ISO},
-    http::{routes::App, Request, Response},
+    http::{Request, Response},
     rbac::{Caller, Permission},
     storage::{keys, Backend, Storage},
 };
@@ -84,7 +85,7 @@ fn run_fields() -> String {
     )
 }
 
-pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+pub fn list(app: &RunCtx, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::ContextRead)?;
     let (status, limit) = list_query(&req.query_pairs())?;
     let scope = caller.routing_key.clone();
@@ -102,7 +103,7 @@ pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     Ok(Response::json(200, &json!({ "runs": runs })))
 }
 
-pub fn show(app: &App, caller: &Caller, run_id: &str) -> ApiResult {
+pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
     caller.require(Permission::ContextRead)?;
     let run_sql = format!(
         "SELECT jsonb_build_object({},
