@@ -12,13 +12,10 @@ use crate::{
     crypto::SecretBox,
     db::Pool,
     github::api::GitHubApi,
-    ingest::Recorder,
+    ingest::Intake,
     pipeline::process::Pipeline,
     platform::Link,
-    sources::{
-        ratelimit::RateLimiter,
-        registry::{Kind, SourceRegistry},
-    },
+    sources::registry::{Kind, SourceRegistry},
     storage::Storage,
 };
 
@@ -33,10 +30,9 @@ pub struct App {
     pub github: GitHubApi,
     /// Every enabled source with its secret, kept current by the LISTEN thread.
     pub registry: Arc<SourceRegistry>,
-    /// Per-source webhook rate limits (per process, like the reference).
-    pub limiter: RateLimiter,
-    /// Group-commits accepted webhooks.
-    pub recorder: Recorder,
+    /// Webhook intake: verification, filtering, dedup and recording for direct and relayed
+    /// deliveries alike (it holds the rate limiter and the group-committing recorder).
+    pub intake: Intake,
     /// Caches and logs; `None` when no storage is configured (caches off).
     pub storage: Option<Arc<Storage>>,
     /// The Platform link (platform and hybrid modes).

@@ -24,7 +24,7 @@ use crate::{
     github::api::GitHubApi,
     github::repo::InstallationTokens,
     http::server::{Limits, Server, ShutdownHandle},
-    ingest::Recorder,
+    ingest::{Intake, Recorder},
     pipeline::{
         mint::Mint,
         process::{Deps as PipelineDeps, Pipeline},
@@ -33,7 +33,6 @@ use crate::{
     platform::{client::RelayConfig, Link},
     sources::{
         listen::{self, QueueSignal},
-        ratelimit::RateLimiter,
         registry::SourceRegistry,
     },
     storage::{Backend, OpenParams, Storage},
@@ -180,9 +179,13 @@ pub fn run() -> Result<(), Error> {
         config: config.clone(),
         pool: pool.clone(),
         started,
+        intake: Intake::new(
+            registry.clone(),
+            recorder,
+            pipeline.clone(),
+            config.event_log_max_payload_bytes,
+        ),
         registry,
-        limiter: RateLimiter::new(),
-        recorder,
         storage,
         platform: platform.clone(),
         agents: hub,
@@ -341,7 +344,7 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
                     continue;
                 }
                 last = Instant::now();
-                app.limiter.sweep(last);
+                app.intake.sweep_limits(last);
                 app.pipeline.sweep(&app.pool);
                 match app.pool.with_retry(db::events::expire_dedup) {
                     Ok(0) => {}
