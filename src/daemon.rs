@@ -17,16 +17,14 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::{
     agent::{Hub, HubConfig},
+    app::App,
     config::{default_blob_base_url, Config, Mode},
     crypto::SecretBox,
     db::{self, migrate, tokens::Bootstrap, Connector, Pool},
     github::api::GitHubApi,
     github::repo::InstallationTokens,
-    http::{
-        routes::App,
-        server::{Limits, Server, ShutdownHandle},
-    },
-    ingest::Recorder,
+    http::server::{Limits, Server, ShutdownHandle},
+    ingest::{Intake, Recorder},
     pipeline::{
         mint::Mint,
         process::{Deps as PipelineDeps, Pipeline},
@@ -35,7 +33,6 @@ use crate::{
     platform::{client::RelayConfig, Link},
     sources::{
         listen::{self, QueueSignal},
-        ratelimit::RateLimiter,
         registry::SourceRegistry,
     },
     storage::{Backend, OpenParams, Storage},
@@ -195,9 +192,13 @@ pub fn run() -> Result<(), Error> {
         config: config.clone(),
         pool: pool.clone(),
         started,
+        intake: Intake::new(
+            registry.clone(),
+            recorder,
+            pipeline.clone(),
+            config.event_log_max_payload_bytes,
+        ),
         registry,
-        limiter: RateLimiter::new(),
-        recorder,
         storage,
         platform: platform.clone(),
         agents: hub,
@@ -356,7 +357,7 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
                     continue;
                 }
                 last = Instant::now();
-                app.limiter.sweep(last);
+                app.intake.sweep_limits(last);
                 app.pipeline.sweep(&app.pool);
                 match app.pool.with_retry(db::events::expire_dedup) {
                     Ok(0) => {}

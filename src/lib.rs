@@ -3,6 +3,7 @@
 //! map).
 
 pub mod agent;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -1,6 +1,5 @@
-//! The daemon's route table under `KICI_BASE_PATH`.
-
-use std::{sync::Arc, time::Instant};
+//! The daemon's route table under `KICI_BASE_PATH`: `App` (src/app.rs) as the server's
+//! `Handler`.
 
 use super::{
     admin, blob, health,
@@ -9,61 +8,15 @@ use super::{
     webhooks, Request, Response,
 };
 use crate::{
-    agent::{session, Hub},
-    config::{Config, Mode},
-    crypto::SecretBox,
-    db::Pool,
-    github::api::GitHubApi,
-    ingest::Recorder,
-    pipeline::process::Pipeline,
-    platform::Link,
-    sources::{
-        ratelimit::RateLimiter,
-        registry::{Kind, SourceRegistry},
-    },
+    agent::session,
+    app::App,
+    config::Mode,
     storage::{blob_token::ROUTE_PREFIX as BLOB_PREFIX, fs::FsStore, Backend, Storage},
 };
-
-/// Shared by every connection thread.
-pub struct App {
-    pub config: Arc<Config>,
-    pub pool: Pool,
-    pub started: Instant,
-    /// Seals and opens source secrets with `KICI_SECRET_KEY` (and `_OLD` during rotation).
-    pub secrets: SecretBox,
-    /// Where GitHub App credentials are checked (`KICI_GITHUB_API_URL`).
-    pub github: GitHubApi,
-    /// Every enabled source with its secret, kept current by the LISTEN thread.
-    pub registry: Arc<SourceRegistry>,
-    /// Per-source webhook rate limits (per process, like the reference).
-    pub limiter: RateLimiter,
-    /// Group-commits accepted webhooks.
-    pub recorder: Recorder,
-    /// Caches and logs; `None` when no storage is configured (caches off).
-    pub storage: Option<Arc<Storage>>,
-    /// The Platform link (platform and hybrid modes).
-    pub platform: Option<Arc<Link>>,
-    /// Connected agents, their jobs and the queue.
-    pub agents: Arc<Hub>,
-    /// Turns recorded deliveries into runs and queued jobs.
-    pub pipeline: Arc<Pipeline>,
-}
 
 const ADMIN_PREFIX: &str = "/api/v1/admin";
 
 impl App {
-    /// Applies an admin change to this instance's registry at once, so a webhook right after the
-    /// admin call already sees it (other instances follow through LISTEN/NOTIFY).
-    pub fn refresh_source(&self, kind: Kind, routing_key: &str) {
-        let keys = [(kind, routing_key.to_owned())];
-        if let Err(e) = self
-            .pool
-            .with_retry(|c| self.registry.refresh(c, &self.secrets, &keys))
-        {
-            log::warn!("refreshing source {routing_key} locally failed ({e}); the LISTEN thread will catch up");
-        }
-    }
-
     /// The filesystem store behind the signed blob routes, when that is the backend.
     fn blob_store(&self) -> Option<&FsStore> {
         match self.storage.as_deref().map(Storage::backend) {

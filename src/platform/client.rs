@@ -36,7 +36,7 @@ use super::{
     reassembly::{Reassembler, Step},
     ws_url, Backlog, Link, Phase,
 };
-use crate::{http::routes::App, sources::registry::Kind};
+use crate::{app::App, sources::registry::Kind};
 
 mod error;
 use error::io_error;

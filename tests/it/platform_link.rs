@@ -12,15 +12,15 @@ use std::{
 
 use kici_orchestrator::{
     agent::{Hub, HubConfig},
+    app::App,
     config::Config,
     crypto::{SecretBox, SecretKey},
     db::{Connector, Pool},
     github::api::GitHubApi,
-    http::routes::App,
-    ingest::Recorder,
+    ingest::{Intake, Recorder},
     pipeline::process::{Deps, Pipeline},
     platform::{client, status, Link},
-    sources::{ratelimit::RateLimiter, registry::SourceRegistry},
+    sources::registry::SourceRegistry,
 };
 use serde_json::{json, Value};
 use support::{
@@ -73,15 +73,20 @@ fn app(db_url: &str, platform: &PlatformDouble, link: Arc<Link>) -> Arc<App> {
         }),
         1,
     ));
+    let max_kept = config.event_log_max_payload_bytes;
     Arc::new(App {
         config: Arc::new(config),
         pool: Pool::new(connector.clone(), 4, Duration::from_secs(5)),
         started: Instant::now(),
         secrets: SecretBox::new(SecretKey::parse(TEST_KEY).unwrap(), None),
         github: GitHubApi::new(""),
+        intake: Intake::new(
+            registry.clone(),
+            Recorder::start(connector, 1),
+            pipeline.clone(),
+            max_kept,
+        ),
         registry,
-        limiter: RateLimiter::new(),
-        recorder: Recorder::start(connector, 1),
         storage: None,
         platform: Some(link.clone()),
         agents: hub,

@@ -257,6 +257,123 @@ fn relayed_deliveries_are_acked_once_after_recording() {
     }
 }
 
+/// The same delivery sent both ways, direct and relayed, goes through the one intake: one
+/// event-log record, and the same verdict (the direct answer and the ack say the same thing),
+/// whichever way comes first; filtered and forged deliveries alike.
+#[test]
+fn the_same_delivery_direct_and_relayed_is_recorded_once_with_the_same_verdict() {
+    let platform = PlatformDouble::start(None);
+    let cluster = PgCluster::shared();
+    let (d, url) = hybrid(cluster, &platform, &[]);
+    let src = generic_source(
+        &d,
+        OWNER,
+        "acme",
+        json!({
+            "name": "both", "verificationMethod": "hmac_sha256",
+            "verificationConfig": {"secret": "both-secret"}, "allowedEvents": ["push"],
+        }),
+    );
+    let key = src["routing_key"].as_str().unwrap().to_owned();
+    platform.wait_for("source.register", Duration::from_secs(5), |f| {
+        f["sources"][0]["routingKey"] == key.as_str()
+    });
+    let body = br#"{"action":"opened","hello":"both ways"}"#;
+    let good = format!("sha256={}", sign("both-secret", body));
+    // What the direct answer says, in the ack's words.
+    let direct = |request_id: &str, event: &str, sig: &str| {
+        let r = post(
+            &d,
+            "/webhook/acme/generic/both",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Signature-256", sig),
+                ("X-Request-ID", request_id),
+                ("X-Event-Type", event),
+            ],
+            body,
+        );
+        let json: Value = serde_json::from_slice(&r.body).unwrap();
+        let verdict = match (
+            r.status,
+            json["duplicate"].as_bool(),
+            json["status"].as_str(),
+        ) {
+            (202, None, None) => "accepted",
+            (200, Some(true), None) => "duplicate",
+            (200, None, Some("filtered")) => "filtered",
+            (401, ..) => "rejected_signature",
+            _ => panic!("unexpected answer {} {json}", r.status),
+        };
+        (verdict, json)
+    };
+    let n = std::cell::Cell::new(0);
+    let relayed = |request_id: &str, event: &str, sig: &str| {
+        n.set(n.get() + 1);
+        let start = json!({
+            "messageId": format!("both-{}", n.get()), "routingKey": key,
+            "deliveryId": format!("{key}:{request_id}"), "event": event, "clientIp": "192.0.2.9",
+            "headers": {"content-type": "application/json", "x-signature-256": sig,
+                        "x-request-id": request_id, "x-event-type": event},
+        });
+        wait_ack(&platform, &platform.relay(start, body, 16))["result"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let rows = |request_id: &str| event_rows(cluster, &url, &format!("{key}:{request_id}"));
+    // As the ack says it: a duplicate is accepted again, a filtered delivery is accepted.
+    fn acked(verdict: &str) -> &str {
+        match verdict {
+            "accepted" | "duplicate" | "filtered" => "accepted",
+            other => other,
+        }
+    }
+
+    // Direct first, then relayed.
+    let (first, json) = direct("one", "push", &good);
+    assert_eq!(
+        (first, json["deliveryId"].as_str()),
+        ("accepted", Some(&*format!("{key}:one")))
+    );
+    assert_eq!(relayed("one", "push", &good), acked(first));
+    assert_eq!(rows("one"), 1, "one record for both copies");
+    assert_eq!(direct("one", "push", &good).0, "duplicate");
+
+    // Relayed first, then direct: the direct copy is the duplicate.
+    assert_eq!(relayed("two", "push", &good), "accepted");
+    let (second, json) = direct("two", "push", &good);
+    assert_eq!(
+        (second, json["deliveryId"].as_str()),
+        ("duplicate", Some(&*format!("{key}:two")))
+    );
+    assert_eq!(rows("two"), 1);
+    assert_eq!(
+        cluster.psql(
+            &url,
+            &format!(
+                "SELECT org_id || '|' || event || '|' || action || '|' || provider FROM event_log \
+                 WHERE delivery_id IN ('{key}:one', '{key}:two') ORDER BY delivery_id"
+            ),
+        ),
+        "acme|push|opened|generic\nacme|push|opened|generic",
+        "the same record whichever way it came"
+    );
+
+    // The source's allowed events filter both ways; nothing is recorded.
+    let (filtered, _) = direct("three", "other", &good);
+    assert_eq!(filtered, "filtered");
+    assert_eq!(relayed("three", "other", &good), acked(filtered));
+    assert_eq!(rows("three"), 0);
+
+    // A forged signature is refused both ways.
+    let forged = format!("sha256={}", sign("not-the-secret", body));
+    let (refused, _) = direct("four", "push", &forged);
+    assert_eq!(refused, "rejected_signature");
+    assert_eq!(relayed("four", "push", &forged), refused);
+    assert_eq!(rows("four"), 0);
+}
+
 #[test]
 fn broken_streams_are_rejected_exactly_once() {
     let platform = PlatformDouble::start(None);

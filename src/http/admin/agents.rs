@@ -4,21 +4,22 @@ use serde_json::json;
 
 use super::{not_found, ApiError, ApiResult, Body};
 use crate::{
+    app::AgentCtx,
     db::agent_tokens,
-    http::{routes::App, Request, Response},
+    http::{Request, Response},
     rbac::{Caller, Permission},
 };
 
-pub fn list(app: &App, caller: &Caller) -> ApiResult {
+pub fn list(ctx: &AgentCtx, caller: &Caller) -> ApiResult {
     caller.require(Permission::TokenManage)?;
     caller.require_unscoped()?;
-    let tokens = app.pool.with_retry(agent_tokens::list)?;
+    let tokens = ctx.pool.with_retry(agent_tokens::list)?;
     Ok(Response::json(200, &json!({ "tokens": tokens })))
 }
 
 /// `{description?, labels?: [..], mandatoryLabels?: [..]}` → 201 `{token, id, prefix}`; the
 /// plaintext is shown only here.
-pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+pub fn create(ctx: &AgentCtx, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::TokenManage)?;
     caller.require_unscoped()?;
     let mut body = Body::parse(&req.body)?;
@@ -35,7 +36,7 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     }
     body.finish()?;
     let created_by = format!("admin-token:{}", caller.token_id);
-    let mut conn = app.pool.get()?;
+    let mut conn = ctx.pool.get()?;
     let (token, id) = agent_tokens::create(
         &mut conn,
         description.as_deref(),
@@ -55,14 +56,14 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
 
 /// Revokes the token and ends its agents' live sessions here at once (other orchestrators on
 /// the database notice within a second: src/agent/revoke.rs); their jobs are requeued.
-pub fn revoke(app: &App, caller: &Caller, id: &str) -> ApiResult {
+pub fn revoke(ctx: &AgentCtx, caller: &Caller, id: &str) -> ApiResult {
     caller.require(Permission::TokenManage)?;
     caller.require_unscoped()?;
-    let revoked = app.pool.with_retry(|c| agent_tokens::revoke(c, id))?;
+    let revoked = ctx.pool.with_retry(|c| agent_tokens::revoke(c, id))?;
     if revoked.is_empty() {
         return Err(not_found("Agent token"));
     }
-    let ended = app.agents.revoke_tokens(&revoked);
+    let ended = ctx.agents.revoke_tokens(&revoked);
     log::info!(
         "agent token {id} revoked by admin token {} ({ended} live session(s) ended)",
         caller.token_id
@@ -71,7 +72,7 @@ pub fn revoke(app: &App, caller: &Caller, id: &str) -> ApiResult {
 }
 
 /// `{force?: bool}` → `{cancelledJobs}`: running jobs get `job.cancel`, queued ones end now.
-pub fn cancel_run(app: &App, caller: &Caller, req: &Request, run_id: &str) -> ApiResult {
+pub fn cancel_run(ctx: &AgentCtx, caller: &Caller, req: &Request, run_id: &str) -> ApiResult {
     caller.require(Permission::ContextUpdate)?;
     caller.require_unscoped()?;
     let body = Body::parse(if req.body.is_empty() {
@@ -81,13 +82,13 @@ pub fn cancel_run(app: &App, caller: &Caller, req: &Request, run_id: &str) -> Ap
     })?;
     let force = body.raw("force").and_then(|v| v.as_bool()).unwrap_or(false);
     body.finish()?;
-    let exists = app
+    let exists = ctx
         .pool
         .with_retry(|c| crate::runs::store::runs::exists(c, run_id))?;
     if !exists {
         return Err(not_found("Run"));
     }
-    let n = app
+    let n = ctx
         .agents
         .cancel_run(run_id, force, "run cancelled via API")
         .map_err(ApiError::Db)?;

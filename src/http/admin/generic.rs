@@ -6,8 +6,9 @@ use serde_json::{json, Map, Value};
 
 use super::{not_found, ApiError, ApiResult, Body};
 use crate::{
+    app::SourceCtx,
     db::generic::{self, SecretChange, Val},
-    http::{routes::App, Request, Response},
+    http::{Request, Response},
     rbac::{Caller, Permission},
     sources::registry::Kind,
 };
@@ -178,7 +179,7 @@ fn moves_location(body: &Body, current: &Value) -> bool {
     provider_changes || path_changes
 }
 
-pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+pub fn create(ctx: &SourceCtx, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::ContextCreate)?;
     caller.require_unscoped()?;
     let mut body = Body::parse(&req.body)?;
@@ -202,10 +203,10 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     cols.push(("verification_method", Val::Text(Some(method))));
     cols.push(("verification_config", Val::Json(Some(public))));
     let (org, name) = (org.unwrap_or_default(), name.unwrap_or_default());
-    let mut conn = app.pool.get()?;
+    let mut conn = ctx.pool.get()?;
     let row = generic::create(
         &mut conn,
-        &app.secrets,
+        ctx.secrets,
         &org,
         &name,
         &cols,
@@ -219,7 +220,7 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         _ => ApiError::Db(e),
     })?;
     drop(conn);
-    app.refresh_source(
+    ctx.refresh_source(
         Kind::Generic,
         row["routing_key"].as_str().unwrap_or_default(),
     );
@@ -243,7 +244,7 @@ fn wants_secrets(req: &Request, caller: &Caller) -> Result<bool, ApiError> {
 }
 
 /// Puts the decrypted secret back into `verification_config` (for `includeSecrets=true`).
-fn reveal(app: &App, row: &mut Value) -> Result<(), ApiError> {
+fn reveal(ctx: &SourceCtx, row: &mut Value) -> Result<(), ApiError> {
     let method = row["verification_method"]
         .as_str()
         .unwrap_or_default()
@@ -252,16 +253,16 @@ fn reveal(app: &App, row: &mut Value) -> Result<(), ApiError> {
     else {
         return Ok(());
     };
-    if let Some(secret) = app
+    if let Some(secret) = ctx
         .pool
-        .with_retry(|c| generic::secret(c, &app.secrets, &id))?
+        .with_retry(|c| generic::secret(c, ctx.secrets, &id))?
     {
         row["verification_config"][field] = secret.into();
     }
     Ok(())
 }
 
-pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+pub fn list(ctx: &SourceCtx, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::ContextRead)?;
     let query = req.query_pairs();
     let flag = |name: &str| query.iter().any(|(k, v)| k == name && v == "true");
@@ -276,7 +277,7 @@ pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         ));
     };
     let reveal_secrets = wants_secrets(req, caller)?;
-    let rows = app
+    let rows = ctx
         .pool
         .with_retry(|c| generic::list(c, &org, flag("includeDeleted")))?;
     let mut visible: Vec<Value> = rows
@@ -285,15 +286,15 @@ pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         .collect();
     if reveal_secrets {
         for row in visible.iter_mut() {
-            reveal(app, row)?;
+            reveal(ctx, row)?;
         }
     }
     Ok(Response::json(200, &json!({ "sources": visible })))
 }
 
 /// The live row, after the scope check on its routing key.
-fn lookup(app: &App, caller: &Caller, id: &str) -> Result<Value, ApiError> {
-    let row = app
+fn lookup(ctx: &SourceCtx, caller: &Caller, id: &str) -> Result<Value, ApiError> {
+    let row = ctx
         .pool
         .with_retry(|c| generic::get(c, id))?
         .ok_or_else(|| not_found("Source"))?;
@@ -301,19 +302,19 @@ fn lookup(app: &App, caller: &Caller, id: &str) -> Result<Value, ApiError> {
     Ok(row)
 }
 
-pub fn get(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult {
+pub fn get(ctx: &SourceCtx, caller: &Caller, req: &Request, id: &str) -> ApiResult {
     caller.require(Permission::ContextRead)?;
     let reveal_secrets = wants_secrets(req, caller)?;
-    let mut row = lookup(app, caller, id)?;
+    let mut row = lookup(ctx, caller, id)?;
     if reveal_secrets {
-        reveal(app, &mut row)?;
+        reveal(ctx, &mut row)?;
     }
     Ok(Response::json(200, &json!({ "source": row })))
 }
 
-pub fn update(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult {
+pub fn update(ctx: &SourceCtx, caller: &Caller, req: &Request, id: &str) -> ApiResult {
     caller.require(Permission::ContextUpdate)?;
-    let current = lookup(app, caller, id)?;
+    let current = lookup(ctx, caller, id)?;
     let mut body = Body::parse(&req.body)?;
     if moves_location(&body, &current) {
         caller.require_location_change()?;
@@ -354,8 +355,8 @@ pub fn update(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
     if secret_change != SecretChange::Keep {
         caller.require(Permission::SecretWrite)?;
     }
-    let mut conn = app.pool.get()?;
-    let row = generic::update(&mut conn, &app.secrets, id, &cols, &secret_change)
+    let mut conn = ctx.pool.get()?;
+    let row = generic::update(&mut conn, ctx.secrets, id, &cols, &secret_change)
         .map_err(|e| match e.sqlstate() {
             Some("23505") => ApiError::Status(
                 409,
@@ -364,12 +365,12 @@ pub fn update(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
             _ => ApiError::Db(e),
         })?
         .ok_or_else(|| not_found("Source"))?;
-    app.refresh_source(
+    ctx.refresh_source(
         Kind::Generic,
         current["routing_key"].as_str().unwrap_or_default(),
     );
     drop(conn);
-    app.refresh_source(
+    ctx.refresh_source(
         Kind::Generic,
         current["routing_key"].as_str().unwrap_or_default(),
     );
@@ -377,19 +378,19 @@ pub fn update(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
     Ok(Response::json(200, &json!({ "source": row })))
 }
 
-pub fn delete(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult {
+pub fn delete(ctx: &SourceCtx, caller: &Caller, req: &Request, id: &str) -> ApiResult {
     caller.require(Permission::ContextDelete)?;
     let hard = req
         .query_pairs()
         .iter()
         .any(|(k, v)| k == "hard" && v == "true");
-    let row = lookup(app, caller, id)?;
-    let mut conn = app.pool.get()?;
+    let row = lookup(ctx, caller, id)?;
+    let mut conn = ctx.pool.get()?;
     if !generic::delete(&mut conn, id, hard)? {
         return Err(not_found("Source"));
     }
     drop(conn);
-    app.refresh_source(
+    ctx.refresh_source(
         Kind::Generic,
         row["routing_key"].as_str().unwrap_or_default(),
     );
@@ -404,16 +405,16 @@ pub fn delete(app: &App, caller: &Caller, req: &Request, id: &str) -> ApiResult 
     ))
 }
 
-pub fn set_enabled(app: &App, caller: &Caller, id: &str, enabled: bool) -> ApiResult {
+pub fn set_enabled(ctx: &SourceCtx, caller: &Caller, id: &str, enabled: bool) -> ApiResult {
     caller.require(Permission::ContextUpdate)?;
-    let row = lookup(app, caller, id)?;
-    if !app
+    let row = lookup(ctx, caller, id)?;
+    if !ctx
         .pool
         .with_retry(|c| generic::set_enabled(c, id, enabled))?
     {
         return Err(not_found("Source"));
     }
-    app.refresh_source(
+    ctx.refresh_source(
         Kind::Generic,
         row["routing_key"].as_str().unwrap_or_default(),
     );

@@ -5,17 +5,18 @@ use serde_json::json;
 
 use super::{not_found, ApiError, ApiResult, Body};
 use crate::{
+    app::SourceCtx,
     config::Mode,
     db::sources::{self, NewSource, Update},
     github::api::{validate_app, AppIdentity, GitHubError, ValidationError},
-    http::{routes::App, Request, Response},
+    http::{Request, Response},
     rbac::{Caller, Permission},
     sources::registry::Kind,
 };
 
-pub fn list(app: &App, caller: &Caller) -> ApiResult {
+pub fn list(ctx: &SourceCtx, caller: &Caller) -> ApiResult {
     caller.require(Permission::ContextRead)?;
-    let all = app.pool.with_retry(sources::list)?;
+    let all = ctx.pool.with_retry(sources::list)?;
     let visible: Vec<_> = all
         .into_iter()
         .filter(|s| caller.sees(s["routingKey"].as_str().unwrap_or_default()))
@@ -28,8 +29,12 @@ fn unix_now() -> i64 {
 }
 
 /// Checks the key with GitHub (`GET /app` with an App JWT); GitHub's own reason on refusal.
-fn check_with_github(app: &App, app_id: &str, private_key: &str) -> Result<AppIdentity, ApiError> {
-    validate_app(&app.github, app_id, private_key, unix_now()).map_err(|e| match e {
+fn check_with_github(
+    ctx: &SourceCtx,
+    app_id: &str,
+    private_key: &str,
+) -> Result<AppIdentity, ApiError> {
+    validate_app(ctx.github, app_id, private_key, unix_now()).map_err(|e| match e {
         ValidationError::InvalidKey(k) => ApiError::Status(400, format!("Invalid private key: {k}")),
         ValidationError::GitHub(GitHubError::Rejected { message, .. }) => {
             ApiError::Status(400, format!("GitHub API validation failed: {message}"))
@@ -42,7 +47,7 @@ fn check_with_github(app: &App, app_id: &str, private_key: &str) -> Result<AppId
     })
 }
 
-pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+pub fn create(ctx: &SourceCtx, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::ContextCreate)?;
     caller.require(Permission::SecretWrite)?;
     caller.require_unscoped()?;
@@ -83,7 +88,7 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     body.finish()?;
 
     let routing_key = sources::routing_key(&app_id);
-    if app
+    if ctx
         .pool
         .with_retry(|c| sources::find(c, &routing_key))?
         .is_some()
@@ -93,7 +98,7 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
             format!("Source with routing key {routing_key} already exists"),
         ));
     }
-    let identity = check_with_github(app, &app_id, &private_key)?;
+    let identity = check_with_github(ctx, &app_id, &private_key)?;
     let new = NewSource {
         name: &identity.name,
         app_id: &app_id,
@@ -101,8 +106,8 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         private_key: &private_key,
         webhook_secret: webhook_secret.as_deref(),
     };
-    let mut conn = app.pool.get()?;
-    let id = sources::create(&mut conn, &app.secrets, &new).map_err(|e| match e.sqlstate() {
+    let mut conn = ctx.pool.get()?;
+    let id = sources::create(&mut conn, ctx.secrets, &new).map_err(|e| match e.sqlstate() {
         Some("23505") => ApiError::Status(
             409,
             format!("Source with routing key {routing_key} already exists"),
@@ -110,14 +115,14 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         _ => ApiError::Db(e),
     })?;
     drop(conn);
-    app.refresh_source(Kind::GitHub, &routing_key);
+    ctx.refresh_source(Kind::GitHub, &routing_key);
     log::info!(
         "GitHub source {routing_key} ({}) added by token {} (requested name {name:?})",
         identity.name,
         caller.token_id
     );
     let mut out = json!({ "routingKey": routing_key, "id": id, "name": identity.name, "slug": identity.slug });
-    let (url, note) = webhook_url(app);
+    let (url, note) = webhook_url(ctx);
     out["webhookUrl"] = url.map_or(serde_json::Value::Null, |u| u.into());
     if let Some(note) = note {
         out["webhookNote"] = note.into();
@@ -127,14 +132,14 @@ pub fn create(app: &App, caller: &Caller, req: &Request) -> ApiResult {
 
 /// Where GitHub should post: our direct ingress in independent/hybrid mode when the public URL
 /// is known; the Platform's URL in platform mode (not resolvable until the relay is connected).
-fn webhook_url(app: &App) -> (Option<String>, Option<&'static str>) {
-    match (app.config.mode, &app.config.webhook_public_url) {
+fn webhook_url(ctx: &SourceCtx) -> (Option<String>, Option<&'static str>) {
+    match (ctx.config.mode, &ctx.config.webhook_public_url) {
         (Mode::Platform, _) => (None, Some("platform-unavailable")),
         (_, Some(base)) => (
             Some(format!(
                 "{}{}/webhook/__default__/github",
                 base.trim_end_matches('/'),
-                app.config.base_path
+                ctx.config.base_path
             )),
             None,
         ),
@@ -142,7 +147,7 @@ fn webhook_url(app: &App) -> (Option<String>, Option<&'static str>) {
     }
 }
 
-pub fn update(app: &App, caller: &Caller, req: &Request, routing_key: &str) -> ApiResult {
+pub fn update(ctx: &SourceCtx, caller: &Caller, req: &Request, routing_key: &str) -> ApiResult {
     caller.require(Permission::ContextUpdate)?;
     caller.require_key(routing_key)?;
     let mut body = Body::parse(&req.body)?;
@@ -155,11 +160,11 @@ pub fn update(app: &App, caller: &Caller, req: &Request, routing_key: &str) -> A
     if private_key.is_some() || webhook_secret.is_some() {
         caller.require(Permission::SecretWrite)?;
     }
-    let Some((_, app_id)) = app.pool.with_retry(|c| sources::find(c, routing_key))? else {
+    let Some((_, app_id)) = ctx.pool.with_retry(|c| sources::find(c, routing_key))? else {
         return Err(not_found("Source"));
     };
     if let Some(k) = &private_key {
-        check_with_github(app, &app_id, k)?;
+        check_with_github(ctx, &app_id, k)?;
     }
     let update = Update {
         name: name.as_deref(),
@@ -168,12 +173,12 @@ pub fn update(app: &App, caller: &Caller, req: &Request, routing_key: &str) -> A
         private_key: private_key.as_deref(),
         webhook_secret: webhook_secret.as_deref(),
     };
-    let mut conn = app.pool.get()?;
-    let Some(name) = sources::update(&mut conn, &app.secrets, routing_key, &update)? else {
+    let mut conn = ctx.pool.get()?;
+    let Some(name) = sources::update(&mut conn, ctx.secrets, routing_key, &update)? else {
         return Err(not_found("Source"));
     };
     drop(conn);
-    app.refresh_source(Kind::GitHub, routing_key);
+    ctx.refresh_source(Kind::GitHub, routing_key);
     log::info!(
         "GitHub source {routing_key} updated by token {}",
         caller.token_id
@@ -184,16 +189,16 @@ pub fn update(app: &App, caller: &Caller, req: &Request, routing_key: &str) -> A
     ))
 }
 
-pub fn delete(app: &App, caller: &Caller, routing_key: &str) -> ApiResult {
+pub fn delete(ctx: &SourceCtx, caller: &Caller, routing_key: &str) -> ApiResult {
     caller.require(Permission::ContextDelete)?;
     caller.require(Permission::SecretDelete)?;
     caller.require_key(routing_key)?;
-    let mut conn = app.pool.get()?;
+    let mut conn = ctx.pool.get()?;
     if !sources::delete(&mut conn, routing_key)? {
         return Err(not_found("Source"));
     }
     drop(conn);
-    app.refresh_source(Kind::GitHub, routing_key);
+    ctx.refresh_source(Kind::GitHub, routing_key);
     log::info!(
         "GitHub source {routing_key} removed by token {}",
         caller.token_id
@@ -201,12 +206,12 @@ pub fn delete(app: &App, caller: &Caller, routing_key: &str) -> ApiResult {
     Ok(Response::json(200, &json!({ "ok": true })))
 }
 
-pub fn webhook_secret(app: &App, caller: &Caller, routing_key: &str) -> ApiResult {
+pub fn webhook_secret(ctx: &SourceCtx, caller: &Caller, routing_key: &str) -> ApiResult {
     caller.require(Permission::SecretRead)?;
     caller.require_key(routing_key)?;
-    let Some(secret) = app
+    let Some(secret) = ctx
         .pool
-        .with_retry(|c| sources::webhook_secret(c, &app.secrets, routing_key))?
+        .with_retry(|c| sources::webhook_secret(c, ctx.secrets, routing_key))?
     else {
         return Err(not_found("Source"));
     };

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::{parse::percent_decode, Request, Response};
 use crate::{
-    db::{self, migrate, DbError},
-    http::routes::App,
+    app::App,
+    db::{self, migrate, DbError, Pool},
     rbac::{Caller, Denied, Permission, Role},
 };
 
@@ -107,7 +107,7 @@ pub fn handle(app: &App, req: &Request, rest: &str) -> Response {
 /// read (`Handler::admit`): a stranger's body is never read, nor the body of a call to a route
 /// that does not exist; the caller found is reused by `handle`.
 pub fn admit(app: &App, req: &Request, rest: &str) -> Result<Caller, Response> {
-    let checked = authenticate(app, req).and_then(|caller| {
+    let checked = authenticate(&app.pool, req).and_then(|caller| {
         let segments = segments(rest)?;
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
         resolve(&seg, &req.method)?;
@@ -119,34 +119,34 @@ pub fn admit(app: &App, req: &Request, rest: &str) -> Result<Caller, Response> {
 fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
     let caller = match &req.caller {
         Some(caller) => caller.clone(),
-        None => authenticate(app, req)?,
+        None => authenticate(&app.pool, req)?,
     };
     let segments = segments(rest)?;
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
     let c = &caller;
     match resolve(&seg, &req.method)? {
-        Op::SourceList => github::list(app, c),
-        Op::SourceCreate => github::create(app, c, req),
-        Op::SourceUpdate(rk) => github::update(app, c, req, rk),
-        Op::SourceDelete(rk) => github::delete(app, c, rk),
-        Op::SourceSecret(rk) => github::webhook_secret(app, c, rk),
-        Op::GenericList => generic::list(app, c, req),
-        Op::GenericCreate => generic::create(app, c, req),
-        Op::GenericGet(id) => generic::get(app, c, req, id),
-        Op::GenericUpdate(id) => generic::update(app, c, req, id),
-        Op::GenericDelete(id) => generic::delete(app, c, req, id),
-        Op::GenericEnable(id, on) => generic::set_enabled(app, c, id, on),
-        Op::TokenList => list_tokens(app, c),
-        Op::TokenCreate => create_token(app, c, req),
-        Op::TokenRevoke(id) => revoke_token(app, c, id),
-        Op::AgentTokenList => agents::list(app, c),
-        Op::AgentTokenCreate => agents::create(app, c, req),
-        Op::AgentTokenRevoke(id) => agents::revoke(app, c, id),
-        Op::RunList => runs::list(app, c, req),
-        Op::RunShow(id) => runs::show(app, c, id),
-        Op::RunCancel(id) => agents::cancel_run(app, c, req, id),
-        Op::Migrate => run_migrations(app, c),
-        Op::MigrationStatus => migration_status(app, c),
+        Op::SourceList => github::list(&app.sources(), c),
+        Op::SourceCreate => github::create(&app.sources(), c, req),
+        Op::SourceUpdate(rk) => github::update(&app.sources(), c, req, rk),
+        Op::SourceDelete(rk) => github::delete(&app.sources(), c, rk),
+        Op::SourceSecret(rk) => github::webhook_secret(&app.sources(), c, rk),
+        Op::GenericList => generic::list(&app.sources(), c, req),
+        Op::GenericCreate => generic::create(&app.sources(), c, req),
+        Op::GenericGet(id) => generic::get(&app.sources(), c, req, id),
+        Op::GenericUpdate(id) => generic::update(&app.sources(), c, req, id),
+        Op::GenericDelete(id) => generic::delete(&app.sources(), c, req, id),
+        Op::GenericEnable(id, on) => generic::set_enabled(&app.sources(), c, id, on),
+        Op::TokenList => list_tokens(&app.pool, c),
+        Op::TokenCreate => create_token(&app.pool, c, req),
+        Op::TokenRevoke(id) => revoke_token(&app.pool, c, id),
+        Op::AgentTokenList => agents::list(&app.agents(), c),
+        Op::AgentTokenCreate => agents::create(&app.agents(), c, req),
+        Op::AgentTokenRevoke(id) => agents::revoke(&app.agents(), c, id),
+        Op::RunList => runs::list(&app.runs(), c, req),
+        Op::RunShow(id) => runs::show(&app.runs(), c, id),
+        Op::RunCancel(id) => agents::cancel_run(&app.agents(), c, req, id),
+        Op::Migrate => run_migrations(&app.pool, c),
+        Op::MigrationStatus => migration_status(&app.pool, c),
     }
 }
 
@@ -226,26 +226,25 @@ fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
     })
 }
 
-fn authenticate(app: &App, req: &Request) -> Result<Caller, ApiError> {
+fn authenticate(pool: &Pool, req: &Request) -> Result<Caller, ApiError> {
     let token = req
         .header("authorization")
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Status(401, "Missing authorization".into()))?;
-    app.pool
-        .with_retry(|c| db::tokens::authenticate(c, token))?
+    pool.with_retry(|c| db::tokens::authenticate(c, token))?
         .ok_or_else(|| ApiError::Status(401, "Invalid or expired token".into()))
 }
 
-fn list_tokens(app: &App, caller: &Caller) -> ApiResult {
+fn list_tokens(pool: &Pool, caller: &Caller) -> ApiResult {
     caller.require(Permission::TokenManage)?;
     caller.require_unscoped()?;
-    let tokens = app.pool.with_retry(db::tokens::list)?;
+    let tokens = pool.with_retry(db::tokens::list)?;
     Ok(Response::json(200, &json!({ "tokens": tokens })))
 }
 
-fn create_token(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+fn create_token(pool: &Pool, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::TokenManage)?;
     caller.require_unscoped()?;
     let mut body = Body::parse(&req.body)?;
@@ -266,7 +265,7 @@ fn create_token(app: &App, caller: &Caller, req: &Request) -> ApiResult {
         label.unwrap_or_default(),
         role.and_then(|r| Role::parse(&r)).unwrap_or(Role::Auditor),
     );
-    let mut conn = app.pool.get()?;
+    let mut conn = pool.get()?;
     let (token, id) = db::tokens::create(&mut conn, &label, role, routing_key.as_deref())?;
     log::info!(
         "admin token {id} ({role}, label {label:?}) created by token {}",
@@ -275,20 +274,20 @@ fn create_token(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     Ok(Response::json(201, &json!({ "token": token, "id": id })))
 }
 
-fn revoke_token(app: &App, caller: &Caller, id: &str) -> ApiResult {
+fn revoke_token(pool: &Pool, caller: &Caller, id: &str) -> ApiResult {
     caller.require(Permission::TokenManage)?;
     caller.require_unscoped()?;
-    if !app.pool.with_retry(|c| db::tokens::revoke(c, id))? {
+    if !pool.with_retry(|c| db::tokens::revoke(c, id))? {
         return Err(not_found("Token"));
     }
     log::info!("admin token {id} revoked by token {}", caller.token_id);
     Ok(Response::json(200, &json!({ "revoked": true })))
 }
 
-fn run_migrations(app: &App, caller: &Caller) -> ApiResult {
+fn run_migrations(pool: &Pool, caller: &Caller) -> ApiResult {
     caller.require(Permission::DbMigrate)?;
     caller.require_unscoped()?;
-    let mut conn = app.pool.get()?;
+    let mut conn = pool.get()?;
     let applied = migrate::migrate(&mut conn).map_err(|e| match e {
         DbError::Refused(m) => ApiError::Status(409, m),
         other => ApiError::Db(other),
@@ -300,9 +299,9 @@ fn run_migrations(app: &App, caller: &Caller) -> ApiResult {
     ))
 }
 
-fn migration_status(app: &App, caller: &Caller) -> ApiResult {
+fn migration_status(pool: &Pool, caller: &Caller) -> ApiResult {
     caller.require(Permission::DbStatus)?;
     caller.require_unscoped()?;
-    let statuses = app.pool.with_retry(migrate::status)?;
+    let statuses = pool.with_retry(migrate::status)?;
     Ok(Response::json(200, &json!({ "migrations": statuses })))
 }

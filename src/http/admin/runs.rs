@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use super::{not_found, ApiError, ApiResult};
 use crate::{
-    http::{routes::App, Request, Response},
+    app::RunCtx,
+    http::{Request, Response},
     rbac::{Caller, Permission},
     runs::store::views,
     storage::{keys, Backend, Storage},
@@ -62,7 +63,7 @@ fn list_query(pairs: &[(String, String)]) -> Result<(Option<String>, i64), ApiEr
     }
 }
 
-pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
+pub fn list(app: &RunCtx, caller: &Caller, req: &Request) -> ApiResult {
     caller.require(Permission::ContextRead)?;
     let (status, limit) = list_query(&req.query_pairs())?;
     let scope = caller.routing_key.clone();
@@ -72,7 +73,7 @@ pub fn list(app: &App, caller: &Caller, req: &Request) -> ApiResult {
     Ok(Response::json(200, &json!({ "runs": runs })))
 }
 
-pub fn show(app: &App, caller: &Caller, run_id: &str) -> ApiResult {
+pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
     caller.require(Permission::ContextRead)?;
     let loaded = app.pool.with_retry(|c| views::show_run(c, run_id))?;
     let (mut run, mut jobs, steps) = loaded.ok_or_else(|| not_found("Run"))?;
