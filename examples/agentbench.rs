@@ -1,8 +1,9 @@
 //! Agent-link load for `scripts/bench.sh dispatch` (a cargo example, not shipped).
 //!
 //! ```text
-//! agentbench latency --ws ws://127.0.0.1:P/ws --token kat_… --db postgresql://… [--count 300] [--webhook URL]
-//! agentbench idle    --ws ws://127.0.0.1:P/ws --token kat_… [--agents 1000] [--seconds 60] [--heartbeat-ms 30000]
+//! agentbench latency --ws ws://127.0.0.1:P/ws --token kat_… --db postgresql://… [--count 300]
+//! [--webhook URL] agentbench idle --ws ws://127.0.0.1:P/ws --token kat_… [--agents 1000]
+//! [--seconds 60] [--heartbeat-ms 30000]
 //! ```
 //!
 //! `latency`: one idle registered agent; a run with one job is committed from this process

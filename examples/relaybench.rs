@@ -4,11 +4,13 @@
 //! in flight, and measures from its own side how fast `webhook.ack`s come back.
 //!
 //! ```text
-//! relaybench --port P --token T --secret S --count N --windows "1 16" [--payload-bytes 1024] [--warmup 200]
+//! relaybench --port P --token T --secret S --count N --windows "1 16" [--payload-bytes 1024]
+//! [--warmup 200]
 //! ```
 //!
-//! Prints one JSON line per window (run in turn on the same link): `{"window":W,"count":N,"seconds":..,"rate":..,"p50_ms":..,"p99_ms":..,
-//! "not_accepted":..}`. Bounded: exits with an error after 300 s whatever happens.
+//! Prints one JSON line per window (run in turn on the same link):
+//! `{"window":W,"count":N,"seconds":..,"rate":..,"p50_ms":..,"p99_ms":.., "not_accepted":..}`.
+//! Bounded: exits with an error after 300 s whatever happens.
 
 use std::collections::HashMap;
 use std::net::TcpListener;

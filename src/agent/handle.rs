@@ -1,7 +1,7 @@
 //! What the orchestrator does with each message of a registered agent (docs/agent-protocol.md,
-//! "Frames from the agent"), and the end of a job whatever ended it (agent report, cancel, lost agent,
-//! exhausted attempts, staleness). Job-scoped messages count only from the agent that holds the
-//! job; every state change is written through `crate::runs` first, and its events are then
+//! "Frames from the agent"), and the end of a job whatever ended it (agent report, cancel, lost
+//! agent, exhausted attempts, staleness). Job-scoped messages count only from the agent that holds
+//! the job; every state change is written through `crate::runs` first, and its events are then
 //! published (`Hub::events`: the Platform forwarder and whoever else subscribed).
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Instant};

@@ -6,8 +6,8 @@
 //! `Hub` holds the parts: the `registry` of connected agents and held jobs (in memory), their
 //! `writer`s (socket writes), and the `dispatcher` (queue claims and the thread that offers work,
 //! enforces ack deadlines and expires lost jobs). A connection is a `protocol` state machine
-//! (pure) driven by a `session` over the socket; `handle` acts on what agents send; the queue, jobs and runs are
-//! `crate::runs`; `revoke` ends the sessions of revoked tokens; `messages`, `select`,
+//! (pure) driven by a `session` over the socket; `handle` acts on what agents send; the queue, jobs
+//! and runs are `crate::runs`; `revoke` ends the sessions of revoked tokens; `messages`, `select`,
 //! `identity`, `cache_keys`, `terminal` and `wsframe` are pure; `uploads` signs URLs.
 
 pub mod cache_keys;

@@ -1,6 +1,6 @@
-//! The stored `job.dispatch` body of a planned job (docs/agent-protocol.md, "Job dispatch"): repository URL and a
-//! credential reference (never a token) by origin, the `jobConfig` keys the agent reads, and the
-//! event as the agent's `SimulatedEvent`.
+//! The stored `job.dispatch` body of a planned job (docs/agent-protocol.md, "Job dispatch"):
+//! repository URL and a credential reference (never a token) by origin, the `jobConfig` keys the
+//! agent reads, and the event as the agent's `SimulatedEvent`.
 
 use serde_json::{json, Value};
 

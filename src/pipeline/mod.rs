@@ -1,7 +1,7 @@
-//! From a recorded webhook to planned jobs (docs/architecture.md, "Pipeline"), as pure code: event normalization
-//! (`event`), lock-file parsing and validation (`lockfile`), trigger matching with its decision
-//! trace (`matcher`, over picomatch-compatible globs in `glob` and JavaScript regexes on a
-//! linear-time engine in `crate::jsregex`), and planning — matrix expansion, label routing and
+//! From a recorded webhook to planned jobs (docs/architecture.md, "Pipeline"), as pure code: event
+//! normalization (`event`), lock-file parsing and validation (`lockfile`), trigger matching with
+//! its decision trace (`matcher`, over picomatch-compatible globs in `glob` and JavaScript regexes
+//! on a linear-time engine in `crate::jsregex`), and planning — matrix expansion, label routing and
 //! the `needs` edges (`plan`). The I/O is at the edge: `process` (worker threads: lock fetch,
 //! matching, asking `crate::runs` to create the runs) and `records` (the delivery's event-log
 //! entry). Runs, jobs, their states and the `needs` lifecycle belong to `crate::runs`.

@@ -1,9 +1,9 @@
-//! From a recorded delivery to queued jobs (docs/architecture.md, "Data path"), on worker threads so webhook
-//! answers never wait for GitHub: normalize → read `.kici/kici.lock.json` at the event's commit
-//! (GitHub Contents API with an installation token, or a local repository's working tree) →
+//! From a recorded delivery to queued jobs (docs/architecture.md, "Data path"), on worker threads
+//! so webhook answers never wait for GitHub: normalize → read `.kici/kici.lock.json` at the event's
+//! commit (GitHub Contents API with an installation token, or a local repository's working tree) →
 //! validate → changed files when a trigger filters paths → match → plan → one run per matched
-//! workflow with its jobs queued → the agents are woken. The delivery's event-log entry records
-//! the outcome and every workflow's decision trace, also when nothing matched.
+//! workflow with its jobs queued → the agents are woken. The delivery's event-log entry records the
+//! outcome and every workflow's decision trace, also when nothing matched.
 
 use std::{
     any::Any,

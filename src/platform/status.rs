@@ -1,8 +1,8 @@
-//! Status forwarding to the Platform (docs/platform-protocol.md, "Status forwarding"): the frames for a
-//! run, a job, a step and a log chunk, built from our own rows, and the `state.replay` snapshot
-//! sent after each reconnect. The forwarder ([`forwarder`]) subscribes to the run events
-//! (`crate::runs::events`); frames go through `Link::send`, one FIFO, so the Platform sees them
-//! in the order they were published.
+//! Status forwarding to the Platform (docs/platform-protocol.md, "Status forwarding"): the frames
+//! for a run, a job, a step and a log chunk, built from our own rows, and the `state.replay`
+//! snapshot sent after each reconnect. The forwarder ([`forwarder`]) subscribes to the run events
+//! (`crate::runs::events`); frames go through `Link::send`, one FIFO, so the Platform sees them in
+//! the order they were published.
 
 use std::sync::Arc;
 

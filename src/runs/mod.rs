@@ -1,6 +1,6 @@
 //! Runs, their jobs and steps, the `needs` graph and the job queue, in one place
-//! (docs/architecture.md, "Runs and run events"). The pipeline produces plans and asks this module to
-//! create the runs; the agent link claims queued jobs and reports what agents say through it;
+//! (docs/architecture.md, "Runs and run events"). The pipeline produces plans and asks this module
+//! to create the runs; the agent link claims queued jobs and reports what agents say through it;
 //! neither knows the other.
 //!
 //! - `state`: the job state machine and the run-status aggregation (pure);

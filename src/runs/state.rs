@@ -1,7 +1,7 @@
-//! The job state machine and run-status aggregation (docs/architecture.md, "Job and run states"), in
-//! one place so every writer of `execution_jobs.status` asks the same question: may this job go
-//! from here to there? Terminal states are immutable; replaying the same terminal status is a no-op (agents
-//! and the Platform relay repeat themselves after reconnects).
+//! The job state machine and run-status aggregation (docs/architecture.md, "Job and run states"),
+//! in one place so every writer of `execution_jobs.status` asks the same question: may this job go
+//! from here to there? Terminal states are immutable; replaying the same terminal status is a no-op
+//! (agents and the Platform relay repeat themselves after reconnects).
 
 use std::fmt;
 
@@ -267,10 +267,10 @@ pub fn step_is_terminal(status: &str) -> bool {
     TERMINAL_STEP_STATUSES.contains(&status)
 }
 
-/// A run's status from its jobs': with every job terminal, `failed` if any job failed, timed out stale or was drift
-/// dropped; else `cancelled` if any was cancelled; else `success` (skipped counts as success;
-/// so does a run without jobs). Before that: `running` once any job has started, else
-/// `pending`.
+/// A run's status from its jobs': with every job terminal, `failed` if any job failed, timed out
+/// stale or was drift dropped; else `cancelled` if any was cancelled; else `success` (skipped
+/// counts as success; so does a run without jobs). Before that: `running` once any job has started,
+/// else `pending`.
 pub fn aggregate_run_status(statuses: &[JobStatus]) -> RunStatus {
     if statuses.iter().all(|s| s.is_terminal()) {
         let any = |wanted: &[JobStatus]| statuses.iter().any(|s| wanted.contains(s));

@@ -76,7 +76,8 @@ fn unknown_variables_get_a_did_you_mean_hint_unless_dev() {
         "{err}"
     );
 
-    // With KICI_DEV=true it is only a warning: start goes on (and fails later on the unreachable DB).
+    // With KICI_DEV=true it is only a warning: start goes on (and fails later on the unreachable
+    // DB).
     let (code, err) = run(&with(&[("KICI_PROT", "1"), ("KICI_DEV", "true")]));
     assert_eq!(code, Some(1));
     assert!(!err.contains("Configuration validation failed"), "{err}");

@@ -43,7 +43,8 @@ pub struct InstallCmd {
     /// take the settings from this env file (KEY=value lines); flags still win
     #[argh(option)]
     pub env_file: Option<String>,
-    /// replace another instance in the folder, or apply settings that differ from the installed ones
+    /// replace another instance in the folder, or apply settings that differ from the installed
+    /// ones
     #[argh(switch)]
     pub force: bool,
     /// print the result as JSON
@@ -91,7 +92,8 @@ pub struct InstallCmd {
     /// path-style S3 URLs (MinIO and most non-AWS stores): true or false
     #[argh(option)]
     pub storage_force_path_style: Option<String>,
-    /// the GitHub REST API URL (default https://api.github.com; GitHub Enterprise: https://HOST/api/v3)
+    /// the GitHub REST API URL (default https://api.github.com; GitHub Enterprise:
+    /// https://HOST/api/v3)
     #[argh(option)]
     pub github_api_url: Option<String>,
     /// add a GitHub App source with this App ID (needs --github-private-key)
@@ -106,7 +108,8 @@ pub struct InstallCmd {
     /// a name for the GitHub source (default main; GitHub's name for the App is stored)
     #[argh(option)]
     pub github_source_name: Option<String>,
-    /// how the daemon is supervised: systemd or process (default: systemd as root on a systemd host)
+    /// how the daemon is supervised: systemd or process (default: systemd as root on a systemd
+    /// host)
     #[argh(option)]
     pub supervisor: Option<String>,
     /// the kici-admin binary the service runs (default: this one)

@@ -1,5 +1,6 @@
 //! Typed reads of a JSON request body that collect every problem (path + message) so one 400
-//! `Validation error` lists them all. Unknown keys are ignored (spec-admin.md §6.2).
+//! `Validation error` lists them all. Unknown keys are ignored (docs/operations.md, "Admin API and
+//! tokens").
 
 use serde_json::{Map, Value};
 

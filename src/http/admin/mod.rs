@@ -1,7 +1,7 @@
-//! The admin API under `/api/v1/admin` (spec-admin.md §5–§6): bearer-token authentication,
-//! the role table on every route (rbac.rs), routing-key scopes, and the §5.5 error shapes.
-//! Order of checks on every route: token (401) → permission (403) → scope (403) → body (400) →
-//! lookup (404) → conflict (409).
+//! The admin API under `/api/v1/admin` (docs/operations.md, "Admin API and tokens"): bearer-token
+//! authentication, the role table on every route (rbac.rs), routing-key scopes, and the error
+//! shapes. Order of checks on every route: token (401) → permission (403) → scope (403) → body
+//! (400) → lookup (404) → conflict (409).
 
 mod agents;
 mod body;
@@ -24,7 +24,7 @@ pub use body::Body;
 /// near this is a mistake or an attack (413, answered before a byte of it is read).
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
-/// Why an admin request failed; `into_response` gives the §5.5 shape.
+/// Why an admin request failed; `into_response` gives the documented error shape.
 #[derive(Debug)]
 pub enum ApiError {
     Status(u16, String),

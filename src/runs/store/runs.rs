@@ -39,7 +39,8 @@ pub struct NewRun {
     /// Jobs to queue now (`pending`), and jobs whose needs are not met yet (`waiting`).
     pub jobs: Vec<NewJob>,
     pub waiting: Vec<NewJob>,
-    /// `execution_job_needs`: (job name, upstream name, accepted upstream statuses comma-separated).
+    /// `execution_job_needs`: (job name, upstream name, accepted upstream statuses
+    /// comma-separated).
     pub needs: Vec<(String, String, String)>,
 }
 
@@ -76,7 +77,8 @@ pub fn create_run(client: &mut Client, run: &NewRun) -> Result<Created, DbError>
         )
         .map_err(DbError::query("recording a run"))?;
     if inserted == 0 {
-        // Only a delivery id can conflict; the conflicting run committed, so a new statement sees it.
+        // Only a delivery id can conflict; the conflicting run committed, so a new statement sees
+        // it.
         let delivery = run.delivery_id.as_deref().unwrap_or_default();
         return match existing_run(&mut tx, delivery, &run.workflow_name)? {
             Some(existing) if existing == run.run_id => Ok(Created::New),
@@ -313,7 +315,8 @@ pub fn decide_and_write(
         let id = about.as_ref().map(|(id, _)| id.as_str()).unwrap_or("");
         match &effect {
             // Written by their own statements, not under the run's lock: a claim by the claiming
-            // `UPDATE` (`super::queue::claim`), a step with its details (`super::jobs::step_status`).
+            // `UPDATE` (`super::queue::claim`), a step with its details
+            // (`super::jobs::step_status`).
             Effect::JobClaimed { .. } | Effect::StepChanged { .. } => {}
             Effect::JobStarted { .. } => {
                 let by = by.unwrap_or(Reporter {

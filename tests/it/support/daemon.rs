@@ -82,7 +82,8 @@ impl Daemon {
         })
     }
 
-    /// Like `start`, but returns (exit code, stdout, stderr) when the daemon exits before listening.
+    /// Like `start`, but returns (exit code, stdout, stderr) when the daemon exits before
+    /// listening.
     pub fn try_start(env: &[(String, String)]) -> Result<Daemon, (Option<i32>, String, String)> {
         let mut cmd = command();
         cmd.args(["orchestrator", "run"])
