@@ -262,7 +262,6 @@ impl Protocol {
         }
         self.last_heard = now;
         self.warned_unhealthy = false;
-        let size = frame.payload.len();
         let message = match self.assembler.push(frame, MAX_MESSAGE) {
             Ok(Some(m)) => m,
             Ok(None) => return Vec::new(),
@@ -276,8 +275,11 @@ impl Protocol {
             }
         }
         let mut out = Vec::new();
-        if matches!(message, Message::Text(_) | Message::Ping(_)) {
-            self.budget.pace(size, now, &mut out);
+        // A fragmented message is charged whole (all its fragments), when it is complete.
+        match &message {
+            Message::Text(text) => self.budget.pace(text.len(), now, &mut out),
+            Message::Ping(payload) => self.budget.pace(payload.len(), now, &mut out),
+            _ => {}
         }
         match message {
             Message::Text(text) => out.extend(self.on_text(&text)),

@@ -310,6 +310,34 @@ fn the_budget_paces_a_flood_and_warns_at_most_once_a_second() {
     );
 }
 
+/// A message sent in many small fragments costs its whole size: fragmenting does not slip a
+/// flood past the byte budget.
+#[test]
+fn a_fragmented_message_is_charged_whole() {
+    let t0 = Instant::now();
+    let mut p = at(t0, State::Registered);
+    // 1 MB of JSON in 1 KB fragments, three times: 3 MB, over the 2 MB burst.
+    let body = format!(
+        r#"{{"type":"heartbeat","pad":"{}"}}"#,
+        "x".repeat(1_000_000)
+    );
+    let mut waited = false;
+    for _ in 0..3 {
+        let chunks: Vec<&[u8]> = body.as_bytes().chunks(1024).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let opcode = if i == 0 { OP_TEXT } else { OP_CONTINUATION };
+            let f = Frame {
+                fin: i + 1 == chunks.len(),
+                opcode,
+                payload: chunk.to_vec(),
+            };
+            let got = p.on_frame(f, t0);
+            waited |= got.iter().any(|a| matches!(a, Action::Wait(_)));
+        }
+    }
+    assert!(waited, "3 MB at once must exceed the byte budget");
+}
+
 #[test]
 fn the_budget_allows_bursts_then_slows_down() {
     let t0 = Instant::now();
