@@ -361,6 +361,10 @@ pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, Strin
                 {
                     runs::publish(&hub.events, &turn, &outcome);
                 }
+                // Back from recovery: its silence while away does not make it stale.
+                if let Err(e) = hub.pool.with_retry(|c| jobs::heartbeat(c, job_id)) {
+                    log::warn!("recording job {job_id}'s return failed: {e}");
+                }
                 log::info!("agent {} resumed job {job_id}", agent.id);
             }
             Ok(None) => log::info!(

@@ -9,8 +9,10 @@ use kici_orchestrator::runs::{
     requirements::{Pattern, Requirements},
     state::{JobStatus, RunStatus},
     store::{
-        jobs::{agent_terminal, job_running, job_terminal, step_status, Ending, Reporter},
-        queue::{claim, NewJob},
+        jobs::{
+            agent_terminal, job_running, job_terminal, stale_jobs, step_status, Ending, Reporter,
+        },
+        queue::{claim, start_recovery, NewJob},
         runs::{create_run, NewRun},
     },
 };
@@ -320,4 +322,35 @@ fn a_claim_holds_the_job_and_steps_change_as_the_lifecycle_decides() {
     let unknown = kici_orchestrator::crypto::random_uuid();
     let none = step_status(&mut c, &unknown, &run_id, &running).unwrap();
     assert!(none.effects.is_empty());
+}
+
+/// A running job whose agent went away waits for its recovery window, not for the stale
+/// timeout: only a job still held by a connected agent goes stale.
+#[test]
+fn a_job_in_recovery_is_not_stale() {
+    let (_url, mut c) = migrated();
+    let run_id = kici_orchestrator::crypto::random_uuid();
+    let only = job(&run_id, "only", Requirements::default());
+    create_run(&mut c, &run(&run_id, vec![only.clone()], vec![], &[])).unwrap();
+    claim(&mut c, "agent-1", None, &[], &[], 10_000)
+        .unwrap()
+        .expect("claimed");
+    job_running(&mut c, &only.id, "agent-1", None).unwrap();
+    c.execute(
+        "UPDATE execution_jobs SET last_heartbeat_at = now() - interval '10 minutes'
+          WHERE job_id = $1::text::uuid",
+        &[&only.id],
+    )
+    .unwrap();
+    let stale = stale_jobs(&mut c, 120).unwrap();
+    assert_eq!(
+        stale,
+        [(only.id.clone(), run_id.clone())],
+        "held and silent: stale"
+    );
+    assert_eq!(start_recovery(&mut c, "agent-1", None, 3600).unwrap(), 1);
+    assert!(
+        stale_jobs(&mut c, 120).unwrap().is_empty(),
+        "recovering: not stale"
+    );
 }

@@ -343,12 +343,15 @@ pub fn heartbeat(client: &mut Client, job_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Running jobs silent for longer than `secs`: `(job id, run id)`.
+/// Running jobs silent for longer than `secs`: `(job id, run id)`. A job waiting for its agent
+/// to come back (queue row `recovering`) is not stale: its recovery window decides
+/// (`queue::expire_recoveries`), however long `KICI_AGENT_MAX_RECONNECT_DELAY_MS` makes it.
 pub fn stale_jobs(client: &mut Client, secs: i64) -> Result<Vec<(String, String)>, DbError> {
     let rows = client
         .query(
-            "SELECT job_id::text, run_id::text FROM execution_jobs
-              WHERE status = 'running' AND last_heartbeat_at < now() - make_interval(secs => $1::bigint)",
+            "SELECT j.job_id::text, j.run_id::text FROM execution_jobs j
+              WHERE j.status = 'running' AND j.last_heartbeat_at < now() - make_interval(secs => $1::bigint)
+                AND NOT EXISTS (SELECT 1 FROM dispatch_queue q WHERE q.id = j.job_id AND q.status = 'recovering')",
             &[&secs],
         )
         .map_err(DbError::query("finding stale jobs"))?;
