@@ -87,7 +87,8 @@ pub fn run() -> Result<(), Error> {
         &mut client,
         config.bootstrap_admin_token.as_deref(),
     )?);
-    // Jobs a previous process dispatched wait for their agents to re-register (§2.7).
+    // Jobs a previous process dispatched wait for their agents to re-register
+    // (docs/agent-protocol.md, "Reconnection").
     let recovery_secs = config.agents.recovery_window.as_secs() as i64;
     let recovering = crate::agent::queue::recover_after_restart(&mut client, recovery_secs)?;
     if recovering > 0 {
@@ -125,7 +126,7 @@ pub fn run() -> Result<(), Error> {
         started.elapsed().as_millis()
     );
     let storage = open_storage(&config, server.local_addr().port())?;
-    // Independent mode never talks to the Platform (spec-runtime.md §0).
+    // Independent mode never talks to the Platform (docs/operations.md, "Modes").
     let platform = (config.mode != Mode::Independent).then(|| Arc::new(Link::default()));
     watch_signals(server.shutdown_handle())?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);

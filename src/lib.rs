@@ -1,5 +1,5 @@
 //! The KiCI orchestrator: one binary, `kici-admin`, that is both the admin CLI and the daemon.
-//! `main.rs` is glue; everything else lives in these modules (see DESIGN.md for the map).
+//! `main.rs` is glue; everything else lives in these modules (docs/architecture.md has the map).
 
 pub mod agent;
 pub mod app;

@@ -158,7 +158,7 @@ impl Handler for App {
 impl App {
     /// `(org, Some(source name))` for a generic webhook, `(org, None)` for GitHub, else the
     /// answer. Direct generic webhooks are served in every mode, as the reference does
-    /// (spec-runtime.md §0); direct GitHub webhooks in hybrid and independent mode only: in
+    /// (docs/operations.md, "Modes"); direct GitHub webhooks in hybrid and independent mode only: in
     /// platform mode GitHub deliveries come through the Platform relay, and that path is a
     /// plain 404.
     fn webhook_route(

@@ -1,6 +1,6 @@
-//! Generic webhook sources (spec-admin.md §6.2). The verification secret is split out of
-//! `verificationConfig` and sealed at rest; it comes back only with `?includeSecrets=true` for a
-//! caller holding `secret.read`.
+//! Generic webhook sources (docs/operations.md, "Admin API"). The verification secret is split
+//! out of `verificationConfig` and sealed at rest; it comes back only with
+//! `?includeSecrets=true` for a caller holding `secret.read`.
 
 use serde_json::{json, Map, Value};
 

@@ -1,5 +1,6 @@
-//! GitHub App sources (spec-admin.md §6.1). Unlike the reference, every route checks the role
-//! table: auditors may list, nothing else; reading a webhook secret needs `secret.read`.
+//! GitHub App sources (docs/operations.md, "Admin API"). Unlike the reference, every route
+//! checks the role table: auditors may list, nothing else; reading a webhook secret needs
+//! `secret.read`.
 
 use serde_json::json;
 

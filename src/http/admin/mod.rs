@@ -1,5 +1,6 @@
-//! The admin API under `/api/v1/admin` (spec-admin.md §5–§6): bearer-token authentication,
-//! the role table on every route (rbac.rs), routing-key scopes, and the §5.5 error shapes.
+//! The admin API under `/api/v1/admin` (docs/operations.md, "Admin API"): bearer-token
+//! authentication, the role table on every route (rbac.rs), routing-key scopes, and the error
+//! shapes of `ApiError::into_response`.
 //! Order of checks on every route: token (401) → permission (403) → scope (403) → body (400) →
 //! lookup (404) → conflict (409).
 
@@ -24,7 +25,7 @@ pub use body::Body;
 /// near this is a mistake or an attack (413, answered before a byte of it is read).
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
-/// Why an admin request failed; `into_response` gives the §5.5 shape.
+/// Why an admin request failed; `into_response` gives its answer.
 #[derive(Debug)]
 pub enum ApiError {
     Status(u16, String),
