@@ -67,7 +67,7 @@ impl App {
     pub fn runs(&self) -> RunCtx<'_> {
         RunCtx {
             pool: &self.pool,
-            storage: self.storage.as_deref(),
+            storage: &self.storage,
         }
     }
 }
@@ -106,5 +106,5 @@ pub struct AgentCtx<'a> {
 /// Runs: their rows, and the storage their logs are read from.
 pub struct RunCtx<'a> {
     pub pool: &'a Pool,
-    pub storage: Option<&'a Storage>,
+    pub storage: &'a Option<Arc<Storage>>,
 }

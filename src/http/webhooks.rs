@@ -1,5 +1,5 @@
-//! Direct webhook routes (docs/operations.md, "Webhooks"): `POST /webhook/:orgId/generic/:sourceName`
-//! in every mode and `POST /webhook/:orgId/github` in hybrid and independent modes. This file
+//! Direct webhook routes (docs/operations.md, "Webhook intake and dedup"):
+//! `POST /webhook/:orgId/generic/:sourceName` in every mode and `POST /webhook/:orgId/github` in hybrid and independent modes. This file
 //! only reads the request: which source, before the body is read (`admit_*`), then hands the
 //! delivery to the one intake (src/ingest/intake.rs) and maps its verdict to a status. A 2xx is
 //! sent only after the delivery is committed; when the database is unavailable the answer is 503

@@ -348,24 +348,31 @@ fn body_rules(
     body: &[u8],
 ) -> Result<Value, Verdict> {
     let declared_json = content_type.map(|c| c.to_ascii_lowercase().contains("application/json"));
-    if source.local {
-        if declared_json == Some(false) || serde_json::from_slice::<Value>(body).is_err() {
-            return Err(Verdict::BadRequest(
-                "Local source requires JSON body".into(),
-            ));
+    // A body that must be JSON is parsed once, here, and read as `parse_body` would read it.
+    let must_be_json = source.local || (declared_json == Some(true) && !body.is_empty());
+    let payload = if must_be_json && declared_json != Some(false) {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(object @ Value::Object(_)) => object,
+            Ok(other) => Value::Object(serde_json::Map::from_iter([("value".to_owned(), other)])),
+            Err(_) if source.local => {
+                return Err(Verdict::BadRequest(
+                    "Local source requires JSON body".into(),
+                ))
+            }
+            Err(_) => return Err(Verdict::BadRequest("Invalid JSON body".into())),
         }
-        if extract::header(headers, "x-event-type").is_none_or(str::is_empty) {
-            return Err(Verdict::BadRequest(
-                "Missing x-event-type header for local source".into(),
-            ));
-        }
-    } else if declared_json == Some(true)
-        && !body.is_empty()
-        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
-    {
-        return Err(Verdict::BadRequest("Invalid JSON body".into()));
+    } else if source.local {
+        return Err(Verdict::BadRequest(
+            "Local source requires JSON body".into(),
+        ));
+    } else {
+        extract::parse_body(content_type, body)
+    };
+    if source.local && extract::header(headers, "x-event-type").is_none_or(str::is_empty) {
+        return Err(Verdict::BadRequest(
+            "Missing x-event-type header for local source".into(),
+        ));
     }
-    let payload = extract::parse_body(content_type, body);
     if source.local {
         if let Err(why) = local_repository(source.local_path.as_deref(), &payload) {
             log::warn!(
