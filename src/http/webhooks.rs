@@ -1,9 +1,10 @@
 //! Direct webhook routes (docs/operations.md, "Webhook intake and dedup"):
-//! `POST /webhook/:orgId/generic/:sourceName` in every mode and `POST /webhook/:orgId/github` in hybrid and independent modes. This file
-//! only reads the request: which source, before the body is read (`admit_*`), then hands the
-//! delivery to the one intake (src/ingest/intake.rs) and maps its verdict to a status. A 2xx is
-//! sent only after the delivery is committed; when the database is unavailable the answer is 503
-//! so the sender retries — never a 202 for something that could be lost.
+//! `POST /webhook/:orgId/generic/:sourceName` in every mode and `POST /webhook/:orgId/github` in
+//! hybrid and independent modes. This file only reads the request: which source, before the body is
+//! read (`admit_*`), then hands the delivery to the one intake (src/ingest/intake.rs) and maps its
+//! verdict to a status. A 2xx is sent only after the delivery is committed; when the database is
+//! unavailable the answer is 503 so the sender retries — never a 202 for something that could be
+//! lost.
 //!
 //! One deliberate divergence in order (made in the intake): the signature is checked *before*
 //! the rate limit, so requests with a bad signature do not consume a source's budget.

@@ -1,8 +1,8 @@
-//! Read routes for runs (docs/operations.md, Runs): `GET /runs?status=&limit=` (newest first, with
-//! job counts per status) and `GET /runs/:runId` (the run, its jobs with their steps, needs and
-//! queue rows, and where each step's log is stored). Rows are rendered to JSON by PostgreSQL,
-//! as for the other admin lists. Reading needs `context.read`, which auditors hold (our role
-//! table has no separate `run.read`); a routing-key scoped token sees only its key's runs.
+//! Read routes for runs (docs/operations.md, "Admin API and tokens"): `GET /runs?status=&limit=`
+//! (newest first, with job counts per status) and `GET /runs/:runId` (the run, its jobs with their
+//! steps, needs and queue rows, and where each step's log is stored). Rows are rendered to JSON by
+//! PostgreSQL, as for the other admin lists. Reading needs `context.read`, which auditors hold (our
+//! role table has no separate `run.read`); a routing-key scoped token sees only its key's runs.
 
 use std::collections::HashMap;
 
