@@ -1,7 +1,10 @@
 //! The durable record of accepted webhooks: `dedup_cache` + `event_log`, written for a whole
 //! batch of deliveries in ONE statement (hence one commit, one WAL flush) — the group commit that
 //! lets ingestion keep up with many concurrent senders. A delivery whose id is already in
-//! `dedup_cache` is a duplicate; its event_log row is left alone.
+//! `dedup_cache` is a duplicate; its event_log row is left alone. So is one whose dedup entry
+//! expired while the event log still holds it (`(org_id, delivery_id)` is unique there): it is
+//! answered as a duplicate, never as accepted without a record (docs/operations.md, "Webhook
+//! intake and dedup").
 
 use postgres::{Client, Statement};
 
@@ -46,8 +49,9 @@ WITH input AS (
            i.payload, i.payload IS NULL, CASE WHEN i.payload IS NULL THEN 'size_exceeded' END, i.size, i.hash, 'received'
     FROM input i JOIN fresh f USING (delivery_id)
     ON CONFLICT (org_id, delivery_id) DO NOTHING
+    RETURNING delivery_id
 )
-SELECT delivery_id FROM fresh";
+SELECT delivery_id FROM logged";
 
 /// The same write for exactly one delivery, with plain parameters: at low concurrency most
 /// batches hold one delivery, and this skips building and unnesting thirteen arrays.
@@ -64,8 +68,9 @@ WITH fresh AS (
            $9::bytea, $9::bytea IS NULL, CASE WHEN $9::bytea IS NULL THEN 'size_exceeded' END, $10::int8, $11::text, 'received'
     FROM fresh
     ON CONFLICT (org_id, delivery_id) DO NOTHING
+    RETURNING delivery_id
 )
-SELECT delivery_id FROM fresh";
+SELECT delivery_id FROM logged";
 
 /// The two record statements, prepared once per recorder connection.
 pub struct RecordStatements {

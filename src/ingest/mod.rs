@@ -10,7 +10,8 @@
 //!   `X-GitHub-Delivery` or the Platform's `deliveryId`). The id is remembered for **24 hours, or
 //!   the source's `dedupWindowSeconds` when that is longer** (GitHub App sources have no window:
 //!   24 hours). A repeat within that time is a duplicate: answered as accepted, not recorded
-//!   again, whichever way either copy came in.
+//!   again, whichever way either copy came in. A delivery id the event log already holds stays a
+//!   duplicate after that (db/events.rs).
 //! - **Verification** against our stored secret (the Platform never holds it); the source's IP
 //!   allow-list checks the address the Platform saw for relayed deliveries.
 //! - **Size.** A generic delivery over its source's `maxPayloadBytes` is refused; one that starts

@@ -594,4 +594,14 @@ fn a_batch_records_new_deliveries_once_and_reports_duplicates() {
         "a|f\nb|f\nbig|t"
     );
     assert_eq!(pg.psql(&url, "SELECT count(*) FROM dedup_cache"), "3");
+    // Its dedup entry expired (and was swept), but the event log holds the delivery: still a
+    // duplicate, one statement or many. Never "new" without a record.
+    pg.psql(&url, "DELETE FROM dedup_cache");
+    assert_eq!(events::record(&mut c, &stmts, &[&a]).unwrap(), [false]);
+    let c2 = d("c");
+    assert_eq!(
+        events::record(&mut c, &stmts, &[&b, &c2]).unwrap(),
+        [false, true]
+    );
+    assert_eq!(pg.psql(&url, "SELECT count(*) FROM event_log"), "4");
 }
