@@ -244,7 +244,7 @@ impl Intake {
             repo: None,
             git_ref: None,
             dedup_ttl_secs: dedup_ttl(Some(source.dedup_window_seconds)),
-            ..self.stored(d.body)
+            ..self.stored(d)
         };
         Ok((delivery, key.is_some()))
     }
@@ -279,13 +279,15 @@ impl Intake {
             repo: text(payload.pointer("/repository/full_name")),
             git_ref: text(payload.get("ref")),
             dedup_ttl_secs: dedup_ttl(None),
-            ..self.stored(d.body)
+            ..self.stored(d)
         };
         Ok((delivery, false))
     }
 
-    /// The fields every record takes from the body alone (the rest are filled by the caller).
-    fn stored(&self, body: &[u8]) -> Delivery {
+    /// The fields every record takes from the body and the way in (the rest are filled by the
+    /// caller).
+    fn stored(&self, d: &Incoming) -> Delivery {
+        let body = d.body;
         Delivery {
             id: crypto::uuid_v7(jiff::Timestamp::now().as_millisecond() as u64),
             org_id: String::new(),
@@ -301,6 +303,7 @@ impl Intake {
             size: body.len() as i64,
             hash: crypto::sha256_hex(body),
             dedup_ttl_secs: DEDUP_SECS,
+            relayed: d.via == Via::Relayed,
         }
     }
 

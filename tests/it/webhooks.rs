@@ -571,6 +571,7 @@ fn a_batch_records_new_deliveries_once_and_reports_duplicates() {
         size: 2,
         hash: "h".into(),
         dedup_ttl_secs: 60,
+        relayed: id == "b",
     };
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let stmts = events::prepare_record(&mut c).unwrap();
@@ -604,4 +605,11 @@ fn a_batch_records_new_deliveries_once_and_reports_duplicates() {
         [false, true]
     );
     assert_eq!(pg.psql(&url, "SELECT count(*) FROM event_log"), "4");
+    assert_eq!(
+        pg.psql(
+            &url,
+            "SELECT delivery_id, source FROM event_log ORDER BY delivery_id"
+        ),
+        "a|direct\nb|relay\nbig|direct\nc|direct"
+    );
 }
