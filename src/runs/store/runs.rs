@@ -348,21 +348,18 @@ pub fn decide_and_write(
                 };
                 end_job(tx, id, *status, error, log_bytes)?;
             }
-            Effect::Queue { .. } => {
+            // A waiting queue row leaves `waiting` once: queued, or skipped for good.
+            Effect::Queue { .. } | Effect::Skip { .. } => {
+                let (to, context) = match effect {
+                    Effect::Queue { .. } => ("pending", "queueing downstream jobs"),
+                    _ => ("skipped", "skipping downstream jobs"),
+                };
                 tx.execute(
-                    "UPDATE dispatch_queue SET status = 'pending', updated_at = now()
+                    "UPDATE dispatch_queue SET status = $2, updated_at = now()
                       WHERE id = $1::text::uuid AND status = 'waiting'",
-                    &[&id],
+                    &[&id, &to],
                 )
-                .map_err(DbError::query("queueing downstream jobs"))?;
-            }
-            Effect::Skip { .. } => {
-                tx.execute(
-                    "UPDATE dispatch_queue SET status = 'skipped', updated_at = now()
-                      WHERE id = $1::text::uuid AND status = 'waiting'",
-                    &[&id],
-                )
-                .map_err(DbError::query("skipping downstream jobs"))?;
+                .map_err(DbError::query(context))?;
             }
             Effect::RunEnded { status } => {
                 let status = status.as_str();
