@@ -17,6 +17,7 @@ use crate::{
     runs::{
         self,
         events::{now_ms, RunEvent, Turn},
+        failure,
         store::{jobs, queue},
     },
 };
@@ -243,7 +244,8 @@ fn terminal_status(
         "success" => "completed",
         other => other,
     };
-    let error = failure_text(data);
+    // The job's error names its failing step (docs/agent-protocol.md, "Frames from the agent").
+    let error = failure::job_error(data);
     let by = jobs::Reporter {
         agent_id: &agent.id,
         token_id: agent.token_id.as_deref(),
@@ -283,6 +285,15 @@ fn terminal_status(
             return;
         }
     };
+    let failed = failure::failed_steps(data);
+    if !failed.is_empty() {
+        if let Err(e) = hub
+            .pool
+            .with_retry(|c| jobs::record_step_failures(c, job_id, &failed))
+        {
+            log::warn!("recording the failed steps of job {job_id} failed: {e}");
+        }
+    }
     agent.active().remove(job_id);
     agent.paused.store(false, Ordering::SeqCst);
     hub.update_job(job_id, |o| o.finished_at = Some(Instant::now()));
@@ -290,20 +301,6 @@ fn terminal_status(
     // Claims publish under their own run's turn.
     drop(turn);
     hub.drain(agent);
-}
-
-/// The job's error: `data.error`, else the first failed step's.
-fn failure_text(data: &Value) -> Option<String> {
-    jobs::error_text(data.get("error")).or_else(|| {
-        data.get("stepResults")?
-            .as_array()?
-            .iter()
-            .find(|s| s["status"] == "failed")
-            .and_then(|s| {
-                jobs::error_text(s.get("error"))
-                    .map(|e| format!("step {}: {e}", s["name"].as_str().unwrap_or("?")))
-            })
-    })
 }
 
 /// Ends a job (its queue row is the caller's), and its run when it was the last; downstream

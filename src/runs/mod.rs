@@ -8,11 +8,13 @@
 //! - `lifecycle`: `(run state, event) → effects`, the one place that decides (pure);
 //! - `requirements`: which agent may take which queued job (pure);
 //! - `credentials`: the credential reference a queued job carries, and who mints it;
+//! - `failure`: why a step or job failed, read from the agent's frames (pure);
 //! - `events`: every committed effect published to subscribers (the Platform forwarder first);
 //! - `store`: the SQL.
 
 pub mod credentials;
 pub mod events;
+pub mod failure;
 pub mod lifecycle;
 pub mod needs;
 pub mod requirements;

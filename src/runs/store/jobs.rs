@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::{col, runs};
 use crate::{
     db::DbError,
+    runs::failure::{Failure, StepFailure},
     runs::lifecycle::{apply, Effect, Event, Job, QueueRow, Run},
     runs::state::{step_is_terminal, JobStatus},
 };
@@ -184,21 +185,6 @@ fn change(
     Ok(outcome)
 }
 
-/// A step's error as text: the agent sends `{message, exitCode}` objects or plain strings (the
-/// reference stored `[object Object]`).
-pub fn error_text(error: Option<&Value>) -> Option<String> {
-    match error? {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => o
-            .get("message")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| Some(Value::Object(o.clone()).to_string())),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
-
 /// Records an agent's `step.status` as the lifecycle decides (`Event::StepChanged`): a step not
 /// recorded yet is created, a terminal step never changes again, an identical replay writes
 /// nothing. The step's row is read and then written only if it still has the status read (no
@@ -279,17 +265,15 @@ struct StepRow<'a> {
 impl<'a> StepRow<'a> {
     fn of(frame: &'a Value, index: i32, status: &'a str) -> StepRow<'a> {
         let data = &frame["data"];
+        let failure = Failure::read(data.get("error"));
         StepRow {
             index,
             name: frame["stepName"].as_str().unwrap_or(""),
             status,
             step_type: frame["step_type"].as_str(),
             duration: data.get("durationMs").and_then(Value::as_i64),
-            exit_code: data
-                .pointer("/error/exitCode")
-                .and_then(Value::as_i64)
-                .map(|c| c as i32),
-            error: error_text(data.get("error")),
+            exit_code: failure.as_ref().and_then(|f| f.exit_code),
+            error: failure.as_ref().and_then(Failure::stored),
             secrets: frame
                 .get("secretsAccessed")
                 .cloned()
@@ -333,6 +317,35 @@ fn write_step(
         .map_err(DbError::query("recording a step"))
 }
 
+/// Fills in the exit code and message of a job's failed steps from its terminal `job.status`
+/// (`stepResults`, see `crate::runs::failure`), where the step's own `step.status` left them
+/// unknown (it was lost, or carried no error). A step is found by name, else by its position;
+/// what is already recorded is kept. Safe to repeat. Returns how many steps changed.
+pub fn record_step_failures(
+    client: &mut Client,
+    job_id: &str,
+    failed: &[StepFailure],
+) -> Result<u64, DbError> {
+    let mut changed = 0;
+    for step in failed {
+        let Some(f) = &step.failure else { continue };
+        changed += client
+            .execute(
+                "UPDATE execution_steps
+                    SET exit_code = COALESCE(exit_code, $3), error_message = COALESCE(error_message, $4)
+                  WHERE job_id = $1::text::uuid AND status = 'failed'
+                    AND (exit_code IS NULL OR error_message IS NULL)
+                    AND step_index = COALESCE(
+                        (SELECT min(step_index) FROM execution_steps
+                          WHERE job_id = $1::text::uuid AND step_name = $2 AND $2 <> ''),
+                        $5)",
+                &[&job_id, &step.name, &f.exit_code, &f.stored(), &step.index],
+            )
+            .map_err(DbError::query("recording a failed step"))?;
+    }
+    Ok(changed)
+}
+
 pub fn heartbeat(client: &mut Client, job_id: &str) -> Result<(), DbError> {
     client
         .execute(
@@ -356,23 +369,4 @@ pub fn stale_jobs(client: &mut Client, secs: i64) -> Result<Vec<(String, String)
         )
         .map_err(DbError::query("finding stale jobs"))?;
     super::queue::pairs(&rows, "finding stale jobs")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_errors_are_text() {
-        let obj = serde_json::json!({"message": "exit code: 3", "exitCode": 3});
-        assert_eq!(error_text(Some(&obj)).as_deref(), Some("exit code: 3"));
-        assert_eq!(
-            error_text(Some(&serde_json::json!("boom"))).as_deref(),
-            Some("boom")
-        );
-        assert_eq!(error_text(Some(&Value::Null)), None);
-        assert_eq!(error_text(None), None);
-        let odd = serde_json::json!({"code": 1});
-        assert_eq!(error_text(Some(&odd)).as_deref(), Some(r#"{"code":1}"#));
-    }
 }
