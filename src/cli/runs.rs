@@ -1,5 +1,5 @@
-//! `kici-admin runs …`: list runs, show one (jobs, steps, agents, durations, failure reasons and
-//! where the logs are), cancel one. Reads `GET /runs` and `GET /runs/:runId`; the printed text
+//! `kici-admin runs …`: list runs, show one (jobs, steps, agents, durations, failure reasons,
+//! where the logs are, and each failed step's exit code, message and last log lines), cancel one. Reads `GET /runs` and `GET /runs/:runId`; the printed text
 //! is built by the pure functions below from the API's JSON.
 
 use argh::FromArgs;
@@ -45,14 +45,15 @@ pub struct ListCmd {
 }
 
 /// Show a run: its jobs with agent, duration and failure reason, each job's steps with exit
-/// code, and where every step's log is stored.
+/// code, where every step's log is stored, and each failed step's exit code, message and last
+/// 20 log lines (when the daemon keeps logs).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "show")]
 pub struct ShowCmd {
     /// the run's ID (the first column of kici-admin runs list)
     #[argh(positional)]
     pub run_id: String,
-    /// print {"run": ..., "jobs": [...]} as JSON
+    /// print {"run": ..., "jobs": [...], "failedSteps": [...]} as JSON
     #[argh(switch)]
     pub json: bool,
 }
@@ -270,7 +271,56 @@ pub fn run_details(answer: &Value) -> String {
     for job in &jobs {
         lines.extend(job_lines(job));
     }
+    lines.extend(failed_step_lines(answer));
     lines.join("\n")
+}
+
+/// `Failed steps:`: each failed step with its exit code and message, and the last lines of its
+/// log when the daemon keeps logs (the API's `failedSteps`).
+fn failed_step_lines(answer: &Value) -> Vec<String> {
+    let failed = answer
+        .get("failedSteps")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if failed.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![String::new(), "Failed steps:".to_owned()];
+    for f in &failed {
+        let mut why = Vec::new();
+        if let Some(code) = opt_field(f, "exitCode") {
+            why.push(format!("exit code {code}"));
+        }
+        if let Some(error) =
+            opt_field(f, "error").filter(|e| *e != format!("exit code {}", field(f, "exitCode")))
+        {
+            why.push(error.lines().collect::<Vec<_>>().join("; "));
+        }
+        let why = if why.is_empty() {
+            "no reason reported".to_owned()
+        } else {
+            why.join(": ")
+        };
+        lines.push(format!(
+            "  {} / step {} ({}): {why}",
+            field(f, "job"),
+            field(f, "step"),
+            field(f, "name")
+        ));
+        match f.get("lastLines").and_then(Value::as_array) {
+            Some(last) if last.is_empty() => lines.push("    (its log is empty)".to_owned()),
+            Some(last) => {
+                lines.push(format!("    last {} line(s) of its log:", last.len()));
+                lines.extend(last.iter().map(|l| format!("    | {}", compact(l))));
+            }
+            None => match opt_field(f, "logError") {
+                Some(e) => lines.push(format!("    ({e})")),
+                None => lines.push("    (no storage configured: its log is not kept)".to_owned()),
+            },
+        }
+    }
+    lines
 }
 
 fn job_lines(job: &Value) -> Vec<String> {
@@ -423,6 +473,33 @@ mod tests {
             "    error: exit code 2\n    needs: lint (always)\n",
             "    step 0: make [failed] in 1.1s exit 2\n      error: make: *** [all] Error 2\n",
             "      log: k (no storage configured: logs are not kept)",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("Failed steps:"), "{text}");
+    }
+
+    #[test]
+    fn failed_steps_show_the_exit_code_the_message_and_the_last_lines() {
+        let answer = json!({
+            "run": {"runId": "r1", "status": "failed"},
+            "jobs": [],
+            "failedSteps": [
+                {"job": "build", "step": 0, "name": "make", "exitCode": 3, "error": "make failed",
+                 "lastLines": ["cc -c a.c", "a.c:1: error"]},
+                {"job": "test", "step": 2, "name": "unit", "exitCode": 137, "error": "exit code 137",
+                 "lastLines": []},
+                {"job": "lint", "step": 1, "name": "eslint", "exitCode": null, "error": "a\nb"},
+                {"job": "docs", "step": 0, "name": "gen", "logError": "the log could not be read: x"},
+            ]
+        });
+        let text = run_details(&answer);
+        for want in [
+            "\nFailed steps:\n  build / step 0 (make): exit code 3: make failed\n",
+            "    last 2 line(s) of its log:\n    | cc -c a.c\n    | a.c:1: error\n",
+            "  test / step 2 (unit): exit code 137\n    (its log is empty)\n",
+            "  lint / step 1 (eslint): a; b\n    (no storage configured: its log is not kept)\n",
+            "  docs / step 0 (gen): no reason reported\n    (the log could not be read: x)",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

@@ -1,6 +1,8 @@
 //! Read routes for runs (docs/operations.md, "Admin API and tokens"): `GET /runs?status=&limit=`
 //! (newest first, with job counts per status) and `GET /runs/:runId` (the run, its jobs with their
-//! steps, needs and queue rows, and where each step's log is stored). Rows are rendered to JSON by
+//! steps, needs and queue rows, and where each step's log is stored, and each failed step with its
+//! exit code, message and the last lines of its log: `failedSteps`, see [`failed_step`]). Rows are
+//! rendered to JSON by
 //! PostgreSQL, as for the other admin lists. Reading needs `context.read`, which auditors hold (our
 //! role table has no separate `run.read`); a routing-key scoped token sees only its key's runs.
 
@@ -14,8 +16,11 @@ use crate::{
     http::{Request, Response},
     rbac::{Caller, Permission},
     runs::store::views,
-    storage::{keys, Backend, Storage},
+    storage::{keys, Area, Backend, Storage},
 };
+
+/// How many of a failed step's last log lines `failedSteps` carries.
+pub const LAST_LINES: usize = 20;
 
 /// Run statuses (migrations/0002_execution.sql), the values `status=` may take.
 pub const RUN_STATUSES: [&str; 7] = [
@@ -81,6 +86,7 @@ pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
     // The canonical id (the request may differ in case).
     let run_id = run["runId"].as_str().unwrap_or(run_id).to_owned();
     let storage = app.storage.as_deref();
+    let mut failed = Vec::new();
     let mut by_job: HashMap<String, Vec<Value>> = HashMap::new();
     for (job_id, step) in steps {
         by_job.entry(job_id).or_default().push(step);
@@ -96,13 +102,60 @@ pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
                 _ => keys::step_log(&run_id, &name, step["index"].as_i64().unwrap_or(0)),
             };
             step["log"] = log_location(&key, storage);
+            if step["status"] == "failed" {
+                failed.push(failed_step(&name, step, &key, storage));
+            }
         }
         job["setupLog"] = log_location(&keys::step_log(&run_id, &name, -1), storage);
         job["steps"] = Value::Array(steps);
     }
     let prefix = format!("kici-logs/executions/{run_id}/");
     run["logs"] = log_location(&prefix, storage);
-    Ok(Response::json(200, &json!({ "run": run, "jobs": jobs })))
+    Ok(Response::json(
+        200,
+        &json!({ "run": run, "jobs": jobs, "failedSteps": failed }),
+    ))
+}
+
+/// One entry of `failedSteps`: `{job, step, name, exitCode, error, lastLines}`, `lastLines` being
+/// the last [`LAST_LINES`] lines of the step's stored log (empty when nothing was stored). Without
+/// storage configured there is no `lastLines` (logs are only counted then); when the log cannot
+/// be read, `logError` says why instead.
+fn failed_step(job: &str, step: &Value, key: &str, storage: Option<&Storage>) -> Value {
+    let mut entry = json!({
+        "job": job,
+        "step": step["index"],
+        "name": step["name"],
+        "exitCode": step["exitCode"],
+        "error": step["error"],
+    });
+    let Some(storage) = storage else {
+        return entry;
+    };
+    match storage.get(Area::Logs, key) {
+        Ok(body) => entry["lastLines"] = json!(last_lines(&body.unwrap_or_default(), LAST_LINES)),
+        Err(e) => {
+            log::warn!("reading step log {key} failed: {e}");
+            entry["logError"] = json!(format!("the log could not be read: {e}"));
+        }
+    }
+    entry
+}
+
+/// The last `n` lines of a stored step log (JSON lines with the text in `msg`, see
+/// `crate::agent::logs`); a line that is not such a record is shown as it is.
+pub fn last_lines(body: &[u8], n: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(body);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .and_then(|v| v.get("msg").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| (*l).to_owned())
+        })
+        .collect()
 }
 
 /// Where a log-bucket key lives: the key, and the file or `s3://` URL it maps to with the
@@ -163,6 +216,33 @@ mod tests {
                 "limit".into(),
                 "\"0\" is not a whole number from 1 to 1000".into()
             )
+        );
+    }
+
+    #[test]
+    fn last_lines_of_a_stored_log() {
+        let body = crate::agent::logs::encode(
+            &(1..=25).map(|i| format!("line {i}")).collect::<Vec<_>>(),
+            0,
+        );
+        let last = last_lines(&body, LAST_LINES);
+        assert_eq!(last.len(), 20);
+        assert_eq!((last[0].as_str(), last[19].as_str()), ("line 6", "line 25"));
+        assert_eq!(
+            last_lines(b"plain\n{\"msg\": \"m\"}\n\n", 20),
+            ["plain", "m"]
+        );
+        assert!(last_lines(b"", 20).is_empty());
+    }
+
+    #[test]
+    fn a_failed_step_without_storage_has_no_last_lines() {
+        let step = json!({"index": 1, "name": "make", "status": "failed", "exitCode": 3,
+                          "error": "make failed"});
+        assert_eq!(
+            failed_step("build", &step, "k", None),
+            json!({"job": "build", "step": 1, "name": "make", "exitCode": 3,
+                   "error": "make failed"})
         );
     }
 
