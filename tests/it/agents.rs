@@ -57,7 +57,7 @@ fn happy_path_each_job_to_its_own_outcome_with_logs_stored() {
             v.iter().map(|x| x.0).collect::<Vec<_>>().join(",")
         },
     );
-    q(&format!("SELECT status || ':' || coalesce(error_message, '') || ':' || coalesce(exit_code::text, '') FROM execution_steps WHERE job_id = '{}'", jobs[1]), "failed:to stderr\n    exit code: 3:3");
+    q(&format!("SELECT status || ':' || coalesce(error_message, '') || ':' || coalesce(exit_code::text, '') FROM execution_steps WHERE job_id = '{}'", jobs[1]), "failed:to stderr:3");
     let started = one(pg, &s.db, &format!("SELECT started_at IS NOT NULL AND duration_ms IS NOT NULL FROM execution_jobs WHERE job_id = '{}'", jobs[0]));
     assert_eq!(started, "t");
     let log = s
