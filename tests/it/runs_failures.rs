@@ -1,5 +1,5 @@
 //! Failures explained (docs/agent-protocol.md, "Frames from the agent"; docs/operations.md,
-//! "Runs"): a step the scripted agent fails with exit code 3, in the real agent's shapes
+//! "Admin CLI", runs): a step the scripted agent fails with exit code 3, in the real agent's shapes
 //! (`step.status` `data.error` an object, `job.status` `stepResults[].error` a string), is
 //! recorded with its exit code and a readable message, the job's error names the step, and
 //! `kici-admin runs show` prints the exit code and the last 20 lines of the step's stored log.
