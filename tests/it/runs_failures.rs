@@ -2,7 +2,8 @@
 //! "Admin CLI", runs): a step the scripted agent fails with exit code 3, in the real agent's shapes
 //! (`step.status` `data.error` an object, `job.status` `stepResults[].error` a string), is
 //! recorded with its exit code and a readable message, the job's error names the step, and
-//! `kici-admin runs show` prints the exit code and the last 20 lines of the step's stored log.
+//! `kici-admin runs show` prints the exit code and the last 20 lines of the step's stored log
+//! (filesystem store and S3 through s3s-fs; without storage, no last lines).
 
 use crate::support;
 
@@ -11,8 +12,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::{
     agent::{agent_token, one, queue_run, setup, wait_value, Setup, TestAgent, OWNER},
-    daemon::{cli, stderr, stdout},
+    daemon::{base_env, cli, stderr, stdout, Daemon},
     pg::PgCluster,
+    s3::S3Server,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -36,12 +38,12 @@ fn runs_show(s: &Setup, run: &str, json: bool) -> String {
     stdout(&out)
 }
 
-#[test]
-fn a_failed_step_shows_its_exit_code_and_last_lines() {
-    let pg = PgCluster::shared();
-    let s = setup(pg, &[]);
-    let token = agent_token(&s, json!({}));
-    let mut a = TestAgent::online(s.d.addr, "agent-f", &token);
+/// The scripted agent runs job `build`: step 0 `checkout` succeeds, step 1 `make` logs 25 lines
+/// and fails with exit code 3, as the real agent reports it. Returns (run id, job id, lines) once
+/// the run has ended.
+fn fail_make(pg: &PgCluster, s: &Setup, agent: &str) -> (String, String, Vec<String>) {
+    let token = agent_token(s, json!({}));
+    let mut a = TestAgent::online(s.d.addr, agent, &token);
     let (run, jobs) = queue_run(&s.db, &["build"], &[]);
     let job = a.dispatch(T).expect("dispatched");
     a.ack(&job);
@@ -68,13 +70,20 @@ fn a_failed_step_shows_its_exit_code_and_last_lines() {
             {"name": "checkout", "status": "success", "durationMs": 3},
             {"name": "make", "status": "failed", "durationMs": 40, "error": message}]}),
     );
-    let job_id = &jobs[0];
     wait_value(
         pg,
         &s.db,
         &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
         "failed",
     );
+    (run, jobs[0].clone(), lines)
+}
+
+#[test]
+fn a_failed_step_shows_its_exit_code_and_last_lines() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let (run, job_id, lines) = fail_make(pg, &s, "agent-f");
     assert_eq!(
         one(
             pg,
@@ -181,6 +190,51 @@ fn the_job_status_alone_explains_the_step() {
     assert!(
         text.contains(
             "  test / step 0 (unit): exit code 3: to stderr\n    last 1 line(s) of its log:\n    | to stderr"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn last_lines_from_s3() {
+    let s3 = S3Server::start();
+    s3.create_bucket("kici-logs-it");
+    let env = s3.env("kici-logs-it");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pg = PgCluster::shared();
+    let s = setup(pg, &env);
+    let (run, _, lines) = fail_make(pg, &s, "agent-s3");
+    let v: Value = serde_json::from_str(&runs_show(&s, &run, true)).unwrap();
+    assert_eq!(v["failedSteps"][0]["exitCode"], 3, "{v}");
+    assert_eq!(v["failedSteps"][0]["lastLines"], json!(lines[5..]), "{v}");
+}
+
+#[test]
+fn without_storage_there_are_no_last_lines() {
+    let pg = PgCluster::shared();
+    let db = pg.create_database();
+    let mut env = base_env(&db);
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, T);
+    let s = Setup {
+        d,
+        db,
+        logs: std::env::temp_dir(),
+    };
+    let (run, _, _) = fail_make(pg, &s, "agent-n");
+    let v: Value = serde_json::from_str(&runs_show(&s, &run, true)).unwrap();
+    let failed = &v["failedSteps"][0];
+    assert_eq!(
+        (&failed["exitCode"], &failed["error"]),
+        (&json!(3), &json!("make failed")),
+        "{v}"
+    );
+    assert!(failed.get("lastLines").is_none(), "{v}");
+    let text = runs_show(&s, &run, false);
+    assert!(
+        text.contains(
+            "  build / step 1 (make): exit code 3: make failed\n    (no storage configured: its log is not kept)"
         ),
         "{text}"
     );
