@@ -1,10 +1,10 @@
-//! Read routes for runs (docs/operations.md, "Admin API and tokens"): `GET /runs?status=&limit=`
-//! (newest first, with job counts per status) and `GET /runs/:runId` (the run, its jobs with their
-//! steps, needs and queue rows, and where each step's log is stored, and each failed step with its
-//! exit code, message and the last lines of its log: `failedSteps`, see [`failed_step`]). Rows are
-//! rendered to JSON by
-//! PostgreSQL, as for the other admin lists. Reading needs `context.read`, which auditors hold (our
-//! role table has no separate `run.read`); a routing-key scoped token sees only its key's runs.
+//! Read routes for runs (docs/operations.md, "Admin API and tokens" and "Admin CLI"):
+//! `GET /runs?status=&limit=` (newest first, with job counts per status) and `GET /runs/:runId`
+//! (the run, its jobs with their steps, needs and queue rows, where each step's log is stored,
+//! and `failedSteps`: each failed step with its exit code, message and the last lines of its log,
+//! see [`failed_step`]). Rows are rendered to JSON by PostgreSQL, as for the other admin lists.
+//! Reading needs `context.read`, which auditors hold (our role table has no separate `run.read`);
+//! a routing-key scoped token sees only its key's runs.
 
 use std::collections::HashMap;
 
