@@ -147,9 +147,16 @@ fn exit_code_line(line: &str) -> Option<i32> {
     rest.trim_start_matches(':').trim().parse().ok()
 }
 
-/// A JavaScript stack frame: an indented `at …` line.
+/// A JavaScript stack frame: an indented `at …` line ending with its place, `(file:1:2)` or
+/// `file:1:2` (so an indented "at least one test failed" is kept).
 fn is_stack_frame(line: &str) -> bool {
-    line.starts_with(char::is_whitespace) && line.trim_start().starts_with("at ")
+    let t = line.trim();
+    let place = |t: &str| {
+        t.rsplit(':')
+            .next()
+            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+    };
+    line.starts_with(char::is_whitespace) && t.starts_with("at ") && (t.ends_with(')') || place(t))
 }
 
 fn one_line(text: &str) -> String {
@@ -204,6 +211,11 @@ mod tests {
             (
                 json!("line one\nline two"),
                 Some("line one\nline two"),
+                None,
+            ),
+            (
+                json!("2 failed\n    at least one test failed\n    at run (file:///w/a.js:3:9)\n    at file:///w/b.js:1:1"),
+                Some("2 failed\n    at least one test failed"),
                 None,
             ),
             (
