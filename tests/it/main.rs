@@ -27,6 +27,7 @@ mod platform_tls;
 mod ready_and_secrets;
 mod reload;
 mod runs_cli;
+mod runs_logs;
 mod runs_store;
 mod storage_fs;
 mod storage_s3;

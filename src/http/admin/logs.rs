@@ -4,7 +4,8 @@
 //! by agent/logs.rs), with an opaque cursor to resume from. Steps come in order (jobs by creation,
 //! then step index, the setup log `-1` first) and lines in file order. The cursor names a job, a
 //! step and a line offset in that step; it never moves past a step or a job that can still grow,
-//! so a client polling with it sees every line once, in order. `complete` is true once the run is
+//! so a client polling with it sees every line once, in order (a job's setup log `-1` can grow
+//! until the job ends, so the job's step lines follow it then). `complete` is true once the run is
 //! terminal and every listed step was read to its end. Reading needs `context.read` and obeys the
 //! routing-key scope, as `GET /runs/:runId` does.
 
@@ -284,16 +285,14 @@ fn plan(run_id: &str, run_terminal: bool, jobs: &[Value], q: &Query) -> Vec<Stop
                 .and_then(JobStatus::parse)
                 .is_some_and(JobStatus::is_terminal);
         let steps = job["steps"].as_array().cloned().unwrap_or_default();
-        let setup_done = job_done
-            || steps
-                .iter()
-                .any(|s| s["status"].as_str().is_some_and(|s| s != "pending"));
+        // The setup log takes the job's own lines from start to end (agent/logs.rs writes it
+        // when the job ends), so it is settled only with the job.
         let mut stops = vec![Stop {
             job: name.to_owned(),
             job_pos,
             step: -1,
             key: Some(keys::step_log(run_id, name, -1)),
-            settled: setup_done,
+            settled: job_done,
         }];
         for s in &steps {
             let index = s["index"].as_i64().unwrap_or(0);
