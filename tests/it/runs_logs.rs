@@ -239,3 +239,52 @@ fn scoped_tokens_are_refused_as_for_runs_show() {
     assert_eq!(body["complete"], false, "the job has not run");
     assert_eq!(logs(&s, "not-a-token", &run, "").0, 401);
 }
+
+#[test]
+fn without_storage_the_answer_says_nothing_is_stored() {
+    let pg = PgCluster::shared();
+    let db = pg.create_database();
+    let mut env = base_env(&db);
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, T);
+    let (run, _) = queue_run(&db, &["nowhere"], &[]);
+    let get = || {
+        let r = admin(&d, OWNER, "GET", &format!("/runs/{run}/logs"), json!({}));
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    };
+    let body = get();
+    assert_eq!(
+        (&body["lines"], &body["stored"], &body["complete"]),
+        (&json!([]), &json!(false), &json!(false))
+    );
+    pg.psql(
+        &db,
+        &format!("UPDATE execution_runs SET status = 'cancelled' WHERE run_id = '{run}'"),
+    );
+    let body = get();
+    assert_eq!(
+        (&body["complete"], &body["runStatus"]),
+        (&json!(true), &json!("cancelled"))
+    );
+    // A follower of a cancelled run exits 2.
+    let url = format!("http://{}", d.addr);
+    let out = cli(
+        &[
+            "--url", &url, "--token", OWNER, "runs", "logs", &run, "--follow",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn runs_logs_help_names_every_option() {
+    let out = cli(&["runs", "logs", "--help"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = stdout(&out);
+    for option in ["--job", "--step", "--follow", "--json", "run_id"] {
+        assert!(help.contains(option), "{option} in {help}");
+    }
+}
