@@ -3,9 +3,9 @@
 //! (`kici-logs/executions/<runId>/job-<jobName>/step-<i>.log`, one JSON line per log line, written
 //! by agent/logs.rs), with an opaque cursor to resume from. Steps come in order (jobs by creation,
 //! then step index, the setup log `-1` first) and lines in file order. The cursor names a job, a
-//! step and a line offset in that step; it never moves past a step or a job that can still grow,
-//! so a client polling with it sees every line once, in order (a job's setup log `-1` can grow
-//! until the job ends, so the job's step lines follow it then). `complete` is true once the run is
+//! line offset in its setup log and a step with a line offset in it; it never moves past a step
+//! or a job that can still grow, so a client polling with it sees every line once. A job's setup
+//! log can grow until the job ends: its late lines come after the step lines already returned. `complete` is true once the run is
 //! terminal and every listed step was read to its end. Reading needs `context.read` and obeys the
 //! routing-key scope, as `GET /runs/:runId` does.
 
@@ -27,11 +27,13 @@ const MAX_CURSOR_CHARS: usize = 4096;
 const CURSOR_PREFIX: &str = "c1.";
 const TERMINAL_RUN: [&str; 3] = ["success", "failed", "cancelled"];
 
-/// Where a reader stands: the next line to read is line `offset` (0-based, counting every stored
-/// line) of step `step` of the job named `job`. The empty job name stands before every job.
+/// Where a reader stands: in the job named `job` (the empty name stands before every job), the
+/// next lines to read are line `setup` of its setup log and line `offset` of step `step` (`-1`:
+/// no step read yet). Offsets are 0-based and count every stored line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cursor {
     pub job: String,
+    pub setup: u64,
     pub step: i64,
     pub offset: u64,
 }
@@ -40,14 +42,18 @@ impl Cursor {
     pub fn start() -> Cursor {
         Cursor {
             job: String::new(),
-            step: 0,
+            setup: 0,
+            step: -1,
             offset: 0,
         }
     }
 
-    /// The opaque form: `c1.` and the hex of `<step>\n<offset>\n<job>`.
+    /// The opaque form: `c1.` and the hex of `<setup>\n<step>\n<offset>\n<job>`.
     pub fn encode(&self) -> String {
-        let plain = format!("{}\n{}\n{}", self.step, self.offset, self.job);
+        let plain = format!(
+            "{}\n{}\n{}\n{}",
+            self.setup, self.step, self.offset, self.job
+        );
         let mut out = String::with_capacity(CURSOR_PREFIX.len() + plain.len() * 2);
         out.push_str(CURSOR_PREFIX);
         for b in plain.bytes() {
@@ -73,11 +79,17 @@ impl Cursor {
             })
             .collect::<Option<Vec<u8>>>()?;
         let plain = String::from_utf8(bytes).ok()?;
-        let mut parts = plain.splitn(3, '\n');
+        let mut parts = plain.splitn(4, '\n');
+        let setup = parts.next()?.parse::<u64>().ok()?;
         let step = parts.next()?.parse::<i64>().ok()?;
         let offset = parts.next()?.parse::<u64>().ok()?;
         let job = parts.next()?.to_owned();
-        Some(Cursor { job, step, offset })
+        Some(Cursor {
+            job,
+            setup,
+            step,
+            offset,
+        })
     }
 }
 
@@ -167,8 +179,9 @@ pub struct Page {
 }
 
 /// Walks `plan` from `cursor` (at `cursor_pos`, the cursor job's position; `None` = the start),
-/// reading each step's stored bytes with `fetch` until `limit` lines are gathered or a step that
-/// can still grow is reached.
+/// reading each log's stored bytes with `fetch` until `limit` lines are gathered or a step that
+/// can still grow is reached. A job's setup log is read from its own offset each time the walk is
+/// in that job, so its late lines are not lost while the job's steps are read.
 pub fn walk<E>(
     plan: &[Stop],
     cursor: &Cursor,
@@ -182,41 +195,59 @@ pub fn walk<E>(
         cursor: cursor.clone(),
         complete: run_terminal,
     };
-    let at = |s: &Stop| cursor_pos.map(|p| (s.job_pos, s.step).cmp(&(p, cursor.step)));
-    let from = plan
-        .iter()
-        .position(|s| at(s).is_none_or(|o| o.is_ge()))
-        .unwrap_or(plan.len());
-    for (i, stop) in plan.iter().enumerate().skip(from) {
+    let mut cur = cursor.clone();
+    let mut cur_pos = cursor_pos;
+    for stop in plan {
+        if cur_pos.is_some_and(|p| stop.job_pos < p) {
+            continue;
+        }
+        if cur_pos != Some(stop.job_pos) {
+            cur_pos = Some(stop.job_pos);
+            cur = Cursor {
+                job: stop.job.clone(),
+                setup: 0,
+                step: -1,
+                offset: 0,
+            };
+        }
         let Some(key) = &stop.key else {
+            // The end of a job that may still gain steps (or setup lines): wait here.
+            page.cursor = cur;
             page.complete = false;
-            break;
+            return Ok(page);
         };
-        let start = match at(stop) {
-            Some(std::cmp::Ordering::Equal) => cursor.offset,
+        let start = match stop.step {
+            -1 => cur.setup,
+            n if n < cur.step => continue,
+            n if n == cur.step => cur.offset,
             _ => 0,
         };
         let remaining = limit - page.lines.len();
+        if remaining == 0 {
+            page.cursor = cur;
+            page.complete = false;
+            return Ok(page);
+        }
+        let settled = stop.settled || run_terminal;
         let bytes = fetch(key)?.unwrap_or_default();
-        let read = read_lines(&bytes, start, remaining, stop.settled || run_terminal);
-        page.cursor = Cursor {
-            job: stop.job.clone(),
-            step: stop.step,
-            offset: start + read.consumed,
-        };
+        let read = read_lines(&bytes, start, remaining, settled);
+        match stop.step {
+            -1 => cur.setup = start + read.consumed,
+            n => {
+                cur.step = n;
+                cur.offset = start + read.consumed;
+            }
+        }
         for line in read.lines {
             page.lines.push((stop.job.clone(), stop.step, line));
         }
-        if !read.at_end || !(stop.settled || run_terminal) {
+        // A growing setup log does not hold its job's steps back; a growing step does.
+        if !read.at_end || (!settled && stop.step != -1) {
+            page.cursor = cur;
             page.complete = false;
-            break;
+            return Ok(page);
         }
-        if page.lines.len() >= limit {
-            if i + 1 < plan.len() {
-                page.complete = false;
-            }
-            break;
-        }
+        page.cursor = cur.clone();
     }
     Ok(page)
 }
@@ -286,7 +317,7 @@ fn plan(run_id: &str, run_terminal: bool, jobs: &[Value], q: &Query) -> Vec<Stop
                 .is_some_and(JobStatus::is_terminal);
         let steps = job["steps"].as_array().cloned().unwrap_or_default();
         // The setup log takes the job's own lines from start to end (agent/logs.rs writes it
-        // when the job ends), so it is settled only with the job.
+        // when the job ends), so it is settled only with the job; `walk` reads past it.
         let mut stops = vec![Stop {
             job: name.to_owned(),
             job_pos,

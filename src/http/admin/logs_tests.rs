@@ -18,11 +18,13 @@ fn cursors_round_trip_and_stay_opaque() {
         Cursor::start(),
         Cursor {
             job: "build (linux, x64)".into(),
+            setup: 3,
             step: -1,
             offset: 0,
         },
         Cursor {
             job: "a\nb:c".into(),
+            setup: 0,
             step: 12,
             offset: u64::MAX,
         },
@@ -43,9 +45,9 @@ fn cursor_parser_refuses_what_it_did_not_make() {
         "c1.zz",
         "c2.30",
         "30",
-        "c1.300a",       // "0\n" then no offset
-        "c1.ff0a0a",     // not UTF-8
-        "c1.2d0a2d310a", // negative offset
+        "c1.300a",             // "0\n" then no offset
+        "c1.ff0a0a",           // not UTF-8
+        "c1.300a2d310a2d310a", // negative offset
     ] {
         assert_eq!(Cursor::parse(bad), None, "{bad:?}");
     }
@@ -160,6 +162,7 @@ fn the_walk_never_passes_a_step_or_a_job_that_can_still_grow() {
         page.cursor,
         Cursor {
             job: "a".into(),
+            setup: 0,
             step: 0,
             offset: 1
         }
@@ -172,6 +175,35 @@ fn the_walk_never_passes_a_step_or_a_job_that_can_still_grow() {
     assert_eq!(texts(&page), ["a/0 a0-1"]);
     assert_eq!(page.cursor.step, 0);
     assert!(!page.complete);
+}
+
+#[test]
+fn a_growing_setup_log_does_not_hold_the_steps_back_and_its_late_lines_still_come() {
+    let mut store: HashMap<String, Vec<u8>> = [
+        ("a/-1".to_string(), stored(&["clone"])),
+        ("a/0".to_string(), stored(&["step"])),
+    ]
+    .into();
+    let mut end = stop("a", 0, i64::MAX, false);
+    end.key = None;
+    let plan = vec![stop("a", 0, -1, false), stop("a", 0, 0, true), end];
+    let first = walk(&plan, &Cursor::start(), None, 100, false, |k: &str| {
+        Ok::<_, ()>(store.get(k).cloned())
+    })
+    .unwrap();
+    assert_eq!(texts(&first), ["a/-1 clone", "a/0 step"]);
+    assert!(!first.complete);
+    store
+        .get_mut("a/-1")
+        .unwrap()
+        .extend(stored(&["cache saved"]));
+    let plan = vec![stop("a", 0, -1, true), stop("a", 0, 0, true)];
+    let second = walk(&plan, &first.cursor, Some(0), 100, true, |k: &str| {
+        Ok::<_, ()>(store.get(k).cloned())
+    })
+    .unwrap();
+    assert_eq!(texts(&second), ["a/-1 cache saved"]);
+    assert!(second.complete);
 }
 
 #[test]
@@ -220,8 +252,13 @@ mod props {
         }
 
         #[test]
-        fn cursors_round_trip(job in ".{0,40}", step in any::<i64>(), offset in any::<u64>()) {
-            let c = Cursor { job, step, offset };
+        fn cursors_round_trip(
+            job in ".{0,40}",
+            setup in any::<u64>(),
+            step in any::<i64>(),
+            offset in any::<u64>(),
+        ) {
+            let c = Cursor { job, setup, step, offset };
             prop_assert_eq!(Cursor::parse(&c.encode()), Some(c));
         }
 
