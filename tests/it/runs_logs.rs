@@ -197,6 +197,14 @@ fn lines_come_in_order_with_a_cursor_and_follow_exits_1_for_a_failed_run() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no run"), "{}", stderr(&out));
+    let out = cli(&[&base[..], &["--job", "deploy"]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\"deploy\" is not a job of this run")
+            && stderr(&out).contains("kici-admin runs show"),
+        "{}",
+        stderr(&out)
+    );
     let out = cli(&[&base[..], &["--step", "-3"]].concat(), &[]);
     assert!(stderr(&out).contains("--step -3"), "{}", stderr(&out));
 }
