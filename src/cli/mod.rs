@@ -13,6 +13,7 @@ mod local_repo;
 pub mod orchestrator;
 pub mod output;
 pub mod runs;
+pub mod runs_logs;
 pub mod secret_input;
 pub mod source;
 pub mod source_generic;

@@ -26,6 +26,7 @@ pub enum RunsSub {
     List(ListCmd),
     Show(ShowCmd),
     Cancel(CancelCmd),
+    Logs(super::runs_logs::LogsCmd),
 }
 
 /// List runs, newest first, with their jobs' statuses.
@@ -78,6 +79,7 @@ pub fn run(cmd: RunsCmd, globals: &Globals) -> Result<(), Error> {
         RunsSub::List(c) => list(c, globals),
         RunsSub::Show(c) => show_run(c, globals),
         RunsSub::Cancel(c) => cancel(c, globals),
+        RunsSub::Logs(c) => super::runs_logs::run(c, globals),
     }
 }
 

@@ -28,6 +28,7 @@ mod ready_and_secrets;
 mod reload;
 mod runs_cli;
 mod runs_failures;
+mod runs_logs;
 mod runs_store;
 mod storage_fs;
 mod storage_s3;

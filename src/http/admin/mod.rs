@@ -7,6 +7,7 @@ mod agents;
 mod body;
 mod generic;
 mod github;
+mod logs;
 mod runs;
 
 use serde_json::json;
@@ -144,6 +145,7 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         Op::AgentTokenRevoke(id) => agents::revoke(&app.agents(), c, id),
         Op::RunList => runs::list(&app.runs(), c, req),
         Op::RunShow(id) => runs::show(&app.runs(), c, id),
+        Op::RunLogs(id) => logs::read(&app.runs(), c, req, id),
         Op::RunCancel(id) => agents::cancel_run(&app.agents(), c, req, id),
         Op::Migrate => run_migrations(&app.pool, c),
         Op::MigrationStatus => migration_status(&app.pool, c),
@@ -183,6 +185,7 @@ enum Op<'a> {
     AgentTokenRevoke(&'a str),
     RunList,
     RunShow(&'a str),
+    RunLogs(&'a str),
     RunCancel(&'a str),
     Migrate,
     MigrationStatus,
@@ -212,11 +215,12 @@ fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
         (["agent-tokens", id], "DELETE") => Op::AgentTokenRevoke(id),
         (["runs"], "GET") => Op::RunList,
         (["runs", id], "GET") => Op::RunShow(id),
+        (["runs", id, "logs"], "GET") => Op::RunLogs(id),
         (["runs", id, "cancel"], "POST") => Op::RunCancel(id),
         (["db", "migrate"], "POST") => Op::Migrate,
         (["db", "migrate", "status"], "GET") => Op::MigrationStatus,
         (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"] | ["runs"], _)
-        | (["agent-tokens", _] | ["runs", _] | ["runs", _, "cancel"], _)
+        | (["agent-tokens", _] | ["runs", _] | ["runs", _, "cancel" | "logs"], _)
         | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
         | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
         | (["db", "migrate"] | ["db", "migrate", "status"], _) => {
