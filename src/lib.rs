@@ -29,7 +29,8 @@ pub(crate) mod props;
 
 use std::fmt;
 
-/// What a command can fail with; `main` turns it into `Error: <message>` and exit code 1.
+/// What a command can fail with; `main` turns it into `Error: <message>` and exit code 1
+/// ([`Error::exit_code`]), or, for [`Error::Outcome`], the message and that outcome's code.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -43,6 +44,19 @@ pub enum Error {
     Usage(String),
     /// The admin API refused a request or could not be reached (the message says which).
     Api(String),
+    /// The command worked, and what it watched ended badly: `runs logs --follow` on a run that
+    /// failed (1) or was cancelled (2). Scripts read the code.
+    Outcome { message: String, code: u8 },
+}
+
+impl Error {
+    /// The process exit code `main` uses for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Outcome { code, .. } => *code,
+            _ => 1,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -52,6 +66,7 @@ impl fmt::Display for Error {
                 f.write_str(m)
             }
             Error::Db(e) => e.fmt(f),
+            Error::Outcome { message, .. } => f.write_str(message),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! `kici-admin`: argv → command → exit code. Exit codes are decided here only: 0 success,
-//! 1 any error (printed once as `Error: <message>` on stderr), argh's own codes for usage errors.
+//! 1 any error (printed once as `Error: <message>` on stderr), argh's own codes for usage errors,
+//! and for `runs logs --follow` the watched run's outcome (1 failed, 2 cancelled; `Error::Outcome`,
+//! printed without the prefix).
 
 use std::process::ExitCode;
 
@@ -27,9 +29,14 @@ fn main() -> ExitCode {
     };
     match cli::dispatch(top) {
         Ok(()) => ExitCode::SUCCESS,
+        // What a watched run ended with is not an error of the command: no "Error:" prefix.
+        Err(e @ kici_orchestrator::Error::Outcome { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
         Err(e) => {
             eprintln!("Error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -47,7 +47,7 @@ pub struct LogsCmd {
 }
 
 /// The exit code `--follow` ends with for a terminal run status.
-pub fn exit_code(run_status: &str) -> i32 {
+pub fn exit_code(run_status: &str) -> u8 {
     match run_status {
         "success" => 0,
         "cancelled" => 2,
@@ -164,10 +164,11 @@ pub fn run(cmd: LogsCmd, globals: &Globals) -> Result<(), Error> {
             let status = answer["runStatus"].as_str().unwrap_or_default();
             let code = exit_code(status);
             if code != 0 {
-                // The exit code carries the run's outcome (documented for scripts); stdout is
-                // flushed above and nothing else is pending.
-                eprintln!("Run {} ended: {status}", cmd.run_id);
-                std::process::exit(code);
+                // The exit code carries the run's outcome (documented for scripts).
+                return Err(Error::Outcome {
+                    message: format!("Run {} ended: {status}", cmd.run_id),
+                    code,
+                });
             }
             return Ok(());
         }
