@@ -149,12 +149,7 @@ pub fn last_lines(body: &[u8], n: usize) -> Vec<String> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()
-        .map(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .and_then(|v| v.get("msg").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_else(|| (*l).to_owned())
-        })
+        .map(|l| super::logs::parse_line(l.as_bytes()).map_or_else(|| (*l).to_owned(), |p| p.line))
         .collect()
 }
 
