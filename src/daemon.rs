@@ -347,6 +347,15 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
             // At boot, not a minute later: deliveries a previous process accepted but never
             // claimed, or whose claims have expired, go on at once.
             app.pipeline.sweep(&app.pool);
+            // Step logs a previous process left in the database (docs/agent-protocol.md, "Logs").
+            let logs = || {
+                crate::agent::logs::housekeep(
+                    &app.pool,
+                    app.storage.as_deref(),
+                    app.config.log_retention_days,
+                )
+            };
+            logs();
             while !stop.load(Ordering::SeqCst) {
                 thread::sleep(tick);
                 if watchdog.is_some_and(|half| pinged.elapsed() >= half) {
@@ -359,6 +368,7 @@ fn housekeeping(app: Arc<App>, stop: Arc<AtomicBool>) {
                 last = Instant::now();
                 app.intake.sweep_limits(last);
                 app.pipeline.sweep(&app.pool);
+                logs();
                 match app.pool.with_retry(db::events::expire_dedup) {
                     Ok(0) => {}
                     Ok(n) => log::debug!("expired {n} dedup entries"),

@@ -1,9 +1,11 @@
 //! Step logs from `log.chunk` (docs/agent-protocol.md, "Logs"): one JSON line per log line,
-//! `{"ts":"<ISO>","level":"stdout","msg":"<line>","meta":{}}`, stored per step at
-//! `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log` in the log bucket (or the
-//! filesystem store). Lines are buffered per step and written when a step or job ends or the
-//! buffer passes 64 KiB, so S3's read-modify-write append happens rarely. Without storage the
-//! bytes are only counted.
+//! `{"ts":"<ISO>","level":"stdout","msg":"<line>","meta":{}}`. A chunk's lines are committed to
+//! `execution_log_lines` (agent/log_writer.rs, group-committed) before the chunk counts as
+//! received, so they survive a crash and are readable at once. When a step or job ends its lines
+//! are compacted into the log bucket (or the filesystem store) at
+//! `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log` and deleted from the table; a
+//! daemon's housekeeping (`housekeep`) finishes compactions a previous process left pending.
+//! Without storage the lines stay in the table until `KICI_LOG_RETENTION_DAYS`.
 
 use std::{
     collections::HashMap,
@@ -12,20 +14,17 @@ use std::{
 
 use serde_json::json;
 
-use crate::storage::{keys, Area, Storage};
+use super::log_writer::{self, count_lines, LogWriter, Row};
+use crate::{
+    db::{pool::Pool, DbError},
+    storage::{keys, Area, Storage},
+};
 
-const FLUSH_AT: usize = 64 * 1024;
-
-struct Buffer {
-    run_id: String,
-    job_name: String,
-    data: Vec<u8>,
-}
-
-#[derive(Default)]
 pub struct Logs {
     storage: Option<Arc<Storage>>,
-    buffers: Mutex<HashMap<(String, i64), Buffer>>,
+    writer: LogWriter,
+    /// The next `seq` of each step being written to (job id, step index).
+    next: Mutex<HashMap<(String, i64), i64>>,
 }
 
 /// JSON lines for `lines`, stamped with the chunk's time.
@@ -44,14 +43,16 @@ pub fn encode(lines: &[String], timestamp_ms: i64) -> Vec<u8> {
 }
 
 impl Logs {
-    pub fn new(storage: Option<Arc<Storage>>) -> Logs {
+    pub fn new(storage: Option<Arc<Storage>>, pool: Pool) -> Logs {
         Logs {
             storage,
-            buffers: Mutex::default(),
+            writer: LogWriter::new(pool),
+            next: Mutex::default(),
         }
     }
 
-    /// Buffers a chunk; returns its size in bytes (what `log_bytes` counts).
+    /// Stores a chunk (committed when this returns); returns its size in bytes (what
+    /// `log_bytes` counts).
     pub fn append(
         &self,
         run_id: &str,
@@ -63,53 +64,157 @@ impl Logs {
     ) -> u64 {
         let bytes = encode(lines, ts);
         let size = bytes.len() as u64;
-        if self.storage.is_none() {
+        if lines.is_empty() {
             return size;
         }
-        let full = {
-            let mut buffers = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-            let buffer = buffers
-                .entry((job_id.to_owned(), step))
-                .or_insert_with(|| Buffer {
-                    run_id: run_id.to_owned(),
-                    job_name: job_name.to_owned(),
-                    data: Vec::new(),
-                });
-            buffer.data.extend_from_slice(&bytes);
-            buffer.data.len() >= FLUSH_AT
+        let key = (job_id.to_owned(), step);
+        let known = self.lock().get(&key).copied();
+        let first = match known {
+            Some(n) => n,
+            None => self.first_seq(run_id, job_id, job_name, step),
         };
-        if full {
-            self.flush(|k| k.0 == job_id && k.1 == step);
+        let bodies: Vec<String> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let rows = {
+            let mut next = self.lock();
+            let seq = next.entry(key.clone()).or_insert(first);
+            let rows: Vec<Row> = bodies
+                .into_iter()
+                .map(|body| {
+                    *seq += 1;
+                    Row {
+                        job_id: job_id.to_owned(),
+                        step,
+                        seq: *seq - 1,
+                        body,
+                    }
+                })
+                .collect();
+            rows
+        };
+        if self.writer.write(rows).is_err() {
+            // Lines lost here must not leave a gap: the next chunk starts from what is stored.
+            self.lock().remove(&key);
         }
         size
     }
 
-    pub fn flush_step(&self, job_id: &str, step: i64) {
-        self.flush(|k| k.0 == job_id && k.1 == step);
-    }
-
-    pub fn flush_job(&self, job_id: &str) {
-        self.flush(|k| k.0 == job_id);
-    }
-
-    fn flush(&self, which: impl Fn(&(String, i64)) -> bool) {
-        let Some(storage) = &self.storage else { return };
-        let taken: Vec<((String, i64), Buffer)> = {
-            let mut buffers = self.buffers.lock().unwrap_or_else(|p| p.into_inner());
-            let keys: Vec<(String, i64)> = buffers.keys().filter(|k| which(k)).cloned().collect();
-            keys.into_iter()
-                .filter_map(|k| buffers.remove(&k).map(|b| (k, b)))
-                .collect()
+    /// Where a step's lines continue: after its rows in the table, else after its stored log.
+    fn first_seq(&self, run_id: &str, job_id: &str, job_name: &str, step: i64) -> i64 {
+        match self
+            .writer
+            .pool()
+            .with_retry(|c| log_writer::next_seq(c, job_id, step))
+        {
+            Ok(Some(n)) => return n,
+            Ok(None) => {}
+            Err(e) => log::warn!("reading where step {step} of job {job_id} stands: {e}"),
+        }
+        let Some(storage) = &self.storage else {
+            return 0;
         };
-        for ((_, step), buffer) in taken {
-            let key = keys::step_log(&buffer.run_id, &buffer.job_name, step);
-            if let Err(e) = storage.append(Area::Logs, &key, &buffer.data) {
-                log::warn!(
-                    "writing {} byte(s) of step log {key} failed: {e}",
-                    buffer.data.len()
-                );
+        match storage.get(Area::Logs, &keys::step_log(run_id, job_name, step)) {
+            Ok(bytes) => bytes.map_or(0, |b| count_lines(&b)),
+            Err(e) => {
+                log::warn!("reading the stored log of step {step} of job {job_id}: {e}");
+                0
             }
         }
+    }
+
+    pub fn flush_step(&self, job_id: &str, step: i64) {
+        if let Err(e) = compact(self.writer.pool(), self.storage.as_deref(), job_id, step) {
+            log::warn!("compacting the log of step {step} of job {job_id}: {e}");
+        }
+    }
+
+    /// Compacts every step of a job with lines still in the table (its setup log included).
+    pub fn flush_job(&self, job_id: &str) {
+        self.lock().retain(|k, _| k.0 != job_id);
+        if self.storage.is_none() {
+            return;
+        }
+        match self
+            .writer
+            .pool()
+            .with_retry(|c| log_writer::steps_of(c, job_id))
+        {
+            Ok(steps) => {
+                for step in steps {
+                    self.flush_step(job_id, step);
+                }
+            }
+            Err(e) => log::warn!("listing the logs of job {job_id}: {e}"),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i64), i64>> {
+        self.next.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Appends a step's table rows to its stored log and deletes them, in one transaction holding
+/// the rows locked (so two compactions of one step never both append). Rows already in the object
+/// (a crash between the write and the delete) are not appended again. Without storage: nothing.
+pub fn compact(
+    pool: &Pool,
+    storage: Option<&Storage>,
+    job_id: &str,
+    step: i64,
+) -> Result<(), String> {
+    let Some(storage) = storage else {
+        return Ok(());
+    };
+    let outcome = pool.with_retry(|c| {
+        let mut tx = c
+            .transaction()
+            .map_err(DbError::query("compacting a log"))?;
+        let rows = log_writer::lock_lines(&mut tx, job_id, step)?;
+        let Some(last) = rows.last().map(|r| r.0) else {
+            return Ok(Ok(()));
+        };
+        let Some((run_id, job_name)) = log_writer::job_names(&mut tx, job_id)? else {
+            return Ok(Ok(()));
+        };
+        let key = keys::step_log(&run_id, &job_name, step);
+        let stored = match storage.get(Area::Logs, &key) {
+            Ok(b) => b.map_or(0, |b| count_lines(&b)),
+            Err(e) => return Ok(Err(format!("reading {key}: {e}"))),
+        };
+        let (bytes, _) = log_writer::splice(stored, &rows, false);
+        if !bytes.is_empty() {
+            if let Err(e) = storage.append(Area::Logs, &key, &bytes) {
+                return Ok(Err(format!("writing {key}: {e}")));
+            }
+        }
+        log_writer::delete_upto(&mut tx, job_id, step, last)?;
+        tx.commit().map_err(DbError::query("compacting a log"))?;
+        Ok(Ok(()))
+    });
+    outcome.map_err(|e| e.to_string())?
+}
+
+/// Finishes compactions left pending (steps or jobs that ended with lines still in the table)
+/// and, without storage, deletes lines older than `retention_days`. Run at start and periodically.
+pub fn housekeep(pool: &Pool, storage: Option<&Storage>, retention_days: u32) {
+    match storage {
+        Some(_) => match pool.with_retry(log_writer::pending_steps) {
+            Ok(steps) => {
+                for (job_id, step) in steps {
+                    if let Err(e) = compact(pool, storage, &job_id, step) {
+                        log::warn!("compacting the log of step {step} of job {job_id}: {e}");
+                    }
+                }
+            }
+            Err(e) => log::warn!("finding pending log compactions: {e}"),
+        },
+        None => match pool.with_retry(|c| log_writer::expire(c, retention_days)) {
+            Ok(0) => {}
+            Ok(n) => log::info!("deleted {n} log line(s) older than {retention_days} day(s)"),
+            Err(e) => log::warn!("expiring log lines: {e}"),
+        },
     }
 }
 

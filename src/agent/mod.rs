@@ -15,6 +15,7 @@ pub mod credentials;
 pub mod dispatcher;
 pub mod handle;
 pub mod identity;
+pub mod log_writer;
 pub mod logs;
 pub mod messages;
 pub mod protocol;
@@ -85,8 +86,8 @@ impl Hub {
         cfg: HubConfig,
     ) -> Hub {
         Hub {
+            logs: Logs::new(storage.clone(), pool.clone()),
             pool,
-            logs: Logs::new(storage.clone()),
             storage,
             link,
             minter,

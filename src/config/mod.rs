@@ -102,6 +102,8 @@ pub struct Config {
     pub event_log_max_payload_bytes: u64,
     /// `KICI_MAX_JOBS_PER_RUN`: jobs one planned run may create (`pipeline::limits`).
     pub max_jobs_per_run: usize,
+    /// `KICI_LOG_RETENTION_DAYS`: without storage, step log lines are deleted after this.
+    pub log_retention_days: u32,
     pub webhook_public_url: Option<String>,
     /// `KICI_GITHUB_API_URL`: GitHub's REST API (GitHub Enterprise: `https://<host>/api/v3`).
     pub github_api_url: String,
@@ -152,6 +154,7 @@ impl fmt::Debug for Config {
                 &self.event_log_max_payload_bytes,
             )
             .field("max_jobs_per_run", &self.max_jobs_per_run)
+            .field("log_retention_days", &self.log_retention_days)
             .field("webhook_public_url", &self.webhook_public_url)
             .field("github_api_url", &self.github_api_url)
             .field("instance_id", &self.instance_id)
@@ -287,6 +290,7 @@ impl Loader {
         let trusted_proxies = self.trusted_proxies();
         let max_payload = self.max_payload();
         let max_jobs_per_run = self.max_jobs_per_run();
+        let log_retention_days = self.log_retention_days();
         let webhook_public_url = self.url("KICI_WEBHOOK_PUBLIC_URL", &["http://", "https://"]);
         let github_api_url = self
             .url("KICI_GITHUB_API_URL", &["http://", "https://"])
@@ -317,6 +321,7 @@ impl Loader {
             cache_ttl_days,
             event_log_max_payload_bytes: max_payload,
             max_jobs_per_run,
+            log_retention_days,
             webhook_public_url,
             github_api_url,
             instance_id: self
@@ -387,6 +392,17 @@ impl Loader {
             self.problem(NAME, format!("{rule}, got {got:?}"));
         }
         jobs
+    }
+
+    fn log_retention_days(&mut self) -> u32 {
+        const NAME: &str = "KICI_LOG_RETENTION_DAYS";
+        let rule = "must be a whole number of days greater than 0";
+        let days = self.number(NAME, 30, rule);
+        if days == 0 {
+            let got = self.get(NAME).unwrap_or_default();
+            self.problem(NAME, format!("{rule}, got {got:?}"));
+        }
+        days
     }
 
     /// Empty counts as unset: env files and templates often write `KICI_X=`.

@@ -86,6 +86,7 @@ fn minimal_independent_config_gets_the_defaults() {
         (30, 5_242_880)
     );
     assert_eq!(c.max_jobs_per_run, 256);
+    assert_eq!(c.log_retention_days, 30);
     assert!(c.webhook_public_url.is_none() && !c.dev);
 }
 
@@ -102,6 +103,7 @@ fn explicit_values_are_used() {
         ("KICI_CACHE_TTL_DAYS", "45"),
         ("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "1024"),
         ("KICI_MAX_JOBS_PER_RUN", "1000"),
+        ("KICI_LOG_RETENTION_DAYS", "7"),
         ("KICI_WEBHOOK_PUBLIC_URL", "https://ci.example.com"),
         ("KICI_DATABASE_URL", "host=/run/postgresql dbname=kici"),
         ("KICI_DEV", "true"),
@@ -120,6 +122,7 @@ fn explicit_values_are_used() {
         (45, 1024)
     );
     assert_eq!(c.max_jobs_per_run, 1000);
+    assert_eq!(c.log_retention_days, 7);
     assert_eq!(
         c.webhook_public_url.as_deref(),
         Some("https://ci.example.com")
@@ -167,6 +170,8 @@ fn each_rule_reports_its_own_message() {
         (vec![("KICI_CACHE_TTL_DAYS", "a month")], r#"KICI_CACHE_TTL_DAYS: must be a whole number of days, at least 30, got "a month""#.into()),
         (vec![("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "0")], r#"KICI_EVENT_LOG_MAX_PAYLOAD_BYTES: must be a whole number of bytes greater than 0, got "0""#.into()),
         (vec![("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "5MB")], r#"KICI_EVENT_LOG_MAX_PAYLOAD_BYTES: must be a whole number of bytes greater than 0, got "5MB""#.into()),
+        (vec![("KICI_LOG_RETENTION_DAYS", "0")], r#"KICI_LOG_RETENTION_DAYS: must be a whole number of days greater than 0, got "0""#.into()),
+        (vec![("KICI_LOG_RETENTION_DAYS", "a month")], r#"KICI_LOG_RETENTION_DAYS: must be a whole number of days greater than 0, got "a month""#.into()),
         (vec![("KICI_MAX_JOBS_PER_RUN", "0")], r#"KICI_MAX_JOBS_PER_RUN: must be a whole number of jobs greater than 0, got "0""#.into()),
         (vec![("KICI_MAX_JOBS_PER_RUN", "lots")], r#"KICI_MAX_JOBS_PER_RUN: must be a whole number of jobs greater than 0, got "lots""#.into()),
         (vec![("KICI_WEBHOOK_PUBLIC_URL", "ci.example.com")], r#"KICI_WEBHOOK_PUBLIC_URL: must be a URL starting with http:// or https://, got "ci.example.com""#.into()),

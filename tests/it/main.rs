@@ -16,6 +16,7 @@ mod hostile_http;
 mod hostile_lockfile;
 mod http_core;
 mod install;
+mod live_logs;
 mod local_sources;
 mod migrations;
 mod pg_harness;

@@ -1,7 +1,9 @@
 //! `GET /runs/:runId/logs?job=&step=&after=&limit=` (docs/operations.md, "Run logs"): a run's
 //! step logs as lines `{ts, job, step, stream, line}`, read from the stored step logs
 //! (`kici-logs/executions/<runId>/job-<jobName>/step-<i>.log`, one JSON line per log line, written
-//! by agent/logs.rs), with an opaque cursor to resume from. Steps come in order (jobs by creation,
+//! by agent/logs.rs) followed by the step's lines not yet compacted (`execution_log_lines`, whose
+//! `seq` is the line's offset in the step's log, so an offset means the same line before and
+//! after compaction), with an opaque cursor to resume from. Steps come in order (jobs by creation,
 //! then step index, the setup log `-1` first) and lines in file order. The cursor names a job, a
 //! line offset in its setup log and a step with a line offset in it; it never moves past a step
 //! or a job that can still grow, so a client polling with it sees every line once. A job's setup
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::{not_found, ApiError, ApiResult};
 use crate::{
+    agent::log_writer::{count_lines, lines_from, splice},
     app::RunCtx,
     http::{Request, Response},
     rbac::{Caller, Permission},
@@ -398,21 +401,37 @@ pub fn read(app: &RunCtx, caller: &Caller, req: &Request, run_id: &str) -> ApiRe
             )])
         })?),
     };
-    let Some(storage) = app.storage.as_deref() else {
-        return Ok(Response::json(
-            200,
-            &json!({
-                "lines": [],
-                "cursor": cursor.encode(),
-                "complete": run_terminal,
-                "stored": false,
-                "runStatus": status,
-            }),
-        ));
-    };
     let plan = plan(&run_id, run_terminal, &jobs, &q);
+    // Each step's log: its stored object, then its lines still in the table.
+    let ids: Vec<(&str, &str)> = jobs
+        .iter()
+        .filter_map(|j| Some((j["name"].as_str()?, j["jobId"].as_str()?)))
+        .collect();
+    let places: Vec<(String, String, i64)> = plan
+        .iter()
+        .filter_map(|s| {
+            let id = ids.iter().find(|(n, _)| *n == s.job)?.1;
+            Some((s.key.clone()?, id.to_owned(), s.step))
+        })
+        .collect();
+    let storage = app.storage.as_deref();
     let page = walk(&plan, &cursor, cursor_pos, q.limit, run_terminal, |key| {
-        storage.get(Area::Logs, key)
+        let mut bytes = match storage {
+            Some(st) => st
+                .get(Area::Logs, key)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if let Some((_, job_id, step)) = places.iter().find(|p| p.0 == key) {
+            let stored = count_lines(&bytes);
+            let rows = app
+                .pool
+                .with_retry(|c| lines_from(c, job_id, *step, stored))
+                .map_err(|e| e.to_string())?;
+            bytes.extend(splice(stored, &rows, true).0);
+        }
+        Ok::<_, String>(Some(bytes))
     })
     .map_err(|e| {
         log::warn!("reading the logs of run {run_id}: {e}");
@@ -431,7 +450,7 @@ pub fn read(app: &RunCtx, caller: &Caller, req: &Request, run_id: &str) -> ApiRe
             "lines": lines,
             "cursor": page.cursor.encode(),
             "complete": page.complete,
-            "stored": true,
+            "stored": storage.is_some(),
             "runStatus": status,
         }),
     ))

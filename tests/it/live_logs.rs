@@ -1,0 +1,186 @@
+//! Durable, live step logs (docs/agent-protocol.md, "Logs"): a line a scripted agent sends is
+//! readable through `GET /runs/:runId/logs` within a second while its step runs; after `kill -9`
+//! of the daemon mid-step and a restart, the step's stored log holds every line read before the
+//! kill and every line after, none doubled; compaction writes the step's key and empties its rows.
+
+use crate::support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{
+    agent::{agent_token, one, queue_run, setup, wait_value, Setup, TestAgent, LABELS, OWNER},
+    daemon::*,
+    pg::PgCluster,
+    webhook::admin,
+};
+
+const T: Duration = Duration::from_secs(20);
+
+/// Every line of the run readable now, as `step line`, from the start.
+fn read_all(s: &Setup, run: &str) -> Vec<String> {
+    let r = admin(&s.d, OWNER, "GET", &format!("/runs/{run}/logs"), json!({}));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| format!("{} {}", l["step"], l["line"].as_str().unwrap()))
+        .collect()
+}
+
+/// Polls until `want` is among the readable lines; returns how long that took.
+fn readable(s: &Setup, run: &str, want: &str) -> Duration {
+    let start = Instant::now();
+    while !read_all(s, run).iter().any(|l| l == want) {
+        assert!(start.elapsed() < T, "{want:?} never readable");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+fn stored_lines(s: &Setup, run: &str, job: &str, step: i64) -> Vec<String> {
+    let path = s.logs.join(format!(
+        "kici-logs/executions/{run}/job-{job}/step-{step}.log"
+    ));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["msg"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn rows(s: &Setup, job_id: &str) -> String {
+    one(
+        PgCluster::shared(),
+        &s.db,
+        &format!("SELECT count(*) FROM execution_log_lines WHERE job_id = '{job_id}'"),
+    )
+}
+
+#[test]
+fn a_line_is_readable_within_a_second_while_its_step_runs_and_compaction_empties_the_table() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let token = agent_token(&s, json!({}));
+    let mut a = TestAgent::online(s.d.addr, "agent-live", &token);
+    let (run, jobs) = queue_run(&s.db, &["live"], &[]);
+    let job = a.dispatch(T).expect("dispatched");
+    a.ack(&job);
+    a.status(&job, "running", Value::Null);
+    a.step(&job, 0, "first", "running", Value::Null);
+    for i in 0..5 {
+        a.log(&job, 0, &[&format!("line {i}")]);
+        let took = readable(&s, &run, &format!("0 line {i}"));
+        assert!(took < Duration::from_secs(1), "line {i} took {took:?}");
+    }
+    assert_eq!(rows(&s, &jobs[0]), "5", "the lines wait in the table");
+    assert!(
+        stored_lines(&s, &run, "live", 0).is_empty(),
+        "nothing compacted yet"
+    );
+    a.step(&job, 0, "first", "success", json!({"durationMs": 3}));
+    a.log(&job, -1, &["setup"]);
+    a.status(&job, "success", json!({"durationMs": 9}));
+    // The job's logs are compacted before its end is recorded.
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    wait_value(
+        pg,
+        &s.db,
+        &format!(
+            "SELECT count(*) FROM execution_log_lines WHERE job_id = '{}'",
+            jobs[0]
+        ),
+        "0",
+    );
+    let want: Vec<String> = (0..5).map(|i| format!("line {i}")).collect();
+    assert_eq!(stored_lines(&s, &run, "live", 0), want);
+    assert_eq!(stored_lines(&s, &run, "live", -1), ["setup"]);
+    let mut all: Vec<String> = want.iter().map(|l| format!("0 {l}")).collect();
+    all.insert(0, "-1 setup".into());
+    assert_eq!(read_all(&s, &run), all);
+}
+
+#[test]
+fn after_kill_9_mid_step_the_stored_log_has_every_read_line_once() {
+    let pg = PgCluster::shared();
+    let mut s = setup(pg, &[]);
+    let token = agent_token(&s, json!({}));
+    let mut a = TestAgent::online(s.d.addr, "agent-k", &token);
+    let (run, jobs) = queue_run(&s.db, &["killed"], &[]);
+    let job = a.dispatch(T).expect("dispatched");
+    a.ack(&job);
+    a.status(&job, "running", Value::Null);
+    a.step(&job, 0, "long", "running", Value::Null);
+    for i in 0..20 {
+        a.log(&job, 0, &[&format!("before {i}a"), &format!("before {i}b")]);
+    }
+    readable(&s, &run, "0 before 19b");
+    let port = s.d.addr.port();
+    signal(s.d.child.id(), "KILL");
+    let _ = s.d.child.wait();
+    a.vanish();
+    let mut env = base_env(&s.db);
+    env.retain(|(k, _)| k != "KICI_PORT");
+    env.push(("KICI_PORT".into(), port.to_string()));
+    env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
+    env.push(("KICI_STORAGE_FS_PATH".into(), s.logs.display().to_string()));
+    s.d = Daemon::start(&env);
+    s.d.wait_ready_status(200, T);
+    // Read back from the table after the restart, before the agent returns.
+    let before: Vec<String> = (0..20)
+        .flat_map(|i| [format!("0 before {i}a"), format!("0 before {i}b")])
+        .collect();
+    assert_eq!(read_all(&s, &run), before);
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM dispatch_queue WHERE id = '{}'", jobs[0]),
+        "recovering",
+    );
+    let mut back = TestAgent::connect(s.d.addr, "agent-k");
+    assert_eq!(back.auth(&token)["type"], "auth.success");
+    assert!(back
+        .register(&LABELS, &[(jobs[0].as_str(), run.as_str())])
+        .is_some());
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM dispatch_queue WHERE id = '{}'", jobs[0]),
+        "dispatched",
+    );
+    for i in 0..10 {
+        back.log(&job, 0, &[&format!("after {i}")]);
+    }
+    readable(&s, &run, "0 after 9");
+    back.step(&job, 0, "long", "success", json!({"durationMs": 3}));
+    back.status(&job, "success", json!({"durationMs": 9, "stepResults": []}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    wait_value(
+        pg,
+        &s.db,
+        &format!(
+            "SELECT count(*) FROM execution_log_lines WHERE job_id = '{}'",
+            jobs[0]
+        ),
+        "0",
+    );
+    let mut want: Vec<String> = before.iter().map(|l| l[2..].to_owned()).collect();
+    want.extend((0..10).map(|i| format!("after {i}")));
+    assert_eq!(stored_lines(&s, &run, "killed", 0), want);
+    let mut read = before.clone();
+    read.extend((0..10).map(|i| format!("0 after {i}")));
+    assert_eq!(read_all(&s, &run), read);
+}
