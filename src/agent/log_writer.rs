@@ -200,6 +200,18 @@ pub fn lines_from(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
+/// The last `seq` of a step in the table (`None`: none of its lines is there).
+pub fn last_seq(c: &mut Client, job_id: &str, step: i64) -> Result<Option<i64>, DbError> {
+    Ok(next_seq(c, job_id, step)?.map(|n| n - 1))
+}
+
+/// Whether a read that found `seen` lines missed some: the table held line `last` before the
+/// read began, so a complete read has more than `last` lines (a compaction between reading the
+/// object and the table hides them until the object is read again).
+pub fn missed(last: Option<i64>, seen: i64) -> bool {
+    last.is_some_and(|l| seen <= l)
+}
+
 /// Deletes a step's rows up to `last` (once they are in storage).
 pub fn delete_upto(
     c: &mut impl GenericClient,
@@ -346,6 +358,16 @@ mod tests {
         assert_eq!(
             splice(1, &rows(&[1, 3]), false),
             (b"l1\nl3\n".to_vec(), Some(3))
+        );
+    }
+
+    #[test]
+    fn a_read_that_a_compaction_overtook_is_repeated() {
+        assert!(!missed(None, 0), "nothing was in the table");
+        assert!(!missed(Some(4), 5), "lines 0..=4 seen");
+        assert!(
+            missed(Some(4), 3),
+            "the table held line 4 but only 3 lines were seen"
         );
     }
 

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::{not_found, ApiError, ApiResult};
 use crate::{
-    agent::log_writer::{count_lines, lines_from, splice},
+    agent::log_writer::{count_lines, last_seq, lines_from, missed, splice},
     app::RunCtx,
     http::{Request, Response},
     rbac::{Caller, Permission},
@@ -416,22 +416,38 @@ pub fn read(app: &RunCtx, caller: &Caller, req: &Request, run_id: &str) -> ApiRe
         .collect();
     let storage = app.storage.as_deref();
     let page = walk(&plan, &cursor, cursor_pos, q.limit, run_terminal, |key| {
-        let mut bytes = match storage {
+        let object = || match storage {
             Some(st) => st
                 .get(Area::Logs, key)
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default(),
-            None => Vec::new(),
+                .map(Option::unwrap_or_default)
+                .map_err(|e| e.to_string()),
+            None => Ok(Vec::new()),
         };
-        if let Some((_, job_id, step)) = places.iter().find(|p| p.0 == key) {
+        let Some((_, job_id, step)) = places.iter().find(|p| p.0 == key) else {
+            return object().map(Some);
+        };
+        // The last line in the table before the object is read: if a compaction moves lines
+        // between the two reads below, fewer lines than that are seen, and the object (which
+        // compaction writes before it deletes the rows) is read again.
+        let last = app
+            .pool
+            .with_retry(|c| last_seq(c, job_id, *step))
+            .map_err(|e| e.to_string())?;
+        let mut tries = 0;
+        loop {
+            let mut bytes = object()?;
             let stored = count_lines(&bytes);
             let rows = app
                 .pool
                 .with_retry(|c| lines_from(c, job_id, *step, stored))
                 .map_err(|e| e.to_string())?;
-            bytes.extend(splice(stored, &rows, true).0);
+            let (more, _) = splice(stored, &rows, true);
+            bytes.extend(more);
+            tries += 1;
+            if tries >= 3 || !missed(last, count_lines(&bytes)) {
+                return Ok::<_, String>(Some(bytes));
+            }
         }
-        Ok::<_, String>(Some(bytes))
     })
     .map_err(|e| {
         log::warn!("reading the logs of run {run_id}: {e}");
