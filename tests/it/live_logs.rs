@@ -1,7 +1,8 @@
 //! Durable, live step logs (docs/agent-protocol.md, "Logs"): a line a scripted agent sends is
 //! readable through `GET /runs/:runId/logs` within a second while its step runs; after `kill -9`
 //! of the daemon mid-step and a restart, the step's stored log holds every line read before the
-//! kill and every line after, none doubled; compaction writes the step's key and empties its rows.
+//! kill and every line after, none doubled; compaction writes the step's key and empties its rows;
+//! without storage the lines stay in the table and a daemon started with storage compacts them.
 
 use crate::support;
 
@@ -183,4 +184,64 @@ fn after_kill_9_mid_step_the_stored_log_has_every_read_line_once() {
     let mut read = before.clone();
     read.extend((0..10).map(|i| format!("0 after {i}")));
     assert_eq!(read_all(&s, &run), read);
+}
+
+#[test]
+fn without_storage_lines_stay_in_the_table_and_a_daemon_with_storage_compacts_them_at_boot() {
+    let pg = PgCluster::shared();
+    let db = pg.create_database();
+    let logs = std::env::temp_dir().join(format!(
+        "kici-live-logs-{}-{}",
+        std::process::id(),
+        db.rsplit('/').next().unwrap()
+    ));
+    let mut env = base_env(&db);
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, T);
+    let mut s = Setup { d, db, logs };
+    let token = agent_token(&s, json!({}));
+    let mut a = TestAgent::online(s.d.addr, "agent-db", &token);
+    let (run, jobs) = queue_run(&s.db, &["kept"], &[]);
+    let job = a.dispatch(T).expect("dispatched");
+    a.run_job(&job, "success");
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    let lines = [
+        "-1 [workflow-runner] Cloning",
+        "0 hello from kici",
+        "0 second line",
+    ];
+    assert_eq!(read_all(&s, &run), lines);
+    let r = admin(&s.d, OWNER, "GET", &format!("/runs/{run}/logs"), json!({}));
+    assert_eq!(r.json()["stored"], false);
+    assert_eq!(rows(&s, &jobs[0]), "3");
+    a.vanish();
+    assert_eq!(s.d.terminate(), Some(0));
+    env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
+    env.push(("KICI_STORAGE_FS_PATH".into(), s.logs.display().to_string()));
+    s.d = Daemon::start(&env);
+    s.d.wait_ready_status(200, T);
+    wait_value(
+        pg,
+        &s.db,
+        &format!(
+            "SELECT count(*) FROM execution_log_lines WHERE job_id = '{}'",
+            jobs[0]
+        ),
+        "0",
+    );
+    assert_eq!(
+        stored_lines(&s, &run, "kept", -1),
+        ["[workflow-runner] Cloning"]
+    );
+    assert_eq!(
+        stored_lines(&s, &run, "kept", 0),
+        ["hello from kici", "second line"]
+    );
+    assert_eq!(read_all(&s, &run), lines);
 }
