@@ -319,7 +319,7 @@ fn plan(run_id: &str, run_terminal: bool, jobs: &[Value], q: &Query) -> Vec<Stop
                 .and_then(JobStatus::parse)
                 .is_some_and(JobStatus::is_terminal);
         let steps = job["steps"].as_array().cloned().unwrap_or_default();
-        // The setup log takes the job's own lines from start to end (agent/logs.rs writes it
+        // The setup log takes the job's own lines from start to end (agent/logs.rs compacts it
         // when the job ends), so it is settled only with the job; `walk` reads past it.
         let mut stops = vec![Stop {
             job: name.to_owned(),
