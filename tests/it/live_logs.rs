@@ -2,7 +2,8 @@
 //! readable through `GET /runs/:runId/logs` within a second while its step runs; after `kill -9`
 //! of the daemon mid-step and a restart, the step's stored log holds every line read before the
 //! kill and every line after, none doubled; compaction writes the step's key and empties its rows;
-//! without storage the lines stay in the table and a daemon started with storage compacts them.
+//! without storage the lines stay in the table (until `KICI_LOG_RETENTION_DAYS`) and a daemon
+//! started with storage compacts them.
 
 use crate::support;
 
@@ -244,4 +245,56 @@ fn without_storage_lines_stay_in_the_table_and_a_daemon_with_storage_compacts_th
         ["hello from kici", "second line"]
     );
     assert_eq!(read_all(&s, &run), lines);
+}
+
+#[test]
+fn without_storage_lines_older_than_the_retention_are_deleted() {
+    let pg = PgCluster::shared();
+    let db = pg.create_database();
+    let mut env = base_env(&db);
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
+    env.push(("KICI_LOG_RETENTION_DAYS".into(), "7".into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, T);
+    let mut s = Setup {
+        d,
+        db,
+        logs: std::env::temp_dir(),
+    };
+    let token = agent_token(&s, json!({}));
+    let mut a = TestAgent::online(s.d.addr, "agent-old", &token);
+    let (run, jobs) = queue_run(&s.db, &["old", "new"], &[]);
+    for _ in 0..2 {
+        let job = a.dispatch(T).expect("dispatched");
+        a.run_job(&job, "success");
+    }
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    assert_eq!(rows(&s, &jobs[0]), "3");
+    assert_eq!(rows(&s, &jobs[1]), "3");
+    pg.psql(
+        &s.db,
+        &format!(
+            "UPDATE execution_log_lines SET created_at = now() - interval '8 days' WHERE job_id = '{}'",
+            jobs[0]
+        ),
+    );
+    a.vanish();
+    assert_eq!(s.d.terminate(), Some(0));
+    s.d = Daemon::start(&env);
+    s.d.wait_ready_status(200, T);
+    wait_value(
+        pg,
+        &s.db,
+        &format!(
+            "SELECT count(*) FROM execution_log_lines WHERE job_id = '{}'",
+            jobs[0]
+        ),
+        "0",
+    );
+    assert_eq!(rows(&s, &jobs[1]), "3", "lines within the retention stay");
 }
