@@ -334,7 +334,8 @@ fn a_finished_step_is_readable_while_its_job_still_runs() {
     let page = loop {
         let (status, page) = logs(&s, OWNER, &run, "");
         assert_eq!(status, 200, "{page}");
-        if !page["lines"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+        // Lines are readable as they arrive: wait until all three have.
+        if page["lines"].as_array().unwrap().len() >= 3 || Instant::now() > deadline {
             break page;
         }
         std::thread::sleep(Duration::from_millis(100));
