@@ -1,5 +1,5 @@
--- Step log lines as they arrive (docs/architecture.md, "Tables"): one row per line, committed
--- before its log.chunk counts as received. `seq` is the line's 0-based offset in the step's log,
+-- Step log lines as they arrive (docs/architecture.md, "Database tables"): one row per line,
+-- committed before its log.chunk counts as received. `seq` is the line's 0-based offset in the step's log,
 -- so a line has the same offset here and in the compacted object
 -- `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log`. `body` is the stored JSON line
 -- (`{"ts","level","msg","meta"}`) exactly as compaction writes it. Rows are deleted once their

@@ -1,6 +1,6 @@
-//! Durable step log lines (docs/agent-protocol.md, "Logs"; docs/architecture.md, "Tables"): the
-//! lines of a `log.chunk` are inserted into `execution_log_lines` and committed before the chunk
-//! counts as received. Commits are grouped across agents, leader/follower as
+//! Durable step log lines (docs/agent-protocol.md, "Logs"; docs/architecture.md, "Database
+//! tables"): the lines of a `log.chunk` are inserted into `execution_log_lines` and committed
+//! before the chunk counts as received. Commits are grouped across agents, leader/follower as
 //! src/ingest/recorder.rs does for webhooks: a handler thread queues its rows; if a writer slot is
 //! free it leads, taking everything queued (up to `MAX_BATCH` rows) and writing it with one
 //! statement (one commit), then hands the slot to the oldest waiter if more queued meanwhile.

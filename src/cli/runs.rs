@@ -1,6 +1,7 @@
 //! `kici-admin runs …`: list runs, show one (jobs, steps, agents, durations, failure reasons,
-//! where the logs are, and each failed step's exit code, message and last log lines), cancel one. Reads `GET /runs` and `GET /runs/:runId`; the printed text
-//! is built by the pure functions below from the API's JSON.
+//! where the logs are, and each failed step's exit code, message and last log lines), cancel one.
+//! Reads `GET /runs` and `GET /runs/:runId`; the printed text is built by the pure functions below
+//! from the API's JSON.
 
 use argh::FromArgs;
 use serde_json::{json, Value};

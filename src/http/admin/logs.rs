@@ -7,9 +7,9 @@
 //! then step index, the setup log `-1` first) and lines in file order. The cursor names a job, a
 //! line offset in its setup log and a step with a line offset in it; it never moves past a step
 //! or a job that can still grow, so a client polling with it sees every line once. A job's setup
-//! log can grow until the job ends: its late lines come after the step lines already returned. `complete` is true once the run is
-//! terminal and every listed step was read to its end. Reading needs `context.read` and obeys the
-//! routing-key scope, as `GET /runs/:runId` does.
+//! log can grow until the job ends: its late lines come after the step lines already returned.
+//! `complete` is true once the run is terminal and every listed step was read to its end. Reading
+//! needs `context.read` and obeys the routing-key scope, as `GET /runs/:runId` does.
 
 use serde_json::{json, Value};
 
