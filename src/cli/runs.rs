@@ -319,7 +319,9 @@ fn failed_step_lines(answer: &Value) -> Vec<String> {
             }
             None => match opt_field(f, "logError") {
                 Some(e) => lines.push(format!("    ({e})")),
-                None => lines.push("    (no storage configured: its log is not kept)".to_owned()),
+                None => lines.push(
+                    "    (no storage configured: `kici-admin runs logs` reads its log)".to_owned(),
+                ),
             },
         }
     }
@@ -397,7 +399,7 @@ fn log_line(log: &Value) -> String {
     match opt_field(log, "location") {
         Some(location) => location,
         None => format!(
-            "{} (no storage configured: logs are not kept)",
+            "{} (no storage configured: logs stay in the database, `kici-admin runs logs`)",
             field(log, "key")
         ),
     }
@@ -475,7 +477,7 @@ mod tests {
             "\nJobs:\n  build [failed] matrix {\"os\":\"linux\"} on agent-1 in 1.2s\n",
             "    error: exit code 2\n    needs: lint (always)\n",
             "    step 0: make [failed] in 1.1s exit 2\n      error: make: *** [all] Error 2\n",
-            "      log: k (no storage configured: logs are not kept)",
+            "      log: k (no storage configured: logs stay in the database, `kici-admin runs logs`)",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
@@ -501,7 +503,7 @@ mod tests {
             "\nFailed steps:\n  build / step 0 (make): exit code 3: make failed\n",
             "    last 2 line(s) of its log:\n    | cc -c a.c\n    | a.c:1: error\n",
             "  test / step 2 (unit): exit code 137\n    (its log is empty)\n",
-            "  lint / step 1 (eslint): a; b\n    (no storage configured: its log is not kept)\n",
+            "  lint / step 1 (eslint): a; b\n    (no storage configured: `kici-admin runs logs` reads its log)\n",
             "  docs / step 0 (gen): no reason reported\n    (the log could not be read: x)",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");

@@ -234,7 +234,7 @@ fn without_storage_there_are_no_last_lines() {
     let text = runs_show(&s, &run, false);
     assert!(
         text.contains(
-            "  build / step 1 (make): exit code 3: make failed\n    (no storage configured: its log is not kept)"
+            "  build / step 1 (make): exit code 3: make failed\n    (no storage configured: `kici-admin runs logs` reads its log)"
         ),
         "{text}"
     );

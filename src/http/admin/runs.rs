@@ -119,7 +119,8 @@ pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
 
 /// One entry of `failedSteps`: `{job, step, name, exitCode, error, lastLines}`, `lastLines` being
 /// the last [`LAST_LINES`] lines of the step's stored log (empty when nothing was stored). Without
-/// storage configured there is no `lastLines` (logs are only counted then); when the log cannot
+/// storage configured there is no `lastLines` (the lines stay in the database then, read by the
+/// logs route); when the log cannot
 /// be read, `logError` says why instead.
 fn failed_step(job: &str, step: &Value, key: &str, storage: Option<&Storage>) -> Value {
     let mut entry = json!({
@@ -154,7 +155,7 @@ pub fn last_lines(body: &[u8], n: usize) -> Vec<String> {
 }
 
 /// Where a log-bucket key lives: the key, and the file or `s3://` URL it maps to with the
-/// configured backend (`location` is null without storage: logs are then only counted).
+/// configured backend (`location` is null without storage: lines then stay in the database).
 fn log_location(key: &str, storage: Option<&Storage>) -> Value {
     let Some(storage) = storage else {
         return json!({ "key": key, "storage": "none", "location": null });
