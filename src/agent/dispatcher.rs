@@ -11,7 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{cache_keys::JobScope, credentials, handle, revoke, Agent, Hub, Owned};
+use super::{
+    cache_keys::JobScope, credentials, handle, logs::LogBudget, revoke, Agent, Hub, Owned,
+};
 use crate::runs::store::queue;
 
 /// A job whose credentials could not be minted waits 5 s, then 10, 20, 40 before its next
@@ -180,6 +182,7 @@ impl Hub {
                     ack_deadline: Some(Instant::now() + self.cfg.ack_timeout),
                     finished_at: None,
                     log_bytes: 0,
+                    budget: LogBudget::of(&job.dispatch),
                     scope: JobScope::of(&job.run_id, &job.id, &job.dispatch),
                 },
             );

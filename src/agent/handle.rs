@@ -9,8 +9,8 @@ use std::{sync::atomic::Ordering, sync::Arc, time::Instant};
 use serde_json::Value;
 
 use super::{
-    cache_keys::JobScope, messages::AgentMsg, messages::JobRef, terminal, uploads, Agent, Hub,
-    Owned,
+    cache_keys::JobScope, logs::LogBudget, messages::AgentMsg, messages::JobRef, terminal, uploads,
+    Agent, Hub, Owned,
 };
 use crate::{
     platform::{oidc, status},
@@ -103,6 +103,25 @@ fn reply(hub: &Hub, agent: &Arc<Agent>, msg: AgentMsg) -> Option<Value> {
             lines,
         } => {
             let o = owned(hub, agent, &job)?;
+            // The job's cap (docs/agent-protocol.md, "Limits"): lines past it are not stored,
+            // one truncation line is; the agent is neither slowed further nor dropped for it.
+            let mut admitted = None;
+            hub.update_job(&job.job_id, |o| {
+                admitted = Some((o.budget.admit(&lines), o.budget.truncation_line()))
+            });
+            let (admitted, truncation) = admitted?;
+            let mut lines = lines;
+            lines.truncate(admitted.keep);
+            if admitted.truncate {
+                log::info!(
+                    "job {} passed its log cap; later lines are not stored",
+                    job.job_id
+                );
+                lines.push(truncation);
+            }
+            if lines.is_empty() {
+                return None;
+            }
             let ts = jiff::Timestamp::now().as_millisecond();
             let bytes =
                 hub.logs
@@ -350,6 +369,7 @@ pub fn after_register(hub: &Hub, agent: &Arc<Agent>, in_flight: &[(String, Strin
                         ack_deadline: None,
                         finished_at: None,
                         log_bytes: 0,
+                        budget: LogBudget::of(&job.dispatch),
                     },
                 );
                 if let Ok(outcome) = hub

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::{
     cache_keys::JobScope,
+    logs::{LogBudget, DEFAULT_MAX_LOG_BYTES},
     messages::{AgentMsg, JobRef, Register},
     writer::WriteHalf,
     Agent, Hub, HubConfig, Owned, Writer,
@@ -97,6 +98,7 @@ fn hold(hub: &Hub, agent: &Agent) {
             ack_deadline: None,
             finished_at: None,
             log_bytes: 0,
+            budget: LogBudget::with_cap(DEFAULT_MAX_LOG_BYTES),
             scope: JobScope::default(),
         },
     );
@@ -258,6 +260,7 @@ fn a_missed_ack_closes_the_agent_and_leaves_its_other_jobs_to_the_sessions_end()
             ack_deadline: Some(Instant::now() - Duration::from_millis(1)),
             finished_at: None,
             log_bytes: 0,
+            budget: LogBudget::with_cap(DEFAULT_MAX_LOG_BYTES),
             scope: JobScope::default(),
         },
     );

@@ -6,19 +6,99 @@
 //! `kici-logs/executions/<runId>/job-<jobName>/step-<i>.log` and deleted from the table; a
 //! daemon's housekeeping (`housekeep`) finishes compactions a previous process left pending.
 //! Without storage the lines stay in the table until `KICI_LOG_RETENTION_DAYS`.
+//!
+//! A job's log is capped at its dispatch's `maxLogSizeBytes` ([`LogBudget`]; docs/agent-protocol.md,
+//! "Limits"): lines past the cap are not stored, and one truncation line says so.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::log_writer::{self, count_lines, LogWriter, Row};
 use crate::{
     db::{pool::Pool, DbError},
     storage::{keys, Area, Storage},
 };
+
+/// The per-job log cap when the dispatch names none (10 MiB).
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
+
+/// How much of a job's log may still be stored: a line costs its text's bytes plus its newline;
+/// lines are stored while the job's total stays within `cap`, and the first line that would pass
+/// it ends the log (that line and every later one are dropped, and the truncation line is stored
+/// once in their place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBudget {
+    pub cap: u64,
+    pub used: u64,
+    pub truncated: bool,
+}
+
+/// What of a chunk is stored: its first `keep` lines, then the truncation line if `truncate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub keep: usize,
+    pub truncate: bool,
+}
+
+impl LogBudget {
+    pub fn with_cap(cap: u64) -> LogBudget {
+        LogBudget {
+            cap,
+            used: 0,
+            truncated: false,
+        }
+    }
+
+    /// The budget of a job from its stored dispatch body: `maxLogSizeBytes` as a number or a
+    /// numeric string (the agent coerces it the same way), else [`DEFAULT_MAX_LOG_BYTES`].
+    pub fn of(dispatch: &Value) -> LogBudget {
+        let named = match dispatch.get("maxLogSizeBytes") {
+            Some(Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+            Some(Value::String(s)) => s.trim().parse::<f64>().ok().map(|f| f.max(0.0) as u64),
+            _ => None,
+        };
+        LogBudget::with_cap(named.unwrap_or(DEFAULT_MAX_LOG_BYTES))
+    }
+
+    /// Counts a chunk against the budget.
+    pub fn admit(&mut self, lines: &[String]) -> Admitted {
+        if self.truncated {
+            return Admitted {
+                keep: 0,
+                truncate: false,
+            };
+        }
+        let mut keep = 0;
+        for line in lines {
+            let cost = line.len() as u64 + 1;
+            if self.used.saturating_add(cost) > self.cap {
+                self.truncated = true;
+                return Admitted {
+                    keep,
+                    truncate: true,
+                };
+            }
+            self.used += cost;
+            keep += 1;
+        }
+        Admitted {
+            keep,
+            truncate: false,
+        }
+    }
+
+    /// The line stored once where a job's log was cut.
+    pub fn truncation_line(&self) -> String {
+        format!(
+            "[log truncated: the job's log passed {} bytes; later lines were not stored]",
+            self.cap
+        )
+    }
+}
 
 pub struct Logs {
     storage: Option<Arc<Storage>>,
@@ -221,6 +301,81 @@ pub fn housekeep(pool: &Pool, storage: Option<&Storage>, retention_days: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn the_budget_keeps_lines_up_to_the_cap_then_truncates_once() {
+        let mut b = LogBudget::with_cap(10);
+        // "abcd\n" costs 5: two fit exactly.
+        assert_eq!(
+            b.admit(&lines(&["abcd", "efgh"])),
+            Admitted {
+                keep: 2,
+                truncate: false
+            }
+        );
+        assert_eq!(b.used, 10);
+        // One more byte passes the cap: nothing of this chunk, and the truncation line.
+        assert_eq!(
+            b.admit(&lines(&["", "x"])),
+            Admitted {
+                keep: 0,
+                truncate: true
+            }
+        );
+        // Once truncated, nothing more and no second truncation line.
+        assert_eq!(
+            b.admit(&lines(&["y"])),
+            Admitted {
+                keep: 0,
+                truncate: false
+            }
+        );
+        assert_eq!(b.used, 10);
+    }
+
+    #[test]
+    fn the_line_that_passes_the_cap_is_cut_with_the_rest_of_its_chunk() {
+        let mut b = LogBudget::with_cap(12);
+        assert_eq!(
+            b.admit(&lines(&["aaaa", "bbbb", "cc", "dd"])),
+            Admitted {
+                keep: 2,
+                truncate: true
+            }
+        );
+        assert!(b.truncated);
+        assert_eq!(
+            b.truncation_line(),
+            "[log truncated: the job's log passed 12 bytes; later lines were not stored]"
+        );
+        // An empty chunk under the cap changes nothing.
+        let mut fresh = LogBudget::with_cap(0);
+        assert_eq!(
+            fresh.admit(&[]),
+            Admitted {
+                keep: 0,
+                truncate: false
+            }
+        );
+        assert!(!fresh.truncated);
+    }
+
+    #[test]
+    fn the_cap_comes_from_the_dispatch_else_ten_mebibytes() {
+        assert_eq!(LogBudget::of(&json!({})).cap, DEFAULT_MAX_LOG_BYTES);
+        assert_eq!(LogBudget::of(&json!({"maxLogSizeBytes": 300})).cap, 300);
+        assert_eq!(LogBudget::of(&json!({"maxLogSizeBytes": "4096"})).cap, 4096);
+        assert_eq!(LogBudget::of(&json!({"maxLogSizeBytes": 1.5e3})).cap, 1500);
+        assert_eq!(
+            LogBudget::of(&json!({"maxLogSizeBytes": "lots"})).cap,
+            DEFAULT_MAX_LOG_BYTES
+        );
+        assert_eq!(LogBudget::of(&json!({"maxLogSizeBytes": -5})).cap, 0);
+    }
 
     #[test]
     fn json_lines() {

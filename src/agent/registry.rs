@@ -12,6 +12,7 @@ use std::{
 use super::{
     cache_keys::{JobScope, Platform},
     identity::{self, TokenRef},
+    logs::LogBudget,
     messages, Hub, Writer,
 };
 use crate::db::agent_tokens::AgentToken;
@@ -95,6 +96,8 @@ pub struct Owned {
     pub ack_deadline: Option<Instant>,
     pub finished_at: Option<Instant>,
     pub log_bytes: u64,
+    /// What of its log may still be stored (docs/agent-protocol.md, "Limits").
+    pub budget: LogBudget,
     /// The cache keys its dispatch allows it to write.
     pub scope: JobScope,
 }

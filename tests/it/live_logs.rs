@@ -298,3 +298,58 @@ fn without_storage_lines_older_than_the_retention_are_deleted() {
     );
     assert_eq!(rows(&s, &jobs[1]), "3", "lines within the retention stay");
 }
+
+#[test]
+fn a_job_past_its_log_cap_stores_one_truncation_line_and_nothing_after_it() {
+    let pg = PgCluster::shared();
+    let s = setup(pg, &[]);
+    let token = agent_token(&s, json!({}));
+    let (run, jobs) = queue_run(&s.db, &["chatty"], &[]);
+    // A 100-byte cap: a line costs its text plus a newline, so nine 10-character lines fit.
+    one(
+        pg,
+        &s.db,
+        &format!(
+            "UPDATE dispatch_queue SET dispatch = dispatch || '{{\"maxLogSizeBytes\": \"100\"}}' \
+             WHERE id = '{}' RETURNING id",
+            jobs[0]
+        ),
+    );
+    let mut a = TestAgent::online(s.d.addr, "agent-cap", &token);
+    let job = a.dispatch(T).expect("dispatched");
+    assert_eq!(job["maxLogSizeBytes"], "100");
+    a.ack(&job);
+    a.status(&job, "running", Value::Null);
+    a.step(&job, 0, "loud", "running", Value::Null);
+    let line = |i: usize| format!("line-{i:05}");
+    let first: Vec<String> = (0..5).map(line).collect();
+    let second: Vec<String> = (5..10).map(line).collect();
+    a.log(
+        &job,
+        0,
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    a.log(
+        &job,
+        0,
+        &second.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    a.log(&job, 0, &["after the cap"]);
+    a.step(&job, 0, "loud", "success", json!({"durationMs": 3}));
+    a.log(&job, 1, &["a later step"]);
+    // Still connected and heard: the job ends normally.
+    a.status(&job, "success", json!({"durationMs": 9}));
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    let cut = "[log truncated: the job's log passed 100 bytes; later lines were not stored]";
+    let mut want: Vec<String> = (0..9).map(line).collect();
+    want.push(cut.into());
+    assert_eq!(stored_lines(&s, &run, "chatty", 0), want);
+    assert!(stored_lines(&s, &run, "chatty", 1).is_empty());
+    let read: Vec<String> = want.iter().map(|l| format!("0 {l}")).collect();
+    assert_eq!(read_all(&s, &run), read);
+}
