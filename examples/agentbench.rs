@@ -13,6 +13,14 @@
 //! `{"count":..,"p50_ms":..,"p99_ms":..,"max_ms":..}`.
 //! `idle`: N agents connect, register and heartbeat for the duration; prints how many stayed
 //! connected and were registered: `{"agents":..,"registered":..,"still_open":..}`.
+//! `logs` (`agentbench logs --ws … --token … --db … --api http://127.0.0.1:P --admin-token …
+//! [--agents 8] [--seconds 10] [--batch 200]`): N agents each run one job (committed from this
+//! process) and stream `log.chunk`s of `--batch` lines for the duration; the first line of every
+//! chunk carries its send time. A reader polls `GET /api/v1/admin/runs/<run>/logs` for the first
+//! agent's run and times each marked line from send to readable. When the agents stop, the
+//! lines are counted in `execution_log_lines` until all are there. Prints `{"lines":..,
+//! "lines_per_s":..,"commits_per_s":..,"p50_ms":..,"p99_ms":..,"samples":..}`; commits are the
+//! database's `xact_commit` delta over the same time.
 //! Bounded: every wait has a timeout; the process ends within the duration plus a minute.
 
 use std::{
@@ -224,13 +232,247 @@ fn idle(args: &[String]) {
     );
 }
 
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn frame(kind: &str, job: &Value) -> Value {
+    json!({"type": kind, "messageId": kici_orchestrator::crypto::random_uuid(),
+           "runId": job["runId"], "jobId": job["jobId"], "timestamp": jiff::Timestamp::now().as_millisecond()})
+}
+
+/// One admin GET over a fresh connection; the body as JSON (`Connection: close`, bounded by a
+/// 5 s read timeout).
+fn admin_get(api: &str, token: &str, path: &str) -> Option<Value> {
+    use std::io::{Read, Write};
+    let host = api.strip_prefix("http://")?.trim_end_matches('/');
+    let mut s = TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    s.take(64 * 1024 * 1024).read_to_end(&mut answer).ok()?;
+    let at = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    serde_json::from_slice(&answer[at + 4..]).ok()
+}
+
+/// Polls a run's log from the start until `stop`; each line carrying ` t=<micros>` is a sample
+/// of send-to-readable time in ms (at most 200 000 kept).
+fn read_latencies(api: String, token: String, run: String, stop: Arc<AtomicUsize>) -> Vec<f64> {
+    let mut samples = Vec::new();
+    let mut cursor: Option<String> = None;
+    let hard = Instant::now() + Duration::from_secs(240);
+    while stop.load(Ordering::SeqCst) == 0 && Instant::now() < hard {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/admin/runs/{run}/logs?limit=5000&after={c}"),
+            None => format!("/api/v1/admin/runs/{run}/logs?limit=5000"),
+        };
+        let Some(page) = admin_get(&api, &token, &path) else {
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let at = now_micros();
+        let lines = page["lines"].as_array().cloned().unwrap_or_default();
+        for l in &lines {
+            let text = l["line"].as_str().unwrap_or_default();
+            if let Some(t) = text.rsplit(" t=").next().filter(|_| text.contains(" t=")) {
+                if let Ok(sent) = t.parse::<u64>() {
+                    if samples.len() < 200_000 {
+                        samples.push(at.saturating_sub(sent) as f64 / 1000.0);
+                    }
+                }
+            }
+        }
+        if let Some(c) = page["cursor"].as_str() {
+            cursor = Some(c.to_owned());
+        }
+        if lines.is_empty() {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    samples
+}
+
+fn logs(args: &[String]) {
+    let url = arg(args, "--ws", None);
+    let token = arg(args, "--token", None);
+    let db = arg(args, "--db", None);
+    let api = arg(args, "--api", None);
+    let admin = arg(args, "--admin-token", None);
+    let agents: usize = arg(args, "--agents", Some("8")).parse().expect("--agents");
+    let seconds: u64 = arg(args, "--seconds", Some("10"))
+        .parse()
+        .expect("--seconds");
+    let batch: usize = arg(args, "--batch", Some("200")).parse().expect("--batch");
+    assert!((1..=64).contains(&agents), "--agents must be 1..64");
+    assert!((1..=120).contains(&seconds), "--seconds must be 1..120");
+    assert!((1..=1000).contains(&batch), "--batch must be 1..1000");
+    let mut client = postgres::Client::connect(&db, postgres::NoTls).expect("database");
+    let tag = format!("{}-{}", std::process::id(), now_micros());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..agents)
+        .map(|i| {
+            let (url, token, ready_tx) = (url.clone(), token.clone(), ready_tx.clone());
+            let id = format!("logs-{tag}-{i}");
+            thread::spawn(move || {
+                let mut ws =
+                    online(&url, &token, &id, Duration::from_millis(2)).expect("agent online");
+                ready_tx.send(()).expect("main waits");
+                let job = wait_for(&mut ws, "job.dispatch", Duration::from_secs(30))
+                    .expect("job.dispatch within 30 s");
+                let mut send = |f: Value| ws.send(Message::text(f.to_string())).expect("send");
+                send(frame("job.ack", &job));
+                let mut running = frame("job.status", &job);
+                running["state"] = json!("running");
+                send(running);
+                let mut step = frame("step.status", &job);
+                step["stepIndex"] = json!(0);
+                step["stepName"] = json!("stream");
+                step["state"] = json!("running");
+                send(step);
+                let end = Instant::now() + Duration::from_secs(seconds);
+                let mut sent = 0u64;
+                let mut chunks = 0u64;
+                while Instant::now() < end {
+                    let mut lines: Vec<String> = Vec::with_capacity(batch);
+                    for k in 0..batch {
+                        lines.push(format!("a{i} {:09} bench log line", sent + k as u64));
+                    }
+                    lines[0].push_str(&format!(" t={}", now_micros()));
+                    let mut f = frame("log.chunk", &job);
+                    f["stepIndex"] = json!(0);
+                    f["lines"] = json!(lines);
+                    ws.send(Message::text(f.to_string())).expect("send a chunk");
+                    sent += batch as u64;
+                    chunks += 1;
+                    if chunks % 50 == 0 {
+                        // Drain what the orchestrator sent (rate.limit.warning) so it never waits on us.
+                        let _ = read(&mut ws);
+                    }
+                }
+                (ws, job, sent)
+            })
+        })
+        .collect();
+    for _ in 0..agents {
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every agent online within 30 s");
+    }
+    let xact = |c: &mut postgres::Client| -> i64 {
+        c.query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+    };
+    let commits_before = xact(&mut client);
+    let t0 = Instant::now();
+    let mut runs = Vec::new();
+    let mut jobs = Vec::new();
+    for i in 0..agents {
+        let run_id = kici_orchestrator::crypto::random_uuid();
+        let job_id = kici_orchestrator::crypto::random_uuid();
+        let run = NewRun {
+            run_id: run_id.clone(),
+            workflow_name: "bench".into(),
+            provider: None,
+            routing_key: None,
+            repo: None,
+            git_ref: None,
+            sha: None,
+            delivery_id: None,
+            trigger_event: None,
+            trigger_decision: None,
+            jobs: vec![NewJob {
+                id: job_id.clone(),
+                run_id: run_id.clone(),
+                workflow_name: "bench".into(),
+                job_name: format!("stream{i}"),
+                dispatch: json!({"repoUrl":"file:///x","ref":"main","sha":"0","maxLogSizeBytes": 1u64 << 40,
+                                 "jobConfig":{"workflowName":"bench","name":format!("stream{i}")}}),
+                requirements: Requirements::default(),
+                routing_key: None,
+            }],
+            waiting: Vec::new(),
+            needs: Vec::new(),
+        };
+        create_run(&mut client, &run).expect("queue a run");
+        runs.push(run_id);
+        jobs.push(job_id);
+    }
+    let stop = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (api, admin, run, stop) = (api.clone(), admin.clone(), runs[0].clone(), stop.clone());
+        thread::spawn(move || read_latencies(api, admin, run, stop))
+    };
+    let ended: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().expect("an agent thread"))
+        .collect();
+    let total: u64 = ended.iter().map(|(_, _, n)| n).sum();
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM execution_log_lines WHERE job_id::text = ANY($1)",
+                &[&jobs],
+            )
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if n as u64 >= total || Instant::now() > drain_deadline {
+            break n as u64;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = t0.elapsed().as_secs_f64();
+    // Let the reader catch up with the last marked lines, then stop it.
+    thread::sleep(Duration::from_millis(1500));
+    stop.store(1, Ordering::SeqCst);
+    let mut samples = reader.join().expect("the reader");
+    // Statistics are flushed by the server every second or so.
+    thread::sleep(Duration::from_millis(1100));
+    let commits = xact(&mut client) - commits_before;
+    for (mut ws, job, _) in ended {
+        let mut step = frame("step.status", &job);
+        step["stepIndex"] = json!(0);
+        step["stepName"] = json!("stream");
+        step["state"] = json!("success");
+        step["data"] = json!({"durationMs": 1});
+        let mut done = frame("job.status", &job);
+        done["state"] = json!("success");
+        done["data"] = json!({"durationMs": 1, "stepResults": []});
+        let _ = ws.send(Message::text(step.to_string()));
+        let _ = ws.send(Message::text(done.to_string()));
+        let _ = ws.close(None);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| {
+        if samples.is_empty() {
+            f64::NAN
+        } else {
+            samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
+        }
+    };
+    println!(
+        "{}",
+        json!({"agents": agents, "seconds": seconds, "sent": total, "lines": stored, "elapsed_s": elapsed,
+               "lines_per_s": stored as f64 / elapsed, "commits": commits, "commits_per_s": commits as f64 / elapsed,
+               "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0), "samples": samples.len()})
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("latency") => latency(&args),
         Some("idle") => idle(&args),
+        Some("logs") => logs(&args),
         _ => {
-            eprintln!("usage: agentbench latency|idle … (see the file's header)");
+            eprintln!("usage: agentbench latency|idle|logs … (see the file's header)");
             std::process::exit(2);
         }
     }

@@ -25,6 +25,12 @@
 #                                      queue-to-dispatch from another process), and the
 #                                      daemon's RSS with AGENTS (default 1000) idle agents
 #                                      heartbeating (examples/agentbench.rs), /health meanwhile
+#   scripts/bench.sh logs [SECONDS]   8 scripted agents (examples/agentbench.rs `logs`) each run
+#                                      one job streaming log.chunk lines for SECONDS (default 10,
+#                                      1..120): lines/s stored, commits/s (pg_stat_database
+#                                      xact_commit delta), the daemon's peak RSS, and send-to-
+#                                      readable-through-the-API latency p50/p99 of marked lines;
+#                                      BENCH_REPEAT (default 3) repeats and reports medians
 #
 # Builds go where cargo puts them (CARGO_TARGET_DIR is honoured); KICI_BENCH_BIN=<path> measures a
 # given kici-admin instead of building one. Whatever a bench starts is stopped when it ends.
@@ -588,6 +594,61 @@ print(f"  /health meanwhile: median {med(healths):.2f} ms, max {max(healths):.2f
 PY
 }
 
+bench_logs() {
+  local secs=${1:-10} bin token ws repeat
+  case "$secs" in '' | *[!0-9]*) die "SECONDS must be a whole number, got '$secs'" ;; esac
+  { [ "$secs" -ge 1 ] && [ "$secs" -le 120 ]; } || die "SECONDS must be 1..120"
+  repeat=${BENCH_REPEAT:-3}
+  case "$repeat" in '' | *[!0-9]*) die "BENCH_REPEAT must be a whole number" ;; esac
+  { [ "$repeat" -ge 1 ] && [ "$repeat" -le 20 ]; } || die "BENCH_REPEAT must be 1..20"
+  bin=$(build_release)
+  build_examples agentbench
+  start_bench_pg
+  bench_token=$(random_hex32)
+  start_bench_daemon "$bin"
+  token=$(KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" agent-token create --json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  ws="ws://${daemon_url#http://}/ws"
+  python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$bench_token" "$db_url" "$secs" "$repeat" \
+    "$(example_bin agentbench)" <<'PY'
+import json, statistics, subprocess, sys, time
+pid, url, ws, token, admin, db, secs, repeat, agentbench = sys.argv[1:10]
+secs, repeat = int(secs), int(repeat)
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+base, runs, peaks = rss(), [], []
+for _ in range(repeat):
+    proc = subprocess.Popen([agentbench, "logs", "--ws", ws, "--token", token, "--db", db, "--api", url,
+                             "--admin-token", admin, "--agents", "8", "--seconds", str(secs)],
+                            stdout=subprocess.PIPE, text=True)
+    peak, deadline = rss(), time.time() + secs + 120
+    while proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+        peak = max(peak, rss())
+    if proc.poll() is None:
+        proc.kill()
+        sys.exit("agentbench logs did not finish in time")
+    out, _ = proc.communicate(timeout=10)
+    if proc.returncode != 0:
+        sys.exit(f"agentbench logs failed ({proc.returncode})")
+    runs.append(json.loads(out.strip().splitlines()[-1]))
+    peaks.append(peak)
+med = statistics.median
+r0 = runs[0]
+print(f"logs (8 agents streaming {secs} s, 200 lines a chunk, ~30-byte lines; medians of {repeat})")
+print(f"  lines stored: {med(r['lines_per_s'] for r in runs):,.0f} lines/s aggregate "
+      f"({med(r['lines'] for r in runs):,.0f} lines, all {'stored' if all(r['lines'] >= r['sent'] for r in runs) else 'NOT stored'})"
+      f"   target >= 50,000 lines/s")
+print(f"  commits: {med(r['commits_per_s'] for r in runs):,.0f} /s (pg_stat_database xact_commit delta)")
+print(f"  send -> readable through GET /runs/:id/logs: p50 {med(r['p50_ms'] for r in runs):.1f} ms  "
+      f"p99 {med(r['p99_ms'] for r in runs):.1f} ms  max {max(r['max_ms'] for r in runs):.1f} ms "
+      f"({med(r['samples'] for r in runs):.0f} samples)   target p99 <= 1 s")
+print(f"  daemon RSS: {base:.1f} MiB idle, peak {med(peaks):.1f} MiB (max {max(peaks):.1f})   target <= 64 MiB")
+PY
+}
+
 case "$what" in
   startup) bench_startup "$@" ;;
   cli) bench_cli "$@" ;;
@@ -595,5 +656,6 @@ case "$what" in
   reload) bench_reload "$@" ;;
   relay) bench_relay "$@" ;;
   dispatch) bench_dispatch "$@" ;;
-  *) echo "usage: scripts/bench.sh startup|cli|reload [RUNS] | ingest [SECONDS] | relay [COUNT] | dispatch [AGENTS]" >&2; exit 2 ;;
+  logs) bench_logs "$@" ;;
+  *) echo "usage: scripts/bench.sh startup|cli|reload [RUNS] | ingest|logs [SECONDS] | relay [COUNT] | dispatch [AGENTS]" >&2; exit 2 ;;
 esac
