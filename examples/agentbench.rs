@@ -14,7 +14,7 @@
 //! `idle`: N agents connect, register and heartbeat for the duration; prints how many stayed
 //! connected and were registered: `{"agents":..,"registered":..,"still_open":..}`.
 //! `logs` (`agentbench logs --ws … --token … --db … --api http://127.0.0.1:P --admin-token …
-//! [--agents 8] [--seconds 10] [--batch 200]`): N agents each run one job (committed from this
+//! [--agents 8] [--seconds 10] [--batch 200] [--rate LINES_PER_S_PER_AGENT, 0 = unpaced]`): N agents each run one job (committed from this
 //! process) and stream `log.chunk`s of `--batch` lines for the duration; the first line of every
 //! chunk carries its send time. A reader polls `GET /api/v1/admin/runs/<run>/logs` for the first
 //! agent's run and times each marked line from send to readable. When the agents stop, the
@@ -306,6 +306,9 @@ fn logs(args: &[String]) {
         .parse()
         .expect("--seconds");
     let batch: usize = arg(args, "--batch", Some("200")).parse().expect("--batch");
+    // Lines per second per agent (0: as fast as the socket takes them).
+    let rate: u64 = arg(args, "--rate", Some("0")).parse().expect("--rate");
+    assert!(rate <= 1_000_000, "--rate must be 0..1000000");
     assert!((1..=64).contains(&agents), "--agents must be 1..64");
     assert!((1..=120).contains(&seconds), "--seconds must be 1..120");
     assert!((1..=1000).contains(&batch), "--batch must be 1..1000");
@@ -332,10 +335,17 @@ fn logs(args: &[String]) {
                 step["stepName"] = json!("stream");
                 step["state"] = json!("running");
                 send(step);
-                let end = Instant::now() + Duration::from_secs(seconds);
+                let begun = Instant::now();
+                let end = begun + Duration::from_secs(seconds);
                 let mut sent = 0u64;
                 let mut chunks = 0u64;
                 while Instant::now() < end {
+                    if rate > 0 {
+                        let due = begun + Duration::from_secs_f64(sent as f64 / rate as f64);
+                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                            thread::sleep(wait.min(Duration::from_secs(1)));
+                        }
+                    }
                     let mut lines: Vec<String> = Vec::with_capacity(batch);
                     for k in 0..batch {
                         lines.push(format!("a{i} {:09} bench log line", sent + k as u64));

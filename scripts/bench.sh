@@ -30,7 +30,9 @@
 #                                      1..120): lines/s stored, commits/s (pg_stat_database
 #                                      xact_commit delta), the daemon's peak RSS, and send-to-
 #                                      readable-through-the-API latency p50/p99 of marked lines;
-#                                      BENCH_REPEAT (default 3) repeats and reports medians
+#                                      BENCH_REPEAT (default 3) repeats and reports medians;
+#                                      each agent offers BENCH_LOG_RATE lines/s (default 6250,
+#                                      50,000 in all; 0 = as fast as the sockets take them)
 #
 # Builds go where cargo puts them (CARGO_TARGET_DIR is honoured); KICI_BENCH_BIN=<path> measures a
 # given kici-admin instead of building one. Whatever a bench starts is stopped when it ends.
@@ -595,12 +597,15 @@ PY
 }
 
 bench_logs() {
-  local secs=${1:-10} bin token ws repeat
+  local secs=${1:-10} bin token ws repeat rate
   case "$secs" in '' | *[!0-9]*) die "SECONDS must be a whole number, got '$secs'" ;; esac
   { [ "$secs" -ge 1 ] && [ "$secs" -le 120 ]; } || die "SECONDS must be 1..120"
   repeat=${BENCH_REPEAT:-3}
   case "$repeat" in '' | *[!0-9]*) die "BENCH_REPEAT must be a whole number" ;; esac
   { [ "$repeat" -ge 1 ] && [ "$repeat" -le 20 ]; } || die "BENCH_REPEAT must be 1..20"
+  rate=${BENCH_LOG_RATE:-6250}
+  case "$rate" in '' | *[!0-9]*) die "BENCH_LOG_RATE must be a whole number" ;; esac
+  [ "$rate" -le 1000000 ] || die "BENCH_LOG_RATE must be 0..1000000"
   bin=$(build_release)
   build_examples agentbench
   start_bench_pg
@@ -610,9 +615,9 @@ bench_logs() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   ws="ws://${daemon_url#http://}/ws"
   python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$bench_token" "$db_url" "$secs" "$repeat" \
-    "$(example_bin agentbench)" <<'PY'
+    "$(example_bin agentbench)" "$rate" <<'PY'
 import json, statistics, subprocess, sys, time
-pid, url, ws, token, admin, db, secs, repeat, agentbench = sys.argv[1:10]
+pid, url, ws, token, admin, db, secs, repeat, agentbench, rate = sys.argv[1:11]
 secs, repeat = int(secs), int(repeat)
 def rss():
     for line in open(f"/proc/{pid}/status"):
@@ -621,7 +626,7 @@ def rss():
 base, runs, peaks = rss(), [], []
 for _ in range(repeat):
     proc = subprocess.Popen([agentbench, "logs", "--ws", ws, "--token", token, "--db", db, "--api", url,
-                             "--admin-token", admin, "--agents", "8", "--seconds", str(secs)],
+                             "--admin-token", admin, "--agents", "8", "--seconds", str(secs), "--rate", rate],
                             stdout=subprocess.PIPE, text=True)
     peak, deadline = rss(), time.time() + secs + 120
     while proc.poll() is None and time.time() < deadline:
@@ -637,7 +642,8 @@ for _ in range(repeat):
     peaks.append(peak)
 med = statistics.median
 r0 = runs[0]
-print(f"logs (8 agents streaming {secs} s, 200 lines a chunk, ~30-byte lines; medians of {repeat})")
+offered = f"{8 * int(rate):,} lines/s offered" if int(rate) else "unpaced"
+print(f"logs (8 agents streaming {secs} s, {offered}, 200 lines a chunk, ~30-byte lines; medians of {repeat})")
 print(f"  lines stored: {med(r['lines_per_s'] for r in runs):,.0f} lines/s aggregate "
       f"({med(r['lines'] for r in runs):,.0f} lines, all {'stored' if all(r['lines'] >= r['sent'] for r in runs) else 'NOT stored'})"
       f"   target >= 50,000 lines/s")
