@@ -357,7 +357,7 @@ fn logs(args: &[String]) {
                     ws.send(Message::text(f.to_string())).expect("send a chunk");
                     sent += batch as u64;
                     chunks += 1;
-                    if chunks % 50 == 0 {
+                    if chunks.is_multiple_of(50) {
                         // Drain what the orchestrator sent (rate.limit.warning) so it never waits on us.
                         let _ = read(&mut ws);
                     }
