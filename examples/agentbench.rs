@@ -14,14 +14,15 @@
 //! `idle`: N agents connect, register and heartbeat for the duration; prints how many stayed
 //! connected and were registered: `{"agents":..,"registered":..,"still_open":..}`.
 //! `logs` (`agentbench logs --ws … --token … --db … --api http://127.0.0.1:P --admin-token …
-//! [--agents 8] [--seconds 10] [--batch 200] [--rate LINES_PER_S_PER_AGENT, 0 = unpaced]`): N agents each run one job (committed from this
-//! process) and stream `log.chunk`s of `--batch` lines for the duration; the first line of every
-//! chunk carries its send time. A reader polls `GET /api/v1/admin/runs/<run>/logs` for the first
-//! agent's run and times each marked line from send to readable. When the agents stop, the
-//! lines are counted in `execution_log_lines` until all are there. Prints `{"lines":..,
+//! [--agents 8] [--seconds 10] [--batch 200] [--rate LINES_PER_S_PER_AGENT, 0 = unpaced]`): N
+//! agents each run one job (committed from this process) and stream `log.chunk`s of `--batch` lines
+//! for the duration; the first line of every chunk carries its send time. A reader polls `GET
+//! /api/v1/admin/runs/<run>/logs` for the first agent's run and times each marked line from send to
+//! readable. When the agents stop, the lines are counted in `execution_log_lines` until all are
+//! there. Prints `{"lines":..,
 //! "lines_per_s":..,"commits_per_s":..,"p50_ms":..,"p99_ms":..,"samples":..}`; commits are the
-//! database's `xact_commit` delta over the same time.
-//! Bounded: every wait has a timeout; the process ends within the duration plus a minute.
+//! database's `xact_commit` delta over the same time. Bounded: every wait has a timeout; the
+//! process ends within the duration plus a minute.
 
 use std::{
     net::TcpStream,
@@ -358,7 +359,8 @@ fn logs(args: &[String]) {
                     sent += batch as u64;
                     chunks += 1;
                     if chunks.is_multiple_of(50) {
-                        // Drain what the orchestrator sent (rate.limit.warning) so it never waits on us.
+                        // Drain what the orchestrator sent (rate.limit.warning) so it never waits
+                        // on us.
                         let _ = read(&mut ws);
                     }
                 }

@@ -7,8 +7,9 @@
 //! daemon's housekeeping (`housekeep`) finishes compactions a previous process left pending.
 //! Without storage the lines stay in the table until `KICI_LOG_RETENTION_DAYS`.
 //!
-//! A job's log is capped at its dispatch's `maxLogSizeBytes` ([`LogBudget`]; docs/agent-protocol.md,
-//! "Limits"): lines past the cap are not stored, and one truncation line says so.
+//! A job's log is capped at its dispatch's `maxLogSizeBytes` ([`LogBudget`];
+//! docs/agent-protocol.md, "Limits"): lines past the cap are not stored, and one truncation line
+//! says so.
 
 use std::{
     collections::HashMap,

@@ -94,7 +94,8 @@ pub(super) fn dispatch_body(
         .clone()
         .unwrap_or_else(|| event.target_branch.clone());
     let mut body = json!({ "repoUrl": repo_url, "ref": git_ref, "sha": event.sha, "lockFileUrl": "", "jobConfig": config });
-    // The agent's cap on the job's log, enforced on our side too (docs/agent-protocol.md, "Limits").
+    // The agent's cap on the job's log, enforced on our side too (docs/agent-protocol.md,
+    // "Limits").
     body["maxLogSizeBytes"] = json!(crate::agent::logs::DEFAULT_MAX_LOG_BYTES);
     if let Origin::GitHub {
         routing_key,
