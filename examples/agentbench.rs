@@ -94,31 +94,10 @@ fn latency(args: &[String]) {
         .and_then(|i| args.get(i + 1).cloned());
     let mut samples = Vec::with_capacity(count);
     for i in 0..count + 20 {
-        let run_id = kici_orchestrator::crypto::random_uuid();
-        let job_id = kici_orchestrator::crypto::random_uuid();
-        let run = NewRun {
-            run_id: run_id.clone(),
-            workflow_name: "bench".into(),
-            provider: None,
-            routing_key: None,
-            repo: None,
-            git_ref: None,
-            sha: None,
-            delivery_id: None,
-            trigger_event: None,
-            trigger_decision: None,
-            jobs: vec![NewJob {
-                id: job_id.clone(),
-                run_id: run_id.clone(),
-                workflow_name: "bench".into(),
-                job_name: "j".into(),
-                dispatch: json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}}),
-                requirements: Requirements::default(),
-                routing_key: None,
-            }],
-            waiting: Vec::new(),
-            needs: Vec::new(),
-        };
+        let (_, job_id, run) = one_job_run(
+            "j",
+            json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}}),
+        );
         let t0 = Instant::now();
         match &webhook {
             Some(url) => post_webhook(url, &format!("bench-{}-{i}", std::process::id())),
@@ -386,32 +365,12 @@ fn logs(args: &[String]) {
     let mut runs = Vec::new();
     let mut jobs = Vec::new();
     for i in 0..agents {
-        let run_id = kici_orchestrator::crypto::random_uuid();
-        let job_id = kici_orchestrator::crypto::random_uuid();
-        let run = NewRun {
-            run_id: run_id.clone(),
-            workflow_name: "bench".into(),
-            provider: None,
-            routing_key: None,
-            repo: None,
-            git_ref: None,
-            sha: None,
-            delivery_id: None,
-            trigger_event: None,
-            trigger_decision: None,
-            jobs: vec![NewJob {
-                id: job_id.clone(),
-                run_id: run_id.clone(),
-                workflow_name: "bench".into(),
-                job_name: format!("stream{i}"),
-                dispatch: json!({"repoUrl":"file:///x","ref":"main","sha":"0","maxLogSizeBytes": 1u64 << 40,
-                                 "jobConfig":{"workflowName":"bench","name":format!("stream{i}")}}),
-                requirements: Requirements::default(),
-                routing_key: None,
-            }],
-            waiting: Vec::new(),
-            needs: Vec::new(),
-        };
+        let name = format!("stream{i}");
+        let (run_id, job_id, run) = one_job_run(
+            &name,
+            json!({"repoUrl":"file:///x","ref":"main","sha":"0","maxLogSizeBytes": 1u64 << 40,
+                   "jobConfig":{"workflowName":"bench","name":name}}),
+        );
         create_run(&mut client, &run).expect("queue a run");
         runs.push(run_id);
         jobs.push(job_id);
@@ -488,4 +447,34 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// A run of workflow `bench` with one job, queued at once: `(run id, job id, run)`.
+fn one_job_run(job_name: &str, dispatch: serde_json::Value) -> (String, String, NewRun) {
+    let run_id = kici_orchestrator::crypto::random_uuid();
+    let job_id = kici_orchestrator::crypto::random_uuid();
+    let run = NewRun {
+        run_id: run_id.clone(),
+        workflow_name: "bench".into(),
+        provider: None,
+        routing_key: None,
+        repo: None,
+        git_ref: None,
+        sha: None,
+        delivery_id: None,
+        trigger_event: None,
+        trigger_decision: None,
+        jobs: vec![NewJob {
+            id: job_id.clone(),
+            run_id: run_id.clone(),
+            workflow_name: "bench".into(),
+            job_name: job_name.to_owned(),
+            dispatch,
+            requirements: Requirements::default(),
+            routing_key: None,
+        }],
+        waiting: Vec::new(),
+        needs: Vec::new(),
+    };
+    (run_id, job_id, run)
 }

@@ -87,21 +87,7 @@ fn a_line_is_readable_within_a_second_while_its_step_runs_and_compaction_empties
     a.log(&job, -1, &["setup"]);
     a.status(&job, "success", json!({"durationMs": 9}));
     // The job's logs are compacted before its end is recorded.
-    wait_value(
-        pg,
-        &s.db,
-        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
-        "success",
-    );
-    wait_value(
-        pg,
-        &s.db,
-        &format!(
-            "SELECT count(*) FROM execution_log_lines WHERE job_id = '{}'",
-            jobs[0]
-        ),
-        "0",
-    );
+    succeeded_and_compacted(pg, &s.db, &run, &jobs[0]);
     let want: Vec<String> = (0..5).map(|i| format!("line {i}")).collect();
     assert_eq!(stored_lines(&s, &run, "live", 0), want);
     assert_eq!(stored_lines(&s, &run, "live", -1), ["setup"]);
@@ -164,21 +150,7 @@ fn after_kill_9_mid_step_the_stored_log_has_every_read_line_once() {
     readable(&s, &run, "0 after 9");
     back.step(&job, 0, "long", "success", json!({"durationMs": 3}));
     back.status(&job, "success", json!({"durationMs": 9, "stepResults": []}));
-    wait_value(
-        pg,
-        &s.db,
-        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
-        "success",
-    );
-    wait_value(
-        pg,
-        &s.db,
-        &format!(
-            "SELECT count(*) FROM execution_log_lines WHERE job_id = '{}'",
-            jobs[0]
-        ),
-        "0",
-    );
+    succeeded_and_compacted(pg, &s.db, &run, &jobs[0]);
     let mut want: Vec<String> = before.iter().map(|l| l[2..].to_owned()).collect();
     want.extend((0..10).map(|i| format!("after {i}")));
     assert_eq!(stored_lines(&s, &run, "killed", 0), want);
@@ -352,4 +324,20 @@ fn a_job_past_its_log_cap_stores_one_truncation_line_and_nothing_after_it() {
     assert!(stored_lines(&s, &run, "chatty", 1).is_empty());
     let read: Vec<String> = want.iter().map(|l| format!("0 {l}")).collect();
     assert_eq!(read_all(&s, &run), read);
+}
+
+/// Waits until the run succeeded and its job's log lines left the table (compacted).
+fn succeeded_and_compacted(pg: &PgCluster, db: &str, run: &str, job: &str) {
+    wait_value(
+        pg,
+        db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    wait_value(
+        pg,
+        db,
+        &format!("SELECT count(*) FROM execution_log_lines WHERE job_id = '{job}'"),
+        "0",
+    );
 }
