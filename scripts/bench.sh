@@ -525,6 +525,19 @@ print(f"  baseline: direct signed webhooks, 1 sender: {d:8.0f} /s  p50 {med(r['p
 PY
 }
 
+# For the agent benches: the release binary and agentbench built, a private PostgreSQL, a daemon
+# on it, and an agent token. Sets bin, token and ws (the daemon's agent endpoint).
+start_agent_bench() {
+  bin=$(build_release)
+  build_examples agentbench
+  start_bench_pg
+  bench_token=$(random_hex32)
+  start_bench_daemon "$bin"
+  token=$(KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" agent-token create --json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  ws="ws://${daemon_url#http://}/ws"
+}
+
 # The agent link: (1) queue-to-dispatch latency at an idle connected agent — a run committed by
 # another process reaches the agent as job.dispatch (NOTIFY → dispatcher → claim → frame); (2) the
 # daemon's RSS while N agents stay connected and heartbeat, against its RSS with none, and
@@ -535,14 +548,7 @@ bench_dispatch() {
   { [ "$agents" -ge 1 ] && [ "$agents" -le 3000 ]; } || die "AGENTS must be 1..3000"
   repeat=${BENCH_REPEAT:-3}
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  bin=$(build_release)
-  build_examples agentbench
-  start_bench_pg
-  bench_token=$(random_hex32)
-  start_bench_daemon "$bin"
-  token=$(KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" agent-token create --json \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  ws="ws://${daemon_url#http://}/ws"
+  start_agent_bench
   # A local repository source whose lock file has one workflow with one job, for webhook triggers.
   mkdir -p "$bench_dir/repos/bench/app/.kici"
   cat >"$bench_dir/repos/bench/app/.kici/kici.lock.json" <<'JSON'
@@ -606,14 +612,7 @@ bench_logs() {
   rate=${BENCH_LOG_RATE:-6250}
   case "$rate" in '' | *[!0-9]*) die "BENCH_LOG_RATE must be a whole number" ;; esac
   [ "$rate" -le 1000000 ] || die "BENCH_LOG_RATE must be 0..1000000"
-  bin=$(build_release)
-  build_examples agentbench
-  start_bench_pg
-  bench_token=$(random_hex32)
-  start_bench_daemon "$bin"
-  token=$(KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" agent-token create --json \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  ws="ws://${daemon_url#http://}/ws"
+  start_agent_bench
   python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$bench_token" "$db_url" "$secs" "$repeat" \
     "$(example_bin agentbench)" "$rate" <<'PY'
 import json, statistics, subprocess, sys, time
