@@ -183,21 +183,40 @@ pub fn next_seq(c: &mut Client, job_id: &str, step: i64) -> Result<Option<i64>, 
     Ok(row.get::<_, Option<i64>>(0))
 }
 
-/// A step's lines in the table from `from` on, in `seq` order: `(seq, body)`.
+/// At most `limit` of a step's lines in the table from `from` on, in `seq` order: `(seq, body)`.
 pub fn lines_from(
     c: &mut Client,
     job_id: &str,
     step: i64,
     from: i64,
+    limit: i64,
 ) -> Result<Vec<(i64, String)>, DbError> {
     let rows = c
         .query(
             "SELECT seq, body FROM execution_log_lines
-             WHERE job_id = $1::text::uuid AND step_index = $2 AND seq >= $3 ORDER BY seq",
-            &[&job_id, &(step as i32), &from],
+             WHERE job_id = $1::text::uuid AND step_index = $2 AND seq >= $3
+             ORDER BY seq LIMIT $4",
+            &[&job_id, &(step as i32), &from, &limit],
         )
         .map_err(DbError::query("reading log lines"))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The last `n` of a step's lines in the table, in `seq` order: `(seq, body)`.
+pub fn last_rows(
+    c: &mut Client,
+    job_id: &str,
+    step: i64,
+    n: i64,
+) -> Result<Vec<(i64, String)>, DbError> {
+    let rows = c
+        .query(
+            "SELECT seq, body FROM execution_log_lines
+             WHERE job_id = $1::text::uuid AND step_index = $2 ORDER BY seq DESC LIMIT $3",
+            &[&job_id, &(step as i32), &n],
+        )
+        .map_err(DbError::query("reading a step's last log lines"))?;
+    Ok(rows.iter().rev().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// The last `seq` of a step in the table (`None`: none of its lines is there).

@@ -319,9 +319,7 @@ fn failed_step_lines(answer: &Value) -> Vec<String> {
             }
             None => match opt_field(f, "logError") {
                 Some(e) => lines.push(format!("    ({e})")),
-                None => lines.push(
-                    "    (no storage configured: `kici-admin runs logs` reads its log)".to_owned(),
-                ),
+                None => lines.push("    (`kici-admin runs logs` reads its log)".to_owned()),
             },
         }
     }
@@ -503,7 +501,7 @@ mod tests {
             "\nFailed steps:\n  build / step 0 (make): exit code 3: make failed\n",
             "    last 2 line(s) of its log:\n    | cc -c a.c\n    | a.c:1: error\n",
             "  test / step 2 (unit): exit code 137\n    (its log is empty)\n",
-            "  lint / step 1 (eslint): a; b\n    (no storage configured: `kici-admin runs logs` reads its log)\n",
+            "  lint / step 1 (eslint): a; b\n    (`kici-admin runs logs` reads its log)\n",
             "  docs / step 0 (gen): no reason reported\n    (the log could not be read: x)",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");

@@ -3,7 +3,7 @@
 //! (`step.status` `data.error` an object, `job.status` `stepResults[].error` a string), is
 //! recorded with its exit code and a readable message, the job's error names the step, and
 //! `kici-admin runs show` prints the exit code and the last 20 lines of the step's stored log
-//! (filesystem store and S3 through s3s-fs; without storage, no last lines).
+//! (filesystem store and S3 through s3s-fs; without storage, from the database).
 
 use crate::support;
 
@@ -210,7 +210,7 @@ fn last_lines_from_s3() {
 }
 
 #[test]
-fn without_storage_there_are_no_last_lines() {
+fn without_storage_the_last_lines_come_from_the_database() {
     let pg = PgCluster::shared();
     let db = pg.create_database();
     let mut env = base_env(&db);
@@ -222,7 +222,7 @@ fn without_storage_there_are_no_last_lines() {
         db,
         logs: std::env::temp_dir(),
     };
-    let (run, _, _) = fail_make(pg, &s, "agent-n");
+    let (run, _, lines) = fail_make(pg, &s, "agent-n");
     let v: Value = serde_json::from_str(&runs_show(&s, &run, true)).unwrap();
     let failed = &v["failedSteps"][0];
     assert_eq!(
@@ -230,12 +230,10 @@ fn without_storage_there_are_no_last_lines() {
         (&json!(3), &json!("make failed")),
         "{v}"
     );
-    assert!(failed.get("lastLines").is_none(), "{v}");
+    assert_eq!(failed["lastLines"], json!(lines[5..]), "{v}");
     let text = runs_show(&s, &run, false);
     assert!(
-        text.contains(
-            "  build / step 1 (make): exit code 3: make failed\n    (no storage configured: `kici-admin runs logs` reads its log)"
-        ),
+        text.contains("  build / step 1 (make): exit code 3: make failed\n    last 20 line(s) of its log:\n    | make line 6\n"),
         "{text}"
     );
 }

@@ -17,6 +17,7 @@ use super::{not_found, ApiError, ApiResult};
 use crate::{
     agent::log_writer::{count_lines, last_seq, lines_from, missed, splice},
     app::RunCtx,
+    db::pool::Pool,
     http::{Request, Response},
     rbac::{Caller, Permission},
     runs::{state::step_is_terminal, state::JobStatus, store::views},
@@ -181,17 +182,28 @@ pub struct Page {
     pub complete: bool,
 }
 
+/// What a fetch of one log found: stored lines (JSON lines) beginning at line `base` of the log.
+/// A fetch asked for lines from `start` may begin earlier (`base <= start`, e.g. a whole stored
+/// object) and may stop early, but never skips a line between `start` and its end.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub base: u64,
+}
+
 /// Walks `plan` from `cursor` (at `cursor_pos`, the cursor job's position; `None` = the start),
-/// reading each log's stored bytes with `fetch` until `limit` lines are gathered or a step that
-/// can still grow is reached. A job's setup log is read from its own offset each time the walk is
-/// in that job, so its late lines are not lost while the job's steps are read.
+/// reading each log with `fetch(key, start, max)` (its lines from `start`, at least `max + 1`
+/// of them when that many exist, so the walk can tell whether more follow) until `limit` lines
+/// are gathered or a step that can still grow is reached. A job's setup log is read from its own
+/// offset each time the walk is in that job, so its late lines are not lost while the job's
+/// steps are read.
 pub fn walk<E>(
     plan: &[Stop],
     cursor: &Cursor,
     cursor_pos: Option<usize>,
     limit: usize,
     run_terminal: bool,
-    mut fetch: impl FnMut(&str) -> Result<Option<Vec<u8>>, E>,
+    mut fetch: impl FnMut(&str, u64, usize) -> Result<Option<Fetched>, E>,
 ) -> Result<Page, E> {
     let mut page = Page {
         lines: Vec::new(),
@@ -232,8 +244,13 @@ pub fn walk<E>(
             return Ok(page);
         }
         let settled = stop.settled || run_terminal;
-        let bytes = fetch(key)?.unwrap_or_default();
-        let read = read_lines(&bytes, start, remaining, settled);
+        let got = fetch(key, start, remaining)?.unwrap_or_default();
+        let read = read_lines(
+            &got.bytes,
+            start.saturating_sub(got.base),
+            remaining,
+            settled,
+        );
         match stop.step {
             -1 => cur.setup = start + read.consumed,
             n => {
@@ -415,40 +432,26 @@ pub fn read(app: &RunCtx, caller: &Caller, req: &Request, run_id: &str) -> ApiRe
         })
         .collect();
     let storage = app.storage.as_deref();
-    let page = walk(&plan, &cursor, cursor_pos, q.limit, run_terminal, |key| {
-        let object = || match storage {
-            Some(st) => st
-                .get(Area::Logs, key)
-                .map(Option::unwrap_or_default)
-                .map_err(|e| e.to_string()),
-            None => Ok(Vec::new()),
-        };
-        let Some((_, job_id, step)) = places.iter().find(|p| p.0 == key) else {
-            return object().map(Some);
-        };
-        // The last line in the table before the object is read: if a compaction moves lines
-        // between the two reads below, fewer lines than that are seen, and the object (which
-        // compaction writes before it deletes the rows) is read again.
-        let last = app
-            .pool
-            .with_retry(|c| last_seq(c, job_id, *step))
-            .map_err(|e| e.to_string())?;
-        let mut tries = 0;
-        loop {
-            let mut bytes = object()?;
-            let stored = count_lines(&bytes);
-            let rows = app
-                .pool
-                .with_retry(|c| lines_from(c, job_id, *step, stored))
-                .map_err(|e| e.to_string())?;
-            let (more, _) = splice(stored, &rows, true);
-            bytes.extend(more);
-            tries += 1;
-            if tries >= 3 || !missed(last, count_lines(&bytes)) {
-                return Ok::<_, String>(Some(bytes));
-            }
-        }
-    })
+    let page = walk(
+        &plan,
+        &cursor,
+        cursor_pos,
+        q.limit,
+        run_terminal,
+        |key, start, max| {
+            let object = || match storage {
+                Some(st) => st
+                    .get(Area::Logs, key)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|e| e.to_string()),
+                None => Ok(Vec::new()),
+            };
+            let Some((_, job_id, step)) = places.iter().find(|p| p.0 == key) else {
+                return object().map(|bytes| Some(Fetched { bytes, base: 0 }));
+            };
+            fetch_step(app.pool, object, job_id, *step, start, max).map(Some)
+        },
+    )
     .map_err(|e| {
         log::warn!("reading the logs of run {run_id}: {e}");
         ApiError::Status(503, "Log storage unavailable, try again".into())
@@ -470,6 +473,54 @@ pub fn read(app: &RunCtx, caller: &Caller, req: &Request, run_id: &str) -> ApiRe
             "runStatus": status,
         }),
     ))
+}
+
+/// A step's lines from `start` on: its stored object (if `start` falls inside it), then at most
+/// `max + 1` of its lines still in the table, so a reader far into a long live step reads what is
+/// new, not the whole step again.
+fn fetch_step(
+    pool: &Pool,
+    object: impl Fn() -> Result<Vec<u8>, String>,
+    job_id: &str,
+    step: i64,
+    start: u64,
+    max: usize,
+) -> Result<Fetched, String> {
+    let want = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
+    let start = i64::try_from(start).unwrap_or(i64::MAX);
+    // The last line in the table before the object is read: if a compaction moves lines between
+    // the two reads below, fewer lines than that are seen, and the object (which compaction
+    // writes before it deletes the rows) is read again.
+    let last = pool
+        .with_retry(|c| last_seq(c, job_id, step))
+        .map_err(|e| e.to_string())?;
+    let mut tries = 0;
+    loop {
+        let object = object()?;
+        let stored = count_lines(&object);
+        let from = stored.max(start);
+        let rows = pool
+            .with_retry(|c| lines_from(c, job_id, step, from, want))
+            .map_err(|e| e.to_string())?;
+        let (more, _) = splice(from, &rows, true);
+        let taken = count_lines(&more);
+        let mut got = if start < stored {
+            Fetched {
+                bytes: object,
+                base: 0,
+            }
+        } else {
+            Fetched {
+                bytes: Vec::new(),
+                base: from as u64,
+            }
+        };
+        got.bytes.extend(more);
+        tries += 1;
+        if tries >= 3 || taken >= want || !missed(last, from + taken) {
+            return Ok(got);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -102,6 +102,30 @@ fn stop(job: &str, job_pos: usize, step: i64, settled: bool) -> Stop {
     }
 }
 
+fn whole(store: &HashMap<String, Vec<u8>>, k: &str) -> Option<Fetched> {
+    store.get(k).map(|b| Fetched {
+        bytes: b.clone(),
+        base: 0,
+    })
+}
+
+/// What the table gives: the lines from `start`, at most `max + 1` of them.
+fn from_start(
+    store: &HashMap<String, Vec<u8>>,
+    k: &str,
+    start: u64,
+    max: usize,
+) -> Option<Fetched> {
+    let b = store.get(k)?;
+    let lines: Vec<&[u8]> = b.split_inclusive(|c| *c == b'\n').collect();
+    let from = (start as usize).min(lines.len());
+    let to = (from + max + 1).min(lines.len());
+    Some(Fetched {
+        bytes: lines[from..to].concat(),
+        base: start,
+    })
+}
+
 fn texts(page: &Page) -> Vec<String> {
     page.lines
         .iter()
@@ -117,7 +141,7 @@ fn the_walk_goes_through_steps_in_order_and_resumes_from_its_cursor() {
         ("b/0".to_string(), stored(&["b0-1"])),
     ]
     .into();
-    let fetch = |k: &str| Ok::<_, ()>(store.get(k).cloned());
+    let fetch = |k: &str, _: u64, _: usize| Ok::<_, ()>(whole(&store, k));
     let plan = vec![
         stop("a", 0, -1, true),
         stop("a", 0, 0, true),
@@ -143,6 +167,19 @@ fn the_walk_goes_through_steps_in_order_and_resumes_from_its_cursor() {
         assert!(seen.len() < 10, "no progress");
     }
     assert_eq!(seen, texts(&all));
+    // The same pages from fetches that return only what follows the cursor.
+    let fetch = |k: &str, start: u64, max: usize| Ok::<_, ()>(from_start(&store, k, start, max));
+    let (mut cursor, mut pos, mut again) = (Cursor::start(), None, Vec::new());
+    for _ in 0..10 {
+        let page = walk(&plan, &cursor, pos, 2, true, fetch).unwrap();
+        again.extend(texts(&page));
+        cursor = page.cursor.clone();
+        pos = Some(if cursor.job == "a" { 0 } else { 1 });
+        if page.complete {
+            break;
+        }
+    }
+    assert_eq!(again, texts(&all));
 }
 
 #[test]
@@ -152,7 +189,7 @@ fn the_walk_never_passes_a_step_or_a_job_that_can_still_grow() {
         ("b/0".to_string(), stored(&["b0-1"])),
     ]
     .into();
-    let fetch = |k: &str| Ok::<_, ()>(store.get(k).cloned());
+    let fetch = |k: &str, _: u64, _: usize| Ok::<_, ()>(whole(&store, k));
     // Step a/0 still runs: its line is read, the cursor stays on it, b waits.
     let plan = vec![stop("a", 0, 0, false), stop("b", 1, 0, true)];
     let page = walk(&plan, &Cursor::start(), None, 100, false, fetch).unwrap();
@@ -187,9 +224,14 @@ fn a_growing_setup_log_does_not_hold_the_steps_back_and_its_late_lines_still_com
     let mut end = stop("a", 0, i64::MAX, false);
     end.key = None;
     let plan = vec![stop("a", 0, -1, false), stop("a", 0, 0, true), end];
-    let first = walk(&plan, &Cursor::start(), None, 100, false, |k: &str| {
-        Ok::<_, ()>(store.get(k).cloned())
-    })
+    let first = walk(
+        &plan,
+        &Cursor::start(),
+        None,
+        100,
+        false,
+        |k: &str, _, _| Ok::<_, ()>(whole(&store, k)),
+    )
     .unwrap();
     assert_eq!(texts(&first), ["a/-1 clone", "a/0 step"]);
     assert!(!first.complete);
@@ -198,8 +240,8 @@ fn a_growing_setup_log_does_not_hold_the_steps_back_and_its_late_lines_still_com
         .unwrap()
         .extend(stored(&["cache saved"]));
     let plan = vec![stop("a", 0, -1, true), stop("a", 0, 0, true)];
-    let second = walk(&plan, &first.cursor, Some(0), 100, true, |k: &str| {
-        Ok::<_, ()>(store.get(k).cloned())
+    let second = walk(&plan, &first.cursor, Some(0), 100, true, |k: &str, _, _| {
+        Ok::<_, ()>(whole(&store, k))
     })
     .unwrap();
     assert_eq!(texts(&second), ["a/-1 cache saved"]);
@@ -209,8 +251,8 @@ fn a_growing_setup_log_does_not_hold_the_steps_back_and_its_late_lines_still_com
 #[test]
 fn a_storage_error_is_passed_on() {
     let plan = vec![stop("a", 0, 0, true)];
-    let got = walk(&plan, &Cursor::start(), None, 10, true, |_| {
-        Err::<Option<Vec<u8>>, _>("down")
+    let got = walk(&plan, &Cursor::start(), None, 10, true, |_, _, _| {
+        Err::<Option<Fetched>, _>("down")
     });
     assert_eq!(got.err(), Some("down"));
 }

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 
 use super::{not_found, ApiError, ApiResult};
 use crate::{
+    agent::log_writer::{count_lines, last_rows},
     app::RunCtx,
+    db::pool::Pool,
     http::{Request, Response},
     rbac::{Caller, Permission},
     runs::store::views,
@@ -103,7 +105,10 @@ pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
             };
             step["log"] = log_location(&key, storage);
             if step["status"] == "failed" {
-                failed.push(failed_step(&name, step, &key, storage));
+                let index = step["index"].as_i64().unwrap_or(0);
+                let job_id = job["jobId"].as_str().unwrap_or_default();
+                let tail = step_tail(app.pool, storage, job_id, index, &key);
+                failed.push(failed_step(&name, step, tail));
             }
         }
         job["setupLog"] = log_location(&keys::step_log(&run_id, &name, -1), storage);
@@ -118,11 +123,9 @@ pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
 }
 
 /// One entry of `failedSteps`: `{job, step, name, exitCode, error, lastLines}`, `lastLines` being
-/// the last [`LAST_LINES`] lines of the step's stored log (empty when nothing was stored). Without
-/// storage configured there is no `lastLines` (the lines stay in the database then, read by the
-/// logs route); when the log cannot
-/// be read, `logError` says why instead.
-fn failed_step(job: &str, step: &Value, key: &str, storage: Option<&Storage>) -> Value {
+/// the last [`LAST_LINES`] lines of the step's log (`tail`, see [`step_tail`]); when the log
+/// cannot be read, `logError` says why instead.
+fn failed_step(job: &str, step: &Value, tail: Result<Vec<u8>, String>) -> Value {
     let mut entry = json!({
         "job": job,
         "step": step["index"],
@@ -130,17 +133,40 @@ fn failed_step(job: &str, step: &Value, key: &str, storage: Option<&Storage>) ->
         "exitCode": step["exitCode"],
         "error": step["error"],
     });
-    let Some(storage) = storage else {
-        return entry;
-    };
-    match storage.get(Area::Logs, key) {
-        Ok(body) => entry["lastLines"] = json!(last_lines(&body.unwrap_or_default(), LAST_LINES)),
-        Err(e) => {
-            log::warn!("reading step log {key} failed: {e}");
-            entry["logError"] = json!(format!("the log could not be read: {e}"));
-        }
+    match tail {
+        Ok(body) => entry["lastLines"] = json!(last_lines(&body, LAST_LINES)),
+        Err(e) => entry["logError"] = json!(format!("the log could not be read: {e}")),
     }
     entry
+}
+
+/// The end of a step's log as stored JSON lines: its stored object (with storage configured)
+/// followed by its last [`LAST_LINES`] lines still in the database (all of them without
+/// storage, until compaction or retention removes them).
+fn step_tail(
+    pool: &Pool,
+    storage: Option<&Storage>,
+    job_id: &str,
+    step: i64,
+    key: &str,
+) -> Result<Vec<u8>, String> {
+    let mut body = match storage {
+        Some(st) => st.get(Area::Logs, key).map_err(|e| {
+            log::warn!("reading step log {key} failed: {e}");
+            e.to_string()
+        })?,
+        None => None,
+    }
+    .unwrap_or_default();
+    let stored = count_lines(&body);
+    let rows = pool
+        .with_retry(|c| last_rows(c, job_id, step, LAST_LINES as i64))
+        .map_err(|e| e.to_string())?;
+    for (_, line) in rows.iter().filter(|(seq, _)| *seq >= stored) {
+        body.extend_from_slice(line.as_bytes());
+        body.push(b'\n');
+    }
+    Ok(body)
 }
 
 /// The last `n` lines of a stored step log (JSON lines with the text in `msg`, see
@@ -232,13 +258,17 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_step_without_storage_has_no_last_lines() {
+    fn a_failed_step_shows_its_last_lines_or_why_they_are_missing() {
         let step = json!({"index": 1, "name": "make", "status": "failed", "exitCode": 3,
                           "error": "make failed"});
         assert_eq!(
-            failed_step("build", &step, "k", None),
+            failed_step("build", &step, Ok(b"{\"msg\": \"boom\"}\n".to_vec())),
             json!({"job": "build", "step": 1, "name": "make", "exitCode": 3,
-                   "error": "make failed"})
+                   "error": "make failed", "lastLines": ["boom"]})
+        );
+        assert_eq!(
+            failed_step("build", &step, Err("down".into()))["logError"],
+            json!("the log could not be read: down")
         );
     }
 
