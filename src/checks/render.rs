@@ -330,6 +330,17 @@ impl CheckState {
         body
     }
 
+    /// `runs show`'s `check` object: the same status, conclusion and summary GitHub is sent.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "status": self.status,
+            "conclusion": self.conclusion,
+            "title": self.title,
+            "summary": self.summary,
+        })
+    }
+
     /// Identifies what this state says (name, status, conclusion, output): equal hashes need no
     /// new report.
     pub fn hash(&self) -> String {
@@ -342,6 +353,19 @@ impl CheckState {
             self.summary
         );
         crate::crypto::sha256_hex(text.as_bytes())
+    }
+}
+
+/// Adds `check` (see [`CheckState::to_json`]) to `runs show`'s run and to each of its jobs
+/// (matched by `jobId`).
+pub fn annotate(facts: &RunFacts, run: &mut Value, jobs: &mut [Value]) {
+    let states = desired(facts);
+    run["check"] = states[0].to_json();
+    for job in jobs {
+        let id = job["jobId"].as_str().unwrap_or_default().to_owned();
+        if let Some(s) = states.iter().find(|s| s.key == id) {
+            job["check"] = s.to_json();
+        }
     }
 }
 

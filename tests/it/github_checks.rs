@@ -411,3 +411,50 @@ fn a_missing_checks_permission_warns_once_and_does_not_loop() {
     assert_eq!(w.gh.checks().requests(), requests, "still calling GitHub");
     assert!(w.gh.checks().runs(REPO).is_empty());
 }
+
+/// A run of a local source reports nowhere, and `runs show` renders the same conclusion and
+/// summary a GitHub check run would show.
+#[test]
+fn runs_show_gives_every_source_the_same_conclusion_and_summary() {
+    let pg = PgCluster::shared();
+    let s = support::agent::setup(pg, &[]);
+    let token = agent_token(&s, json!({}));
+    let mut a = TestAgent::online(s.d.addr, "local-agent", &token);
+    let (run, jobs) = support::agent::queue_run(&s.db, &["build"], &[]);
+    let job = a.dispatch(T).expect("dispatched");
+    run_job(&mut a, &job, false, || {});
+    wait_value(
+        pg,
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "failed",
+    );
+    let v = admin(&s.d, OWNER, "GET", &format!("/runs/{run}"), json!({})).json();
+    assert_eq!(v["run"]["check"]["conclusion"], "failure", "{v}");
+    assert_eq!(v["run"]["check"]["name"], "kici/basic");
+    let check = &v["jobs"][0]["check"];
+    assert_eq!(v["jobs"][0]["jobId"], jobs[0].as_str());
+    assert_eq!(check["conclusion"], "failure", "{v}");
+    let summary = check["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("Step `make` failed with exit code 3: make failed"),
+        "{summary}"
+    );
+    assert!(summary.contains("main.c:1: error: oops"), "{summary}");
+    let url = format!("http://{}", s.d.addr);
+    let out = cli(
+        &["--url", &url, "--token", OWNER, "runs", "show", &run],
+        &[],
+    );
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("Conclusion:") && l.ends_with(" failure")),
+        "{text}"
+    );
+    assert_eq!(
+        one(pg, &s.db, "SELECT count(*) FROM check_reports"),
+        "0",
+        "a local source reports nothing"
+    );
+}
