@@ -100,9 +100,8 @@ pub fn run_outcome(run: &RunFacts) -> (&'static str, Option<&'static str>) {
     let conclusions: Vec<Option<&str>> =
         run.jobs.iter().map(|j| job_outcome(&j.status).1).collect();
     let any = |c: &str| conclusions.contains(&Some(c));
-    let conclusion = if run.status == "cancelled" {
-        "cancelled"
-    } else if run.status == "failed" && any("timed_out") && !any("failure") {
+    let only_timed_out = run.status == "failed" && any("timed_out") && !any("failure");
+    let conclusion = if run.status == "cancelled" || only_timed_out {
         "cancelled"
     } else if run.status == "success" && !any("failure") && !any("cancelled") && !any("timed_out") {
         "success"

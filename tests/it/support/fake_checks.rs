@@ -150,7 +150,7 @@ fn invalid(body: &Value, create: bool) -> Option<String> {
         return Some("Problems parsing JSON".into());
     }
     if create {
-        if !body["name"].as_str().is_some_and(|n| !n.is_empty()) {
+        if body["name"].as_str().is_none_or(str::is_empty) {
             return Some("name wasn't supplied.".into());
         }
         let sha = body["head_sha"].as_str().unwrap_or("");
