@@ -320,3 +320,14 @@ impl FakeApp {
         }
     }
 }
+
+impl super::fake_github::FakeGitHub {
+    /// The installation tokens issued for anything but check runs (the check reporter asks for
+    /// `checks: write` tokens of its own), oldest first.
+    pub fn grants_except_checks(&self) -> Vec<super::fake_github::Grant> {
+        self.grants()
+            .into_iter()
+            .filter(|g| g.request["permissions"].get("checks").is_none())
+            .collect()
+    }
+}
