@@ -96,17 +96,24 @@ impl Reporter {
 
     fn run(&mut self, wake: &Wake, stop: &AtomicBool) {
         let mut last_sweep: Option<Instant> = None;
+        let mut cursor: Option<(String, String)> = None;
         while !stop.load(Ordering::SeqCst) {
             let now = Instant::now();
             if last_sweep.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {
                 last_sweep = Some(now);
+                let after = cursor.take();
                 match self
                     .deps
                     .pool
-                    .with_retry(|c| store::unsettled(c, SWEEP_LIMIT))
+                    .with_retry(|c| store::unsettled(c, after.as_ref(), SWEEP_LIMIT))
                 {
-                    Ok(ids) => {
-                        for id in ids {
+                    Ok(page) => {
+                        // A full page: the next sweep goes on after it, a second from now.
+                        if page.len() as i64 == SWEEP_LIMIT {
+                            cursor = page.last().map(|(_, c)| c.clone());
+                            last_sweep = now.checked_sub(SWEEP_EVERY - Duration::from_secs(1));
+                        }
+                        for (id, _) in page {
                             self.due.entry(id).or_insert(now);
                         }
                     }

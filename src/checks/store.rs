@@ -293,21 +293,39 @@ pub fn settle(client: &mut Client, run_id: &str) -> Result<(), DbError> {
 }
 
 /// GitHub runs whose reports may be incomplete: started since reporting was installed (and in
-/// the last week), not settled. Oldest first, at most `limit`.
-pub fn unsettled(client: &mut Client, limit: i64) -> Result<Vec<String>, DbError> {
+/// the last week), not settled; at most `limit`, in (start time, id) order after `after` (the last
+/// one of the previous page), so a sweep walks all of them page by page. Each comes with its
+/// cursor for the next page.
+pub fn unsettled(
+    client: &mut Client,
+    after: Option<&(String, String)>,
+    limit: i64,
+) -> Result<Vec<(String, (String, String))>, DbError> {
     const CTX: &str = "looking for undelivered check reports";
+    let (at, id) = after.cloned().unwrap_or_else(|| {
+        (
+            "-infinity".to_owned(),
+            "00000000-0000-0000-0000-000000000000".to_owned(),
+        )
+    });
     client
         .query(
-            "SELECT r.run_id::text FROM execution_runs r
+            "SELECT r.run_id::text, to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
+               FROM execution_runs r
               WHERE r.provider = 'github'
                 AND r.started_at >= (SELECT since FROM check_reporting_since)
                 AND r.started_at > now() - interval '7 days'
+                AND (r.started_at, r.run_id) > ($1::text::timestamp AT TIME ZONE 'UTC', $2::text::uuid)
                 AND NOT EXISTS (SELECT 1 FROM check_report_settled s WHERE s.run_id = r.run_id)
-              ORDER BY r.started_at LIMIT $1",
-            &[&limit],
+              ORDER BY r.started_at, r.run_id LIMIT $3",
+            &[&at, &id, &limit],
         )
         .map_err(DbError::query(CTX))?
         .iter()
-        .map(|r| col(r, 0, CTX))
+        .map(|r| {
+            let id: String = col(r, 0, CTX)?;
+            let at: String = col(r, 1, CTX)?;
+            Ok((id.clone(), (at, id)))
+        })
         .collect()
 }

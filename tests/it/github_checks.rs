@@ -334,12 +334,13 @@ fn a_push_is_reported_from_queued_to_each_jobs_conclusion() {
 fn outages_rate_limits_and_a_restart_delay_reports_but_lose_none() {
     let mut w = world();
     let pg = PgCluster::shared();
-    // Three 500s, then a secondary rate limit (Retry-After: 1) for two seconds.
-    w.gh.checks().script(vec![Scripted::server_error(); 3]);
+    // Three 500s, then a secondary rate limit twice (Retry-After: 1 s; GitHub asks for a minute
+    // or more, the test keeps it short).
+    let mut answers = vec![Scripted::server_error(); 3];
+    answers.extend([Scripted::secondary_limit(1), Scripted::secondary_limit(1)]);
+    w.gh.checks().script(answers);
     let sha = "5555555555555555555555555555555555555555";
     let run = push(&w, "chk-3", sha);
-    w.gh.checks()
-        .outage(Duration::from_secs(2), Scripted::secondary_limit(1));
     let token = agent_token(&w.s, json!({}));
     let mut a = TestAgent::online(w.s.d.addr, "checks-agent-2", &token);
     // Two jobs end while GitHub misbehaves.
@@ -352,7 +353,18 @@ fn outages_rate_limits_and_a_restart_delay_reports_but_lose_none() {
         r.iter().filter(|c| c.status == "completed").count() >= 2
     });
     assert_in_order(&runs);
-    assert!(w.gh.checks().scripted_left() == 0);
+    assert_eq!(w.gh.checks().scripted_left(), 0);
+    // Every rate-limited answer was followed by a pause of at least its Retry-After.
+    let answered = w.gh.checks().answered();
+    let statuses: Vec<u16> = answered.iter().map(|(_, s)| *s).take(5).collect();
+    assert_eq!(statuses, [500, 500, 500, 403, 403]);
+    for pair in answered.windows(2).filter(|p| p[0].1 == 403) {
+        let gap = pair[1].0.duration_since(pair[0].0);
+        assert!(
+            gap >= Duration::from_millis(950),
+            "called again after {gap:?}"
+        );
+    }
 
     // GitHub goes down for good; the remaining jobs end; the daemon restarts; GitHub is back.
     w.gh.checks()
@@ -396,12 +408,12 @@ fn a_missing_checks_permission_warns_once_and_does_not_loop() {
     let w = world();
     w.gh.checks().deny(true);
     let sha = "6666666666666666666666666666666666666666";
-    push(&w, "chk-4", sha);
+    let run1 = push(&w, "chk-4", sha);
     let token = agent_token(&w.s, json!({}));
     let mut a = TestAgent::online(w.s.d.addr, "checks-agent-3", &token);
     let job = a.dispatch(T).expect("a job");
     run_job(&mut a, &job, true, || {});
-    push(&w, "chk-5", "7777777777777777777777777777777777777777");
+    let run2 = push(&w, "chk-5", "7777777777777777777777777777777777777777");
     std::thread::sleep(Duration::from_secs(3));
     let requests = w.gh.checks().requests();
     assert!(requests <= 2, "{requests} Checks API calls: a retry loop");
@@ -410,6 +422,20 @@ fn a_missing_checks_permission_warns_once_and_does_not_loop() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(w.gh.checks().requests(), requests, "still calling GitHub");
     assert!(w.gh.checks().runs(REPO).is_empty());
+
+    // Both runs wait unsettled; the reporter's sweep walks them page by page.
+    let mut client = postgres::Client::connect(&w.s.db, postgres::NoTls).unwrap();
+    use kici_orchestrator::checks::store::unsettled;
+    let first = unsettled(&mut client, None, 1).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, run1);
+    let second = unsettled(&mut client, Some(&first[0].1), 1).unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].0, run2);
+    assert!(unsettled(&mut client, Some(&second[0].1), 1)
+        .unwrap()
+        .is_empty());
+    assert_eq!(unsettled(&mut client, None, 10).unwrap().len(), 2);
 }
 
 /// A run of a local source reports nowhere, and `runs show` renders the same conclusion and

@@ -76,6 +76,8 @@ pub struct Checks {
     outage: Option<(Instant, Scripted)>,
     /// Every call gets 403 "Resource not accessible by integration".
     deny: bool,
+    /// When each call came and the status it got.
+    answered: Vec<(Instant, u16)>,
 }
 
 pub fn is_checks_call(req: &Request) -> bool {
@@ -113,6 +115,11 @@ impl FakeChecks<'_> {
     /// Answer every call with `answer` for `dur`.
     pub fn outage(&self, dur: Duration, answer: Scripted) {
         self.app.checks().outage = Some((Instant::now() + dur, answer));
+    }
+
+    /// When each call came and the status it was answered with, in order.
+    pub fn answered(&self) -> Vec<(Instant, u16)> {
+        self.app.checks().answered.clone()
     }
 
     /// Whether unanswered scripted answers remain.
@@ -239,6 +246,13 @@ fn apply(run: &mut FakeCheckRun, body: &Value) {
 impl FakeApp {
     /// Serves one Checks API call (see the module doc).
     pub(super) fn checks_call(&self, req: &Request) -> Response {
+        let arrived = Instant::now();
+        let response = self.checks_answer(req);
+        self.checks().answered.push((arrived, response.status));
+        response
+    }
+
+    fn checks_answer(&self, req: &Request) -> Response {
         let grant = self.grant_for(req);
         let mut c = self.checks();
         c.requests += 1;
