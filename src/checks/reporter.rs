@@ -322,6 +322,9 @@ impl Reporter {
                     }
                 }
                 Verdict::Retry => {
+                    if reply.answer.status == 401 {
+                        deps.mint.tokens.forget(token);
+                    }
                     log::warn!(
                         "check run {} of run {run_id}: GitHub answered HTTP {} ({}); retrying",
                         state.name,
