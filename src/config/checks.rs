@@ -54,3 +54,64 @@ impl Loader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn load(vars: &[(&str, &str)]) -> (ChecksSettings, Vec<String>, Vec<String>) {
+        let vars: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut l = Loader::new(vars, BTreeSet::new());
+        let s = l.checks_settings();
+        (s, l.problems, l.warnings)
+    }
+
+    #[test]
+    fn defaults_values_and_problems() {
+        let (s, problems, _) = load(&[]);
+        assert_eq!(s, ChecksSettings::default());
+        assert!(problems.is_empty());
+        let (s, problems, warnings) = load(&[
+            ("KICI_RUN_URL_TEMPLATE", "https://ci.example/runs/{runId}"),
+            ("KICI_CHECKS_UPDATE_INTERVAL_MS", "250"),
+            ("KICI_CHECKS_MAX_BACKOFF_MS", "1000"),
+            ("KICI_CHECKS_PERMISSION_RETRY_MS", "60000"),
+        ]);
+        assert!(
+            problems.is_empty() && warnings.is_empty(),
+            "{problems:?} {warnings:?}"
+        );
+        assert_eq!(
+            s.run_url_template.as_deref(),
+            Some("https://ci.example/runs/{runId}")
+        );
+        assert_eq!(s.update_interval, Duration::from_millis(250));
+        assert_eq!(s.max_backoff, Duration::from_secs(1));
+        assert_eq!(s.permission_retry, Duration::from_secs(60));
+        let (_, problems, warnings) = load(&[
+            ("KICI_RUN_URL_TEMPLATE", "https://ci.example/runs"),
+            ("KICI_CHECKS_UPDATE_INTERVAL_MS", "0"),
+            ("KICI_CHECKS_MAX_BACKOFF_MS", "soon"),
+        ]);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("{runId}"), "{warnings:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("KICI_CHECKS_UPDATE_INTERVAL_MS: "),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("KICI_CHECKS_MAX_BACKOFF_MS: "),
+            "{problems:?}"
+        );
+        let (_, problems, _) = load(&[("KICI_RUN_URL_TEMPLATE", "ci.example/{runId}")]);
+        assert!(
+            problems[0].starts_with("KICI_RUN_URL_TEMPLATE: "),
+            "{problems:?}"
+        );
+    }
+}
