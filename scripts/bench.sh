@@ -682,7 +682,7 @@ bench_checks() {
       --runs "$runs" >>"$bench_dir/checks.jsonl"
     kill "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
-    "$bindir/psql" "$db_url" -qAtc "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
+    "$bindir/psql" "$db_url" -qAtc "SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
   done
   python3 - "$bench_dir/checks.jsonl" <<'PY'
 import json, statistics, sys
