@@ -96,7 +96,7 @@ impl Reporter {
 
     fn run(&mut self, wake: &Wake, stop: &AtomicBool) {
         let mut last_sweep: Option<Instant> = None;
-        let mut cursor: Option<(String, String)> = None;
+        let mut cursor: Option<store::SweepCursor> = None;
         while !stop.load(Ordering::SeqCst) {
             let now = Instant::now();
             if last_sweep.is_none_or(|t| now.duration_since(t) >= SWEEP_EVERY) {

@@ -292,15 +292,18 @@ pub fn settle(client: &mut Client, run_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Where a sweep goes on: the last run's start time (UTC, microseconds) and id.
+pub type SweepCursor = (String, String);
+
 /// GitHub runs whose reports may be incomplete: started since reporting was installed (and in
 /// the last week), not settled; at most `limit`, in (start time, id) order after `after` (the last
 /// one of the previous page), so a sweep walks all of them page by page. Each comes with its
 /// cursor for the next page.
 pub fn unsettled(
     client: &mut Client,
-    after: Option<&(String, String)>,
+    after: Option<&SweepCursor>,
     limit: i64,
-) -> Result<Vec<(String, (String, String))>, DbError> {
+) -> Result<Vec<(String, SweepCursor)>, DbError> {
     const CTX: &str = "looking for undelivered check reports";
     let (at, id) = after.cloned().unwrap_or_else(|| {
         (
