@@ -33,6 +33,11 @@
 #                                      BENCH_REPEAT (default 3) repeats and reports medians;
 #                                      each agent offers BENCH_LOG_RATE lines/s (default 6250,
 #                                      50,000 in all; 0 = as fast as the sockets take them)
+#   scripts/bench.sh checks [RUNS]    GitHub check runs: RUNS (default 200, 1..2000) one-job runs of
+#                                      a GitHub source run by 4 scripted agents, reported to a fake
+#                                      GitHub (examples/checksbench.rs): reports/s it accepted and
+#                                      the delay from a job's end to its completed check run, p50/p99;
+#                                      BENCH_REPEAT (default 1) repeats and reports medians
 #
 # Builds go where cargo puts them (CARGO_TARGET_DIR is honoured); KICI_BENCH_BIN=<path> measures a
 # given kici-admin instead of building one. Whatever a bench starts is stopped when it ends.
@@ -654,6 +659,43 @@ print(f"  daemon RSS: {base:.1f} MiB idle, peak {med(peaks):.1f} MiB (max {max(p
 PY
 }
 
+# GitHub check runs (docs/check-runs.md): the daemon reports to a fake GitHub that
+# examples/checksbench.rs serves on a port chosen here (the daemon is told it at start), while the
+# example's agents run one-job runs it commits; reports/s and job-end → completed-check-run delay.
+bench_checks() {
+  local runs=${1:-200} fake_port repeat i
+  case "$runs" in '' | *[!0-9]*) die "RUNS must be a whole number, got '$runs'" ;; esac
+  { [ "$runs" -ge 1 ] && [ "$runs" -le 2000 ]; } || die "RUNS must be 1..2000"
+  repeat=${BENCH_REPEAT:-1}
+  bin=$(build_release)
+  build_examples checksbench
+  start_bench_pg
+  for i in $(seq "$repeat"); do
+    bench_token=$(random_hex32)
+    fake_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$bin" db migrate --database-url "$db_url" >/dev/null
+    start_bench_daemon "$bin" KICI_GITHUB_API_URL="http://127.0.0.1:$fake_port"
+    token=$(KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" agent-token create --json \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    timeout 150 "$(example_bin checksbench)" --fake-port "$fake_port" --api "$daemon_url" \
+      --admin-token "$bench_token" --ws "ws://${daemon_url#http://}/ws" --token "$token" --db "$db_url" \
+      --runs "$runs" >>"$bench_dir/checks.jsonl"
+    kill "$daemon_pid" 2>/dev/null || true
+    wait "$daemon_pid" 2>/dev/null || true
+    "$bindir/psql" "$db_url" -qAtc "SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null
+  done
+  python3 - "$bench_dir/checks.jsonl" <<'PY'
+import json, statistics, sys
+rs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+med = statistics.median
+print(f"checks ({len(rs)} run(s) of {rs[0]['runs']} one-job runs, 4 agents; medians)")
+print(f"  reports accepted by the fake GitHub: {med(r['reports'] for r in rs):.0f} at {med(r['reports_per_s'] for r in rs):.1f} reports/s")
+print(f"  job end -> completed check run: p50 {med(r['p50_ms'] for r in rs):.1f} ms  p99 {med(r['p99_ms'] for r in rs):.1f} ms  "
+      f"max {max(r['max_ms'] for r in rs):.1f} ms")
+print(f"  runs whose completed job check run never arrived: {max(r['missing'] for r in rs)}")
+PY
+}
+
 case "$what" in
   startup) bench_startup "$@" ;;
   cli) bench_cli "$@" ;;
@@ -662,5 +704,6 @@ case "$what" in
   relay) bench_relay "$@" ;;
   dispatch) bench_dispatch "$@" ;;
   logs) bench_logs "$@" ;;
-  *) echo "usage: scripts/bench.sh startup|cli|reload [RUNS] | ingest|logs [SECONDS] | relay [COUNT] | dispatch [AGENTS]" >&2; exit 2 ;;
+  checks) bench_checks "$@" ;;
+  *) echo "usage: scripts/bench.sh startup|cli|reload|checks [RUNS] | ingest|logs [SECONDS] | relay [COUNT] | dispatch [AGENTS]" >&2; exit 2 ;;
 esac

@@ -156,19 +156,34 @@ pub fn run() -> Result<(), Error> {
             config.instance_id.clone(),
         ));
     }
+    // GitHub check runs: the subscriber only wakes the reporter (started below).
+    let check_wake = Arc::new(crate::checks::Wake::default());
+    hub.events
+        .subscribe(crate::checks::subscriber(check_wake.clone()));
     let waker = hub.clone();
     queue_signal.set(move || waker.wake());
     hub.start_dispatcher(stop.clone());
     let github = GitHubApi::new(&config.github_api_url);
     let tokens = Arc::new(InstallationTokens::default());
-    // Jobs' repository tokens are minted when they are sent, never stored with the job.
-    hub.set_credentials(Arc::new(Mint {
+    let mint = Mint {
         pool: pool.clone(),
         secrets: secrets.clone(),
         github: github.clone(),
         tokens: tokens.clone(),
         registry: registry.clone(),
-    }));
+    };
+    // Jobs' repository tokens are minted when they are sent, never stored with the job.
+    hub.set_credentials(Arc::new(mint.clone()));
+    let reporter = crate::checks::reporter::Deps {
+        pool: pool.clone(),
+        mint,
+        github: github.clone(),
+        storage: storage.clone(),
+        settings: config.checks.clone(),
+    };
+    if let Err(e) = crate::checks::reporter::start(Arc::new(reporter), check_wake, stop.clone()) {
+        log::error!("cannot start the check reporter thread: {e}");
+    }
     let pipeline = Arc::new(Pipeline::start(
         Arc::new(PipelineDeps {
             pool: pool.clone(),

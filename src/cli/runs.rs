@@ -224,6 +224,9 @@ pub fn run_details(answer: &Value) -> String {
     };
     line("Workflow", field(run, "workflowName"));
     line("Status", field(run, "status"));
+    if let Some(conclusion) = run.pointer("/check/conclusion").and_then(Value::as_str) {
+        line("Conclusion", conclusion.to_owned());
+    }
     if let Some(reason) = opt_field(run, "failureReason") {
         line("Failure", reason);
     }

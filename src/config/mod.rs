@@ -18,12 +18,14 @@ pub use crate::db::url::redact_database_url;
 pub use crate::sources::client_ip::TrustedProxies;
 
 mod agents;
+mod checks;
 mod keys;
 #[cfg(test)]
 use keys::{KEY_FILE_LIMIT, SECRET_KEY_REQUIRED};
 mod platform;
 mod storage;
 pub use agents::AgentSettings;
+pub use checks::ChecksSettings;
 pub use storage::{default_blob_base_url, StorageOnly};
 mod vars;
 pub use vars::is_known_var;
@@ -111,6 +113,8 @@ pub struct Config {
     /// Platform (`source.register`, OIDC mint path).
     pub instance_id: String,
     pub agents: AgentSettings,
+    /// GitHub check runs (`KICI_RUN_URL_TEMPLATE`, `KICI_CHECKS_*`).
+    pub checks: ChecksSettings,
     /// `KICI_TRUSTED_PROXIES`: peers whose `X-Forwarded-For`/`X-Real-IP` are believed.
     pub trusted_proxies: TrustedProxies,
     pub dev: bool,
@@ -287,6 +291,7 @@ impl Loader {
         let storage = self.storage();
         let cache_ttl_days = self.cache_ttl_days();
         let agents = self.agent_settings();
+        let checks = self.checks_settings();
         let trusted_proxies = self.trusted_proxies();
         let max_payload = self.max_payload();
         let max_jobs_per_run = self.max_jobs_per_run();
@@ -328,6 +333,7 @@ impl Loader {
                 .get("KICI_CLUSTER_INSTANCE_ID")
                 .unwrap_or_else(crate::crypto::random_uuid),
             agents,
+            checks,
             trusted_proxies,
             dev,
         };

@@ -102,6 +102,11 @@ impl GitHubApi {
         &self.base
     }
 
+    /// The shared HTTP agent, for calls that read an answer's headers (`super::checks`).
+    pub(crate) fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
     /// `GET {base}/app` authenticated as the App itself (`jwt` from [`app_jwt`]): proves the key
     /// belongs to the App and returns its identity.
     pub fn get_app(&self, jwt: &str) -> Result<AppIdentity, GitHubError> {

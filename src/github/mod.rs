@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app_jwt;
+pub mod checks;
 pub mod repo;
 
 pub use api::{validate_app, AppIdentity, GitHubApi, GitHubError, ValidationError};

@@ -151,6 +151,17 @@ impl InstallationTokens {
     }
 }
 
+impl InstallationTokens {
+    /// Drops `token` from the cache (GitHub answered 401 for it: revoked before its expiry), so
+    /// the next request mints a fresh one.
+    pub fn forget(&self, token: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (t, _)| t != token);
+    }
+}
+
 /// `contents:read, pull_requests:read` (for messages).
 pub fn permissions_text(permissions: &BTreeMap<String, String>) -> String {
     permissions

@@ -14,7 +14,7 @@ use crate::{
     crypto::SecretBox,
     db::{self, Pool},
     github::{
-        repo::{repo_part, InstallationTokens, TokenScope},
+        repo::{repo_part, InstallationTokens, TokenError, TokenScope},
         AppKey, GitHubApi,
     },
     runs::credentials::{CredentialsError, JobCredentials},
@@ -39,6 +39,18 @@ impl Mint {
         installation_id: u64,
         scope: &TokenScope,
     ) -> Result<String, CredentialsError> {
+        self.try_token(routing_key, installation_id, scope)
+            .map_err(|e| CredentialsError(e.to_string()))
+    }
+
+    /// [`Mint::token`], keeping GitHub's refusal apart (the check reporter tells a missing
+    /// permission from an outage by it).
+    pub fn try_token(
+        &self,
+        routing_key: &str,
+        installation_id: u64,
+        scope: &TokenScope,
+    ) -> Result<String, MintError> {
         let app_id = routing_key.strip_prefix("github:").ok_or_else(|| {
             format!("routing key {routing_key:?} is not a GitHub App's (github:<appId>)")
         })?;
@@ -67,10 +79,32 @@ impl Mint {
                 .map_err(|e| format!("the private key of source {routing_key} is unusable: {e}"))
         };
         let now = jiff::Timestamp::now().as_second();
-        Ok(self
-            .tokens
+        self.tokens
             .get(&self.github, app_id, key, installation_id, scope, now)
-            .map_err(|e| e.to_string())?)
+            .map_err(MintError::Token)
+    }
+}
+
+/// Why [`Mint::try_token`] has no token: the source is not set up for it (no such source, no
+/// key), or the token request failed.
+#[derive(Debug)]
+pub enum MintError {
+    Setup(String),
+    Token(TokenError),
+}
+
+impl From<String> for MintError {
+    fn from(m: String) -> MintError {
+        MintError::Setup(m)
+    }
+}
+
+impl std::fmt::Display for MintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MintError::Setup(m) => f.write_str(m),
+            MintError::Token(e) => e.fmt(f),
+        }
     }
 }
 

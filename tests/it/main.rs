@@ -11,6 +11,7 @@ mod agents_revoked;
 mod cli_sources;
 mod config_errors;
 mod github_app;
+mod github_checks;
 mod hostile_durability;
 mod hostile_http;
 mod hostile_lockfile;

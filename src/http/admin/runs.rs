@@ -2,7 +2,9 @@
 //! `GET /runs?status=&limit=` (newest first, with job counts per status) and `GET /runs/:runId`
 //! (the run, its jobs with their steps, needs and queue rows, where each step's log is stored,
 //! and `failedSteps`: each failed step with its exit code, message and the last lines of its log,
-//! see [`failed_step`]). Rows are rendered to JSON by PostgreSQL, as for the other admin lists.
+//! see [`failed_step`]), and `check` on the run and each job: the conclusion and summary its
+//! GitHub check run shows (`crate::checks::render`), for every source. Rows are rendered to JSON
+//! by PostgreSQL, as for the other admin lists.
 //! Reading needs `context.read`, which auditors hold (our role table has no separate `run.read`);
 //! a routing-key scoped token sees only its key's runs.
 
@@ -113,6 +115,15 @@ pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
         }
         job["setupLog"] = log_location(&keys::step_log(&run_id, &name, -1), storage);
         job["steps"] = Value::Array(steps);
+    }
+    // The conclusion and summary a GitHub check run shows, for every source.
+    match app
+        .pool
+        .with_retry(|c| crate::checks::store::load(c, &run_id, storage))
+    {
+        Ok(Some(loaded)) => crate::checks::render::annotate(&loaded.facts, &mut run, &mut jobs),
+        Ok(None) => {}
+        Err(e) => log::warn!("run {run_id}: rendering its check summary failed: {e}"),
     }
     let prefix = format!("kici-logs/executions/{run_id}/");
     run["logs"] = log_location(&prefix, storage);

@@ -37,7 +37,7 @@ pub struct FakeGitHub {
     thread: Option<JoinHandle<()>>,
 }
 
-struct FakeApp {
+pub(super) struct FakeApp {
     id: i64,
     name: String,
     slug: String,
@@ -55,6 +55,8 @@ struct FakeApp {
     token_lifetime_secs: std::sync::atomic::AtomicI64,
     files: Mutex<std::collections::HashMap<(String, String, String), Vec<u8>>>,
     compares: Mutex<std::collections::HashMap<(String, String, String), Vec<String>>>,
+    /// The Checks API (`super::fake_checks`).
+    checks: Mutex<super::fake_checks::Checks>,
 }
 
 impl FakeGitHub {
@@ -85,6 +87,7 @@ impl FakeGitHub {
             token_lifetime_secs: std::sync::atomic::AtomicI64::new(3600),
             files: Mutex::default(),
             compares: Mutex::default(),
+            checks: Mutex::default(),
         });
         let handler: Arc<dyn Handler> = app.clone();
         let thread = thread::Builder::new()
@@ -97,6 +100,11 @@ impl FakeGitHub {
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// The Checks API side (`super::fake_checks::FakeChecks`).
+    pub fn checks(&self) -> super::fake_checks::FakeChecks<'_> {
+        super::fake_checks::FakeChecks { app: &self.app }
     }
 
     /// How many `/app` calls it served (accepted or not).
@@ -164,7 +172,7 @@ impl Grant {
     /// Whether this token may read `owner/name`: GitHub limits a token to the `repositories`
     /// (names) or `repository_ids` it was asked for; without either, every repository of the
     /// installation.
-    fn covers(&self, full_name: &str) -> bool {
+    pub(super) fn covers(&self, full_name: &str) -> bool {
         let name = full_name.rsplit('/').next().unwrap_or(full_name);
         match self.request["repositories"].as_array() {
             Some(names) => names.iter().any(|n| n == name),
@@ -184,6 +192,9 @@ impl Drop for FakeGitHub {
 
 impl Handler for FakeApp {
     fn handle(&self, req: &Request) -> Response {
+        if super::fake_checks::is_checks_call(req) {
+            return self.checks_call(req);
+        }
         if req.path.starts_with("/app/installations/")
             && req.path.ends_with("/access_tokens")
             && req.method == "POST"
@@ -237,6 +248,22 @@ impl Handler for FakeApp {
 }
 
 impl FakeApp {
+    /// The Checks API's state.
+    pub(super) fn checks(&self) -> std::sync::MutexGuard<'_, super::fake_checks::Checks> {
+        self.checks.lock().unwrap()
+    }
+
+    /// The grant of an installation token this fake issued (from `Authorization: token …`).
+    pub(super) fn grant_for(&self, req: &Request) -> Option<Grant> {
+        let token = req.header("authorization")?.strip_prefix("token ")?;
+        self.grants
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|g| g.token == token)
+            .cloned()
+    }
+
     /// `POST /app/installations/:id/access_tokens` as the App (JWT) → a token valid for an hour.
     fn access_token(&self, req: &Request) -> Response {
         let jwt = req
@@ -376,7 +403,7 @@ fn decode_json(part: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-fn github_error(status: u16, message: &str) -> Response {
+pub(super) fn github_error(status: u16, message: &str) -> Response {
     Response::json(
         status,
         &json!({ "message": message, "documentation_url": DOCS_URL }),

@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 pub mod agent;
 pub mod daemon;
+pub mod fake_checks;
 pub mod fake_github;
 pub mod git;
 pub mod pg;
