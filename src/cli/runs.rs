@@ -13,7 +13,7 @@ use super::{
 };
 use crate::Error;
 
-/// See and cancel pipeline runs.
+/// See, cancel and re-run pipeline runs.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "runs")]
 pub struct RunsCmd {
@@ -28,6 +28,7 @@ pub enum RunsSub {
     Show(ShowCmd),
     Cancel(CancelCmd),
     Logs(super::runs_logs::LogsCmd),
+    Rerun(super::runs_rerun::RerunCmd),
 }
 
 /// List runs, newest first, with their jobs' statuses.
@@ -81,6 +82,7 @@ pub fn run(cmd: RunsCmd, globals: &Globals) -> Result<(), Error> {
         RunsSub::Show(c) => show_run(c, globals),
         RunsSub::Cancel(c) => cancel(c, globals),
         RunsSub::Logs(c) => super::runs_logs::run(c, globals),
+        RunsSub::Rerun(c) => super::runs_rerun::run(c, globals),
     }
 }
 

@@ -21,7 +21,7 @@ use super::{
     origin::read_lock,
     plan::Plan,
     process::{evaluate, normalized, start_run, Deps, PipelineError, Work, LOCK_PATH},
-    rerun_records::{self as records, RunRef},
+    rerun_records as records,
 };
 use crate::{
     db::DbError,
@@ -32,7 +32,15 @@ use crate::{
     },
 };
 
-pub use super::rerequest::{is_rerequest, rerequested};
+pub use super::{
+    rerequest::{is_rerequest, rerequested},
+    rerun_records::RunRef,
+};
+
+/// The run `run_id` as a rerun reads it; `None` when unknown.
+pub fn run_ref(client: &mut postgres::Client, run_id: &str) -> Result<Option<RunRef>, DbError> {
+    records::run(client, run_id)
+}
 
 /// A delivery processed again: what the store records on its runs, and for a failed-only rerun
 /// the previous run's job statuses.
@@ -54,6 +62,8 @@ pub struct PreviousJobs {
 pub enum RerunError {
     UnknownRun(String),
     UnknownDelivery(String),
+    /// The delivery belongs to another routing key than the caller's token is restricted to.
+    OutOfScope,
     /// Several deliveries (of different orgs) have this delivery id.
     AmbiguousDelivery(String),
     /// The run has not ended (`status`).
@@ -106,6 +116,10 @@ impl fmt::Display for RerunError {
                 f,
                 "no delivery {id:?} in the event log (give its delivery id, e.g. X-GitHub-Delivery, \
                  or its event-log id)"
+            ),
+            RerunError::OutOfScope => f.write_str(
+                "Access denied: token is restricted to a single routing key and this delivery \
+                 came through a different one",
             ),
             RerunError::AmbiguousDelivery(id) => write!(
                 f,
@@ -352,6 +366,7 @@ pub struct Replayed {
 
 /// Processes delivery `id` (its delivery id or event-log id) again with the lock file as it is
 /// now at the delivery's commit; `key` and `triggered_by` are recorded on the runs it starts.
+/// `scope`: the routing key the caller is restricted to, if any.
 pub fn replay(
     deps: &Deps,
     id: &str,
@@ -359,7 +374,7 @@ pub fn replay(
     triggered_by: &str,
     scope: Option<&str>,
 ) -> Result<Replayed, RerunError> {
-    let found = deps.pool.with_retry(|c| records::delivery(c, id, scope))?;
+    let found = deps.pool.with_retry(|c| records::delivery(c, id))?;
     let recorded = match found.len() {
         0 => return Err(RerunError::UnknownDelivery(id.to_owned())),
         1 => found
@@ -368,6 +383,9 @@ pub fn replay(
             .ok_or_else(|| RerunError::UnknownDelivery(id.to_owned()))?,
         _ => return Err(RerunError::AmbiguousDelivery(id.to_owned())),
     };
+    if scope.is_some_and(|k| k != recorded.routing_key) {
+        return Err(RerunError::OutOfScope);
+    }
     if !super::process::has_repository(&recorded.provider) {
         return Err(RerunError::NoRepository(recorded.delivery_id.clone()));
     }

@@ -197,22 +197,17 @@ pub fn delivery_of_run(
         .transpose()
 }
 
-/// The deliveries named `id`: its event-log id, or its delivery id (one per org), limited to
-/// routing key `scope` when set.
-pub fn delivery(
-    client: &mut Client,
-    id: &str,
-    scope: Option<&str>,
-) -> Result<Vec<Recorded>, DbError> {
+/// The deliveries named `id` (at most two are read): its event-log id, or its delivery id (one
+/// per org).
+pub fn delivery(client: &mut Client, id: &str) -> Result<Vec<Recorded>, DbError> {
     let by_log_id = is_uuid(id).then_some(id);
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM event_log
-          WHERE (delivery_id = $1 OR id = $2::text::uuid)
-            AND ($3::text IS NULL OR routing_key = $3)
+          WHERE delivery_id = $1 OR id = $2::text::uuid
           ORDER BY received_at LIMIT 2"
     );
     client
-        .query(&sql, &[&id, &by_log_id, &scope])
+        .query(&sql, &[&id, &by_log_id])
         .map_err(DbError::query("reading a recorded delivery"))?
         .iter()
         .map(recorded)
