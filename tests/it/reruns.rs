@@ -452,3 +452,100 @@ fn api_reruns_need_write_access_to_the_runs_key_and_replays_pick_up_a_fixed_lock
     assert_eq!(r.status, 410, "{}", String::from_utf8_lossy(&r.body));
     assert!(r.json()["error"].as_str().unwrap().contains("redeliver"));
 }
+
+/// A local repository whose lock file's `ci` workflow triggers on pushes to `branch`.
+fn write_local_lock(repo: &std::path::Path, branch: &str) {
+    std::fs::create_dir_all(repo.join(".kici")).unwrap();
+    let lock = json!({"schemaVersion": 29, "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
+        "workflows": [{"name": "ci", "contentHash": "h",
+            "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": branch}], "paths": []}],
+            "jobs": [{"_type": "static", "name": "build", "runsOn": [{"kind": "exact", "value": "linux"}],
+                      "needs": [], "steps": []}]}]});
+    std::fs::write(repo.join(".kici/kici.lock.json"), lock.to_string()).unwrap();
+}
+
+#[test]
+fn a_replay_after_fixing_a_local_lock_file_starts_the_run_it_missed() {
+    use support::git::git_ok;
+    let s = support::agent::setup(PgCluster::shared(), &[]);
+    let base = std::env::temp_dir().join(format!("kici-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let repo = base.join("acme/app");
+    std::fs::create_dir_all(&repo).unwrap();
+    git_ok(&repo, &["init", "-q", "-b", "main"]);
+    write_local_lock(&repo, "mian");
+    git_ok(&repo, &["add", "."]);
+    git_ok(
+        &repo,
+        &["commit", "-q", "-m", "Add the lock file, with a typo"],
+    );
+    let head = git_ok(&repo, &["rev-parse", "HEAD"]);
+    let url = format!("http://{}", s.d.addr);
+    let admin_cli = |args: &[&str]| {
+        let mut all = vec!["--url", url.as_str(), "--token", OWNER];
+        all.extend_from_slice(args);
+        let out = cli(&all, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let base_str = base.display().to_string();
+    let out = admin_cli(&[
+        "source", "add", "local", "--org", "acme", "--path", &base_str,
+    ]);
+    let id = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let out = admin_cli(&["source", "trigger-local", &id]);
+    let delivery = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Delivery ID:"))
+        .expect("a delivery id")
+        .trim()
+        .to_owned();
+    let q = format!(
+        "SELECT status || '|' || matched_count FROM event_log WHERE delivery_id = '{delivery}'"
+    );
+    wait_value(PgCluster::shared(), &s.db, &q, "processed|0");
+
+    // The fix, committed on the same branch: the replay reads the lock file as it is now.
+    write_local_lock(&repo, "main");
+    git_ok(&repo, &["commit", "-q", "-am", "Fix the branch"]);
+    let out = admin_cli(&["event-log", "replay", &delivery]);
+    assert!(
+        out.contains("replayed: processed, 1 run(s) started"),
+        "{out}"
+    );
+    wait_value(PgCluster::shared(), &s.db, &q, "processed|1");
+    let run = one(
+        PgCluster::shared(),
+        &s.db,
+        &format!("SELECT run_id FROM execution_runs WHERE delivery_id = '{delivery}'"),
+    );
+    assert!(out.contains(&format!("run {run}")), "{out}");
+    assert_eq!(
+        one(
+            PgCluster::shared(),
+            &s.db,
+            &format!("SELECT sha FROM execution_runs WHERE run_id = '{run}'")
+        ),
+        head,
+        "the run is for the delivery's commit"
+    );
+    let token = agent_token(&s, json!({}));
+    let mut agent = TestAgent::online(s.d.addr, "local-agent", &token);
+    let job = agent.dispatch(T).expect("the replayed run's job");
+    assert_eq!(job["jobConfig"]["name"], "build");
+    agent.run_job(&job, "success");
+    wait_value(
+        PgCluster::shared(),
+        &s.db,
+        &format!("SELECT status FROM execution_runs WHERE run_id = '{run}'"),
+        "success",
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}
