@@ -254,6 +254,18 @@ pub fn run_details(answer: &Value) -> String {
         trigger.push_str(&format!(" (delivery {delivery})"));
     }
     line("Trigger", trigger.trim().to_owned());
+    // A rerun or a replay (docs/operations.md, "Reruns and replays").
+    match (opt_field(run, "parentRunId"), opt_field(run, "triggeredBy")) {
+        (Some(parent), by) => line(
+            "Re-run of",
+            format!(
+                "{parent}{}",
+                by.map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
+        ),
+        (None, Some(by)) => line("Triggered by", by),
+        (None, None) => {}
+    }
     line("Started", field(run, "startedAt"));
     if let Some(done) = opt_field(run, "completedAt") {
         line("Completed", done);

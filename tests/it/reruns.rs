@@ -216,6 +216,14 @@ fn failed_only_reruns_and_a_github_rerequest_run_again_at_the_same_commit() {
     );
     assert_eq!(run_jobs(&mut agent, 2, "success"), ["unit", "deploy"]);
     run_status(&w, &second, "success");
+    let shown = cli_as(&w, OWNER, &["runs", "show", &second]);
+    assert!(
+        stdout(&shown).contains(&format!(
+            "Re-run of:      {first} (rerun (failed jobs only)"
+        )),
+        "{}",
+        stdout(&shown)
+    );
     let kept = sql(
         &w,
         &format!(
@@ -297,12 +305,32 @@ fn failed_only_reruns_and_a_github_rerequest_run_again_at_the_same_commit() {
     // Without an external_id, the name and head_sha find our latest run of the workflow.
     check_run_rerequested(&w, "rerequest-4", "", "kici/ci");
     assert_eq!(processed(&w, "rerequest-4").0, "processed");
+    let fourth = sql(
+        &w,
+        &format!("SELECT run_id FROM execution_runs WHERE parent_run_id = '{third}'"),
+    );
+    assert!(!fourth.is_empty());
+
+    // "Re-run all checks" of the suite: the latest run of each workflow at its head_sha, once
+    // it has ended (an active one is recorded as not re-run, with the reason).
+    let suite = json!({"action": "rerequested", "repository": repository(), "installation": {"id": 42},
+        "sender": {"login": "reviewer", "id": 11}, "check_suite": {"id": 77, "head_sha": SHA}});
+    assert_eq!(deliver(&w, "check_suite", "suite-1", &suite).status, 202);
+    let (_, decisions) = processed(&w, "suite-1");
+    assert!(
+        decisions.to_string().contains("is still pending"),
+        "{decisions}"
+    );
+    run_jobs(&mut agent, 3, "success");
+    run_status(&w, &fourth, "success");
+    assert_eq!(deliver(&w, "check_suite", "suite-2", &suite).status, 202);
+    assert_eq!(processed(&w, "suite-2").0, "processed");
     assert_eq!(
         sql(
             &w,
-            &format!("SELECT count(*) FROM execution_runs WHERE parent_run_id = '{third}'")
+            &format!("SELECT triggered_by FROM execution_runs WHERE parent_run_id = '{fourth}'")
         ),
-        "1"
+        "check_suite.rerequested by reviewer"
     );
 }
 
