@@ -328,6 +328,7 @@ pub fn rerun_of(deps: &Deps, previous: &RunRef, ask: &Ask) -> Result<Rerun, Reru
                     .unwrap_or_else(|| run_id.to_owned()),
             ),
             ended: Vec::new(),
+            kept_from: previous_jobs.as_ref().map(|p| p.run_id.clone()),
         },
         previous_jobs,
     };

@@ -198,7 +198,9 @@ fn failed_only_reruns_and_a_github_rerequest_run_again_at_the_same_commit() {
         "deploy=skipped,lint=success,unit=failed"
     );
 
-    // --failed-only: unit runs again, deploy after it; lint is kept as passed.
+    // --failed-only: unit runs again, deploy after it; lint is kept as passed, with its outputs.
+    sql(&w, &format!(
+        "UPDATE execution_jobs SET outputs = '{{\"version\": \"1.2\"}}' WHERE run_id = '{first}' AND job_name = 'lint'"));
     let out = cli_as(
         &w,
         OWNER,
@@ -230,6 +232,10 @@ fn failed_only_reruns_and_a_github_rerequest_run_again_at_the_same_commit() {
         "SELECT error_message FROM execution_jobs WHERE run_id = '{second}' AND job_name = 'lint'"),
     );
     assert!(kept.contains(&format!("passed in run {first}")), "{kept}");
+    assert_eq!(
+        sql(&w, &format!("SELECT outputs->>'version' FROM execution_jobs WHERE run_id = '{second}' AND job_name = 'lint'")),
+        "1.2"
+    );
 
     // Nothing failed any more: --failed-only says so and how to run everything.
     let out = cli_as(&w, OWNER, &["runs", "rerun", &second, "--failed-only"]);

@@ -76,6 +76,8 @@ pub struct Again {
     pub original_run_id: Option<String>,
     /// Jobs ended at creation, with their status and why (no queue row: never dispatched).
     pub ended: Vec<(NewJob, JobStatus, String)>,
+    /// The run whose passed jobs are kept: their outputs are copied, for the jobs after them.
+    pub kept_from: Option<String>,
 }
 
 /// [`create_run`] for a delivery processed again; the same guarantees, per `again.key`.
@@ -144,6 +146,20 @@ fn create(client: &mut Client, run: &NewRun, again: &Again) -> Result<Created, D
             &[&job.id, &run.run_id, &job.job_name, &labels, &matrix, &status.as_str(), why],
         )
         .map_err(DbError::query("recording a job ended at creation"))?;
+    }
+    if let Some(from) = again
+        .kept_from
+        .as_deref()
+        .filter(|_| !again.ended.is_empty())
+    {
+        tx.execute(
+            "UPDATE execution_jobs n SET outputs = p.outputs
+               FROM execution_jobs p
+              WHERE n.run_id = $1::text::uuid AND n.status = 'success'
+                AND p.run_id = $2::text::uuid AND p.job_name = n.job_name",
+            &[&run.run_id, &from],
+        )
+        .map_err(DbError::query("keeping the outputs of passed jobs"))?;
     }
     for job in &run.jobs {
         queue::enqueue(&mut tx, job, "pending")?;
