@@ -8,12 +8,15 @@
 pub mod agent;
 pub mod client;
 pub mod db;
+pub mod event_log_cmd;
+pub mod event_log_replay;
 pub mod instance;
 mod local_repo;
 pub mod orchestrator;
 pub mod output;
 pub mod runs;
 pub mod runs_logs;
+pub mod runs_rerun;
 pub mod secret_input;
 pub mod source;
 pub mod source_generic;
@@ -64,6 +67,7 @@ pub enum Command {
     AgentToken(agent::AgentTokenCmd),
     Agent(agent::AgentCmd),
     Runs(runs::RunsCmd),
+    EventLog(event_log_cmd::EventLogCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -157,6 +161,7 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::AgentToken(cmd)) => agent::run(cmd, &globals),
         Some(Command::Agent(cmd)) => agent::run_agent(cmd, &globals),
         Some(Command::Runs(cmd)) => runs::run(cmd, &globals),
+        Some(Command::EventLog(cmd)) => event_log_cmd::run(cmd, &globals),
     }
 }
 

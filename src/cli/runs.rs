@@ -13,7 +13,7 @@ use super::{
 };
 use crate::Error;
 
-/// See and cancel pipeline runs.
+/// See, cancel and re-run pipeline runs.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "runs")]
 pub struct RunsCmd {
@@ -28,6 +28,7 @@ pub enum RunsSub {
     Show(ShowCmd),
     Cancel(CancelCmd),
     Logs(super::runs_logs::LogsCmd),
+    Rerun(super::runs_rerun::RerunCmd),
 }
 
 /// List runs, newest first, with their jobs' statuses.
@@ -81,6 +82,7 @@ pub fn run(cmd: RunsCmd, globals: &Globals) -> Result<(), Error> {
         RunsSub::Show(c) => show_run(c, globals),
         RunsSub::Cancel(c) => cancel(c, globals),
         RunsSub::Logs(c) => super::runs_logs::run(c, globals),
+        RunsSub::Rerun(c) => super::runs_rerun::run(c, globals),
     }
 }
 
@@ -255,6 +257,18 @@ pub fn run_details(answer: &Value) -> String {
         trigger.push_str(&format!(" (delivery {delivery})"));
     }
     line("Trigger", trigger.trim().to_owned());
+    // A rerun or a replay (docs/operations.md, "Reruns and replays").
+    match (opt_field(run, "parentRunId"), opt_field(run, "triggeredBy")) {
+        (Some(parent), by) => line(
+            "Re-run of",
+            format!(
+                "{parent}{}",
+                by.map(|b| format!(" ({b})")).unwrap_or_default()
+            ),
+        ),
+        (None, Some(by)) => line("Triggered by", by),
+        (None, None) => {}
+    }
     line("Started", field(run, "startedAt"));
     if let Some(done) = opt_field(run, "completedAt") {
         line("Completed", done);

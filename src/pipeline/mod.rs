@@ -4,7 +4,8 @@
 //! on a linear-time engine in `crate::jsregex`), and planning — matrix expansion, label routing and
 //! the `needs` edges (`plan`). The I/O is at the edge: `process` (worker threads: lock fetch,
 //! matching, asking `crate::runs` to create the runs) and `records` (the delivery's event-log
-//! entry). Runs, jobs, their states and the `needs` lifecycle belong to `crate::runs`.
+//! entry). `rerun` processes a recorded delivery again (reruns, replays, GitHub's re-run requests
+//! in `rerequest`). Runs, jobs, their states and the `needs` lifecycle belong to `crate::runs`.
 
 pub mod cache;
 pub mod credentials;
@@ -20,3 +21,6 @@ mod origin;
 pub mod plan;
 pub mod process;
 pub mod records;
+mod rerequest;
+pub mod rerun;
+mod rerun_records;

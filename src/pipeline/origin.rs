@@ -11,8 +11,9 @@ use std::{
 use serde_json::Value;
 
 use super::{
+    cache::is_commit,
     event::{EventKind, NormalizedEvent, Provider},
-    process::{db_err, Deps, Work, LOCK_PATH},
+    process::{db_err, Deps, PipelineError, Work, LOCK_PATH},
 };
 use crate::{db::DbError, github::repo, sources::local_path};
 
@@ -93,6 +94,39 @@ pub(super) fn origin(
 
 /// The lock file of a local repository, if any: it must stay inside the repository once
 /// symlinks are followed, and is read only up to the lock-file size limit.
+/// The lock file at the event's commit: from the GitHub Contents API (cached per commit, which
+/// never changes) or a local repository's working tree; `None` when there is none.
+pub(in crate::pipeline) fn read_lock(
+    deps: &Deps,
+    event: &NormalizedEvent,
+    origin: &Origin,
+) -> Result<Option<Vec<u8>>, PipelineError> {
+    Ok(match origin {
+        Origin::GitHub { token, .. } => {
+            let repo_name = event
+                .repo
+                .clone()
+                .ok_or(PipelineError::Payload("the payload names no repository"))?;
+            let key = format!("github:{repo_name}@{}", event.sha);
+            match deps.locks.get(&key) {
+                Some(bytes) => Some(bytes.to_vec()),
+                None => {
+                    let fetched =
+                        repo::file_at(&deps.github, token, &repo_name, LOCK_PATH, &event.sha)
+                            .map_err(|e| PipelineError::Source(e.to_string()))?;
+                    // Only commits are immutable: a branch name or HEAD is read again next time.
+                    if let (Some(b), true) = (&fetched, is_commit(&event.sha)) {
+                        deps.locks.put(key, b.clone());
+                    }
+                    fetched
+                }
+            }
+        }
+        Origin::Local { repo, .. } => read_local_lock(repo).map_err(PipelineError::Source)?,
+        Origin::None => None,
+    })
+}
+
 pub(super) fn read_local_lock(repo: &Path) -> Result<Option<Vec<u8>>, String> {
     let path = repo.join(LOCK_PATH);
     // `repo` is canonical: unless `.kici` or the file itself is a symlink, the path stays inside

@@ -15,16 +15,17 @@ use std::{
 use serde_json::{json, Value};
 
 use super::{
-    cache::{is_commit, LockCache},
+    cache::LockCache,
     dispatch::dispatch_body,
     event::{normalize_generic, normalize_github, normalize_local, NormalizedEvent},
     lease::{self, SweepVerdict},
     lockfile::{parse_and_validate, LockFile, LockWorkflow},
     matcher::{match_all, needs_changed_files},
     mint::Mint,
-    origin::{changed_files, origin, read_local_lock},
+    origin::{changed_files, origin, read_lock},
     plan::{plan_workflow, LabelPattern, Plan},
     records,
+    rerun::Again,
 };
 use crate::{
     crypto::SecretBox,
@@ -38,11 +39,14 @@ use crate::{
         state::{JobStatus, RunStatus},
         store::{
             queue::NewJob,
-            runs::{create_run, failed_run, Created, FailedRun, NewRun},
+            runs::{
+                create_run, create_run_again, failed_run, failed_run_again, Created, FailedRun,
+                NewRun,
+            },
         },
         Waker,
     },
-    sources::registry::SourceRegistry,
+    sources::registry::{GenericSource, SourceRegistry},
 };
 
 pub(super) use super::origin::Origin;
@@ -91,12 +95,16 @@ const QUEUE_LIMIT: usize = 10_000;
 
 pub struct Pipeline {
     tx: Mutex<mpsc::SyncSender<Work>>,
+    /// Also used by reruns and replays, which process a recorded delivery again on the
+    /// requester's thread (src/pipeline/rerun.rs).
+    deps: Arc<Deps>,
 }
 
 impl Pipeline {
     pub fn start(deps: Arc<Deps>, workers: usize) -> Pipeline {
         let (tx, rx) = mpsc::sync_channel::<Work>(QUEUE_LIMIT);
         let rx = Arc::new(Mutex::new(rx));
+        let shared = deps.clone();
         for i in 0..workers.max(1) {
             let (rx, deps) = (rx.clone(), deps.clone());
             // `handle` catches a panic per delivery; the supervisor is the net under that net
@@ -114,7 +122,15 @@ impl Pipeline {
                 log::error!("cannot start a pipeline worker: {e}");
             }
         }
-        Pipeline { tx: Mutex::new(tx) }
+        Pipeline {
+            tx: Mutex::new(tx),
+            deps: shared,
+        }
+    }
+
+    /// What processing a delivery needs (reruns and replays use it too).
+    pub fn deps(&self) -> &Deps {
+        &self.deps
     }
 
     /// Hands a recorded delivery to the workers without ever blocking the webhook's thread.
@@ -273,16 +289,39 @@ fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
             work.delivery_id
         );
     }
+    evaluate(deps, work, None).map(drop)
+}
+
+/// A delivery's payload and its normalized event, with the generic source it came through.
+pub(super) fn normalized(
+    deps: &Deps,
+    work: &Work,
+) -> (Value, NormalizedEvent, Option<Arc<GenericSource>>) {
     let payload: Value = serde_json::from_slice(&work.body).unwrap_or_else(|_| json!({}));
     let snapshot = deps.registry.snapshot();
     let generic = snapshot.generic_by_key(&work.routing_key).cloned();
     let event_name = work.event.clone().unwrap_or_default();
-    let mut event = match (work.provider.as_str(), &generic) {
+    let event = match (work.provider.as_str(), &generic) {
         ("github", _) => normalize_github(&event_name, work.action.as_deref(), &payload),
         ("local", _) => normalize_local(&event_name, &payload),
         (_, Some(src)) => normalize_generic(&src.id, &src.name, &event_name, &payload),
         _ => normalize_generic("", "", &event_name, &payload),
     };
+    (payload, event, generic)
+}
+
+/// Everything after the claim: reads the lock file, matches, starts the runs and records the
+/// outcome on the delivery's event-log entry; returns the runs started. `again` is set when the
+/// delivery is processed again (a replay, or a GitHub re-run request: src/pipeline/rerun.rs).
+pub(super) fn evaluate(
+    deps: &Deps,
+    work: &Work,
+    again: Option<&Again>,
+) -> Result<Vec<String>, PipelineError> {
+    let (payload, mut event, generic) = normalized(deps, work);
+    if super::rerun::is_rerequest(work, &payload) {
+        return super::rerun::rerequested(deps, work, &payload);
+    }
     let mark =
         |status: &str, matched: i32, run: Option<&str>, decisions: Value, error: Option<&str>| {
             deps.pool
@@ -304,37 +343,14 @@ fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
             "event {:?} is not one the pipeline matches",
             event.kind.as_str()
         );
-        return mark("processed", 0, None, json!([{"summary": why}]), None);
+        return mark("processed", 0, None, json!([{"summary": why}]), None).map(|_| Vec::new());
     }
     let origin = origin(deps, work, &event, generic.as_ref().map(|g| g.id.as_str()))
         .map_err(PipelineError::Source)?;
-    let lock_bytes = match &origin {
-        Origin::GitHub { token, .. } => {
-            let repo_name = event
-                .repo
-                .clone()
-                .ok_or(PipelineError::Payload("the payload names no repository"))?;
-            let key = format!("github:{repo_name}@{}", event.sha);
-            match deps.locks.get(&key) {
-                Some(bytes) => Some(bytes.to_vec()),
-                None => {
-                    let fetched =
-                        repo::file_at(&deps.github, token, &repo_name, LOCK_PATH, &event.sha)
-                            .map_err(|e| PipelineError::Source(e.to_string()))?;
-                    // Only commits are immutable: a branch name or HEAD is read again next time.
-                    if let (Some(b), true) = (&fetched, is_commit(&event.sha)) {
-                        deps.locks.put(key, b.clone());
-                    }
-                    fetched
-                }
-            }
-        }
-        Origin::Local { repo, .. } => read_local_lock(repo).map_err(PipelineError::Source)?,
-        Origin::None => None,
-    };
+    let lock_bytes = read_lock(deps, &event, &origin)?;
     if matches!(origin, Origin::None) {
         let why = "a generic source without a repository: no lock file to match";
-        return mark("processed", 0, None, json!([{ "summary": why }]), None);
+        return mark("processed", 0, None, json!([{ "summary": why }]), None).map(|_| Vec::new());
     }
     let Some(lock_bytes) = lock_bytes else {
         let why = format!(
@@ -342,7 +358,8 @@ fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
             event.repo.as_deref().unwrap_or("(no repository)"),
             event.sha
         );
-        return mark("lockfile_missing", 0, None, json!([{"summary": why}]), None);
+        return mark("lockfile_missing", 0, None, json!([{"summary": why}]), None)
+            .map(|_| Vec::new());
     };
     let lock = match parse_and_validate(&lock_bytes) {
         Ok(l) => l,
@@ -358,7 +375,10 @@ fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
                 sha: Some(&event.sha),
             };
             // Safe to repeat: a second try finds the run through its delivery.
-            let run = deps.pool.with_retry(|c| failed_run(c, &failed))?;
+            let run = deps.pool.with_retry(|c| match again {
+                Some(a) => failed_run_again(c, &failed, &a.store),
+                None => failed_run(c, &failed),
+            })?;
             log::warn!("delivery {}: {reason}", work.delivery_id);
             return mark(
                 "lockfile_corrupt",
@@ -366,7 +386,8 @@ fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
                 Some(&run),
                 json!([{"summary": reason}]),
                 Some(&reason),
-            );
+            )
+            .map(|_| vec![run]);
         }
     };
     if needs_changed_files(&lock.workflows, &event) {
@@ -391,7 +412,7 @@ fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
             continue;
         };
         let trace = serde_json::to_value(decision).unwrap_or(Value::Null);
-        let (run, failure) = start_run(deps, work, &lock, wf, &event, &origin, trace)?;
+        let (run, failure) = start_run(deps, work, &lock, wf, &event, &origin, trace, again)?;
         runs.push(run);
         failures.extend(failure);
     }
@@ -414,11 +435,13 @@ fn process(deps: &Deps, work: &Work) -> Result<(), PipelineError> {
     };
     let error = (!failures.is_empty()).then(|| failures.join("; "));
     let first = runs.first().map(String::as_str);
-    mark(status, runs.len() as i32, first, all, error.as_deref())
+    mark(status, runs.len() as i32, first, all, error.as_deref())?;
+    Ok(runs)
 }
 
 /// The run's id, with the reason when it was recorded as failed before any job was created.
-fn start_run(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn start_run(
     deps: &Deps,
     work: &Work,
     lock: &LockFile,
@@ -426,6 +449,7 @@ fn start_run(
     event: &NormalizedEvent,
     origin: &Origin,
     trace: Value,
+    again: Option<&Again>,
 ) -> Result<(String, Option<String>), PipelineError> {
     let failed = |reason: &str| {
         let failed = FailedRun {
@@ -438,7 +462,10 @@ fn start_run(
             sha: Some(&event.sha),
         };
         deps.pool
-            .with_retry(|c| failed_run(c, &failed))
+            .with_retry(|c| match again {
+                Some(a) => failed_run_again(c, &failed, &a.store),
+                None => failed_run(c, &failed),
+            })
             .map_err(PipelineError::Db)
     };
     let refused = |reason: String| failed(&reason).map(|run| (run, Some(reason)));
@@ -450,7 +477,12 @@ fn start_run(
         Err(e) => return refused(e.to_string()),
     };
     let run_id = crate::crypto::random_uuid();
-    let ready = first_wave(&plan);
+    // A failed-only rerun records the jobs that passed before as ended (src/pipeline/rerun.rs).
+    let (ready, mut ended) = match again.and_then(|a| a.previous_jobs.as_ref()) {
+        Some(previous) => super::rerun::wave(&plan, previous),
+        None => (first_wave(&plan), Default::default()),
+    };
+    let mut store = again.map(|a| a.store.clone()).unwrap_or_default();
     let (mut now, mut later) = (Vec::new(), Vec::new());
     for job in &plan.jobs {
         let new = NewJob {
@@ -467,7 +499,9 @@ fn start_run(
             },
             routing_key: Some(work.routing_key.clone()),
         };
-        if ready.contains(&job.name) {
+        if let Some((status, why)) = ended.remove(&job.name) {
+            store.ended.push((new, status, why));
+        } else if ready.contains(&job.name) {
             now.push(new);
         } else {
             later.push(new);
@@ -500,7 +534,10 @@ fn start_run(
     // Safe to repeat (see `create_run`): a retry after a lost commit finds this run.
     // The run's turn from before it exists, so its `pending` precedes its first claim.
     let turn = deps.events.turn(&run_id);
-    let created = deps.pool.with_retry(|c| create_run(c, &run))?;
+    let created = deps.pool.with_retry(|c| match again {
+        Some(_) => create_run_again(c, &run, &store),
+        None => create_run(c, &run),
+    })?;
     if let Created::Existing(existing) = created {
         log::info!(
             "delivery {}: run {existing} of workflow {} already exists; not queued again",
@@ -511,6 +548,11 @@ fn start_run(
     }
     deps.events
         .publish_one(&turn, RunEvent::run(&run_id, "pending", now_ms()));
+    // Jobs a failed-only rerun recorded as ended: subscribers see their status like any end.
+    for (job, status, _) in &store.ended {
+        let ended = RunEvent::job(&run_id, &job.id, &job.job_name, status.as_str(), now_ms());
+        deps.events.publish_one(&turn, ended);
+    }
     log::info!(
         "run {run_id}: workflow {} with {} job(s)",
         wf.name,

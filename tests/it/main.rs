@@ -28,6 +28,7 @@ mod platform_relay;
 mod platform_tls;
 mod ready_and_secrets;
 mod reload;
+mod reruns;
 mod runs_cli;
 mod runs_failures;
 mod runs_logs;

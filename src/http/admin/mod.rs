@@ -8,6 +8,7 @@ mod body;
 mod generic;
 mod github;
 mod logs;
+mod rerun;
 mod runs;
 
 use serde_json::json;
@@ -147,6 +148,8 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         Op::RunShow(id) => runs::show(&app.runs(), c, id),
         Op::RunLogs(id) => logs::read(&app.runs(), c, req, id),
         Op::RunCancel(id) => agents::cancel_run(&app.agents(), c, req, id),
+        Op::RunRerun(id) => rerun::rerun_run(app.pipeline.deps(), c, req, id),
+        Op::EventReplay(id) => rerun::replay(app.pipeline.deps(), c, id),
         Op::Migrate => run_migrations(&app.pool, c),
         Op::MigrationStatus => migration_status(&app.pool, c),
     }
@@ -187,6 +190,8 @@ enum Op<'a> {
     RunShow(&'a str),
     RunLogs(&'a str),
     RunCancel(&'a str),
+    RunRerun(&'a str),
+    EventReplay(&'a str),
     Migrate,
     MigrationStatus,
 }
@@ -217,10 +222,13 @@ fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
         (["runs", id], "GET") => Op::RunShow(id),
         (["runs", id, "logs"], "GET") => Op::RunLogs(id),
         (["runs", id, "cancel"], "POST") => Op::RunCancel(id),
+        (["runs", id, "rerun"], "POST") => Op::RunRerun(id),
+        (["events", id, "replay"], "POST") => Op::EventReplay(id),
         (["db", "migrate"], "POST") => Op::Migrate,
         (["db", "migrate", "status"], "GET") => Op::MigrationStatus,
         (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"] | ["runs"], _)
-        | (["agent-tokens", _] | ["runs", _] | ["runs", _, "cancel" | "logs"], _)
+        | (["agent-tokens", _] | ["runs", _] | ["runs", _, "cancel" | "logs" | "rerun"], _)
+        | (["events", _, "replay"], _)
         | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
         | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
         | (["db", "migrate"] | ["db", "migrate", "status"], _) => {

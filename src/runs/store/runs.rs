@@ -60,19 +60,52 @@ pub enum Created {
 /// connection finds the run it wrote through its delivery (`ON CONFLICT … DO NOTHING`) and
 /// answers [`Created::New`], since the run found has this run's id.
 pub fn create_run(client: &mut Client, run: &NewRun) -> Result<Created, DbError> {
+    create(client, run, &Again::default())
+}
+
+/// A delivery processed again (a rerun or a replay, src/pipeline/rerun.rs): which processing this
+/// is, who asked, the run it re-runs, and the jobs recorded as already ended when the run is
+/// created (passed in the run it re-runs, or skipped by their needs from the start).
+#[derive(Debug, Clone, Default)]
+pub struct Again {
+    /// `execution_runs.rerun_key` (migration 0010): '' for a delivery's own processing.
+    pub key: String,
+    pub triggered_by: Option<String>,
+    /// The run re-run (`parent_run_id`) and the first run of the chain (`original_run_id`).
+    pub parent_run_id: Option<String>,
+    pub original_run_id: Option<String>,
+    /// Jobs ended at creation, with their status and why (no queue row: never dispatched).
+    pub ended: Vec<(NewJob, JobStatus, String)>,
+    /// The run whose passed jobs are kept: their outputs are copied, for the jobs after them.
+    pub kept_from: Option<String>,
+}
+
+/// [`create_run`] for a delivery processed again; the same guarantees, per `again.key`.
+pub fn create_run_again(
+    client: &mut Client,
+    run: &NewRun,
+    again: &Again,
+) -> Result<Created, DbError> {
+    create(client, run, again)
+}
+
+fn create(client: &mut Client, run: &NewRun, again: &Again) -> Result<Created, DbError> {
     let mut tx = client
         .transaction()
         .map_err(DbError::query("starting a run"))?;
-    let count = (run.jobs.len() + run.waiting.len()) as i32;
+    let count = (run.jobs.len() + run.waiting.len() + again.ended.len()) as i32;
     let inserted = tx
         .execute(
             "INSERT INTO execution_runs (run_id, workflow_name, provider, routing_key, repo_identifier, ref, sha,
-                 delivery_id, trigger_event, trigger_decision, job_count)
-             VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-             ON CONFLICT (delivery_id, workflow_name) WHERE duplicate_of IS NULL DO NOTHING",
+                 delivery_id, trigger_event, trigger_decision, job_count, rerun_key, triggered_by,
+                 parent_run_id, original_run_id)
+             VALUES ($1::text::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                 $14::text::uuid, $15::text::uuid)
+             ON CONFLICT (delivery_id, workflow_name, rerun_key) WHERE duplicate_of IS NULL DO NOTHING",
             &[
                 &run.run_id, &run.workflow_name, &run.provider, &run.routing_key, &run.repo, &run.git_ref,
                 &run.sha, &run.delivery_id, &run.trigger_event, &run.trigger_decision, &count,
+                &again.key, &again.triggered_by, &again.parent_run_id, &again.original_run_id,
             ],
         )
         .map_err(DbError::query("recording a run"))?;
@@ -80,7 +113,7 @@ pub fn create_run(client: &mut Client, run: &NewRun) -> Result<Created, DbError>
         // Only a delivery id can conflict; the conflicting run committed, so a new statement sees
         // it.
         let delivery = run.delivery_id.as_deref().unwrap_or_default();
-        return match existing_run(&mut tx, delivery, &run.workflow_name)? {
+        return match existing_run_of(&mut tx, delivery, &run.workflow_name, &again.key)? {
             Some(existing) if existing == run.run_id => Ok(Created::New),
             Some(existing) => Ok(Created::Existing(existing)),
             None => Err(DbError::Query {
@@ -102,6 +135,31 @@ pub fn create_run(client: &mut Client, run: &NewRun) -> Result<Created, DbError>
             &[&job.id, &run.run_id, &job.job_name, &labels, &matrix],
         )
         .map_err(DbError::query("recording a job"))?;
+    }
+    for (job, status, why) in &again.ended {
+        let matrix = job.dispatch.pointer("/jobConfig/matrixValues").cloned();
+        let labels = serde_json::json!(job.requirements.labels);
+        tx.execute(
+            "INSERT INTO execution_jobs (job_id, run_id, job_name, runs_on_labels, matrix_values, status,
+                 error_message, completed_at, duration_ms)
+             VALUES ($1::text::uuid, $2::text::uuid, $3, $4, $5, $6, $7, now(), 0)",
+            &[&job.id, &run.run_id, &job.job_name, &labels, &matrix, &status.as_str(), why],
+        )
+        .map_err(DbError::query("recording a job ended at creation"))?;
+    }
+    if let Some(from) = again
+        .kept_from
+        .as_deref()
+        .filter(|_| !again.ended.is_empty())
+    {
+        tx.execute(
+            "UPDATE execution_jobs n SET outputs = p.outputs
+               FROM execution_jobs p
+              WHERE n.run_id = $1::text::uuid AND n.status = 'success'
+                AND p.run_id = $2::text::uuid AND p.job_name = n.job_name",
+            &[&run.run_id, &from],
+        )
+        .map_err(DbError::query("keeping the outputs of passed jobs"))?;
     }
     for job in &run.jobs {
         queue::enqueue(&mut tx, job, "pending")?;
@@ -127,11 +185,21 @@ pub fn existing_run(
     delivery_id: &str,
     workflow: &str,
 ) -> Result<Option<String>, DbError> {
+    existing_run_of(client, delivery_id, workflow, "")
+}
+
+/// The run of `workflow` the processing `rerun_key` of `delivery_id` started (migration 0010).
+pub fn existing_run_of(
+    client: &mut impl GenericClient,
+    delivery_id: &str,
+    workflow: &str,
+    rerun_key: &str,
+) -> Result<Option<String>, DbError> {
     let row = client
         .query_opt(
             "SELECT run_id::text FROM execution_runs
-              WHERE delivery_id = $1 AND workflow_name = $2 AND duplicate_of IS NULL",
-            &[&delivery_id, &workflow],
+              WHERE delivery_id = $1 AND workflow_name = $2 AND rerun_key = $3 AND duplicate_of IS NULL",
+            &[&delivery_id, &workflow, &rerun_key],
         )
         .map_err(DbError::query("looking for a delivery's run"))?;
     row.map(|r| col(&r, 0, "looking for a delivery's run"))
@@ -153,27 +221,43 @@ pub struct FailedRun<'a> {
 /// A run that failed before any job could start; returns its id (the existing one when this
 /// delivery already recorded it: processed again after a crash, or a retry of this call).
 pub fn failed_run(client: &mut Client, run: &FailedRun<'_>) -> Result<String, DbError> {
+    failed_run_again(client, run, &Again::default())
+}
+
+/// [`failed_run`] for a delivery processed again (`again.ended` is not used: there are no jobs).
+pub fn failed_run_again(
+    client: &mut Client,
+    run: &FailedRun<'_>,
+    again: &Again,
+) -> Result<String, DbError> {
     let run_id = crate::crypto::random_uuid();
     let init = serde_json::json!({"scope": run.scope, "category": "init", "message": run.reason});
     let inserted = client
         .execute(
             "INSERT INTO execution_runs (run_id, workflow_name, status, routing_key, repo_identifier, sha, delivery_id,
-                 failure_reason, init_failure, completed_at, duration_ms)
-             VALUES ($1::text::uuid, $2, 'failed', $3, $4, $5, $6, $7, $8, now(), 0)
-             ON CONFLICT (delivery_id, workflow_name) WHERE duplicate_of IS NULL DO NOTHING",
-            &[&run_id, &run.workflow, &run.routing_key, &run.repo, &run.sha, &run.delivery_id, &run.reason, &init],
+                 failure_reason, init_failure, completed_at, duration_ms, rerun_key, triggered_by,
+                 parent_run_id, original_run_id)
+             VALUES ($1::text::uuid, $2, 'failed', $3, $4, $5, $6, $7, $8, now(), 0, $9, $10,
+                 $11::text::uuid, $12::text::uuid)
+             ON CONFLICT (delivery_id, workflow_name, rerun_key) WHERE duplicate_of IS NULL DO NOTHING",
+            &[
+                &run_id, &run.workflow, &run.routing_key, &run.repo, &run.sha, &run.delivery_id, &run.reason, &init,
+                &again.key, &again.triggered_by, &again.parent_run_id, &again.original_run_id,
+            ],
         )
         .map_err(DbError::query("recording a failed run"))?;
     if inserted > 0 {
         return Ok(run_id);
     }
-    existing_run(client, run.delivery_id, run.workflow)?.ok_or_else(|| DbError::Query {
-        context: "recording a failed run",
-        detail: format!(
-            "delivery {} has a run of {:?} that vanished while it was looked up; retry",
-            run.delivery_id, run.workflow
-        ),
-        code: None,
+    existing_run_of(client, run.delivery_id, run.workflow, &again.key)?.ok_or_else(|| {
+        DbError::Query {
+            context: "recording a failed run",
+            detail: format!(
+                "delivery {} has a run of {:?} that vanished while it was looked up; retry",
+                run.delivery_id, run.workflow
+            ),
+            code: None,
+        }
     })
 }
 
