@@ -128,7 +128,7 @@ impl Metrics {
             // The reference's name for the same count.
             webhooks_received: counter(
                 "kici_webhooks_received_total",
-                "Webhook deliveries that reached the intake (direct after the body was read, relayed after reassembly).",
+                "Webhook deliveries that reached the intake (direct: body read; relayed: reassembled).",
                 &["kind", "via"],
             ),
             webhook_verdicts: counter(
@@ -272,7 +272,7 @@ impl Metrics {
             ),
             storage_requests: counter(
                 "kici_orch_storage_requests_total",
-                "S3 requests made by the orchestrator (the filesystem backend makes none), by operation and outcome (ok, not_found, refused, error).",
+                "S3 requests (the filesystem backend makes none), by operation and outcome.",
                 &["operation", "outcome"],
             ),
             github_calls: counter(
@@ -390,7 +390,7 @@ pub fn get() -> &'static Metrics {
 /// use std::sync::{LazyLock, RwLock};
 /// use kici_orchestrator::metrics::{register, Counter, Family};
 /// static CHECKS: LazyLock<&'static Family<Counter>> = LazyLock::new(|| {
-///     register(Family::new("kici_orch_example_total", "An example.", &["result"], Counter::default))
+///     register(Family::new("kici_orch_example_total", "Ex.", &["result"], Counter::default))
 /// });
 /// CHECKS.inc(&["ok"]);
 /// ```
