@@ -432,6 +432,7 @@ if not alive():
     sys.exit("the daemon died during the benchmark")
 # Accepted means recorded: every 202 (warmups included) must be an event_log row by now.
 answered = sum(h["accepted_all"] for n in levels for _, h in results[n])
+answered += sum(h["accepted_all"] for n in levels for h in scraped[n])
 rows = subprocess.run(psql + ["SELECT count(*) FROM event_log WHERE org_id = 'bench'"],
                       capture_output=True, text=True, timeout=60)
 rows = int(rows.stdout) if rows.returncode == 0 and rows.stdout.strip().isdigit() else None

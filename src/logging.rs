@@ -205,7 +205,6 @@ mod tests {
         let sink = Sink {
             format: Format::Json,
             journald: true,
-            ..FILE
         };
         let l = line(sink, at(), Level::Info, "k", "m");
         let json = l.strip_prefix("<6>").unwrap();
