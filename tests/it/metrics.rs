@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use support::{
     agent::{queue_run, wait_value, TestAgent},
     daemon::*,
+    git::git_ok,
     pg::PgCluster,
     platform::PlatformDouble,
     webhook::*,
@@ -188,6 +189,48 @@ fn counters_move_with_webhooks_a_job_and_the_platform_link() {
         404
     );
 
+    // Pushes through a local source: a run (for a job no agent serves), a push that matches
+    // nothing, and a repository without a lock file.
+    let base = std::env::temp_dir().join(format!("kici-metrics-{}/repos", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    repo(&base, "acme/app", true);
+    repo(&base, "acme/bare", false);
+    let admin_url = format!("http://{}", d.addr);
+    let base_str = base.display().to_string();
+    let args = [
+        "--url", &admin_url, "--token", OWNER, "source", "add", "local",
+    ];
+    let out = cli(
+        &[&args[..], &["--org", "acme", "--path", &base_str]].concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (full_name, branch) in [
+        ("acme/app", "main"),
+        ("acme/app", "other"),
+        ("acme/bare", "main"),
+    ] {
+        let push =
+            json!({"ref": format!("refs/heads/{branch}"), "repository": {"full_name": full_name}});
+        let h = [
+            ("Content-Type", "application/json"),
+            ("X-Event-Type", "push"),
+        ];
+        let r = post(
+            &d,
+            "/webhook/acme/generic/repos",
+            &h,
+            push.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    }
+    wait_value(
+        pg,
+        &db,
+        "SELECT count(*) FROM event_log WHERE status NOT IN ('received', 'processing')",
+        "3",
+    );
+
     // A job run by the scripted agent.
     let token = admin(&d, OWNER, "POST", "/agent-tokens", json!({})).json()["token"]
         .as_str()
@@ -234,10 +277,11 @@ fn counters_move_with_webhooks_a_job_and_the_platform_link() {
     });
     let v = |name: &str, labels: &[(&str, &str)]| value(&after, name, labels);
     let generic = [("kind", "generic"), ("via", "direct")];
-    // 202, 200 and 401 reached the intake; the unknown source was refused from the head.
-    assert_eq!(v("kici_webhooks_received_total", &generic), 3.0);
+    // 202, 200 and 401 (and the 3 local pushes) reached the intake; the unknown source was
+    // refused from the head.
+    assert_eq!(v("kici_webhooks_received_total", &generic), 6.0);
     for (verdict, n) in [
-        ("accepted", 1.0),
+        ("accepted", 4.0),
         ("duplicate", 1.0),
         ("invalid_signature", 1.0),
     ] {
@@ -245,10 +289,30 @@ fn counters_move_with_webhooks_a_job_and_the_platform_link() {
         l.push(("verdict", verdict));
         assert_eq!(v("kici_orch_webhook_verdicts_total", &l), n, "{verdict}");
     }
-    for status in ["202", "200", "401", "404"] {
+    for (status, n) in [("202", 4.0), ("200", 1.0), ("401", 1.0), ("404", 1.0)] {
         let l = [("kind", "generic"), ("status", status)];
-        assert_eq!(v("kici_orch_webhooks_answered_total", &l), 1.0, "{status}");
+        assert_eq!(v("kici_orch_webhooks_answered_total", &l), n, "{status}");
     }
+    for outcome in ["run_created", "no_match", "lockfile_missing"] {
+        let l = [("outcome", outcome)];
+        assert_eq!(
+            v("kici_orch_deliveries_processed_total", &l),
+            1.0,
+            "{outcome}"
+        );
+    }
+    assert_eq!(v("kici_orch_trigger_match_seconds_count", &[]), 2.0);
+    assert_eq!(
+        v("kici_orch_runs_created_total", &[]),
+        1.0,
+        "the pipeline's run"
+    );
+    // Its job waits for a label nobody has.
+    assert_eq!(
+        v("kici_orch_dispatch_queue_jobs", &[("status", "pending")]),
+        1.0
+    );
+    assert!(v("kici_orch_dispatch_queue_oldest_pending_seconds", &[]) > 0.0);
     assert_eq!(v("kici_dedup_hits_total", &[("via", "direct")]), 1.0);
     assert!(v("kici_orch_ingest_commit_seconds_count", &[]) >= 1.0);
     assert!(v("kici_orch_ingest_batch_size_sum", &[]) >= 1.0);
@@ -260,11 +324,6 @@ fn counters_move_with_webhooks_a_job_and_the_platform_link() {
             &[("le", "+Inf")]
         ),
         1.0
-    );
-    assert_eq!(
-        v("kici_orch_runs_created_total", &[]),
-        0.0,
-        "queued directly"
     );
     assert!(v("kici_orch_log_lines_stored_total", &[]) >= 3.0);
     assert!(v("kici_orch_log_bytes_stored_total", &[]) > 20.0);
@@ -279,10 +338,6 @@ fn counters_move_with_webhooks_a_job_and_the_platform_link() {
     );
     let relayed = [("kind", "github"), ("via", "relayed")];
     assert_eq!(v("kici_webhooks_received_total", &relayed), 1.0);
-    assert_eq!(
-        v("kici_orch_dispatch_queue_jobs", &[("status", "pending")]),
-        0.0
-    );
     assert!(v("kici_orch_db_pool_connections", &[]) >= 1.0);
 
     // Nothing that identifies a delivery, a run or a secret.
@@ -303,6 +358,27 @@ fn counters_move_with_webhooks_a_job_and_the_platform_link() {
     // Only GET and HEAD.
     let r = request(d.addr, "POST", "/metrics", &[], b"");
     assert_eq!(r.status, 405);
+    let _ = std::fs::remove_dir_all(base.parent().unwrap());
+}
+
+/// `<base>/<owner>/<name>`, a git repository with one commit; with a lock file whose one
+/// workflow runs on pushes to main, a job for a label no agent has.
+fn repo(base: &std::path::Path, full_name: &str, lock: bool) {
+    let repo = base.join(full_name);
+    std::fs::create_dir_all(repo.join(".kici")).unwrap();
+    git_ok(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "metrics\n").unwrap();
+    if lock {
+        std::fs::write(
+            repo.join(".kici/kici.lock.json"),
+            r##"{"schemaVersion":29,"source":{"file":".kici/workflows/ci.ts","export":"#default"},"workflows":[
+            {"name":"ci","contentHash":"h","triggers":[{"_type":"push","branches":[{"type":"glob","pattern":"main"}],"paths":[]}],
+             "jobs":[{"_type":"static","name":"build","runsOn":[{"kind":"exact","value":"metrics-unserved"}],"needs":[],"steps":[]}]}]}"##,
+        )
+        .unwrap();
+    }
+    git_ok(&repo, &["add", "."]);
+    git_ok(&repo, &["commit", "-q", "-m", "first"]);
 }
 
 /// A local address of this machine that is not loopback, if it has one.
