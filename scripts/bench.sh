@@ -15,7 +15,10 @@
 #                                      run; SECONDS per level (default 10). BENCH_REPEAT=N (default
 #                                      1) repeats every pair and reports medians; BENCH_WARMUP
 #                                      (whole seconds, default 2) precedes every measured run;
-#                                      BENCH_LEVELS (default "1 8 32").
+#                                      BENCH_LEVELS (default "1 8 32"). BENCH_SCRAPE=1 also
+#                                      measures scraping /metrics every second: the daemon's CPU
+#                                      share of scrape-only over an idle interval (target < 1 %),
+#                                      and each level's webhooks/s again while scraping.
 #   scripts/bench.sh relay [COUNT]    relayed deliveries acked per second and ack latency p50/p99
 #                                      seen from a Platform double (examples/relaybench.rs), 1 and
 #                                      16 in flight, COUNT each (default 3000), against direct
@@ -271,11 +274,14 @@ bench_ingest() {
     -c 'CREATE TABLE bench_insert (k text PRIMARY KEY, payload jsonb NOT NULL)'
   python3 - "$bindir" "$pg_port" "$db_url" "$bench_dir" "$loadgen" \
     "$daemon_url/webhook/bench/generic/load" "$secret" "$daemon_pid" "$secs" \
-    "${BENCH_REPEAT:-1}" "${BENCH_WARMUP:-2}" "${BENCH_LEVELS:-1 8 32}" <<'PY'
+    "${BENCH_REPEAT:-1}" "${BENCH_WARMUP:-2}" "${BENCH_LEVELS:-1 8 32}" \
+    "${BENCH_SCRAPE:-0}" "$daemon_url/metrics" <<'PY'
 import glob, json, os, re, statistics, subprocess, sys, tempfile, threading, time
+import urllib.request
 
 (bindir, pg_port, db_url, bench_dir, loadgen, url, secret, daemon_pid, secs, repeat, warmup,
- levels) = sys.argv[1:]
+ levels, scrape, metrics_url) = sys.argv[1:]
+scrape = scrape == "1"
 daemon_pid, secs, repeat, warmup = int(daemon_pid), int(secs), int(repeat), int(warmup)
 levels = [int(x) for x in levels.split()]
 if not (1 <= repeat <= 20 and 0 <= warmup <= 60 and levels and all(1 <= n <= 256 for n in levels)):
@@ -346,12 +352,47 @@ def run_pgbench(n):
     ms = lambda v: None if v is None else v / 1000
     return dict(tps=float(tps.group(1)), p50=ms(percentile(lat, 50)), p99=ms(percentile(lat, 99)))
 
-def run_loadgen(n):
+def cpu_ticks():
+    with open(f"/proc/{daemon_pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+def scraper(done, count):
+    # GET /metrics once a second until `done`; each answer must be a 200.
+    while not done.wait(1.0):
+        with urllib.request.urlopen(metrics_url, timeout=10) as r:
+            r.read()
+            if r.status != 200:
+                sys.exit(f"/metrics answered {r.status}")
+        count[0] += 1
+
+def scrape_cpu_share(seconds=10):
+    # The daemon's CPU over an idle interval, without and then with a scrape every second.
+    tick = os.sysconf("SC_CLK_TCK")
+    def share(scraping):
+        done, count = threading.Event(), [0]
+        t = threading.Thread(target=scraper, args=(done, count)) if scraping else None
+        c0, t0 = cpu_ticks(), time.monotonic()
+        if t:
+            t.start()
+        time.sleep(seconds)
+        done.set()
+        if t:
+            t.join()
+        return (cpu_ticks() - c0) / tick / (time.monotonic() - t0), count[0]
+    idle, _ = share(False)
+    busy, scrapes = share(True)
+    return idle, busy, scrapes
+
+def run_loadgen(n, scraping=False):
     if not alive():
         sys.exit("the daemon is gone")
     checkpoint()
     peak = [0]
     done = threading.Event()
+    scrapes = [0]
+    if scraping:
+        threading.Thread(target=scraper, args=(done, scrapes), daemon=True).start()
     def sample():
         # Stops with loadgen, and in any case after its own hard bound (duration + 10 s) and more.
         t_end = time.monotonic() + warmup + secs + 30
@@ -379,7 +420,9 @@ def run_loadgen(n):
     return r
 
 idle_rss = (rss_kib() or 0) / 1024
+scrape_cpu = scrape_cpu_share() if scrape else None
 results = {n: [] for n in levels}
+scraped = {n: [] for n in levels}
 for rep in range(repeat):
     for n in levels:
         print(f"[bench ingest] run {rep + 1}/{repeat}, {n} connection(s): pgbench, then webhooks",
@@ -387,11 +430,14 @@ for rep in range(repeat):
         base = run_pgbench(n)
         hook = run_loadgen(n)
         results[n].append((base, hook))
+        if scrape:
+            scraped[n].append(run_loadgen(n, scraping=True))
 hwm = (rss_kib("VmHWM") or 0) / 1024
 if not alive():
     sys.exit("the daemon died during the benchmark")
 # Accepted means recorded: every 202 (warmups included) must be an event_log row by now.
 answered = sum(h["accepted_all"] for n in levels for _, h in results[n])
+answered += sum(h["accepted_all"] for n in levels for h in scraped[n])
 rows = subprocess.run(psql + ["SELECT count(*) FROM event_log WHERE org_id = 'bench'"],
                       capture_output=True, text=True, timeout=60)
 rows = int(rows.stdout) if rows.returncode == 0 and rows.stdout.strip().isdigit() else None
@@ -436,6 +482,15 @@ if rows is None:
 else:
     print(f"  recorded: {rows} event_log rows for {answered} answers 202 "
           f"({'ok' if rows >= answered else 'MISSING ' + str(answered - rows)})")
+if scrape:
+    idle, busy, scrapes = scrape_cpu
+    print(f"  scraping /metrics every second ({scrapes} scrapes over 10 s idle): daemon CPU "
+          f"{busy * 100:.2f} % with, {idle * 100:.2f} % without; scrape-only "
+          f"{(busy - idle) * 100:.2f} % ({'ok' if busy - idle < 0.01 else 'ABOVE'} target < 1 %)")
+    print("  webhooks/s with a scrape every second (same run): " + "   ".join(
+        f"{n}: {med([h['rate'] for h in scraped[n]]):.1f} "
+        f"({med([h['rate'] for h in scraped[n]]) / med([h['rate'] for _, h in results[n]]):.2f}x "
+        f"of without)" for n in levels))
 if all(h["accepted"] == 0 for n in levels for _, h in results[n]):
     print("  warning: no webhook was accepted (202): is the route there and the source created?")
 PY

@@ -22,6 +22,19 @@ export S3S_FS_BIN
 log "S3 test server: $S3S_FS_BIN"
 ensure_command curl curl
 
+# --- Python prometheus_client: tests/it/metrics.rs parses /metrics with its text parser ---
+# (skipped at once when already importable; Debian's system Python refuses plain pip installs,
+# so --break-system-packages, then the distribution's package, are the fallbacks)
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  ensure_command python3 python3
+  log "+ pip install prometheus_client"
+  python3 -m pip install --quiet prometheus_client >&2 \
+    || python3 -m pip install --quiet --break-system-packages prometheus_client >&2 \
+    || { as_root apt-get update >&2 \
+         && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-prometheus-client >&2; } \
+    || die "cannot install the Python prometheus_client package (tests/it/metrics.rs needs it)"
+fi
+
 # --- tests ---
 log "+ cargo test --all-targets --no-fail-fast $*"
 status=0

@@ -67,7 +67,7 @@ pub fn run() -> Result<(), Error> {
     let started = Instant::now();
     raise_fd_limit();
     let loaded = Config::from_env().map_err(|e| Error::Config(e.to_string()))?;
-    crate::logging::init(loaded.config.log_level);
+    crate::logging::init(loaded.config.log_level, loaded.config.log_format);
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
@@ -148,7 +148,8 @@ pub fn run() -> Result<(), Error> {
         },
     ));
     hub.set_shutdown(server.shutdown_handle());
-    // Run events: the Platform status forwarder is their first subscriber.
+    // Run events: metrics count them; the Platform status forwarder forwards them.
+    hub.events.subscribe(crate::metrics::hooks::run_events());
     if let Some(link) = &platform {
         hub.events.subscribe(crate::platform::status::forwarder(
             pool.clone(),

@@ -15,6 +15,7 @@ pub mod http;
 pub mod ingest;
 pub mod jsregex;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod platform;
 pub mod rbac;

@@ -51,6 +51,7 @@ mod tests {
             run_id: "r".into(),
             job_name: "build".into(),
             dispatch,
+            pending_secs: 0.0,
         }
     }
 

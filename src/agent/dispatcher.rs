@@ -145,6 +145,7 @@ impl Hub {
             });
             let job = match claimed {
                 Ok(Some((job, claim))) => {
+                    crate::metrics::hooks::dispatched(job.pending_secs);
                     // Published before the frame is sent, so it precedes whatever the agent
                     // then reports about the job.
                     let turn = self.events.turn(&job.run_id);
@@ -157,6 +158,7 @@ impl Hub {
                     return;
                 }
             };
+            let _ids = crate::logging::ids(&[("runId", &job.run_id), ("jobId", &job.id)]);
             // Minted before the ack deadline starts: a slow token request is not the agent's delay.
             let minter = self
                 .credentials

@@ -119,6 +119,9 @@ impl LogWriter {
                 .map_err(|e| e.to_string());
             if let Err(e) = &outcome {
                 log::warn!("storing {} log line(s) failed: {e}", rows.len());
+            } else {
+                let bytes = rows.iter().map(|r| r.body.len()).sum();
+                crate::metrics::hooks::log_stored(rows.len(), bytes);
             }
             for p in batch {
                 let _ = p.tell.try_send(Msg::Done(outcome.clone()));

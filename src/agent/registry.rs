@@ -240,6 +240,17 @@ impl Hub {
         self.agents().len()
     }
 
+    /// `(agents, free slots, busy slots)` for `/metrics`.
+    pub fn slots(&self) -> (usize, u64, u64) {
+        // Each agent's own lock is taken after the registry's is released.
+        let agents: Vec<Arc<Agent>> = self.agents().values().cloned().collect();
+        let (free, used) = agents.iter().fold((0, 0), |(f, u), a| {
+            let busy = a.active_count() as u64;
+            (f + u64::from(a.max).saturating_sub(busy), u + busy)
+        });
+        (agents.len(), free, used)
+    }
+
     /// See [`Registry::owned_by`].
     pub fn owned_by(&self, agent: &Agent, job_id: &str) -> Option<Owned> {
         self.registry.owned_by(agent, job_id)

@@ -117,6 +117,12 @@ pub struct Config {
     pub checks: ChecksSettings,
     /// `KICI_TRUSTED_PROXIES`: peers whose `X-Forwarded-For`/`X-Real-IP` are believed.
     pub trusted_proxies: TrustedProxies,
+    /// `KICI_METRICS_TOKEN`: the bearer token remote scrapers of `/metrics` send.
+    pub metrics_token: Option<String>,
+    /// `KICI_METRICS_PUBLIC=true`: `/metrics` open to everyone.
+    pub metrics_public: bool,
+    /// `KICI_LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: crate::logging::Format,
     pub dev: bool,
 }
 
@@ -164,6 +170,9 @@ impl fmt::Debug for Config {
             .field("instance_id", &self.instance_id)
             .field("agents", &self.agents)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_token", &hidden(&self.metrics_token))
+            .field("metrics_public", &self.metrics_public)
+            .field("log_format", &self.log_format)
             .field("dev", &self.dev)
             .finish()
     }
@@ -293,6 +302,12 @@ impl Loader {
         let agents = self.agent_settings();
         let checks = self.checks_settings();
         let trusted_proxies = self.trusted_proxies();
+        let (metrics_token, metrics_public) = self.metrics_access();
+        let formats = [
+            ("text", crate::logging::Format::Text),
+            ("json", crate::logging::Format::Json),
+        ];
+        let log_format = self.choice("KICI_LOG_FORMAT", &formats, crate::logging::Format::Text);
         let max_payload = self.max_payload();
         let max_jobs_per_run = self.max_jobs_per_run();
         let log_retention_days = self.log_retention_days();
@@ -335,6 +350,9 @@ impl Loader {
             agents,
             checks,
             trusted_proxies,
+            metrics_token,
+            metrics_public,
+            log_format: log_format.unwrap_or(crate::logging::Format::Text),
             dev,
         };
         Ok(Loaded {
@@ -376,6 +394,24 @@ impl Loader {
             }
             TrustedProxies::default()
         })
+    }
+
+    /// `KICI_METRICS_TOKEN` (at least 16 characters, never echoed) and `KICI_METRICS_PUBLIC`.
+    fn metrics_access(&mut self) -> (Option<String>, bool) {
+        const NAME: &str = "KICI_METRICS_TOKEN";
+        let public = self.flag("KICI_METRICS_PUBLIC", "unauthenticated /metrics");
+        let token = self.get(NAME);
+        if let Some(t) = &token {
+            if t.chars().count() < 16 || t.chars().any(char::is_whitespace) {
+                let n = t.chars().count();
+                self.problem(NAME, format!("must be at least 16 characters without spaces (got {n} characters); generate one with `openssl rand -hex 32`"));
+            } else if public {
+                self.warnings.push(format!(
+                    "{NAME} is unused: KICI_METRICS_PUBLIC=true serves /metrics to everyone"
+                ));
+            }
+        }
+        (token, public)
     }
 
     fn max_payload(&mut self) -> u64 {

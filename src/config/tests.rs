@@ -579,3 +579,38 @@ fn trusted_proxies_default_to_none_and_each_bad_entry_is_named() {
         e.problems[1]
     );
 }
+
+#[test]
+fn metrics_access_and_log_format() {
+    let c = ok(&[]).config;
+    assert_eq!(
+        (c.metrics_token.as_deref(), c.metrics_public),
+        (None, false)
+    );
+    assert_eq!(c.log_format, crate::logging::Format::Text);
+    let token = "0123456789abcdef0123";
+    let l = ok(&[("KICI_METRICS_TOKEN", token), ("KICI_LOG_FORMAT", "json")]);
+    assert_eq!(l.config.metrics_token.as_deref(), Some(token));
+    assert_eq!(l.config.log_format, crate::logging::Format::Json);
+    assert!(!format!("{:?}", l.config).contains(token));
+    let e = err(&[("KICI_METRICS_TOKEN", "short-secret")]).to_string();
+    assert!(
+        e.contains("KICI_METRICS_TOKEN: must be at least 16 characters"),
+        "{e}"
+    );
+    assert!(!e.contains("short-secret"), "{e}");
+    let e = err(&[("KICI_LOG_FORMAT", "yaml")]).to_string();
+    assert!(
+        e.contains("KICI_LOG_FORMAT: must be one of text, json"),
+        "{e}"
+    );
+    let l = ok(&[
+        ("KICI_METRICS_PUBLIC", "true"),
+        ("KICI_METRICS_TOKEN", token),
+    ]);
+    assert!(l.config.metrics_public);
+    assert!(l
+        .warnings
+        .iter()
+        .any(|w| w.contains("KICI_METRICS_TOKEN is unused")));
+}

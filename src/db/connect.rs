@@ -82,9 +82,12 @@ impl Connector {
             Some(tls) => self.config.connect(tls.clone()),
             None => self.config.connect(NoTls),
         };
-        res.map_err(|e| DbError::Connect {
-            url: self.display.clone(),
-            detail: super::describe(&e),
+        res.map_err(|e| {
+            crate::metrics::hooks::db_error("connect");
+            DbError::Connect {
+                url: self.display.clone(),
+                detail: super::describe(&e),
+            }
         })
     }
 

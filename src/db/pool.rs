@@ -29,6 +29,8 @@ struct State {
     idle: Vec<Client>,
     /// Connections that exist: idle + handed out + being opened.
     open: usize,
+    /// Threads waiting for a connection (metrics).
+    waiting: usize,
 }
 
 impl Pool {
@@ -41,6 +43,7 @@ impl Pool {
                 state: Mutex::new(State {
                     idle: Vec::new(),
                     open: 0,
+                    waiting: 0,
                 }),
                 freed: Condvar::new(),
             }),
@@ -73,12 +76,15 @@ impl Pool {
             }
             let now = Instant::now();
             if now >= deadline {
+                crate::metrics::hooks::db_error("pool_timeout");
                 return Err(DbError::PoolTimeout);
             }
+            state.waiting += 1;
             state = match self.inner.freed.wait_timeout(state, deadline - now) {
                 Ok((s, _)) => s,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            state.waiting -= 1;
         }
     }
 
@@ -102,6 +108,13 @@ impl Pool {
             }
             other => other,
         }
+    }
+
+    /// `(in use, idle, waiting, size)` for `/metrics`.
+    pub fn stats(&self) -> (usize, usize, usize, usize) {
+        let state = self.lock();
+        let idle = state.idle.len();
+        (state.open - idle, idle, state.waiting, self.inner.max)
     }
 
     /// Closes idle connections (e.g. before exit).

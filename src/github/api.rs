@@ -118,11 +118,15 @@ impl GitHubApi {
             .header("Accept", "application/vnd.github+json")
             .header("X-GitHub-Api-Version", API_VERSION)
             .call()
-            .map_err(|e| GitHubError::Unreachable {
-                url: url.clone(),
-                detail: e.to_string(),
+            .map_err(|e| {
+                crate::metrics::hooks::github(None, None, None);
+                GitHubError::Unreachable {
+                    url: url.clone(),
+                    detail: e.to_string(),
+                }
             })?;
         let status = response.status().as_u16();
+        rate_limit(status, response.headers());
         let body = response
             .body_mut()
             .with_config()
@@ -154,6 +158,16 @@ impl GitHubApi {
             ))
         })
     }
+}
+
+/// Counts an answered call for `/metrics`, with GitHub's rate-limit headers.
+fn rate_limit(status: u16, headers: &ureq::http::HeaderMap) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    crate::metrics::hooks::github(
+        Some(status),
+        header("x-ratelimit-remaining"),
+        header("x-ratelimit-resource"),
+    );
 }
 
 impl GitHubApi {
@@ -188,8 +202,12 @@ impl GitHubApi {
                 .header("X-GitHub-Api-Version", API_VERSION)
                 .call(),
         };
-        let mut response = result.map_err(unreachable)?;
+        let mut response = result.map_err(|e| {
+            crate::metrics::hooks::github(None, None, None);
+            unreachable(e)
+        })?;
         let status = response.status().as_u16();
+        rate_limit(status, response.headers());
         let text = response
             .body_mut()
             .with_config()

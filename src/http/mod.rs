@@ -6,6 +6,7 @@ mod blob;
 pub mod chunked;
 pub(crate) mod conn;
 pub mod health;
+pub mod metrics;
 pub mod parse;
 pub mod routes;
 pub mod server;

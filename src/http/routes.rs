@@ -2,7 +2,7 @@
 //! `Handler`.
 
 use super::{
-    admin, blob, health,
+    admin, blob, health, metrics,
     parse::percent_decode,
     server::{Admission, Handler},
     webhooks, Request, Response,
@@ -43,6 +43,7 @@ impl App {
 enum Route<'a> {
     Health,
     Ready,
+    Metrics,
     /// The path after `/api/v1/admin`.
     Admin(&'a str),
     Webhook(&'a str),
@@ -64,6 +65,7 @@ impl App {
         match path {
             "/health" => Route::Health,
             "/ready" => Route::Ready,
+            "/metrics" => Route::Metrics,
             "/ws" => Route::Ws,
             p if p == ADMIN_PREFIX || p.starts_with("/api/v1/admin/") => {
                 Route::Admin(&p[ADMIN_PREFIX.len()..])
@@ -85,7 +87,9 @@ impl Handler for App {
         let method = req.method.as_str();
         match self.route(&req.path) {
             Route::NotFound => Admission::Refuse(Response::error(404, "Not found")),
-            Route::Health | Route::Ready => only_get(method).map_or(small, Admission::Refuse),
+            Route::Health | Route::Ready | Route::Metrics => {
+                only_get(method).map_or(small, Admission::Refuse)
+            }
             Route::Ws => small,
             Route::Admin(rest) => match admin::admit(self, req, rest) {
                 Ok(caller) => {
@@ -96,11 +100,14 @@ impl Handler for App {
                 }
                 Err(refused) => Admission::Refuse(refused),
             },
-            Route::Webhook(path) => match self.webhook_route(method, path) {
-                Ok((org, Some(name))) => webhooks::admit_generic(self, req, &org, &name),
-                Ok((_, None)) => webhooks::admit_github(self, req),
-                Err(refused) => Admission::Refuse(refused),
-            },
+            Route::Webhook(path) => metrics::webhook_admission(
+                path,
+                match self.webhook_route(method, path) {
+                    Ok((org, Some(name))) => webhooks::admit_generic(self, req, &org, &name),
+                    Ok((_, None)) => webhooks::admit_github(self, req),
+                    Err(refused) => Admission::Refuse(refused),
+                },
+            ),
             Route::Blob(..) => match method {
                 "PUT" => Admission::Stream {
                     limit: blob::MAX_UPLOAD_BYTES,
@@ -121,12 +128,16 @@ impl Handler for App {
             Route::Health => only_get(method).unwrap_or_else(|| health::health(self.started)),
             Route::Ready => only_get(method)
                 .unwrap_or_else(|| health::ready(&self.pool, self.platform.as_deref())),
+            Route::Metrics => only_get(method).unwrap_or_else(|| metrics::serve(self, req)),
             Route::Admin(rest) => admin::handle(self, req, rest),
-            Route::Webhook(path) => match self.webhook_route(method, path) {
-                Ok((org, Some(name))) => webhooks::generic(self, req, &org, &name),
-                Ok((org, None)) => webhooks::github(self, req, &org),
-                Err(refused) => refused,
-            },
+            Route::Webhook(path) => metrics::webhook_answer(
+                path,
+                match self.webhook_route(method, path) {
+                    Ok((org, Some(name))) => webhooks::generic(self, req, &org, &name),
+                    Ok((org, None)) => webhooks::github(self, req, &org),
+                    Err(refused) => refused,
+                },
+            ),
             Route::Ws => Response::error(
                 400,
                 "Expected a WebSocket upgrade (agents connect with KICI_ORCHESTRATOR_URL=ws://<host>:<port>/ws)",

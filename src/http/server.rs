@@ -358,6 +358,7 @@ fn serve_one(
         received_at: started,
         caller: None,
     };
+    let _ids = crate::logging::ids(&[("requestId", &req.request_id)]);
     // The route decides before any body byte is read: a stranger's body costs nothing unless
     // the route wants it, and never more than the route's own limit.
     let admission = match catch_unwind(AssertUnwindSafe(|| handler.admit(&mut req))) {

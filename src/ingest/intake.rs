@@ -166,10 +166,12 @@ impl Intake {
             },
             Target::GitHub { key, org } => self.github(key, org, d),
         };
-        match delivery {
+        let verdict = match delivery {
             Ok((delivery, keyed)) => self.record(delivery, d.body, keyed),
             Err(verdict) => verdict,
-        }
+        };
+        crate::metrics::hooks::intake(d, &verdict);
+        verdict
     }
 
     /// The record of a generic delivery, and whether an idempotency key named it.

@@ -105,7 +105,9 @@ impl Recorder {
         let batch: Vec<Job> = st.queue.drain(..n).collect();
         drop(st);
         if !batch.is_empty() {
+            let started = std::time::Instant::now();
             let outcome = write(&mut conn, &self.inner.connector, &batch);
+            crate::metrics::hooks::ingest_commit(started, batch.len(), outcome.is_ok());
             if outcome.is_err() {
                 conn = None;
             }

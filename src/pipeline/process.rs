@@ -203,6 +203,7 @@ impl Deps {
 /// restart) or ending the worker thread.
 fn handle(deps: &Deps, work: &Work) {
     let id = &work.delivery_id;
+    let _ids = crate::logging::ids(&[("deliveryId", id)]);
     // Unwind safety: a panic abandons only this delivery's locals; `deps` is shared state
     // behind its own locks (the pool, the caches), which the next delivery uses as usual.
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| process(deps, work)));
@@ -218,6 +219,7 @@ fn handle(deps: &Deps, work: &Work) {
             e
         }
     };
+    crate::metrics::hooks::delivery_processed("failed", 0);
     let _ = deps.pool.with_retry(|c| {
         records::mark_delivery(
             c,
@@ -324,6 +326,7 @@ pub(super) fn evaluate(
     }
     let mark =
         |status: &str, matched: i32, run: Option<&str>, decisions: Value, error: Option<&str>| {
+            crate::metrics::hooks::delivery_processed(status, matched);
             deps.pool
                 .with_retry(|c| {
                     records::mark_delivery(
@@ -401,7 +404,9 @@ pub(super) fn evaluate(
             }),
         );
     }
+    let matching = std::time::Instant::now();
     let decisions = match_all(&lock.workflows, &event);
+    crate::metrics::hooks::trigger_match(matching);
     let (mut runs, mut failures) = (Vec::new(), Vec::new());
     for decision in decisions.iter().filter(|d| d.matched) {
         let Some(wf) = lock

@@ -126,6 +126,7 @@ fn run(
             log::debug!("Platform link: {error}; reconnecting in {delay:?}");
         }
         last_error = error.clone();
+        crate::metrics::hooks::platform_reconnect();
         link.update(|s| {
             s.phase = Phase::Disconnected;
             s.since = Timestamp::now();
@@ -497,6 +498,7 @@ impl Session<'_> {
                 reason.as_deref().unwrap_or("")
             );
         }
+        crate::metrics::hooks::relayed(result.as_str());
         let ack = protocol::webhook_ack(&message_id, &delivery_id, result, reason.as_deref());
         self.send(socket, &ack)
     }

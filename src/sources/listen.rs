@@ -127,6 +127,7 @@ fn run(
             match sync(connector, sbox, registry) {
                 Ok(c) => {
                     log::info!("source change listener reconnected and resynced");
+                    crate::metrics::hooks::listen_reconnect();
                     queue.fire();
                     break c;
                 }

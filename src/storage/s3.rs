@@ -170,7 +170,9 @@ impl S3Store {
             .to_string();
         let mut headers = signed.to_vec();
         headers.extend_from_slice(unsigned);
-        let answer = send(&self.agent, verb, &url, &headers, body)?;
+        let answer = send(&self.agent, verb, &url, &headers, body);
+        crate::metrics::hooks::storage(op, answer.as_ref().ok().map(|a| a.status));
+        let answer = answer?;
         log::trace!("storage {op} {} -> {}", strip_query(&url), answer.status);
         Ok((answer, url))
     }

@@ -19,6 +19,7 @@ mod http_core;
 mod install;
 mod live_logs;
 mod local_sources;
+mod metrics;
 mod migrations;
 mod pg_harness;
 mod pg_tls;

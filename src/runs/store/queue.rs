@@ -39,6 +39,8 @@ pub struct Claimed {
     pub run_id: String,
     pub job_name: String,
     pub dispatch: Value,
+    /// Seconds since the job last became dispatchable (its row's `updated_at` before the claim).
+    pub pending_secs: f64,
 }
 
 /// Queues a job as `pending` (dispatchable) or `waiting` (for its needs).
@@ -80,6 +82,7 @@ fn claimed(row: &Row) -> Result<Claimed, DbError> {
         run_id: col(row, 1, CLAIMING)?,
         job_name: col(row, 2, CLAIMING)?,
         dispatch: col(row, 3, CLAIMING)?,
+        pending_secs: col(row, 4, CLAIMING)?,
     })
 }
 
@@ -125,15 +128,17 @@ fn claim_row(
             "UPDATE dispatch_queue
                 SET status = 'dispatched', agent_id = $3, agent_token_id = $6::text::uuid, updated_at = now(),
                     ack_deadline = now() + make_interval(secs => $4::bigint / 1000.0)
-              WHERE id = (SELECT id FROM dispatch_queue
+               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
                            WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
                              AND (retry_after IS NULL OR retry_after <= now())
                              AND $1::jsonb @> runs_on_labels AND runs_on_labels @> $2::jsonb
                              AND runs_on_patterns = '[]'::jsonb AND exclude_patterns = '[]'::jsonb
                              AND NOT (exclude_labels ?| $5::text[])
                            ORDER BY created_at, id LIMIT 1
-                           FOR UPDATE SKIP LOCKED)
-             RETURNING id::text, run_id::text, job_name, dispatch",
+                           FOR UPDATE SKIP LOCKED) c
+              WHERE id = c.claimed
+             RETURNING id::text, run_id::text, job_name, dispatch,
+                       EXTRACT(EPOCH FROM now() - c.pending_since)::float8",
             &[
                 &json!(labels),
                 &json!(taint),
@@ -186,13 +191,15 @@ fn claim_row(
             "UPDATE dispatch_queue
                 SET status = 'dispatched', agent_id = $2, agent_token_id = $4::text::uuid, updated_at = now(),
                     ack_deadline = now() + make_interval(secs => $3::bigint / 1000.0)
-              WHERE id = (SELECT id FROM dispatch_queue
+               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
                            WHERE id = ANY($1::text[]::uuid[]) AND status = 'pending'
                              AND (expires_at IS NULL OR expires_at > now())
                              AND (retry_after IS NULL OR retry_after <= now())
                            ORDER BY created_at, id LIMIT 1
-                           FOR UPDATE SKIP LOCKED)
-             RETURNING id::text, run_id::text, job_name, dispatch",
+                           FOR UPDATE SKIP LOCKED) c
+              WHERE id = c.claimed
+             RETURNING id::text, run_id::text, job_name, dispatch,
+                       EXTRACT(EPOCH FROM now() - c.pending_since)::float8",
             &[&eligible, &agent_id, &ack_timeout_ms, &token_id],
         )
         .map_err(DbError::query(CLAIMING))?;
