@@ -10,6 +10,7 @@ pub mod cache;
 pub mod credentials;
 mod dispatch;
 pub mod event;
+pub mod explain;
 pub mod glob;
 pub mod lease;
 pub mod limits;
