@@ -5,6 +5,8 @@
 
 mod agents;
 mod body;
+mod diagnose;
+mod events;
 mod generic;
 mod github;
 mod logs;
@@ -147,6 +149,9 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         Op::RunShow(id) => runs::show(&app.runs(), c, id),
         Op::RunLogs(id) => logs::read(&app.runs(), c, req, id),
         Op::RunCancel(id) => agents::cancel_run(&app.agents(), c, req, id),
+        Op::EventList => events::list(&app.pool, c, req),
+        Op::EventShow(id) => events::show(&app.pool, c, id),
+        Op::Diagnose => diagnose::run(app, c),
         Op::Migrate => run_migrations(&app.pool, c),
         Op::MigrationStatus => migration_status(&app.pool, c),
     }
@@ -187,6 +192,9 @@ enum Op<'a> {
     RunShow(&'a str),
     RunLogs(&'a str),
     RunCancel(&'a str),
+    EventList,
+    EventShow(&'a str),
+    Diagnose,
     Migrate,
     MigrationStatus,
 }
@@ -217,13 +225,17 @@ fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
         (["runs", id], "GET") => Op::RunShow(id),
         (["runs", id, "logs"], "GET") => Op::RunLogs(id),
         (["runs", id, "cancel"], "POST") => Op::RunCancel(id),
+        (["events"], "GET") => Op::EventList,
+        (["events", id], "GET") => Op::EventShow(id),
+        (["diagnose"], "GET") => Op::Diagnose,
         (["db", "migrate"], "POST") => Op::Migrate,
         (["db", "migrate", "status"], "GET") => Op::MigrationStatus,
         (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"] | ["runs"], _)
         | (["agent-tokens", _] | ["runs", _] | ["runs", _, "cancel" | "logs"], _)
         | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
         | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
-        | (["db", "migrate"] | ["db", "migrate", "status"], _) => {
+        | (["db", "migrate"] | ["db", "migrate", "status"], _)
+        | (["events"] | ["events", _] | ["diagnose"], _) => {
             return Err(ApiError::Status(405, "Method not allowed".into()))
         }
         _ => return Err(not_found("Route")),
