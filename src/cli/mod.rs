@@ -8,6 +8,9 @@
 pub mod agent;
 pub mod client;
 pub mod db;
+pub mod diagnose;
+pub mod event_log;
+pub mod event_log_cmd;
 pub mod instance;
 mod local_repo;
 pub mod orchestrator;
@@ -64,6 +67,8 @@ pub enum Command {
     AgentToken(agent::AgentTokenCmd),
     Agent(agent::AgentCmd),
     Runs(runs::RunsCmd),
+    EventLog(event_log_cmd::EventLogCmd),
+    Diagnose(diagnose::DiagnoseCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -157,6 +162,8 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::AgentToken(cmd)) => agent::run(cmd, &globals),
         Some(Command::Agent(cmd)) => agent::run_agent(cmd, &globals),
         Some(Command::Runs(cmd)) => runs::run(cmd, &globals),
+        Some(Command::EventLog(cmd)) => event_log_cmd::run(cmd, &globals),
+        Some(Command::Diagnose(cmd)) => diagnose::run(cmd, &globals),
     }
 }
 

@@ -109,7 +109,7 @@ mod tests {
         let warn = Check::warn("agents", "none connected", "start an agent");
         let fail = Check::fail("storage", "access denied", "check AWS_ACCESS_KEY_ID");
         assert_eq!(exit_code(&[]), 0);
-        assert_eq!(exit_code(&[ok.clone()]), 0);
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), 0);
         assert_eq!(exit_code(&[ok.clone(), warn.clone()]), 1);
         assert_eq!(exit_code(&[fail.clone(), warn.clone(), ok.clone()]), 2);
         assert_eq!(ok.render(), "OK    database       PostgreSQL 16.1");

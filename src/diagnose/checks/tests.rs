@@ -123,10 +123,13 @@ fn jobs_waiting_for_labels_nobody_has() {
     };
     assert_eq!(queue(&[], Some(&[])).level, Level::Ok);
     assert_eq!(
-        queue(&[job(&["linux"])], Some(&[agent.clone()])).level,
+        queue(&[job(&["linux"])], Some(std::slice::from_ref(&agent))).level,
         Level::Ok
     );
-    let c = queue(&[job(&["gpu"]), job(&["gpu"])], Some(&[agent.clone()]));
+    let c = queue(
+        &[job(&["gpu"]), job(&["gpu"])],
+        Some(std::slice::from_ref(&agent)),
+    );
     assert_eq!(c.level, Level::Warn);
     assert!(
         c.message.contains("2 job(s)") && c.message.contains("runsOn [gpu]"),
