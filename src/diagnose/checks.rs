@@ -95,7 +95,9 @@ pub fn migrations(statuses: &[MigrationStatus], auto_migrate: bool) -> Check {
 
 /// `skew_secs`: this host's clock minus the database's.
 pub fn clock(skew_secs: f64) -> Check {
-    let said = format!("{skew_secs:+.1} s against the database");
+    // Rounded first, so a skew of -0.01 s reads 0.0 and not -0.0.
+    let shown = (skew_secs * 10.0).round() / 10.0 + 0.0;
+    let said = format!("{shown:.1} s against the database");
     let fix = "sync this host's clock and the database host's (NTP, e.g. systemd-timesyncd)";
     match skew_secs.abs() {
         s if s > SKEW_FAIL_SECS => Check::fail(
@@ -121,13 +123,18 @@ pub fn storage(described: Option<&str>, lines: &[Line], running: bool) -> Check 
     let (through_daemon, other): (Vec<&Line>, Vec<&Line>) =
         failed.iter().partition(|l| l.check == "signed-urls");
     if let Some(first) = other.first() {
-        let all: Vec<String> = other
-            .iter()
-            .map(|l| format!("{} {}: {}", l.check, l.target, l.detail))
-            .collect();
+        let names: Vec<&str> = other.iter().map(|l| l.check.as_str()).collect();
         return Check::fail(
             "storage",
-            format!("{described}: {}", all.join("; ")),
+            format!(
+                "{described}: {} of {} probe(s) failed ({}); {} {}: {}",
+                other.len(),
+                lines.len(),
+                names.join(", "),
+                first.check,
+                first.target,
+                first.detail
+            ),
             format!(
                 "{} (then kici-admin storage check --env-file <the instance's env file> \
                  re-tests it)",

@@ -21,6 +21,8 @@ fn clock_thresholds() {
     assert_eq!(clock(60.0).level, Level::Warn);
     assert_eq!(clock(61.0).level, Level::Fail);
     assert!(clock(61.0).fix.unwrap().contains("NTP"));
+    assert_eq!(clock(-0.01).message, "0.0 s against the database");
+    assert_eq!(clock(-7.25).message, "-7.3 s against the database");
 }
 
 #[test]
