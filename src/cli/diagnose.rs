@@ -25,10 +25,8 @@ use crate::{
     Error,
 };
 
-/// Check the whole installation, in order: configuration, database and its version, migrations,
-/// clock skew against the database, storage, each GitHub App source, the Platform link, agents,
-/// and jobs waiting for labels no connected agent has. One OK/WARN/FAIL line each, with the fix.
-/// Exit 0 when all is OK, 1 with warnings, 2 with failures.
+/// Check the installation (configuration, database, migrations, clock, storage, GitHub Apps,
+/// Platform link, agents, queue): one OK/WARN/FAIL line each with its fix; exit 0, 1 or 2.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "diagnose")]
 pub struct DiagnoseCmd {
