@@ -207,6 +207,15 @@ fn the_list_filters_and_pages() {
     };
     assert_eq!(ids(&[]), ["el-c", "el-b", "el-a"]);
     assert_eq!(ids(&["--status", "lockfile_missing"]), ["el-c"]);
+    let out = admin_cli(&w, OWNER, &["event-log", "show", "el-c"]);
+    assert!(
+        stdout(&out).contains(
+            "Outcome:    lock file missing: no .kici/kici.lock.json in acme/app at \
+                               3333333333333333333333333333333333333333; add .kici/kici.lock.json"
+        ),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(
         ids(&["--status", "processed", "--source", "github:7171"]),
         ["el-b", "el-a"]
