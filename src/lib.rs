@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod db;
+pub mod diagnose;
 pub mod github;
 pub mod http;
 pub mod ingest;

@@ -34,7 +34,7 @@ impl Role {
         match p {
             ContextRead | DbStatus => true,
             ContextCreate | ContextUpdate | ContextDelete | SecretRead | SecretWrite
-            | SecretDelete | DbMigrate => self != Role::Auditor,
+            | SecretDelete | DbMigrate | Diagnose => self != Role::Auditor,
             TokenManage => self == Role::Owner,
         }
     }
@@ -60,6 +60,9 @@ pub enum Permission {
     TokenManage,
     DbMigrate,
     DbStatus,
+    /// `GET /diagnose`: signs GitHub App tokens with the stored keys and probes storage, so not
+    /// for auditors (ours, like `db.*`).
+    Diagnose,
 }
 
 impl Permission {
@@ -75,6 +78,7 @@ impl Permission {
             Permission::TokenManage => "token.manage",
             Permission::DbMigrate => "db.migrate",
             Permission::DbStatus => "db.status",
+            Permission::Diagnose => "diagnose",
         }
     }
 }
@@ -181,6 +185,7 @@ mod tests {
             TokenManage,
             DbMigrate,
             DbStatus,
+            Diagnose,
         ];
         assert!(all.iter().all(|p| Role::Owner.allows(*p)));
         let admin: Vec<_> = all.iter().filter(|p| !Role::Admin.allows(**p)).collect();

@@ -251,6 +251,11 @@ impl Hub {
         (agents.len(), free, used)
     }
 
+    /// Every agent connected to this orchestrator, lowest id first (for `diagnose`).
+    pub fn connected(&self) -> Vec<Arc<Agent>> {
+        self.registry.by_id()
+    }
+
     /// See [`Registry::owned_by`].
     pub fn owned_by(&self, agent: &Agent, job_id: &str) -> Option<Owned> {
         self.registry.owned_by(agent, job_id)

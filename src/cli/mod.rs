@@ -8,6 +8,8 @@
 pub mod agent;
 pub mod client;
 pub mod db;
+pub mod diagnose;
+pub mod event_log;
 pub mod event_log_cmd;
 pub mod event_log_replay;
 pub mod instance;
@@ -68,6 +70,7 @@ pub enum Command {
     Agent(agent::AgentCmd),
     Runs(runs::RunsCmd),
     EventLog(event_log_cmd::EventLogCmd),
+    Diagnose(diagnose::DiagnoseCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -162,6 +165,7 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::Agent(cmd)) => agent::run_agent(cmd, &globals),
         Some(Command::Runs(cmd)) => runs::run(cmd, &globals),
         Some(Command::EventLog(cmd)) => event_log_cmd::run(cmd, &globals),
+        Some(Command::Diagnose(cmd)) => diagnose::run(cmd, &globals),
     }
 }
 

@@ -32,13 +32,15 @@ pub struct Delivery {
     pub dedup_ttl_secs: i32,
     /// Relayed by the Platform (`event_log.source = 'relay'`), else posted to us (`'direct'`).
     pub relayed: bool,
+    /// The request headers kept (a JSON object, secrets left out: `ingest::kept_headers`).
+    pub headers: Option<String>,
 }
 
 const RECORD: &str = "
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::text[], $9::bytea[], $10::int8[], $11::text[], $12::int4[], $13::text[], $14::bool[])
-        AS t(org_id, delivery_id, routing_key, event, action, provider, repo, ref, payload, size, hash, ttl, id, relayed)
+                         $8::text[], $9::bytea[], $10::int8[], $11::text[], $12::int4[], $13::text[], $14::bool[], $15::text[])
+        AS t(org_id, delivery_id, routing_key, event, action, provider, repo, ref, payload, size, hash, ttl, id, relayed, headers)
 ), fresh AS (
     INSERT INTO dedup_cache (delivery_id, expires_at)
     SELECT delivery_id, now() + make_interval(secs => ttl) FROM input
@@ -46,10 +48,12 @@ WITH input AS (
     RETURNING delivery_id
 ), logged AS (
     INSERT INTO event_log (id, org_id, delivery_id, routing_key, event, action, source, provider, repo_identifier, ref,
-                           payload, payload_omitted, payload_omitted_reason, payload_size_bytes, payload_hash, status)
+                           payload, payload_omitted, payload_omitted_reason, payload_size_bytes, payload_hash, status,
+                           headers)
     SELECT i.id::uuid, i.org_id, i.delivery_id, i.routing_key, i.event, i.action,
            CASE WHEN i.relayed THEN 'relay' ELSE 'direct' END, i.provider, i.repo, i.ref,
-           i.payload, i.payload IS NULL, CASE WHEN i.payload IS NULL THEN 'size_exceeded' END, i.size, i.hash, 'received'
+           i.payload, i.payload IS NULL, CASE WHEN i.payload IS NULL THEN 'size_exceeded' END, i.size, i.hash, 'received',
+           i.headers::jsonb
     FROM input i JOIN fresh f USING (delivery_id)
     ON CONFLICT (org_id, delivery_id) DO NOTHING
     RETURNING delivery_id
@@ -57,7 +61,7 @@ WITH input AS (
 SELECT delivery_id FROM logged";
 
 /// The same write for exactly one delivery, with plain parameters: at low concurrency most
-/// batches hold one delivery, and this skips building and unnesting fourteen arrays.
+/// batches hold one delivery, and this skips building and unnesting fifteen arrays.
 const RECORD_ONE: &str = "
 WITH fresh AS (
     INSERT INTO dedup_cache (delivery_id, expires_at)
@@ -66,10 +70,12 @@ WITH fresh AS (
     RETURNING delivery_id
 ), logged AS (
     INSERT INTO event_log (id, org_id, delivery_id, routing_key, event, action, source, provider, repo_identifier, ref,
-                           payload, payload_omitted, payload_omitted_reason, payload_size_bytes, payload_hash, status)
+                           payload, payload_omitted, payload_omitted_reason, payload_size_bytes, payload_hash, status,
+                           headers)
     SELECT $13::text::uuid, $1::text, delivery_id, $3::text, $4::text, $5::text,
            CASE WHEN $14::bool THEN 'relay' ELSE 'direct' END, $6::text, $7::text, $8::text,
-           $9::bytea, $9::bytea IS NULL, CASE WHEN $9::bytea IS NULL THEN 'size_exceeded' END, $10::int8, $11::text, 'received'
+           $9::bytea, $9::bytea IS NULL, CASE WHEN $9::bytea IS NULL THEN 'size_exceeded' END, $10::int8, $11::text, 'received',
+           $15::text::jsonb
     FROM fresh
     ON CONFLICT (org_id, delivery_id) DO NOTHING
     RETURNING delivery_id
@@ -118,6 +124,7 @@ pub fn record(
                     &d.dedup_ttl_secs,
                     &d.id,
                     &d.relayed,
+                    &d.headers,
                 ],
             )
             .map_err(DbError::query("recording a webhook"))?;
@@ -140,12 +147,13 @@ pub fn record(
     let ttl: Vec<i32> = batch.iter().map(|d| d.dedup_ttl_secs).collect();
     let row_ids: Vec<&str> = batch.iter().map(|d| d.id.as_str()).collect();
     let relayed: Vec<bool> = batch.iter().map(|d| d.relayed).collect();
+    let headers = col(|d| d.headers.clone());
     let rows = client
         .query(
             &stmts.batch,
             &[
                 &org, &ids, &routing, &event, &action, &provider, &repo, &git_ref, &payload, &size,
-                &hash, &ttl, &row_ids, &relayed,
+                &hash, &ttl, &row_ids, &relayed, &headers,
             ],
         )
         .map_err(DbError::query("recording webhooks"))?;

@@ -4,6 +4,7 @@
 pub mod agent_tokens;
 pub mod checksum;
 pub mod connect;
+pub mod event_log;
 pub mod events;
 pub mod generic;
 pub mod migrate;

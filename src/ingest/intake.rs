@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{
     admission::{self, TooLarge},
-    Recorded, Recorder,
+    kept_headers, Recorded, Recorder,
 };
 use crate::{
     crypto,
@@ -246,6 +246,7 @@ impl Intake {
             repo: None,
             git_ref: None,
             dedup_ttl_secs: dedup_ttl(Some(source.dedup_window_seconds)),
+            headers: Some(kept_headers::kept(d.headers, secret_header(source)).to_string()),
             ..self.stored(d)
         };
         Ok((delivery, key.is_some()))
@@ -281,6 +282,7 @@ impl Intake {
             repo: text(payload.pointer("/repository/full_name")),
             git_ref: text(payload.get("ref")),
             dedup_ttl_secs: dedup_ttl(None),
+            headers: Some(kept_headers::kept(d.headers, None).to_string()),
             ..self.stored(d)
         };
         Ok((delivery, false))
@@ -306,6 +308,7 @@ impl Intake {
             hash: crypto::sha256_hex(body),
             dedup_ttl_secs: DEDUP_SECS,
             relayed: d.via == Via::Relayed,
+            headers: None,
         }
     }
 
@@ -339,6 +342,15 @@ impl Intake {
                 Verdict::Unavailable(e)
             }
         }
+    }
+}
+
+/// The header a generic source verifies, which may be named anything: never kept.
+fn secret_header(source: &GenericSource) -> Option<&str> {
+    match &source.verification {
+        verify::Verification::HmacSha256 { header, .. }
+        | verify::Verification::BearerToken { header, .. } => header.as_deref(),
+        _ => None,
     }
 }
 

@@ -39,6 +39,7 @@
 
 pub mod admission;
 pub mod intake;
+pub mod kept_headers;
 pub mod recorder;
 
 pub use intake::{Incoming, Intake, Target, Verdict, Via};

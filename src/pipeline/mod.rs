@@ -11,6 +11,7 @@ pub mod cache;
 pub mod credentials;
 mod dispatch;
 pub mod event;
+pub mod explain;
 pub mod glob;
 pub mod lease;
 pub mod limits;

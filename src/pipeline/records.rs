@@ -21,7 +21,7 @@ pub fn mark_delivery(
     client
         .execute(
             "UPDATE event_log SET status = $2, matched_count = $3, run_id = $4::text::uuid, decisions = $5,
-                    error_message = $6
+                    error_message = $6, processed_at = now()
               WHERE id = $1::text::uuid",
             &[&event_log_id, &status, &matched, &run_id, decisions, &error],
         )
@@ -108,7 +108,7 @@ pub fn give_up(
 ) -> Result<bool, DbError> {
     let n = client
         .execute(
-            "UPDATE event_log SET status = 'failed', error_message = $4
+            "UPDATE event_log SET status = 'failed', error_message = $4, processed_at = now()
               WHERE id = $1::text::uuid AND status = $2 AND processing_attempts = $3
                 AND (status = 'received'
                      OR coalesce(claimed_at, received_at) <= now() - make_interval(secs => $5::bigint))",

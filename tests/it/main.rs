@@ -10,6 +10,8 @@ mod agents_more;
 mod agents_revoked;
 mod cli_sources;
 mod config_errors;
+mod diagnose;
+mod event_log;
 mod github_app;
 mod github_checks;
 mod hostile_durability;

@@ -572,6 +572,7 @@ fn a_batch_records_new_deliveries_once_and_reports_duplicates() {
         hash: "h".into(),
         dedup_ttl_secs: 60,
         relayed: id == "b",
+        headers: None,
     };
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let stmts = events::prepare_record(&mut c).unwrap();

@@ -5,6 +5,8 @@
 
 mod agents;
 mod body;
+mod diagnose;
+mod events;
 mod generic;
 mod github;
 mod logs;
@@ -150,6 +152,9 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         Op::RunCancel(id) => agents::cancel_run(&app.agents(), c, req, id),
         Op::RunRerun(id) => rerun::rerun_run(app.pipeline.deps(), c, req, id),
         Op::EventReplay(id) => rerun::replay(app.pipeline.deps(), c, id),
+        Op::EventList => events::list(&app.pool, c, req),
+        Op::EventShow(id) => events::show(&app.pool, c, id),
+        Op::Diagnose => diagnose::run(app, c),
         Op::Migrate => run_migrations(&app.pool, c),
         Op::MigrationStatus => migration_status(&app.pool, c),
     }
@@ -192,6 +197,9 @@ enum Op<'a> {
     RunCancel(&'a str),
     RunRerun(&'a str),
     EventReplay(&'a str),
+    EventList,
+    EventShow(&'a str),
+    Diagnose,
     Migrate,
     MigrationStatus,
 }
@@ -224,6 +232,9 @@ fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
         (["runs", id, "cancel"], "POST") => Op::RunCancel(id),
         (["runs", id, "rerun"], "POST") => Op::RunRerun(id),
         (["events", id, "replay"], "POST") => Op::EventReplay(id),
+        (["events"], "GET") => Op::EventList,
+        (["events", id], "GET") => Op::EventShow(id),
+        (["diagnose"], "GET") => Op::Diagnose,
         (["db", "migrate"], "POST") => Op::Migrate,
         (["db", "migrate", "status"], "GET") => Op::MigrationStatus,
         (["sources"] | ["generic-sources"] | ["tokens"] | ["agent-tokens"] | ["runs"], _)
@@ -231,7 +242,8 @@ fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
         | (["events", _, "replay"], _)
         | (["sources", _] | ["generic-sources", _] | ["tokens", _], _)
         | (["sources", _, "webhook-secret"] | ["generic-sources", _, "enable" | "disable"], _)
-        | (["db", "migrate"] | ["db", "migrate", "status"], _) => {
+        | (["db", "migrate"] | ["db", "migrate", "status"], _)
+        | (["events"] | ["events", _] | ["diagnose"], _) => {
             return Err(ApiError::Status(405, "Method not allowed".into()))
         }
         _ => return Err(not_found("Route")),

@@ -25,6 +25,10 @@ mod jsonpath;
 /// make the stored trace, and the frame forwarding it, unbounded).
 pub const TRACE_TEXT_MAX: usize = 200;
 
+/// At most this many patterns are listed one by one in a check (`TraceEntry::patterns`); the
+/// lock file's own limits keep real lists far shorter.
+pub const PATTERNS_LISTED: usize = 32;
+
 /// One check performed while matching.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TraceEntry {
@@ -34,6 +38,18 @@ pub struct TraceEntry {
     pub passed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Which trigger of the workflow (0-based) made this check, so a trace can be explained
+    /// trigger by trigger (`pipeline::explain`). Absent in traces stored by older versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<usize>,
+    /// The pattern list one by one (branch, tag and path checks), since `pattern` joins them
+    /// for display and a regex may itself hold the separator. Each is clamped like `pattern`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patterns: Option<Vec<String>>,
+    /// Path checks: how many changed files were matched (`value` is clamped, so it may not
+    /// show them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<usize>,
 }
 
 /// The decision for one workflow.
@@ -78,8 +94,20 @@ impl Trace {
             value: clamp(value),
             passed,
             reason: reason.map(clamp),
+            trigger: None,
+            patterns: None,
+            files: None,
         });
         passed
+    }
+
+    /// Adds the pattern list (and, for paths, the number of changed files) to the last check.
+    fn detail(&mut self, patterns: &[&str], files: Option<usize>) {
+        if let Some(last) = self.0.last_mut() {
+            let listed = patterns.iter().take(PATTERNS_LISTED).map(|p| clamp(p));
+            last.patterns = Some(listed.collect());
+            last.files = files;
+        }
     }
 
     fn event_type(&mut self, wanted: &str, event: &NormalizedEvent) -> bool {
@@ -114,7 +142,9 @@ impl Trace {
             }
         });
         let reason = (!matched && !errors.is_empty()).then(|| errors.join("; "));
-        self.entry(check, &shown.join("|"), branch, matched, reason.as_deref())
+        self.entry(check, &shown.join("|"), branch, matched, reason.as_deref());
+        self.detail(&shown, None);
+        matched
     }
 
     fn paths(&mut self, paths: &[String], event: &NormalizedEvent) -> bool {
@@ -138,7 +168,10 @@ impl Trace {
             &format!("[{}]", changed.join(", ")),
             matched,
             reason,
-        )
+        );
+        let listed: Vec<&str> = paths.iter().map(String::as_str).collect();
+        self.detail(&listed, Some(changed.len()));
+        matched
     }
 
     fn repos(&mut self, repos: &[BranchPattern], event: &NormalizedEvent) -> bool {
@@ -162,7 +195,10 @@ impl Trace {
             include.join(","),
             exclude.join(",")
         );
-        self.check("repo", &pattern, repo, match_repos(repos, repo))
+        let matched = self.check("repo", &pattern, repo, match_repos(repos, repo));
+        let listed: Vec<&str> = repos.iter().map(|p| p.pattern.as_str()).collect();
+        self.detail(&listed, None);
+        matched
     }
 }
 
@@ -392,7 +428,11 @@ pub fn match_workflow(workflow: &LockWorkflow, event: &NormalizedEvent) -> Workf
     let mut all = Vec::new();
     for (i, trigger) in workflow.triggers.iter().enumerate() {
         let mut trace = Trace(Vec::new());
-        if match_trigger(trigger, event, &mut trace) {
+        let matched = match_trigger(trigger, event, &mut trace);
+        for entry in &mut trace.0 {
+            entry.trigger = Some(i);
+        }
+        if matched {
             let summary = format!("Matched trigger {} ({})", i + 1, trigger.kind());
             return decision(true, Some(i), trace.0, summary);
         }

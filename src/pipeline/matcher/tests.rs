@@ -310,8 +310,14 @@ fn the_trace_says_why_nothing_matched() {
     assert!(json.get("matchedTrigger").is_none());
     assert_eq!(
         json["checks"][0],
-        json!({"check": "event type", "pattern": "push", "value": "push", "passed": true})
+        json!({"check": "event type", "pattern": "push", "value": "push", "passed": true,
+               "trigger": 0})
     );
+    // What `pipeline::explain` needs: the trigger of each check, the pattern list, the file count.
+    assert_eq!(json["checks"][1]["patterns"], json!(["main"]));
+    assert_eq!(json["checks"][2]["patterns"], json!(["src/**"]));
+    assert_eq!(json["checks"][2]["files"], 0);
+    assert_eq!(json["checks"][3]["trigger"], 1);
     assert_eq!(
         json["checks"].as_array().map(Vec::len),
         Some(4),
