@@ -34,6 +34,7 @@ mod runs_store;
 mod secrets_admin;
 mod secrets_cli;
 mod secrets_rotate;
+mod secrets_store;
 mod storage_fs;
 mod storage_s3;
 mod webhook_faults;
