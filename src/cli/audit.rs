@@ -189,7 +189,7 @@ mod tests {
                    "context_name": "aws/prod", "secret_keys": ["DB"], "token_label": "ci", "role": "admin",
                    "outcome": "allowed"}),
             json!({"timestamp": "2026-12-05T11:00:00.000Z", "action": "resolve", "org_id": "acme",
-                   "context_name": "prod", "secret_keys": ["A", "B"], "role": "dispatch",
+                   "context_name": "prod", "secret_keys": ["A", "B"], "token_label": "orchestrator", "role": "system",
                    "run_id": "r1", "job_id": "j1", "outcome": "allowed"}),
         ];
         let text = audit_table(&rows);
@@ -200,7 +200,7 @@ mod tests {
         );
         assert_eq!(
             lines[3],
-            "2026-12-05T11:00:00.000Z | resolve | acme | prod | A,B | dispatch | r1 / j1"
+            "2026-12-05T11:00:00.000Z | resolve | acme | prod | A,B | orchestrator (system) | r1 / j1"
         );
     }
 }

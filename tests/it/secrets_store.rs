@@ -184,7 +184,7 @@ fn store_seals_lists_opens_and_keeps_environments() {
         &mut c,
         &AuditEntry {
             action: audit::RESOLVE,
-            actor: Actor::Dispatch,
+            actor: Actor::Orchestrator("orchestrator:test"),
             org: Some("acme"),
             context: "prod",
             routing_key: Some("github:1"),
@@ -204,7 +204,9 @@ fn store_seals_lists_opens_and_keeps_environments() {
     let rows = audit::query(&mut c, &q).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["action"], "resolve");
-    assert_eq!(rows[0]["role"], "dispatch");
+    assert_eq!(rows[0]["role"], "system");
+    assert_eq!(rows[0]["token_label"], "orchestrator");
+    assert_eq!(rows[0]["user_id"], "orchestrator:test");
     assert_eq!(rows[0]["secret_keys"], json!(["DB_PASSWORD"]));
     assert_eq!(rows[0]["run_id"], "0190a0a0-0000-7000-8000-000000000001");
 
