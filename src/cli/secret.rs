@@ -29,6 +29,7 @@ pub enum SecretSub {
     List(ListCmd),
     Set(SetCmd),
     Delete(DeleteCmd),
+    Purge(PurgeCmd),
 }
 
 /// List the secret scopes of an org (`__org__` holds its org-wide secrets).
@@ -129,6 +130,28 @@ pub struct DeleteCmd {
     pub json: bool,
 }
 
+/// Delete every workflow secret of an org (--org) or of every org (owner token). Source
+/// credentials are never touched. Asks to type the org (or __ALL__) unless --yes.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "purge")]
+pub struct PurgeCmd {
+    /// required: purging cannot be undone
+    #[argh(switch)]
+    pub confirm: bool,
+    /// only this org (default: every org)
+    #[argh(option)]
+    pub org: Option<String>,
+    /// do not ask to type the org
+    #[argh(switch)]
+    pub yes: bool,
+    /// print the API's JSON answer
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// What `purge` must be told to type: the org, or `__ALL__` for every org.
+const ALL_ORGS: &str = "__ALL__";
+
 pub fn run(cmd: SecretCmd, globals: &Globals) -> Result<(), Error> {
     match cmd.command {
         SecretSub::Scopes(c) => {
@@ -151,6 +174,7 @@ pub fn run(cmd: SecretCmd, globals: &Globals) -> Result<(), Error> {
         }
         SecretSub::Set(c) => set(c, globals),
         SecretSub::Delete(c) => delete(c, globals),
+        SecretSub::Purge(c) => purge(c, globals),
     }
 }
 
@@ -306,6 +330,41 @@ fn delete(c: DeleteCmd, globals: &Globals) -> Result<(), Error> {
             Some(Value::Bool(false)) => format!("{line} (It did not exist.)"),
             _ => line,
         }
+    });
+    Ok(())
+}
+
+fn purge(c: PurgeCmd, globals: &Globals) -> Result<(), Error> {
+    if !c.confirm {
+        return Err(Error::Usage(
+            "secret purge deletes secrets for good: add --confirm".into(),
+        ));
+    }
+    let target = c.org.clone().unwrap_or_else(|| ALL_ORGS.to_owned());
+    let client = AdminClient::from_globals(globals)?;
+    if !c.yes {
+        if !ProcessTerminal.stdin_is_tty() {
+            return Err(Error::Usage(
+                "standard input is not a terminal, so nothing can be confirmed: add --yes".into(),
+            ));
+        }
+        use crate::service::wizard::Console;
+        let typed = super::orchestrator::console::ProcessConsole::new()
+            .ask(&format!("Type {target} to delete its workflow secrets: "))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if typed.trim() != target {
+            return Err(Error::Usage("Aborted: nothing was deleted.".into()));
+        }
+    }
+    let body = match &c.org {
+        Some(org) => json!({ "orgId": org }),
+        None => json!({}),
+    };
+    let answer = client.post("/secrets/purge", &body)?;
+    show(&answer, c.json, |a| {
+        format!("secret purge: deleted={} ({target})", a["deleted"])
     });
     Ok(())
 }

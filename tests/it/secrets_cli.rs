@@ -346,10 +346,22 @@ fn secret_environment_variable_rotate_and_audit_commands() {
     let err = c.fails(&["audit", "--since", "yesterday"]);
     assert!(err.contains("since"), "{err}");
 
+    // purge: --confirm, --yes without a terminal; source credentials are never touched.
+    let err = c.fails(&["secret", "purge", "--org", "acme", "--yes"]);
+    assert!(err.contains("add --confirm"), "{err}");
+    let err = c.fails(&["secret", "purge", "--org", "acme", "--confirm"]);
+    assert!(err.contains("add --yes"), "{err}");
+    assert_eq!(
+        c.ok(&["secret", "purge", "--confirm", "--org", "acme", "--yes"]),
+        "secret purge: deleted=4 (acme)\n"
+    );
+    assert_eq!(c.ok(&["secret", "scopes", "acme"]), "No scopes found.\n");
+
     // --help everywhere, without a token.
     for cmd in [
         &["secret", "set", "--help"][..],
         &["secret", "--help"],
+        &["secret", "purge", "--help"],
         &["environment", "create", "--help"],
         &["variable", "set", "--help"],
         &["rotate-key", "--help"],
