@@ -32,10 +32,10 @@ impl Role {
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
         match p {
-            ContextRead | DbStatus => true,
+            ContextRead | DbStatus | AuditRead => true,
             ContextCreate | ContextUpdate | ContextDelete | SecretRead | SecretWrite
             | SecretDelete | DbMigrate | Diagnose => self != Role::Auditor,
-            TokenManage => self == Role::Owner,
+            TokenManage | KeyRotate | SecretPurge => self == Role::Owner,
         }
     }
 }
@@ -63,6 +63,13 @@ pub enum Permission {
     /// `GET /diagnose`: signs GitHub App tokens with the stored keys and probes storage, so not
     /// for auditors (ours, like `db.*`).
     Diagnose,
+    /// Re-seal every stored secret under the current key (`rotate-key`).
+    KeyRotate,
+    /// Read `secret_audit_log`.
+    AuditRead,
+    /// Delete every workflow secret of an org at once. Ours: the reference checks no permission
+    /// on its purge route.
+    SecretPurge,
 }
 
 impl Permission {
@@ -79,6 +86,9 @@ impl Permission {
             Permission::DbMigrate => "db.migrate",
             Permission::DbStatus => "db.status",
             Permission::Diagnose => "diagnose",
+            Permission::KeyRotate => "key.rotate",
+            Permission::AuditRead => "audit.read",
+            Permission::SecretPurge => "secret.purge",
         }
     }
 }
@@ -186,12 +196,15 @@ mod tests {
             DbMigrate,
             DbStatus,
             Diagnose,
+            KeyRotate,
+            AuditRead,
+            SecretPurge,
         ];
         assert!(all.iter().all(|p| Role::Owner.allows(*p)));
         let admin: Vec<_> = all.iter().filter(|p| !Role::Admin.allows(**p)).collect();
-        assert_eq!(admin, [&TokenManage]);
+        assert_eq!(admin, [&TokenManage, &KeyRotate, &SecretPurge]);
         let auditor: Vec<_> = all.iter().filter(|p| Role::Auditor.allows(**p)).collect();
-        assert_eq!(auditor, [&ContextRead, &DbStatus]);
+        assert_eq!(auditor, [&ContextRead, &DbStatus, &AuditRead]);
     }
 
     #[test]

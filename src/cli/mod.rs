@@ -6,9 +6,11 @@
 //! built by pure functions.
 
 pub mod agent;
+pub mod audit;
 pub mod client;
 pub mod db;
 pub mod diagnose;
+pub mod environment;
 pub mod event_log;
 pub mod event_log_cmd;
 pub mod event_log_replay;
@@ -16,9 +18,11 @@ pub mod instance;
 mod local_repo;
 pub mod orchestrator;
 pub mod output;
+pub mod rotate_key;
 pub mod runs;
 pub mod runs_logs;
 pub mod runs_rerun;
+pub mod secret;
 pub mod secret_input;
 pub mod source;
 pub mod source_generic;
@@ -28,6 +32,8 @@ pub mod source_local_hook;
 pub mod source_output;
 pub mod storage;
 pub mod token;
+pub mod value_input;
+pub mod variable;
 
 use argh::FromArgs;
 
@@ -71,6 +77,11 @@ pub enum Command {
     Runs(runs::RunsCmd),
     EventLog(event_log_cmd::EventLogCmd),
     Diagnose(diagnose::DiagnoseCmd),
+    Secret(secret::SecretCmd),
+    Environment(environment::EnvironmentCmd),
+    Variable(variable::VariableCmd),
+    RotateKey(rotate_key::RotateKeyCmd),
+    Audit(audit::AuditCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -166,6 +177,11 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::Runs(cmd)) => runs::run(cmd, &globals),
         Some(Command::EventLog(cmd)) => event_log_cmd::run(cmd, &globals),
         Some(Command::Diagnose(cmd)) => diagnose::run(cmd, &globals),
+        Some(Command::Secret(cmd)) => secret::run(cmd, &globals),
+        Some(Command::Environment(cmd)) => environment::run(cmd, &globals),
+        Some(Command::Variable(cmd)) => variable::run(cmd, &globals),
+        Some(Command::RotateKey(cmd)) => rotate_key::run(cmd, &globals),
+        Some(Command::Audit(cmd)) => audit::run(cmd, &globals),
     }
 }
 

@@ -6,12 +6,15 @@
 mod agents;
 mod body;
 mod diagnose;
+mod environments;
 mod events;
 mod generic;
 mod github;
 mod logs;
 mod rerun;
 mod runs;
+mod secret_routes;
+mod secrets;
 
 use serde_json::json;
 
@@ -157,6 +160,7 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         Op::Diagnose => diagnose::run(app, c),
         Op::Migrate => run_migrations(&app.pool, c),
         Op::MigrationStatus => migration_status(&app.pool, c),
+        Op::Secret(op) => secret_routes::handle(&app.workflow_secrets(), c, req, op),
     }
 }
 
@@ -202,10 +206,15 @@ enum Op<'a> {
     Diagnose,
     Migrate,
     MigrationStatus,
+    /// Workflow secrets, environments, rotation and audit (`secrets.rs`, `environments.rs`).
+    Secret(secret_routes::SecretOp<'a>),
 }
 
 /// The operation of `seg` + `method`; 405 for a known path with another method, else 404.
 fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
+    if let Some(op) = secret_routes::resolve(seg, method) {
+        return op.map(Op::Secret);
+    }
     Ok(match (seg, method) {
         (["sources"], "GET") => Op::SourceList,
         (["sources"], "POST") => Op::SourceCreate,
