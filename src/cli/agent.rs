@@ -1,6 +1,7 @@
 //! `kici-admin agent-token create|list|revoke` and `kici-admin agent register` (the reference's
 //! name for creating one): tokens agents authenticate with on `/ws` (`KICI_AGENT_TOKEN`).
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
@@ -150,7 +151,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     if cmd.json {
         print_json(&answer);
     } else {
-        println!(
+        outln!(
             "{}",
             table(&array_of(&answer, "tokens", "GET /agent-tokens")?)
         );

@@ -24,6 +24,7 @@ pub mod source_output;
 pub mod storage;
 pub mod token;
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 
 use crate::Error;
@@ -137,7 +138,7 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
 /// Runs a parsed command line.
 pub fn dispatch(top: TopLevel) -> Result<(), Error> {
     if top.cli_version {
-        println!("{}", version_line());
+        outln!("{}", version_line());
         return Ok(());
     }
     let globals = Globals {

@@ -1,11 +1,66 @@
-//! Printing for people (padded text) and scripts (`--json`, pretty-printed like the reference).
+//! Printing for people (padded text) and scripts (`--json`, pretty-printed like the reference),
+//! all through one writer: `outln!` / [`write_stdout`].
+//!
+//! A closed stdout is success (ripgrep's rule): `kici-admin source list --json | head -1` must end
+//! quietly with exit 0, never with std's "failed printing to stdout" panic. Rust ignores SIGPIPE,
+//! so a write to a closed pipe fails with `BrokenPipe`; [`write_stdout`] turns that into a quiet
+//! exit 0, since nothing more can be shown and what the command did is already done. SIGPIPE is
+//! deliberately not restored to its default for the CLI: that would end the process by the
+//! signal (status 141, not 0), and would also hit writes to sockets and child pipes, whose
+//! failures must stay errors. Any other write error (a full disk behind `>`) ends the process
+//! with exit 1 and one line on stderr. `println!` is therefore not used in `src/cli`.
+
+use std::fmt;
+use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::Value;
 
+/// `println!` for the CLI: one line to stdout through [`write_stdout`].
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// Writes to stdout and flushes; a closed stdout ends the process with exit 0 (see the module
+/// doc), any other failure with exit 1.
+pub fn write_stdout(args: fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        stdout_failed(&e);
+    }
+}
+
+/// Writes raw bytes to stdout, with [`write_stdout`]'s handling of a closed stdout.
+pub fn write_stdout_bytes(bytes: &[u8]) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        stdout_failed(&e);
+    }
+}
+
+/// What a failed write to stdout means for the process; see the module doc.
+pub fn stdout_failed(e: &io::Error) -> ! {
+    if stdout_closed(e) {
+        std::process::exit(0);
+    }
+    eprintln!("Error: cannot write to stdout: {e}");
+    std::process::exit(1);
+}
+
+/// Whether a write error says the reader of stdout went away.
+pub fn stdout_closed(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
 pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => outln!("{s}"),
         Err(e) => eprintln!("Error: cannot print JSON: {e}"),
     }
 }
@@ -15,7 +70,7 @@ pub fn show(answer: &Value, json: bool, human: impl FnOnce(&Value) -> String) {
     if json {
         print_json(answer);
     } else {
-        println!("{}", human(answer));
+        outln!("{}", human(answer));
     }
 }
 
@@ -55,5 +110,12 @@ mod tests {
         assert_eq!(opt_field(&v, "e"), None);
         assert_eq!(opt_field(&v, "z"), None);
         assert_eq!(opt_field(&v, "b").as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn only_a_broken_pipe_counts_as_a_closed_stdout() {
+        assert!(stdout_closed(&io::Error::from(io::ErrorKind::BrokenPipe)));
+        assert!(!stdout_closed(&io::Error::from(io::ErrorKind::StorageFull)));
+        assert!(!stdout_closed(&io::Error::other("x")));
     }
 }

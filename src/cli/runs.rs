@@ -3,6 +3,7 @@
 //! Reads `GET /runs` and `GET /runs/:runId`; the printed text is built by the pure functions below
 //! from the API's JSON.
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
@@ -101,7 +102,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     if cmd.json {
         print_json(&json!({ "runs": runs }));
     } else {
-        println!("{}", run_table(&runs));
+        outln!("{}", run_table(&runs));
     }
     Ok(())
 }

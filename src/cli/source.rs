@@ -2,6 +2,7 @@
 //! commands, and `list` and `remove`, which cover both kinds of source. The generic-source commands
 //! are in `source_generic.rs`; the printed text is built in `source_output.rs`.
 
+use crate::cli::output::outln;
 use std::io::{BufRead, Write};
 
 use argh::FromArgs;
@@ -254,7 +255,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     if cmd.json {
         print_json(&json!({ "github": github, "generic": generic }));
     } else {
-        println!(
+        outln!(
             "{}",
             source_output::source_list(&github, &generic, cmd.org.is_some())
         );
@@ -327,7 +328,7 @@ fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
         )
         .map_err(|e| Error::Usage(format!("cannot read the confirmation: {e}")))?;
         if !confirmed {
-            println!("Cancelled.");
+            outln!("Cancelled.");
             return Ok(());
         }
     }
@@ -391,7 +392,7 @@ fn get_webhook_secret(cmd: GetWebhookSecretCmd, globals: &Globals) -> Result<(),
     }
     match opt_field(&answer, "webhookSecret") {
         Some(secret) => {
-            println!("{secret}");
+            outln!("{secret}");
             Ok(())
         }
         None => Err(Error::Usage(no_webhook_secret(&cmd.routing_key))),

@@ -7,6 +7,7 @@
 //! commits and building events and the hook script are in `local_repo.rs`; `install-hook` is
 //! in `source_local_hook.rs`.
 
+use crate::cli::output::outln;
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -341,10 +342,10 @@ pub fn trigger(cmd: TriggerLocalCmd, globals: &Globals) -> Result<(), Error> {
         ),
         _ => format!("Event sent: {what}"),
     };
-    println!("{text}");
+    outln!("{text}");
     if let Some(delivery) = opt_field(&answer, "deliveryId") {
-        println!("  Delivery ID:  {delivery}");
-        println!("  ↳ See the runs it started with: kici-admin runs list");
+        outln!("  Delivery ID:  {delivery}");
+        outln!("  ↳ See the runs it started with: kici-admin runs list");
     }
     Ok(())
 }

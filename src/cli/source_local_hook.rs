@@ -4,6 +4,7 @@
 //! the admin token is kept out of the script, in `kici-admin.env` next to it (mode 0600,
 //! readable by the repository's owner only), or left to the pusher's `KICI_ADMIN_TOKEN`.
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 
 use super::{
@@ -87,21 +88,21 @@ pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error>
         token_file: token.as_ref().map(|_| token_file.as_path()),
     });
     files::write_if_changed(&hook, &script, 0o755)?;
-    println!("Hook installed: {}", hook.display());
-    println!(
+    outln!("Hook installed: {}", hook.display());
+    outln!(
         "  Repository:   {} ({})",
         repo.full_name,
         repo.path.display()
     );
-    println!("  Admin URL:    {}", client.base_url());
+    outln!("  Admin URL:    {}", client.base_url());
     match token {
-        Some(_) => println!("  Token file:   {} (mode 0600)", token_file.display()),
-        None => println!("  Token:        $KICI_ADMIN_TOKEN of whoever pushes"),
+        Some(_) => outln!("  Token file:   {} (mode 0600)", token_file.display()),
+        None => outln!("  Token:        $KICI_ADMIN_TOKEN of whoever pushes"),
     }
     let bare = local_repo::git(&repo.path, &["rev-parse", "--is-bare-repository"]);
     let deny = local_repo::git(&repo.path, &["config", "receive.denyCurrentBranch"]);
     if bare.as_deref() == Ok("false") && deny.as_deref() != Ok("updateInstead") {
-        println!(
+        outln!(
             "  ↳ git refuses pushes to the branch checked out in a working tree; to push into it:\n    \
              git -C {} config receive.denyCurrentBranch updateInstead",
             repo.path.display()

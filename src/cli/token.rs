@@ -1,6 +1,7 @@
 //! `kici-admin token create|list|revoke` (docs/operations.md, "Admin API and tokens"). The server
 //! allows these to owner tokens without a routing-key restriction only.
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
@@ -98,7 +99,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     if cmd.json {
         print_json(&answer);
     } else {
-        println!(
+        outln!(
             "{}",
             token_table(&array_of(&answer, "tokens", "GET /tokens")?)
         );

@@ -3,6 +3,7 @@
 //! GitHub App source when one was given. The settings logic is `service::settings`; this file
 //! gathers inputs, writes files only when they change, and prints.
 
+use crate::cli::output::outln;
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
@@ -251,7 +252,7 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
     if cmd.json {
         print_json(&report.json());
     } else {
-        println!("{}", report.text());
+        outln!("{}", report.text());
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! systemctl and journalctl for a systemd instance, otherwise on the detached daemon
 //! (`detached.rs`). The instance is found by `files::locate`.
 
+use crate::cli::output::outln;
 use std::{path::PathBuf, time::Duration};
 
 use argh::FromArgs;
@@ -161,14 +162,12 @@ fn start_located(
                 "readyAfterMs": waited.map(|d| d.as_millis() as u64), "logFile": log_of(layout),
             }));
         } else if already {
-            println!("Orchestrator \"{name}\" is already running (pid {pid}) at {url}");
+            outln!("Orchestrator \"{name}\" is already running (pid {pid}) at {url}");
         } else {
             let secs = waited.map_or(0.0, |d| d.as_secs_f64());
-            println!(
-                "Orchestrator \"{name}\" started (pid {pid}); ready at {url} after {secs:.1} s"
-            );
-            println!("  Log:  {}", log_of(layout));
-            println!(
+            outln!("Orchestrator \"{name}\" started (pid {pid}); ready at {url} after {secs:.1} s");
+            outln!("  Log:  {}", log_of(layout));
+            outln!(
                 "  Stop: kici-admin orchestrator stop --instance-dir {}",
                 layout.dir.display()
             );
@@ -253,7 +252,7 @@ fn stop_located(layout: &Layout, manifest: &Manifest, timeout: Duration) -> Resu
     if let Supervisor::Systemd = manifest.supervisor().map_err(Error::Config)? {
         require_systemd()?;
         systemctl::systemctl(&["stop", &format!("{name}.service")])?;
-        println!("Orchestrator \"{name}\" stopped.");
+        outln!("Orchestrator \"{name}\" stopped.");
         return Ok(());
     }
     let Some((pid, _)) = detached::running(layout) else {
@@ -263,7 +262,7 @@ fn stop_located(layout: &Layout, manifest: &Manifest, timeout: Duration) -> Resu
         } else {
             ""
         };
-        println!("Orchestrator \"{name}\" is not running{note}.");
+        outln!("Orchestrator \"{name}\" is not running{note}.");
         return Ok(());
     };
     let outcome = detached::stop(&pid, timeout);
@@ -286,7 +285,7 @@ fn stop_located(layout: &Layout, manifest: &Manifest, timeout: Duration) -> Resu
         }
     };
     files::remove(&layout.pid_file)?;
-    println!("{line}");
+    outln!("{line}");
     Ok(())
 }
 
@@ -296,7 +295,7 @@ pub fn restart(cmd: &RestartCmd, globals: &Globals) -> Result<(), Error> {
     if manifest.supervisor().map_err(Error::Config)? == Supervisor::Systemd {
         require_systemd()?;
         systemctl::systemctl(&["restart", &format!("{}.service", layout.name)])?;
-        println!("Orchestrator \"{}\" restarted.", layout.name);
+        outln!("Orchestrator \"{}\" restarted.", layout.name);
         return Ok(());
     }
     stop_located(&layout, &manifest, timeout)?;
@@ -346,8 +345,8 @@ pub fn status(cmd: &StatusCmd, globals: &Globals) -> Result<(), Error> {
         return Ok(());
     }
     if !running {
-        println!("Orchestrator \"{}\": stopped", layout.name);
-        println!(
+        outln!("Orchestrator \"{}\": stopped", layout.name);
+        outln!(
             "  Start: kici-admin orchestrator start --instance-dir {}",
             layout.dir.display()
         );
@@ -355,7 +354,7 @@ pub fn status(cmd: &StatusCmd, globals: &Globals) -> Result<(), Error> {
     }
     let up = uptime.map_or("unknown".to_owned(), process::human_duration);
     let pid = pid.map_or("unknown".to_owned(), |p| p.to_string());
-    println!(
+    outln!(
         "Orchestrator \"{}\": running (pid {pid}, up {up})",
         layout.name
     );
@@ -365,8 +364,8 @@ pub fn status(cmd: &StatusCmd, globals: &Globals) -> Result<(), Error> {
         Some(Err(e)) => format!("no answer: {e}"),
         None => String::new(),
     };
-    println!("  URL:    {url}   /ready: {ready}");
-    println!("  Log:    {}", log_of(&layout));
+    outln!("  URL:    {url}   /ready: {ready}");
+    outln!("  Log:    {}", log_of(&layout));
     Ok(())
 }
 
@@ -393,7 +392,7 @@ pub fn uninstall(cmd: &UninstallCmd, globals: &Globals) -> Result<(), Error> {
         )
         .map_err(|e| Error::Usage(format!("cannot read the confirmation: {e}")))?;
         if !confirmed {
-            println!("Cancelled.");
+            outln!("Cancelled.");
             return Ok(());
         }
     }
@@ -420,25 +419,25 @@ pub fn uninstall(cmd: &UninstallCmd, globals: &Globals) -> Result<(), Error> {
     }
     files::update_index(&files::host(), name, None);
     let folder_gone = std::fs::remove_dir(&layout.dir).is_ok();
-    println!("Orchestrator instance \"{name}\" uninstalled.");
+    outln!("Orchestrator instance \"{name}\" uninstalled.");
     if let Some(unit) = &layout.unit_file {
-        println!("  Removed the unit {}", unit.display());
+        outln!("  Removed the unit {}", unit.display());
     }
-    println!(
+    outln!(
         "  Removed the env file, manifest, pid and log files in {}",
         layout.dir.display()
     );
     if !folder_gone && layout.state_dir.exists() {
-        println!(
+        outln!(
             "  Kept {} (the instance's state and filesystem storage): remove it by hand if it is no longer needed",
             layout.state_dir.display()
         );
     }
     match database {
-        Some(db) => println!(
+        Some(db) => outln!(
             "  The database {db} was not touched: drop it yourself if it is no longer needed"
         ),
-        None => println!("  The database was not touched"),
+        None => outln!("  The database was not touched"),
     }
     Ok(())
 }
