@@ -10,6 +10,7 @@ mod agents_more;
 mod agents_revoked;
 mod cli_sources;
 mod config_errors;
+mod first_hour;
 mod github_app;
 mod hostile_durability;
 mod hostile_http;

@@ -1,0 +1,148 @@
+//! What a new operator runs first, run as they would: `scripts/quickstart.sh` (with the test's
+//! binary and PostgreSQL), its printed "Try:" line verbatim, a large listing piped into
+//! `head -1`, and `quickstart.sh --help` / `clean`.
+
+use crate::support;
+
+use std::{path::PathBuf, process::Command};
+
+use support::{daemon::*, pg::PgCluster};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/quickstart.sh");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `bash -c <line>` with no KICI_* variables but `env`.
+fn shell(line: &str, env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(line);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KICI_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.output().expect("run bash")
+}
+
+struct Quickstart {
+    dir: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        let _ = shell(&format!("{SCRIPT} clean"), &self.env);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn quickstart_help_starts_nothing_and_unknown_arguments_are_refused() {
+    let dir = std::env::temp_dir().join(format!("kici-qs-help-{}", std::process::id()));
+    let env = [("KICI_QUICKSTART_DIR", dir.display().to_string())];
+    for flag in ["--help", "-h"] {
+        let out = shell(&format!("{SCRIPT} {flag}"), &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).starts_with("Usage: scripts/quickstart.sh"));
+    }
+    let out = shell(&format!("{SCRIPT} --hepl"), &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown argument: --hepl"));
+    assert!(!dir.exists(), "--help created {}", dir.display());
+}
+
+#[test]
+fn quickstart_try_line_works_verbatim_and_a_closed_pipe_is_success() {
+    let pg = PgCluster::shared();
+    let db = pg.create_database();
+    let dir = std::env::temp_dir().join(format!("kici-qs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let qs = Quickstart {
+        env: vec![
+            ("KICI_QUICKSTART_DIR", dir.display().to_string()),
+            ("KICI_QUICKSTART_BIN", BIN.to_owned()),
+            ("KICI_DATABASE_URL", db.clone()),
+            ("KICI_PORT", free_port().to_string()),
+        ],
+        dir,
+    };
+    let out = shell(SCRIPT, &qs.env);
+    let printed = stdout(&out);
+    assert!(out.status.success(), "{printed}{}", stderr(&out));
+    let try_line = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Try:"))
+        .unwrap_or_else(|| panic!("no Try: line in\n{printed}"))
+        .trim()
+        .to_owned();
+    // Run from another folder, with no token in the environment: the line as printed.
+    let out = shell(&format!("cd / && {try_line}"), &[]);
+    assert!(out.status.success(), "{try_line}: {}", stderr(&out));
+    assert!(stdout(&out).contains("hello"), "{}", stdout(&out));
+
+    // More than 64 KiB of JSON into `head -1`: exit 0, no panic.
+    let admin = format!("{BIN} --instance-dir {}", qs.dir.join("instance").display());
+    let addr = {
+        let out = shell(&format!("{admin} -v token list"), &[]);
+        let err = stderr(&out);
+        assert!(
+            err.contains("admin token KICI_BOOTSTRAP_ADMIN_TOKEN from"),
+            "-v does not say where the token came from: {err}"
+        );
+        let url = err
+            .lines()
+            .find_map(|l| l.strip_prefix("kici-admin: admin URL http://"))
+            .and_then(|l| l.split(['/', ' ']).next())
+            .expect("-v names the URL")
+            .to_owned();
+        url.parse().expect("host:port")
+    };
+    let env_text =
+        std::fs::read_to_string(qs.dir.join("instance/kici-quickstart.env")).expect("env file");
+    let token = env_text
+        .lines()
+        .find_map(|l| l.strip_prefix("KICI_BOOTSTRAP_ADMIN_TOKEN="))
+        .expect("bootstrap token")
+        .to_owned();
+    for i in 0..300 {
+        let body = format!(r#"{{"label":"bulk-token-number-{i:04}","role":"admin"}}"#);
+        let r = request(
+            addr,
+            "POST",
+            "/api/v1/admin/tokens",
+            &[
+                ("Authorization", &format!("Bearer {token}")),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        assert!(r.status < 300, "token {i}: {} {:?}", r.status, r.json());
+    }
+    let full = shell(&format!("{admin} token list --json"), &[]);
+    assert!(full.stdout.len() > 64 * 1024, "{} bytes", full.stdout.len());
+    for line in [
+        format!("set -o pipefail; {admin} token list --json | head -1"),
+        format!("set -o pipefail; {admin} token list | head -1"),
+        format!("set -o pipefail; {admin} token list --json | true"),
+    ] {
+        let out = shell(&line, &[]);
+        assert!(
+            out.status.success(),
+            "{line}: {:?} {}",
+            out.status,
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+
+    // stop, then clean: nothing left behind.
+    let out = shell(&format!("{SCRIPT} clean"), &qs.env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!qs.dir.exists());
+}
