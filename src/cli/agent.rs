@@ -2,12 +2,14 @@
 //! name for creating one): tokens agents authenticate with on `/ws` (`KICI_AGENT_TOKEN`).
 
 use crate::cli::output::outln;
+use crate::cli::output::print_json_camel;
+use crate::cli::output::show_camel;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
 use super::{
     client::{array_of, encode_component, AdminClient},
-    output::{field, opt_field, print_json, show},
+    output::{field, opt_field},
     Globals,
 };
 use crate::Error;
@@ -134,7 +136,7 @@ fn create(
         body["description"] = json!(d);
     }
     let answer = AdminClient::from_globals(globals)?.post("/agent-tokens", &body)?;
-    show(&answer, json_out, created);
+    show_camel(&answer, json_out, created);
     Ok(())
 }
 
@@ -149,7 +151,7 @@ fn created(answer: &Value) -> String {
 fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     let answer = AdminClient::from_globals(globals)?.get("/agent-tokens")?;
     if cmd.json {
-        print_json(&answer);
+        print_json_camel(&answer);
     } else {
         outln!(
             "{}",
@@ -162,7 +164,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
 fn revoke(cmd: RevokeCmd, globals: &Globals) -> Result<(), Error> {
     let route = format!("/agent-tokens/{}", encode_component(&cmd.id));
     let answer = AdminClient::from_globals(globals)?.delete(&route)?;
-    show(&answer, cmd.json, |_| {
+    show_camel(&answer, cmd.json, |_| {
         format!("Agent token {} revoked.", cmd.id)
     });
     Ok(())

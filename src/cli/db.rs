@@ -111,7 +111,7 @@ fn migrate_through_api(m: &MigrateCmd, globals: &Globals) -> Result<(), Error> {
             .map(status_of)
             .collect::<Vec<_>>();
         if m.json {
-            output::print_json(&answer);
+            output::print_json_camel(&answer);
         } else {
             print_nonempty(&status_lines(&statuses));
         }
@@ -120,7 +120,7 @@ fn migrate_through_api(m: &MigrateCmd, globals: &Globals) -> Result<(), Error> {
     let route = "/db/migrate";
     let answer = client.post(route, &json!({}))?;
     if m.json {
-        output::print_json(&answer);
+        output::print_json_camel(&answer);
     } else {
         let names: Vec<String> = array_of(&answer, "migrations", route)?
             .iter()

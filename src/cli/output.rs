@@ -65,6 +65,68 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     }
 }
 
+/// `print_json` for admin API answers that carry database column names (token and generic-source
+/// rows): every `--json` output uses camelCase keys (README, "Output"), so `created_at` is printed
+/// as `createdAt`. Only lowercase snake_case keys change: `KICI_PORT` or `X-Event-Type` stay.
+pub fn print_json_camel(value: &Value) {
+    print_json(&camel_case_keys(value));
+}
+
+/// [`show`] with [`print_json_camel`] for `--json`.
+pub fn show_camel(answer: &Value, json: bool, human: impl FnOnce(&Value) -> String) {
+    if json {
+        print_json_camel(answer);
+    } else {
+        outln!("{}", human(answer));
+    }
+}
+
+/// `value` with every lowercase snake_case object key, at any depth, in camelCase.
+pub fn camel_case_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (camel_case(k), camel_case_keys(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(camel_case_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `created_at` → `createdAt`; a key that is not lowercase snake_case is returned unchanged.
+pub fn camel_case(key: &str) -> String {
+    let snake = key.contains('_')
+        && key.starts_with(|c: char| c.is_ascii_lowercase())
+        && !key.ends_with('_')
+        && !key.contains("__")
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !snake {
+        return key.to_owned();
+    }
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a key is in the documented style (camelCase: starts lowercase, no `_` or `-`).
+pub fn is_camel_case(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 /// Prints an API answer as JSON for `--json`, else the text `human` makes of it.
 pub fn show(answer: &Value, json: bool, human: impl FnOnce(&Value) -> String) {
     if json {
@@ -110,6 +172,26 @@ mod tests {
         assert_eq!(opt_field(&v, "e"), None);
         assert_eq!(opt_field(&v, "z"), None);
         assert_eq!(opt_field(&v, "b").as_deref(), Some("false"));
+    }
+
+    #[test]
+    fn database_column_names_become_camel_case_and_nothing_else_changes() {
+        assert_eq!(camel_case("created_at"), "createdAt");
+        assert_eq!(camel_case("dedup_window_seconds"), "dedupWindowSeconds");
+        assert_eq!(camel_case("id"), "id");
+        assert_eq!(camel_case("routingKey"), "routingKey");
+        for kept in ["KICI_PORT", "X-Event-Type", "_x", "x_", "a__b", "Ab_c", ""] {
+            assert_eq!(camel_case(kept), kept);
+        }
+        let v = json!({"tokens": [{"routing_key": null, "last_used_at": "t"}],
+                       "verification_config": {"secret_header": "X-Sig", "KICI_X": 1}});
+        assert_eq!(
+            camel_case_keys(&v),
+            json!({"tokens": [{"routingKey": null, "lastUsedAt": "t"}],
+                   "verificationConfig": {"secretHeader": "X-Sig", "KICI_X": 1}})
+        );
+        assert!(is_camel_case("createdAt") && is_camel_case("id"));
+        assert!(!is_camel_case("created_at") && !is_camel_case("X-Event") && !is_camel_case(""));
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! in `source_local_hook.rs`.
 
 use crate::cli::output::outln;
+use crate::cli::output::print_json_camel;
+use crate::cli::output::show_camel;
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -19,7 +21,7 @@ use serde_json::{json, Map, Value};
 use super::{
     client::{encode_component, error_message, AdminClient},
     local_repo::{self, EventKind, RepoFolder},
-    output::{field, opt_field, print_json, show},
+    output::{field, opt_field},
     source::NO_FIELDS,
     source_output, Globals,
 };
@@ -229,7 +231,7 @@ pub fn add(cmd: AddLocalCmd, globals: &Globals) -> Result<(), Error> {
     });
     let answer = AdminClient::from_globals(globals)?.post("/generic-sources", &body)?;
     let row = row_of(answer, "POST /generic-sources")?;
-    show(&row, cmd.json, created_text);
+    show_camel(&row, cmd.json, created_text);
     Ok(())
 }
 
@@ -267,7 +269,7 @@ pub fn update(cmd: UpdateLocalCmd, globals: &Globals) -> Result<(), Error> {
     }
     let route = format!("/generic-sources/{}", encode_component(&id));
     let row = row_of(client.patch(&route, &Value::Object(body))?, &route)?;
-    show(&row, cmd.json, |r| {
+    show_camel(&row, cmd.json, |r| {
         let git = r.get("git_config").unwrap_or(&Value::Null);
         let mut text = format!(
             "Local source updated: {} ({})\n  Folder:       {}",
@@ -320,7 +322,7 @@ pub fn trigger(cmd: TriggerLocalCmd, globals: &Globals) -> Result<(), Error> {
     );
     let (status, answer) = post_event(&url, kind, &request_id, &body)?;
     if cmd.json {
-        print_json(&answer);
+        print_json_camel(&answer);
         return Ok(());
     }
     let what = format!(

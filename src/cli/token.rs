@@ -2,12 +2,14 @@
 //! allows these to owner tokens without a routing-key restriction only.
 
 use crate::cli::output::outln;
+use crate::cli::output::print_json_camel;
+use crate::cli::output::show_camel;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
 use super::{
     client::{array_of, encode_component, AdminClient},
-    output::{field, opt_field, print_json, show},
+    output::{field, opt_field},
     Globals,
 };
 use crate::Error;
@@ -90,14 +92,14 @@ fn create(cmd: CreateCmd, globals: &Globals) -> Result<(), Error> {
         body["routingKey"] = key.into();
     }
     let answer = AdminClient::from_globals(globals)?.post("/tokens", &body)?;
-    show(&answer, cmd.json, token_created);
+    show_camel(&answer, cmd.json, token_created);
     Ok(())
 }
 
 fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     let answer = AdminClient::from_globals(globals)?.get("/tokens")?;
     if cmd.json {
-        print_json(&answer);
+        print_json_camel(&answer);
     } else {
         outln!(
             "{}",
@@ -110,7 +112,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
 fn revoke(cmd: RevokeCmd, globals: &Globals) -> Result<(), Error> {
     let route = format!("/tokens/{}", encode_component(&cmd.id));
     let answer = AdminClient::from_globals(globals)?.delete(&route)?;
-    show(&answer, cmd.json, |_| format!("Token {} revoked.", cmd.id));
+    show_camel(&answer, cmd.json, |_| format!("Token {} revoked.", cmd.id));
     Ok(())
 }
 
