@@ -9,6 +9,7 @@ pub mod health;
 pub mod parse;
 pub mod routes;
 pub mod server;
+pub mod webhook_refusals;
 pub mod webhooks;
 mod write;
 

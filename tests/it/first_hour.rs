@@ -146,3 +146,63 @@ fn quickstart_try_line_works_verbatim_and_a_closed_pipe_is_success() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!qs.dir.exists());
 }
+
+#[test]
+fn a_flood_of_refused_webhooks_logs_one_line_per_source_and_reason() {
+    use support::webhook::{generic_source, post, sign};
+    const OWNER: &str = "3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f";
+    let pg = PgCluster::shared();
+    let mut env = base_env(&pg.create_database());
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, std::time::Duration::from_secs(10));
+    generic_source(
+        &d,
+        OWNER,
+        "acme",
+        serde_json::json!({ "name": "stripe", "verificationConfig": { "secret": "whsec-flood" } }),
+    );
+    let body = br#"{"card":"4242-secret-body"}"#;
+    let wrong = format!("sha256={}", sign("not-the-secret", body));
+    for _ in 0..30 {
+        let r = post(
+            &d,
+            "/webhook/acme/generic/stripe",
+            &[("X-Signature-256", &wrong)],
+            body,
+        );
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"], "Invalid signature");
+        assert_eq!(
+            post(&d, "/webhook/acme/generic/nope", &[], body).status,
+            404
+        );
+    }
+    // The 202 of a good delivery after the flood shows the refusals were all handled.
+    let good = format!("sha256={}", sign("whsec-flood", body));
+    let r = post(
+        &d,
+        "/webhook/acme/generic/stripe",
+        &[("X-Signature-256", &good)],
+        body,
+    );
+    assert_eq!(r.status, 202);
+    let logs = || format!("{}{}", d.stdout(), d.stderr());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !logs().contains("acme/generic/nope") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let text = logs();
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("webhook refused"))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:#?}");
+    assert!(refused.iter().any(|l| l.contains("401")
+        && l.contains("Invalid signature")
+        && l.contains("acme/generic/stripe")));
+    assert!(refused.iter().any(|l| l.contains("404")
+        && l.contains("Unknown source")
+        && l.contains("acme/generic/nope")));
+    assert!(!text.contains("whsec-flood") && !text.contains("4242-secret-body"));
+}
