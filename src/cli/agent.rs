@@ -174,31 +174,43 @@ fn table(tokens: &[Value]) -> String {
     if tokens.is_empty() {
         return "No agent tokens found.".to_owned();
     }
-    let header = "ID | Prefix | Labels | Mandatory | Created | LastSeen | Revoked";
-    let mut lines = vec![header.to_owned(), "-".repeat(header.len())];
-    for t in tokens {
-        let cell = |key: &str| opt_field(t, key).unwrap_or_else(|| "-".to_owned());
-        let list = |key: &str| match t.get(key).and_then(Value::as_array) {
-            Some(a) if !a.is_empty() => a
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(","),
-            Some(_) => "-".into(),
-            None => "any".into(),
-        };
-        let revoked = t.get("revoked").and_then(Value::as_bool).unwrap_or(false);
-        lines.push(format!(
-            "{} | {} | {} | {} | {} | {} | {revoked}",
-            cell("id"),
-            cell("prefix"),
-            list("labels"),
-            list("mandatoryLabels"),
-            cell("createdAt"),
-            cell("lastSeenAt"),
-        ));
-    }
-    lines.join("\n")
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            let cell = |key: &str| opt_field(t, key).unwrap_or_else(|| "-".to_owned());
+            let list = |key: &str| match t.get(key).and_then(Value::as_array) {
+                Some(a) if !a.is_empty() => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Some(_) => "-".into(),
+                None => "any".into(),
+            };
+            let revoked = t.get("revoked").and_then(Value::as_bool).unwrap_or(false);
+            vec![
+                cell("id"),
+                cell("prefix"),
+                list("labels"),
+                list("mandatoryLabels"),
+                cell("createdAt"),
+                cell("lastSeenAt"),
+                revoked.to_string(),
+            ]
+        })
+        .collect();
+    crate::cli::output::table(
+        &[
+            "ID",
+            "Prefix",
+            "Labels",
+            "Mandatory",
+            "Created",
+            "LastSeen",
+            "Revoked",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]
@@ -214,7 +226,7 @@ mod tests {
         ];
         let t = table(&rows);
         assert!(
-            t.ends_with("u1 | kat_0123abcd | any | gpu | 2026-11-28T00:00:00.000Z | - | false"),
+            t.ends_with("u1  kat_0123abcd  any     gpu        2026-11-28T00:00:00.000Z  -         false"),
             "{t}"
         );
     }

@@ -141,6 +141,44 @@ pub fn pad(s: &str, width: usize) -> String {
     format!("{s:<width$}")
 }
 
+/// An aligned table: a header row, a rule, then the rows, each column padded to its widest
+/// cell (counted in characters) and separated by two spaces; no trailing spaces.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    pad(c, widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let mut lines = vec![line(header.to_vec())];
+    lines.push(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .join("  "),
+    );
+    for row in rows {
+        lines.push(line(row.iter().map(String::as_str).collect()));
+    }
+    lines.join("\n")
+}
+
 /// A field of an API answer as JavaScript's template strings show it: strings bare, numbers and
 /// booleans as written, null or absent as "".
 pub fn field(v: &Value, key: &str) -> String {
@@ -192,6 +230,21 @@ mod tests {
         );
         assert!(is_camel_case("createdAt") && is_camel_case("id"));
         assert!(!is_camel_case("created_at") && !is_camel_case("X-Event") && !is_camel_case(""));
+    }
+
+    #[test]
+    fn tables_align_every_column() {
+        let t = table(
+            &["ID", "Label", "Revoked"],
+            &[
+                vec!["a1".into(), "ci".into(), "true".into()],
+                vec!["b22".into(), "bootstrap".into(), "false".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "ID   Label      Revoked\n---  ---------  -------\na1   ci         true\nb22  bootstrap  false"
+        );
     }
 
     #[test]

@@ -431,7 +431,7 @@ fn token_and_db_commands() {
     assert_eq!(token.len(), 64);
     let list = s.ok(&["token", "list"]);
     assert!(
-        list.starts_with("ID | Label | Role | RoutingKey | Created | LastUsed | Revoked\n"),
+        list.starts_with("ID ") && list.lines().next().unwrap().contains("  Label  "),
         "{list}"
     );
     assert!(list.contains(&id) && list.contains("ci-bot") && !list.contains(&token));
