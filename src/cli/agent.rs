@@ -226,7 +226,9 @@ mod tests {
         ];
         let t = table(&rows);
         assert!(
-            t.ends_with("u1  kat_0123abcd  any     gpu        2026-11-28T00:00:00.000Z  -         false"),
+            t.ends_with(
+                "u1  kat_0123abcd  any     gpu        2026-11-28T00:00:00.000Z  -         false"
+            ),
             "{t}"
         );
     }

@@ -141,6 +141,8 @@ fn quickstart_try_line_works_verbatim_and_a_closed_pipe_is_success() {
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     }
 
+    walk_json_outputs(&admin);
+
     // stop, then clean: nothing left behind.
     let out = shell(&format!("{SCRIPT} clean"), &qs.env);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -205,4 +207,79 @@ fn a_flood_of_refused_webhooks_logs_one_line_per_source_and_reason() {
         && l.contains("Unknown source")
         && l.contains("acme/generic/nope")));
     assert!(!text.contains("whsec-flood") && !text.contains("4242-secret-body"));
+}
+
+/// Every key at any depth is camelCase (README, "Output"); `path` names the offender.
+fn camel_keys(v: &serde_json::Value, path: &str, bad: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let camel = k.starts_with(|c: char| c.is_ascii_lowercase())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric());
+                if !camel {
+                    bad.push(format!("{path}.{k}"));
+                }
+                camel_keys(v, &format!("{path}.{k}"), bad);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| camel_keys(v, path, bad)),
+        _ => {}
+    }
+}
+
+/// Runs the commands with `--json` against the quickstart's instance: each output is one JSON
+/// document (python3 -m json.tool accepts it) with camelCase keys.
+fn walk_json_outputs(admin: &str) {
+    let run = |args: &str| -> serde_json::Value {
+        let line = format!("{admin} {args}");
+        let out = shell(&line, &[]);
+        assert!(out.status.success(), "{line}: {}", stderr(&out));
+        let checked = Command::new("python3")
+            .args(["-m", "json.tool"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(&out.stdout)?;
+                c.wait()
+            })
+            .expect("python3");
+        assert!(checked.success(), "{line}: not JSON:\n{}", stdout(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut bad = Vec::new();
+        camel_keys(&v, "", &mut bad);
+        assert!(bad.is_empty(), "{line}: keys not camelCase: {bad:?}");
+        v
+    };
+    let added = run("source add generic --org walk --name w1 --secret s3cret-walk --json");
+    assert!(added["webhookUrl"]
+        .as_str()
+        .is_some_and(|u| u.ends_with("/webhook/walk/generic/w1")));
+    let id = added["id"].as_str().expect("id").to_owned();
+    for args in [
+        "orchestrator status --json".to_owned(),
+        "source list --json".to_owned(),
+        "source list --org walk --json".to_owned(),
+        format!("source get {id} --json"),
+        format!("source update-generic {id} --rate-limit 300 --json"),
+        format!("source disable {id} --json"),
+        format!("source enable {id} --json"),
+        "token create walker --role auditor --json".to_owned(),
+        "token list --json".to_owned(),
+        format!(
+            "storage check --env-file {}/kici-quickstart.env --json",
+            admin.rsplit(' ').next().unwrap()
+        ),
+        "agent-token create --label linux --json".to_owned(),
+        "agent-token list --json".to_owned(),
+        "runs list --json".to_owned(),
+        "db migrate --status --json".to_owned(),
+        "orchestrator restart --json".to_owned(),
+        format!("source remove {id} --generic --yes --json"),
+    ] {
+        run(&args);
+    }
+    let stopped = run("orchestrator stop --json");
+    assert_eq!(stopped["running"], false);
 }
