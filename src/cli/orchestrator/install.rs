@@ -207,7 +207,7 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
         let text = settings::render(&cmd.name, &vars).map_err(Error::Config)?;
         files::write_if_changed(&layout.env_file, &text, 0o600)?
     };
-    let binary = binary_path(&cmd)?;
+    let binary = binary_path(&cmd, &host, &dir)?;
     let user = cmd.user.clone().unwrap_or_else(|| "kici".to_owned());
     let service_user = (supervisor == Supervisor::Systemd).then_some(user.as_str());
     let created_at = previous
@@ -248,6 +248,7 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
         changes: &changes,
         generated_token,
         source: source.as_ref(),
+        binary: &binary,
     };
     if cmd.json {
         print_json(&report.json());
@@ -417,14 +418,23 @@ fn flag_github(
     }))
 }
 
-fn binary_path(cmd: &InstallCmd) -> Result<String, Error> {
+/// `--binary`, else this binary, or a placed copy of it when it sits in a build folder
+/// (`binary.rs`).
+fn binary_path(
+    cmd: &InstallCmd,
+    host: &crate::service::layout::Host,
+    dir: &Path,
+) -> Result<String, Error> {
     let path = match &cmd.binary {
         Some(b) => files::absolute(Path::new(b)),
-        None => std::env::current_exe().map_err(|e| {
-            Error::Config(format!(
-                "cannot tell where this kici-admin binary is ({e}): pass --binary"
-            ))
-        })?,
+        None => {
+            let exe = std::env::current_exe().map_err(|e| {
+                Error::Config(format!(
+                    "cannot tell where this kici-admin binary is ({e}): pass --binary"
+                ))
+            })?;
+            super::binary::for_instance(&exe, host, &cmd.name, dir)?
+        }
     };
     if !path.is_file() {
         return Err(Error::Usage(format!(
@@ -443,6 +453,7 @@ struct Report<'a> {
     changes: &'a [String],
     generated_token: bool,
     source: Option<&'a SourceOutcome>,
+    binary: &'a str,
 }
 
 impl Report<'_> {
@@ -485,6 +496,7 @@ impl Report<'_> {
         if let Some(unit) = &l.unit_file {
             out.push_str(&format!("  Unit:          {}\n", unit.display()));
         }
+        out.push_str(&format!("  Binary:        {}\n", self.binary));
         out.push_str(&format!("  Port:          {}\n", self.get("KICI_PORT")));
         out.push_str(&format!("  Storage:       {}\n", self.storage()));
         let how = if self.generated_token {
@@ -530,6 +542,7 @@ impl Report<'_> {
             "manifest": l.manifest,
             "unitFile": l.unit_file,
             "supervisor": self.supervisor.as_str(),
+            "binary": self.binary,
             "mode": self.vars.get("KICI_MODE"),
             "port": self.get("KICI_PORT").parse::<u16>().ok(),
             "storage": self.storage(),
