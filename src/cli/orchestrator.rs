@@ -6,6 +6,7 @@ mod binary;
 mod console;
 mod detached;
 pub(super) mod files;
+mod guard;
 mod install;
 mod lifecycle;
 mod shared_db;

@@ -283,3 +283,104 @@ fn walk_json_outputs(admin: &str) {
     let stopped = run("orchestrator stop --json");
     assert_eq!(stopped["running"], false);
 }
+
+#[test]
+fn the_wizard_refuses_another_instances_database_without_its_key_and_joins_it_with_it() {
+    use support::webhook::generic_source;
+    const OWNER: &str = "4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e";
+    let pg = PgCluster::shared();
+    let db = pg.create_database();
+    let mut env = base_env(&db);
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, std::time::Duration::from_secs(10));
+    // A sealed secret for the key check to open.
+    generic_source(
+        &d,
+        OWNER,
+        "acme",
+        serde_json::json!({ "name": "s", "verificationConfig": { "secret": "sealed-one" } }),
+    );
+    let root = std::env::temp_dir().join(format!("kici-join-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let cli_env = [("KICI_CONFIG_ROOT".to_owned(), root.display().to_string())];
+    let dir = root.join("second").display().to_string();
+    let port = free_port();
+    let install = |answers: &str, extra: &[&str]| {
+        let mut args = vec![
+            "orchestrator",
+            "install",
+            "--wizard",
+            "--name",
+            "second",
+            "--instance-dir",
+            &dir,
+        ];
+        args.extend_from_slice(extra);
+        cli_with_stdin(&args, &cli_env, answers)
+    };
+    let env_file = root.join("second/second.env");
+
+    // Without the key: a wrong one and a blank line, then the input ends — refused.
+    let wrong = "ab".repeat(32);
+    let out = install(&format!("independent\n{db}\n{wrong}\n\n"), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}{err}", stdout(&out));
+    assert!(
+        err.contains("already holds a KiCI orchestrator instance"),
+        "{err}"
+    );
+    assert!(
+        err.contains("does not decrypt the instance's stored secrets"),
+        "{err}"
+    );
+    assert!(err.contains("Secret key of that instance"), "{err}");
+    assert!(!env_file.exists(), "nothing is written on refusal");
+
+    // The same without the wizard: refused, naming --force-new-instance.
+    let flags = |extra: &[&str]| {
+        let mut args = vec![
+            "orchestrator",
+            "install",
+            "--name",
+            "third",
+            "--instance-dir",
+        ];
+        let third = root.join("third").display().to_string();
+        let port = free_port().to_string();
+        let mut rest = vec![
+            "--mode",
+            "independent",
+            "--database-url",
+            &db,
+            "--port",
+            &port,
+            "--storage-type",
+            "none",
+        ];
+        rest.extend_from_slice(extra);
+        args.push(&third);
+        args.extend(rest);
+        cli(&args, &cli_env)
+    };
+    let out = flags(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--force-new-instance"),
+        "{}",
+        stderr(&out)
+    );
+    let out = flags(&["--secret-key", TEST_KEY, "--admin-token", OWNER]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // With that instance's key and bootstrap token: installed, joined, nothing generated.
+    let answers = format!("independent\n{db}\n{TEST_KEY}\n{OWNER}\n{port}\nnone\nn\n\n");
+    let out = install(&answers, &[]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    assert!(text.contains(&format!("KICI_SECRET_KEY={TEST_KEY}")));
+    assert!(text.contains(&format!("KICI_BOOTSTRAP_ADMIN_TOKEN={OWNER}")));
+    assert!(text.contains("KICI_BIND_ADDRESS=127.0.0.1"), "{text}");
+    let _ = std::fs::remove_dir_all(&root);
+}

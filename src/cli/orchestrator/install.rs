@@ -48,6 +48,11 @@ pub struct InstallCmd {
     /// ones
     #[argh(switch)]
     pub force: bool,
+    /// install on a database that already holds another instance without its secret key and
+    /// admin token: that instance's stored secrets become unreadable and its bootstrap token is
+    /// replaced
+    #[argh(switch)]
+    pub force_new_instance: bool,
     /// print the result as JSON
     #[argh(switch)]
     pub json: bool,
@@ -152,16 +157,34 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
     let storage_default = layout.default_storage_path().display().to_string();
     if cmd.wizard {
         let mut console = console::ProcessConsole::new();
+        let options = wizard::Options {
+            force_new_instance: cmd.force_new_instance,
+            github_api_url: std::env::var("KICI_GITHUB_API_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| wizard::DEFAULT_GITHUB_API_URL.to_owned()),
+        };
         let outcome = wizard::run(
             &answers,
             github.is_some(),
             &storage_default,
+            &options,
             &mut console,
             &console::SystemChecks,
         )
         .map_err(|e| Error::Usage(e.to_string()))?;
         answers.extend(outcome.vars);
         github = github.or(outcome.github);
+    }
+    // A GitHub source added by flags is checked against the environment's GitHub API, as the
+    // wizard's default is, unless --github-api-url said otherwise.
+    if github.is_some() && !answers.contains_key("KICI_GITHUB_API_URL") {
+        if let Some(api) = std::env::var("KICI_GITHUB_API_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            answers.insert("KICI_GITHUB_API_URL".into(), api);
+        }
     }
     let defaults = Defaults {
         storage_path: storage_default,
@@ -193,6 +216,14 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
             dir.display(),
             changes.join("\n  ")
         )));
+    }
+
+    let joining_database = existing
+        .as_ref()
+        .and_then(|old| old.get("KICI_DATABASE_URL"))
+        != vars.get("KICI_DATABASE_URL");
+    if joining_database && !(cmd.wizard && cmd.force_new_instance) {
+        super::guard::another_instance(&vars, cmd.force_new_instance)?;
     }
 
     // Writing starts here; everything above could still refuse.
