@@ -35,6 +35,9 @@ pub struct InstallHookCmd {
     /// do not store the admin token: the pusher's environment must then set KICI_ADMIN_TOKEN
     #[argh(switch)]
     pub no_token_file: bool,
+    /// print the result as JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error> {
@@ -88,6 +91,20 @@ pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error>
         token_file: token.as_ref().map(|_| token_file.as_path()),
     });
     files::write_if_changed(&hook, &script, 0o755)?;
+    let bare = local_repo::git(&repo.path, &["rev-parse", "--is-bare-repository"]);
+    let deny = local_repo::git(&repo.path, &["config", "receive.denyCurrentBranch"]);
+    let push_refused = bare.as_deref() == Ok("false") && deny.as_deref() != Ok("updateInstead");
+    if cmd.json {
+        crate::cli::output::print_json(&serde_json::json!({
+            "hook": hook,
+            "repository": repo.full_name,
+            "repositoryPath": repo.path,
+            "adminUrl": client.base_url(),
+            "tokenFile": token.as_ref().map(|_| &token_file),
+            "checkedOutBranchRefusesPushes": push_refused,
+        }));
+        return Ok(());
+    }
     outln!("Hook installed: {}", hook.display());
     outln!(
         "  Repository:   {} ({})",
@@ -99,9 +116,7 @@ pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error>
         Some(_) => outln!("  Token file:   {} (mode 0600)", token_file.display()),
         None => outln!("  Token:        $KICI_ADMIN_TOKEN of whoever pushes"),
     }
-    let bare = local_repo::git(&repo.path, &["rev-parse", "--is-bare-repository"]);
-    let deny = local_repo::git(&repo.path, &["config", "receive.denyCurrentBranch"]);
-    if bare.as_deref() == Ok("false") && deny.as_deref() != Ok("updateInstead") {
+    if push_refused {
         outln!(
             "  ↳ git refuses pushes to the branch checked out in a working tree; to push into it:\n    \
              git -C {} config receive.denyCurrentBranch updateInstead",
