@@ -247,6 +247,46 @@ mod tests {
         );
     }
 
+    /// The closed-stdout rule holds only if every CLI line goes through `outln!`: std's
+    /// `println!`/`print!` panic on a closed pipe.
+    #[test]
+    fn no_cli_file_prints_with_std_macros() {
+        fn walk(dir: &std::path::Path, offenders: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).expect("src/cli").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, offenders);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("cli/output.rs")
+                {
+                    let text = std::fs::read_to_string(&path).expect("read");
+                    for (n, line) in text.lines().enumerate() {
+                        let code = line.split("//").next().unwrap_or_default();
+                        let bare = |m: &str| {
+                            code.match_indices(m).any(|(i, _)| {
+                                !code[..i].ends_with(|c: char| {
+                                    c == 'e' || c == '_' || c.is_alphanumeric()
+                                })
+                            })
+                        };
+                        if bare("println!(") || bare("print!(") {
+                            offenders.push(format!("{}:{}", path.display(), n + 1));
+                        }
+                    }
+                }
+            }
+        }
+        let mut offenders = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/cli"),
+            &mut offenders,
+        );
+        assert!(
+            offenders.is_empty(),
+            "use output::outln! (a closed stdout must end the command with exit 0): {offenders:?}"
+        );
+    }
+
     #[test]
     fn only_a_broken_pipe_counts_as_a_closed_stdout() {
         assert!(stdout_closed(&io::Error::from(io::ErrorKind::BrokenPipe)));
