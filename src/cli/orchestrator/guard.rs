@@ -3,6 +3,8 @@
 //! value) and bootstrap admin token (its hash must match), or `--force-new-instance` must say
 //! the database is being taken over, which is then reported with what it breaks. The wizard
 //! asks for both itself (`service::wizard`); this check holds for every way of installing.
+//! A new instance's port is checked too: a taken one is a warning naming the next free port
+//! (the wizard refuses it instead).
 
 use crate::{
     db::url::redact_database_url,
@@ -69,4 +71,24 @@ pub fn another_instance(vars: &Vars, force_new_instance: bool) -> Result<(), Err
         found.describe(),
         found.what_breaks()
     )))
+}
+
+/// Warns when nothing but this new instance should hold its port and something already does.
+pub fn port_taken(vars: &Vars) {
+    use crate::service::wizard::Checks;
+    let checks = super::console::SystemChecks;
+    let Some(port) = vars.get("KICI_PORT").and_then(|p| p.parse::<u16>().ok()) else {
+        return;
+    };
+    if port == 0 || !checks.port_in_use(port) {
+        return;
+    }
+    let next = (port..=port.saturating_add(100)).find(|p| !checks.port_in_use(*p));
+    let hint = next.map_or(String::new(), |p| {
+        format!("; the first free port after it is {p} (--port {p})")
+    });
+    eprintln!(
+        "Warning: port {port} is in use on this machine, so the orchestrator cannot start on it \
+         until it is free{hint}"
+    );
 }

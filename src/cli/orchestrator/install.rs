@@ -225,6 +225,9 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
     if joining_database && !(cmd.wizard && cmd.force_new_instance) {
         super::guard::another_instance(&vars, cmd.force_new_instance)?;
     }
+    if existing.is_none() && !cmd.wizard {
+        super::guard::port_taken(&vars);
+    }
 
     // Writing starts here; everything above could still refuse.
     files::ensure_dir(&dir)?;
