@@ -282,6 +282,9 @@ fn walk_json_outputs(admin: &str) {
     }
     let stopped = run("orchestrator stop --json");
     assert_eq!(stopped["running"], false);
+    let gone = run("orchestrator uninstall --yes --json");
+    assert_eq!(gone["uninstalled"], true);
+    assert_eq!(gone["databaseUsedBy"], serde_json::json!([]));
 }
 
 #[test]
@@ -382,5 +385,17 @@ fn the_wizard_refuses_another_instances_database_without_its_key_and_joins_it_wi
     assert!(text.contains(&format!("KICI_SECRET_KEY={TEST_KEY}")));
     assert!(text.contains(&format!("KICI_BOOTSTRAP_ADMIN_TOKEN={OWNER}")));
     assert!(text.contains("KICI_BIND_ADDRESS=127.0.0.1"), "{text}");
+
+    // Two instances on one database: uninstalling one names the other.
+    let out = cli(
+        &["orchestrator", "uninstall", "--instance-dir", &dir, "--yes"],
+        &cli_env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("is still used by: third"),
+        "{}",
+        stdout(&out)
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
