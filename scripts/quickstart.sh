@@ -53,6 +53,10 @@ target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 bin=${KICI_QUICKSTART_BIN:-$target_dir/release/kici-admin}
 # The instance index lives in the quickstart's folder: nothing is registered host-wide, so
 # `clean` (removing the folder) leaves nothing behind.
+host_index=${KICI_CONFIG_ROOT:-}
+if [ -n "$host_index" ]; then host_index=$host_index/instances.json
+elif is_root; then host_index=/etc/kici/instances.json
+else host_index=${HOME:-/nonexistent}/.config/kici/instances.json; fi
 export KICI_CONFIG_ROOT=$state/config
 
 # The PostgreSQL data folder: in the state folder, unless (as root) the unprivileged cluster
@@ -81,6 +85,12 @@ if [ "$action" = stop ]; then
 fi
 if [ "$action" = clean ]; then
   stop
+  # Quickstarts before this one registered the instance host-wide: forget that entry too.
+  if [ -x "$bin" ] && [ -f "$instance/.kici-orchestrator.json" ] && [ -f "$host_index" ] &&
+    grep -qF "\"instanceDir\": \"$instance\"" "$host_index"; then
+    KICI_CONFIG_ROOT=$(dirname "$host_index") "$bin" orchestrator uninstall --instance-dir "$instance" --yes >/dev/null
+    log "removed the host-wide registration of $instance ($host_index)"
+  fi
   pg_data=$(pg_data_dir)
   case $pg_data in
     "$state"/*) ;;

@@ -399,3 +399,41 @@ fn the_wizard_refuses_another_instances_database_without_its_key_and_joins_it_wi
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn clean_forgets_a_host_wide_registration_left_by_an_earlier_quickstart() {
+    let pg = PgCluster::shared();
+    let dir = std::env::temp_dir().join(format!("kici-qs-legacy-{}", std::process::id()));
+    let host = std::env::temp_dir().join(format!("kici-qs-host-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&host);
+    std::fs::create_dir_all(&host).unwrap();
+    let qs = Quickstart {
+        env: vec![
+            ("KICI_QUICKSTART_DIR", dir.display().to_string()),
+            ("KICI_QUICKSTART_BIN", BIN.to_owned()),
+            ("KICI_DATABASE_URL", pg.create_database()),
+            ("KICI_PORT", free_port().to_string()),
+            ("KICI_CONFIG_ROOT", host.display().to_string()),
+        ],
+        dir,
+    };
+    let out = shell(SCRIPT, &qs.env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !host.join("instances.json").exists(),
+        "the quickstart registers nothing host-wide"
+    );
+    // What an earlier quickstart left: the instance in the host's index.
+    let instance = qs.dir.join("instance").display().to_string();
+    let entry = serde_json::json!([{"component": "orchestrator", "name": "kici-quickstart",
+        "platform": "process", "isUserLevel": true, "instanceDir": instance}]);
+    let index = host.join("instances.json");
+    std::fs::write(&index, serde_json::to_string_pretty(&entry).unwrap()).unwrap();
+    let out = shell(&format!("{SCRIPT} clean"), &qs.env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left = std::fs::read_to_string(&index).unwrap_or_default();
+    assert!(!left.contains(&instance), "{left}");
+    assert!(!qs.dir.exists());
+    let _ = std::fs::remove_dir_all(&host);
+}
