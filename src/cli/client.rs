@@ -80,6 +80,11 @@ impl AdminClient {
         }
     }
 
+    /// The admin token this client sends (for a hook that must call back later).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The orchestrator's URL with its base path, for routes outside the admin API (webhooks).
     pub fn base_url(&self) -> &str {
         &self.base_url

@@ -8,7 +8,7 @@ use crate::cli::output::outln;
 use argh::FromArgs;
 
 use super::{
-    client::{resolve_token, AdminClient},
+    client::AdminClient,
     local_repo::{self, HookSettings},
     orchestrator::files,
     source_local::{local_path, local_source},
@@ -75,8 +75,8 @@ pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error>
     let token = if cmd.no_token_file {
         None
     } else {
-        let env = std::env::var("KICI_ADMIN_TOKEN").ok();
-        Some(resolve_token(globals.token.as_deref(), env.as_deref())?)
+        // The token this command itself used: --token, KICI_ADMIN_TOKEN or the local instance's.
+        Some(client.token().to_owned())
     };
     if let Some(token) = &token {
         files::write_if_changed(&token_file, &format!("KICI_ADMIN_TOKEN={token}\n"), 0o600)?;
