@@ -4,18 +4,45 @@
 #   2. without $KICI_DATABASE_URL, starts a private PostgreSQL from the system's server binaries
 #      (installing the package when missing) with its data in .kici-quickstart/pgdata;
 #   3. installs an independent-mode instance in .kici-quickstart/instance with filesystem storage
-#      (`kici-admin orchestrator install`, secrets generated once and kept in its env file);
+#      (`kici-admin orchestrator install`, secrets generated once and kept in its env file); the
+#      instance is registered in .kici-quickstart/config (KICI_CONFIG_ROOT), never host-wide;
 #   4. starts it detached (`kici-admin orchestrator start`) and waits until /ready answers;
 #   5. adds a demo generic source (org "demo", name "hello", HMAC-signed) and sends it a signed
 #      webhook, showing the 202 and the delivery recorded in event_log.
 # Running it again reuses everything (same instance, same source, a new delivery).
-#
-#   scripts/quickstart.sh            # http://127.0.0.1:4000
-#   KICI_PORT=4100 scripts/quickstart.sh
-#   scripts/quickstart.sh stop       # stop the orchestrator and the private PostgreSQL
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib/common.sh
+self=$PWD/scripts/quickstart.sh
+
+usage() {
+  cat <<USAGE
+Usage: scripts/quickstart.sh [start|stop|clean|-h|--help]
+
+  (none), start  build kici-admin, start a private PostgreSQL (unless \$KICI_DATABASE_URL is
+                 set) and an orchestrator on http://127.0.0.1:\${KICI_PORT:-4000}, add a demo
+                 source and send it a signed webhook
+  stop           stop the orchestrator and the private PostgreSQL (everything is kept)
+  clean          stop, then remove the quickstart's folder (instance, secrets, database data)
+  -h, --help     print this help and start nothing
+
+Environment: KICI_PORT (default 4000), KICI_DATABASE_URL (an existing PostgreSQL instead of the
+private one), KICI_QUICKSTART_DIR (default ./.kici-quickstart), KICI_QUICKSTART_PG_PORT
+(default 54329), KICI_QUICKSTART_BIN (a kici-admin to use instead of building one).
+USAGE
+}
+
+action=start
+case $# in
+  0) ;;
+  1) action=$1 ;;
+  *) usage >&2; die "one argument at most, got $#: $*" ;;
+esac
+case $action in
+  start | stop | clean) ;;
+  -h | --help | help) usage; exit 0 ;;
+  *) usage >&2; die "unknown argument: $action" ;;
+esac
 
 state=${KICI_QUICKSTART_DIR:-$PWD/.kici-quickstart}
 instance=$state/instance
@@ -23,7 +50,14 @@ name=kici-quickstart
 port=${KICI_PORT:-4000}
 pg_port=${KICI_QUICKSTART_PG_PORT:-54329}
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
-bin=$target_dir/release/kici-admin
+bin=${KICI_QUICKSTART_BIN:-$target_dir/release/kici-admin}
+# The instance index lives in the quickstart's folder: nothing is registered host-wide, so
+# `clean` (removing the folder) leaves nothing behind.
+host_index=${KICI_CONFIG_ROOT:-}
+if [ -n "$host_index" ]; then host_index=$host_index/instances.json
+elif is_root; then host_index=/etc/kici/instances.json
+else host_index=${HOME:-/nonexistent}/.config/kici/instances.json; fi
+export KICI_CONFIG_ROOT=$state/config
 
 # The PostgreSQL data folder: in the state folder, unless (as root) the unprivileged cluster
 # owner cannot reach it there.
@@ -35,20 +69,45 @@ pg_data_dir() {
   printf '%s\n' "$data"
 }
 
-if [ "${1:-}" = stop ]; then
-  [ -x "$bin" ] && [ -d "$instance" ] && "$bin" orchestrator stop --instance-dir "$instance"
+stop() {
+  if [ -x "$bin" ] && [ -f "$instance/.kici-orchestrator.json" ]; then
+    "$bin" orchestrator stop --instance-dir "$instance"
+  fi
   if bindir="$(pg_bindir)" && [ -f "$(pg_data_dir)/PG_VERSION" ]; then
     pg_cluster_stop "$bindir" "$(pg_data_dir)"
     log "private PostgreSQL stopped ($(pg_data_dir))"
   fi
+}
+
+if [ "$action" = stop ]; then
+  stop
+  exit 0
+fi
+if [ "$action" = clean ]; then
+  stop
+  # Quickstarts before this one registered the instance host-wide: forget that entry too.
+  if [ -x "$bin" ] && [ -f "$instance/.kici-orchestrator.json" ] && [ -f "$host_index" ] &&
+    grep -qF "\"instanceDir\": \"$instance\"" "$host_index"; then
+    KICI_CONFIG_ROOT=$(dirname "$host_index") "$bin" orchestrator uninstall --instance-dir "$instance" --yes >/dev/null
+    log "removed the host-wide registration of $instance ($host_index)"
+  fi
+  pg_data=$(pg_data_dir)
+  case $pg_data in
+    "$state"/*) ;;
+    *) [ -d "$pg_data" ] && rm -rf "$pg_data" && log "removed $pg_data" ;;
+  esac
+  rm -rf "$state"
+  log "removed $state"
   exit 0
 fi
 
-command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
+if [ -z "${KICI_QUICKSTART_BIN:-}" ]; then
+  command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust (https://rustup.rs) first"
+  log "+ cargo build --release"
+  cargo build --release
+fi
 command -v curl >/dev/null 2>&1 || die "curl not found: install it (apt-get install curl)"
 command -v openssl >/dev/null 2>&1 || die "openssl not found: install it (apt-get install openssl); it signs the demo webhook"
-log "+ cargo build --release"
-cargo build --release
 mkdir -p "$state"
 chmod 700 "$state"
 umask 077
@@ -78,14 +137,13 @@ log "+ kici-admin orchestrator install --name $name --instance-dir $instance --m
 
 running=$("$bin" orchestrator status --instance-dir "$instance" --json | sed -n 's/^  "running": \(true\|false\),*$/\1/p')
 if [ "$running" != true ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-  die "port $port is already in use by another program: run KICI_PORT=4100 $0"
+  die "port $port is already in use by another program: run KICI_PORT=4100 $self"
 fi
 log "+ kici-admin orchestrator start --instance-dir $instance"
 "$bin" orchestrator start --instance-dir "$instance"
 
 env_file=$instance/$name.env
-KICI_ADMIN_TOKEN=$(sed -n 's/^KICI_BOOTSTRAP_ADMIN_TOKEN=//p' "$env_file")
-export KICI_ADMIN_TOKEN
+# The CLI takes the admin token from the instance's env file (KICI_BOOTSTRAP_ADMIN_TOKEN).
 admin() { "$bin" --instance-dir "$instance" "$@"; }
 
 secret_file=$state/demo-webhook.secret
@@ -116,13 +174,20 @@ else
   echo "Recorded delivery: $delivery (install psql to see the event_log row)"
 fi
 
+q() { printf '%q' "$1"; }
+# The variables that locate this quickstart, so the printed stop/clean lines find it again.
+again=
+for v in KICI_QUICKSTART_DIR KICI_QUICKSTART_BIN KICI_QUICKSTART_PG_PORT; do
+  [ -n "${!v:-}" ] && again+="$v=$(q "${!v}") "
+done
 cat <<MSG
 
   KiCI orchestrator "$name" is running (independent mode): http://127.0.0.1:$port
-  Admin token:  KICI_BOOTSTRAP_ADMIN_TOKEN in $env_file
-                (export KICI_ADMIN_TOKEN=\$(sed -n 's/^KICI_BOOTSTRAP_ADMIN_TOKEN=//p' $env_file))
-  Try:          $bin source list --org demo --instance-dir $instance
-  Status/logs:  $bin orchestrator status --instance-dir $instance   (logs: … orchestrator logs -f)
-  Stop:         $0 stop   (the orchestrator and the private PostgreSQL)
+  Admin token:  KICI_BOOTSTRAP_ADMIN_TOKEN in $env_file (the CLI reads it from there)
+  Try:          $(q "$bin") source list --org demo --instance-dir $(q "$instance")
+  Status:       $(q "$bin") orchestrator status --instance-dir $(q "$instance")
+  Logs:         $(q "$bin") orchestrator logs -f --instance-dir $(q "$instance")
+  Stop:         $again$(q "$self") stop
+  Remove all:   $again$(q "$self") clean
 
 MSG

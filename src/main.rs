@@ -1,7 +1,8 @@
 //! `kici-admin`: argv → command → exit code. Exit codes are decided here only: 0 success,
 //! 1 any error (printed once as `Error: <message>` on stderr), argh's own codes for usage errors,
 //! and for `runs logs --follow` the watched run's outcome (1 failed, 2 cancelled; `Error::Outcome`,
-//! printed without the prefix).
+//! printed without the prefix). One exception, by design: a closed stdout ends the process with
+//! exit 0 where the write failed (`cli::output`, ripgrep's rule: `kici-admin … | head -1`).
 
 use std::process::ExitCode;
 
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
         Err(early) => {
             return match early.status {
                 Ok(()) => {
-                    println!("{}", early.output);
+                    cli::output::write_stdout(format_args!("{}\n", early.output));
                     ExitCode::SUCCESS
                 }
                 Err(()) => {

@@ -1,12 +1,15 @@
 //! `kici-admin agent-token create|list|revoke` and `kici-admin agent register` (the reference's
 //! name for creating one): tokens agents authenticate with on `/ws` (`KICI_AGENT_TOKEN`).
 
+use crate::cli::output::outln;
+use crate::cli::output::print_json_camel;
+use crate::cli::output::show_camel;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
 use super::{
     client::{array_of, encode_component, AdminClient},
-    output::{field, opt_field, print_json, show},
+    output::{field, opt_field},
     Globals,
 };
 use crate::Error;
@@ -133,7 +136,7 @@ fn create(
         body["description"] = json!(d);
     }
     let answer = AdminClient::from_globals(globals)?.post("/agent-tokens", &body)?;
-    show(&answer, json_out, created);
+    show_camel(&answer, json_out, created);
     Ok(())
 }
 
@@ -148,9 +151,9 @@ fn created(answer: &Value) -> String {
 fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     let answer = AdminClient::from_globals(globals)?.get("/agent-tokens")?;
     if cmd.json {
-        print_json(&answer);
+        print_json_camel(&answer);
     } else {
-        println!(
+        outln!(
             "{}",
             table(&array_of(&answer, "tokens", "GET /agent-tokens")?)
         );
@@ -161,7 +164,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
 fn revoke(cmd: RevokeCmd, globals: &Globals) -> Result<(), Error> {
     let route = format!("/agent-tokens/{}", encode_component(&cmd.id));
     let answer = AdminClient::from_globals(globals)?.delete(&route)?;
-    show(&answer, cmd.json, |_| {
+    show_camel(&answer, cmd.json, |_| {
         format!("Agent token {} revoked.", cmd.id)
     });
     Ok(())
@@ -171,31 +174,43 @@ fn table(tokens: &[Value]) -> String {
     if tokens.is_empty() {
         return "No agent tokens found.".to_owned();
     }
-    let header = "ID | Prefix | Labels | Mandatory | Created | LastSeen | Revoked";
-    let mut lines = vec![header.to_owned(), "-".repeat(header.len())];
-    for t in tokens {
-        let cell = |key: &str| opt_field(t, key).unwrap_or_else(|| "-".to_owned());
-        let list = |key: &str| match t.get(key).and_then(Value::as_array) {
-            Some(a) if !a.is_empty() => a
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(","),
-            Some(_) => "-".into(),
-            None => "any".into(),
-        };
-        let revoked = t.get("revoked").and_then(Value::as_bool).unwrap_or(false);
-        lines.push(format!(
-            "{} | {} | {} | {} | {} | {} | {revoked}",
-            cell("id"),
-            cell("prefix"),
-            list("labels"),
-            list("mandatoryLabels"),
-            cell("createdAt"),
-            cell("lastSeenAt"),
-        ));
-    }
-    lines.join("\n")
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            let cell = |key: &str| opt_field(t, key).unwrap_or_else(|| "-".to_owned());
+            let list = |key: &str| match t.get(key).and_then(Value::as_array) {
+                Some(a) if !a.is_empty() => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                Some(_) => "-".into(),
+                None => "any".into(),
+            };
+            let revoked = t.get("revoked").and_then(Value::as_bool).unwrap_or(false);
+            vec![
+                cell("id"),
+                cell("prefix"),
+                list("labels"),
+                list("mandatoryLabels"),
+                cell("createdAt"),
+                cell("lastSeenAt"),
+                revoked.to_string(),
+            ]
+        })
+        .collect();
+    crate::cli::output::table(
+        &[
+            "ID",
+            "Prefix",
+            "Labels",
+            "Mandatory",
+            "Created",
+            "LastSeen",
+            "Revoked",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]
@@ -211,7 +226,9 @@ mod tests {
         ];
         let t = table(&rows);
         assert!(
-            t.ends_with("u1 | kat_0123abcd | any | gpu | 2026-11-28T00:00:00.000Z | - | false"),
+            t.ends_with(
+                "u1  kat_0123abcd  any     gpu        2026-11-28T00:00:00.000Z  -         false"
+            ),
             "{t}"
         );
     }

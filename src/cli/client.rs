@@ -8,7 +8,7 @@ use std::{fmt, time::Duration};
 use serde_json::Value;
 use ureq::http::{Method, Request};
 
-use super::{instance, Globals};
+use super::Globals;
 use crate::Error;
 
 const API_PREFIX: &str = "/api/v1/admin";
@@ -61,19 +61,10 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// The client for this command line: token from `--token` or `$KICI_ADMIN_TOKEN`, URL as
-    /// `instance::resolve_admin_url` decides.
+    /// The client for this command line: URL and token as `local_instance::target` decides.
     pub fn from_globals(globals: &Globals) -> Result<AdminClient, Error> {
-        let env = |k: &str| std::env::var(k).ok();
-        let token = resolve_token(globals.token.as_deref(), env("KICI_ADMIN_TOKEN").as_deref())?;
-        let cwd = std::env::current_dir().ok();
-        let base_url = instance::resolve_admin_url(
-            globals.url.as_deref(),
-            env("KICI_ADMIN_URL").as_deref(),
-            globals.instance_dir.as_deref().map(std::path::Path::new),
-            cwd.as_deref(),
-        )?;
-        Ok(AdminClient::new(base_url, token))
+        let target = crate::cli::local_instance::target(globals)?;
+        Ok(AdminClient::new(target.url, target.token))
     }
 
     pub fn new(base_url: String, token: String) -> AdminClient {
@@ -87,6 +78,11 @@ impl AdminClient {
             base_url,
             token,
         }
+    }
+
+    /// The admin token this client sends (for a hook that must call back later).
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The orchestrator's URL with its base path, for routes outside the admin API (webhooks).

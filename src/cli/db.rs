@@ -3,6 +3,7 @@
 //! migrate while the daemon is down, as `KICI_AUTO_MIGRATE=false` requires — otherwise through
 //! the admin API (`POST /db/migrate`, `GET /db/migrate/status`), with the same output.
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
@@ -86,7 +87,7 @@ fn migrate_direct(m: &MigrateCmd, url: &str) -> Result<(), Error> {
     if m.json {
         output::print_json(&json!({ "applied": names.len(), "migrations": names }));
     } else {
-        println!("{}", applied_lines(&names));
+        outln!("{}", applied_lines(&names));
     }
     Ok(())
 }
@@ -110,7 +111,7 @@ fn migrate_through_api(m: &MigrateCmd, globals: &Globals) -> Result<(), Error> {
             .map(status_of)
             .collect::<Vec<_>>();
         if m.json {
-            output::print_json(&answer);
+            output::print_json_camel(&answer);
         } else {
             print_nonempty(&status_lines(&statuses));
         }
@@ -119,13 +120,13 @@ fn migrate_through_api(m: &MigrateCmd, globals: &Globals) -> Result<(), Error> {
     let route = "/db/migrate";
     let answer = client.post(route, &json!({}))?;
     if m.json {
-        output::print_json(&answer);
+        output::print_json_camel(&answer);
     } else {
         let names: Vec<String> = array_of(&answer, "migrations", route)?
             .iter()
             .map(|n| n.as_str().map_or_else(|| n.to_string(), str::to_owned))
             .collect();
-        println!("{}", applied_lines(&names));
+        outln!("{}", applied_lines(&names));
     }
     Ok(())
 }
@@ -169,7 +170,7 @@ fn status_lines(statuses: &[migrate::MigrationStatus]) -> String {
 
 fn print_nonempty(text: &str) {
     if !text.is_empty() {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 

@@ -9,7 +9,12 @@ use std::collections::HashMap;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
-use super::{client::AdminClient, instance::parse_env_file, output::print_json, Globals};
+use super::{
+    client::AdminClient,
+    instance::parse_env_file,
+    output::{outln, print_json},
+    Globals,
+};
 use crate::{
     config::{default_blob_base_url, Config},
     crypto::SecretBox,
@@ -62,7 +67,7 @@ pub fn run(cmd: DiagnoseCmd, globals: &Globals) -> Result<(), Error> {
         }));
     } else {
         for c in &found {
-            println!("{}", c.render());
+            outln!("{}", c.render());
         }
     }
     let count = |level| found.iter().filter(|c| c.level == level).count();

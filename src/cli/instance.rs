@@ -37,7 +37,16 @@ pub fn resolve_admin_url(
     if let Some(url) = env_url.filter(|u| !u.is_empty()) {
         return checked_url(url, "KICI_ADMIN_URL");
     }
-    let manifest = match (instance_dir, cwd) {
+    let manifest = instance_manifest(instance_dir, cwd)?;
+    admin_url_of(manifest.as_deref())
+}
+
+/// The manifest of the instance `--instance-dir` names, else the one in `cwd`, if any.
+pub fn instance_manifest(
+    instance_dir: Option<&Path>,
+    cwd: Option<&Path>,
+) -> Result<Option<PathBuf>, Error> {
+    Ok(match (instance_dir, cwd) {
         (Some(dir), _) => {
             let manifest = dir.join(MANIFEST_FILE);
             if !manifest.is_file() {
@@ -51,22 +60,32 @@ pub fn resolve_admin_url(
         }
         (None, Some(dir)) => Some(dir.join(MANIFEST_FILE)).filter(|m| m.is_file()),
         (None, None) => None,
-    };
+    })
+}
+
+/// The URL the env file of the instance with this manifest gives (no manifest: the default).
+pub fn admin_url_of(manifest: Option<&Path>) -> Result<String, Error> {
     match manifest {
         Some(manifest) => {
-            let env_file = env_file_of(&manifest)?;
-            let text = std::fs::read_to_string(&env_file).map_err(|e| {
-                Error::Config(format!(
-                    "cannot read the instance env file {} (envFilePath in {}): {e}",
-                    env_file.display(),
-                    manifest.display()
-                ))
-            })?;
-            url_from_env_file(&parse_env_file(&text))
+            let (env_file, vars) = instance_env(manifest)?;
+            url_from_env_file(&vars)
                 .map_err(|m| Error::Config(format!("{}: {m}", env_file.display())))
         }
         None => Ok(format!("http://localhost:{DEFAULT_PORT}")),
     }
+}
+
+/// The env file a manifest names, and its variables.
+pub fn instance_env(manifest: &Path) -> Result<(PathBuf, HashMap<String, String>), Error> {
+    let env_file = env_file_of(manifest)?;
+    let text = std::fs::read_to_string(&env_file).map_err(|e| {
+        Error::Config(format!(
+            "cannot read the instance env file {} (envFilePath in {}): {e}",
+            env_file.display(),
+            manifest.display()
+        ))
+    })?;
+    Ok((env_file, parse_env_file(&text)))
 }
 
 fn checked_url(url: &str, source: &str) -> Result<String, Error> {

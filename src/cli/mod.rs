@@ -1,6 +1,7 @@
 //! Argument parsing and command dispatch. Parsing is argh's, after `normalize_args` has made a
 //! commander-style command line (docs/operations.md, "Admin CLI") acceptable to it: `--opt=value`
-//! is split, `-h` becomes `--help`, and the global `-u/--url`, `-t/--token`, `--instance-dir` and
+//! is split, `-h` becomes `--help`, and the global `-u/--url`, `-t/--token`, `--instance-dir`,
+//! `-v/--verbose` and
 //! `-V/--version` are moved before the subcommand, wherever the user wrote them. Command bodies
 //! live in one file per group; the admin API is reached through `client`, and what is printed is
 //! built by pure functions.
@@ -15,6 +16,7 @@ pub mod event_log;
 pub mod event_log_cmd;
 pub mod event_log_replay;
 pub mod instance;
+pub mod local_instance;
 mod local_repo;
 pub mod orchestrator;
 pub mod output;
@@ -35,6 +37,7 @@ pub mod token;
 pub mod value_input;
 pub mod variable;
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 
 use crate::Error;
@@ -47,13 +50,18 @@ pub struct TopLevel {
     /// instance's KICI_PORT and KICI_BASE_PATH on localhost, else http://localhost:4000)
     #[argh(option, short = 'u')]
     pub url: Option<String>,
-    /// admin API token (default: $KICI_ADMIN_TOKEN)
+    /// admin API token (default: $KICI_ADMIN_TOKEN, else the instance's
+    /// KICI_BOOTSTRAP_ADMIN_TOKEN when its env file is readable)
     #[argh(option, short = 't')]
     pub token: Option<String>,
     /// the orchestrator instance folder (holding .kici-orchestrator.json) whose env file gives
-    /// the default URL (default: the current directory, when it holds one)
+    /// the default URL and token (default: the current directory when it holds one, else the
+    /// only instance registered on this host)
     #[argh(option)]
     pub instance_dir: Option<String>,
+    /// say on stderr where the admin URL and token were taken from
+    #[argh(switch, short = 'v')]
+    pub verbose: bool,
     /// print the version and exit (also -V, --version)
     #[argh(switch, short = 'V')]
     pub cli_version: bool,
@@ -90,6 +98,7 @@ pub struct Globals {
     pub url: Option<String>,
     pub token: Option<String>,
     pub instance_dir: Option<String>,
+    pub verbose: bool,
 }
 
 /// Hand-written so that a debug print can never show the token.
@@ -99,6 +108,7 @@ impl std::fmt::Debug for Globals {
             .field("url", &self.url)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("instance_dir", &self.instance_dir)
+            .field("verbose", &self.verbose)
             .finish()
     }
 }
@@ -114,6 +124,7 @@ pub fn version_line() -> String {
 /// Options of the top level that take a value, and the switches meaning "version".
 const GLOBAL_WITH_VALUE: &[&str] = &["-u", "--url", "-t", "--token", "--instance-dir"];
 const VERSION_FLAGS: &[&str] = &["-V", "--version", "--cli-version"];
+const VERBOSE_FLAGS: &[&str] = &["-v", "--verbose"];
 
 /// Rewrites argv (without the program name) so argh accepts commander-style input.
 pub fn normalize_args(args: &[String]) -> Vec<String> {
@@ -137,6 +148,8 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
             rest.push("--help".to_owned());
         } else if VERSION_FLAGS.contains(&name.as_str()) && inline.is_none() {
             globals.push("--cli-version".to_owned());
+        } else if VERBOSE_FLAGS.contains(&name.as_str()) && inline.is_none() {
+            globals.push("--verbose".to_owned());
         } else if GLOBAL_WITH_VALUE.contains(&name.as_str()) {
             globals.push(name);
             match inline {
@@ -155,13 +168,14 @@ pub fn normalize_args(args: &[String]) -> Vec<String> {
 /// Runs a parsed command line.
 pub fn dispatch(top: TopLevel) -> Result<(), Error> {
     if top.cli_version {
-        println!("{}", version_line());
+        outln!("{}", version_line());
         return Ok(());
     }
     let globals = Globals {
         url: top.url,
         token: top.token,
         instance_dir: top.instance_dir,
+        verbose: top.verbose,
     };
     match top.command {
         None => Err(Error::Usage(
@@ -220,6 +234,10 @@ mod tests {
         assert_eq!(n(&["db", "-V"]), ["--cli-version", "db"]);
         assert_eq!(n(&["x", "--", "--url", "y"]), ["x", "--", "--url", "y"]);
         assert_eq!(n(&["source", "list", "-h"]), ["source", "list", "--help"]);
+        assert_eq!(
+            n(&["source", "list", "-v"]),
+            ["--verbose", "source", "list"]
+        );
     }
 
     #[test]

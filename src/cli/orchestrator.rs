@@ -2,11 +2,14 @@
 //! `start`, `stop`, `restart`, `status`, `logs`, `uninstall`). The instance model lives in
 //! `service/`; these files parse, do the file and process work, and print.
 
+mod binary;
 pub(super) mod console;
 mod detached;
 pub(super) mod files;
+mod guard;
 mod install;
 mod lifecycle;
+mod shared_db;
 mod systemctl;
 
 use argh::FromArgs;
@@ -56,6 +59,9 @@ pub struct RestartCmd {
     /// seconds to wait for the daemon to stop, then to become ready (default 30)
     #[argh(option, default = "30")]
     pub timeout: u64,
+    /// print the result as JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 pub fn run(cmd: OrchestratorCmd, globals: &Globals) -> Result<(), Error> {
@@ -110,11 +116,11 @@ mod tests {
                 "process",
             ],
             &["start", "--name", "ci", "--timeout", "5", "--json"],
-            &["stop", "--timeout", "5"],
-            &["restart"],
+            &["stop", "--timeout", "5", "--json"],
+            &["restart", "--json"],
             &["status", "--json"],
             &["logs", "-f", "-n", "20"],
-            &["uninstall", "--yes"],
+            &["uninstall", "--yes", "--json"],
         ] {
             assert!(parses(line), "does not parse: {line:?}");
         }

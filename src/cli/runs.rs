@@ -3,6 +3,7 @@
 //! Reads `GET /runs` and `GET /runs/:runId`; the printed text is built by the pure functions below
 //! from the API's JSON.
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
@@ -98,14 +99,41 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
         true => "/runs".to_owned(),
         false => format!("/runs?{}", query.join("&")),
     };
-    let answer = AdminClient::from_globals(globals)?.get(&route)?;
+    let client = AdminClient::from_globals(globals)?;
+    let answer = client.get(&route)?;
     let runs = array_of(&answer, "runs", "GET /runs")?;
     if cmd.json {
         print_json(&json!({ "runs": runs }));
-    } else {
-        println!("{}", run_table(&runs));
+        return Ok(());
+    }
+    outln!("{}", run_table(&runs));
+    if runs.is_empty() && cmd.status.is_none() {
+        // Best effort: the hint must not turn an answered listing into an error.
+        let github = client
+            .get("/sources")
+            .ok()
+            .and_then(|a| a["sources"].as_array().map(Vec::len));
+        if let Some(hint) = empty_hint(github) {
+            outln!("{hint}");
+        }
     }
     Ok(())
+}
+
+/// Why an unfiltered listing may be empty, given how many GitHub App sources exist (`None`:
+/// unknown). Local sources are listed per org, so the CLI cannot tell whether one exists: the
+/// hint names them. Plain generic deliveries start no pipeline work (docs/architecture.md,
+/// "Data path").
+fn empty_hint(github_sources: Option<usize>) -> Option<&'static str> {
+    match github_sources {
+        Some(0) => Some(
+            "No GitHub App source is configured: runs start from GitHub App and local sources \
+             (`kici-admin source add local`, which start runs on push). Plain generic webhook \
+             deliveries are recorded in the event log when accepted, but start no runs by \
+             themselves (docs/architecture.md, \"Pipeline\").",
+        ),
+        _ => None,
+    }
 }
 
 fn show_run(cmd: ShowCmd, globals: &Globals) -> Result<(), Error> {
@@ -451,6 +479,9 @@ mod tests {
     #[test]
     fn table_and_empty_list() {
         assert_eq!(run_table(&[]), "No runs.");
+        assert!(empty_hint(Some(0)).is_some_and(|h| h.contains("Plain generic webhook deliveries")));
+        assert_eq!(empty_hint(Some(1)), None);
+        assert_eq!(empty_hint(None), None);
         let t = run_table(&[
             json!({"runId": "r1", "status": "failed", "workflowName": "ci",
             "repo": "acme/app", "ref": "refs/heads/main", "startedAt": "2026-01-01T00:00:00.000Z",

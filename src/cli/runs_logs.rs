@@ -151,10 +151,13 @@ pub fn run(cmd: LogsCmd, globals: &Globals) -> Result<(), Error> {
             .as_array()
             .ok_or_else(|| bad("no \"lines\" array"))?;
         for line in lines {
-            writeln!(out, "{}", render(line, cmd.json, plain))
-                .map_err(|e| Error::Api(format!("cannot write the log to stdout: {e}")))?;
+            if let Err(e) = writeln!(out, "{}", render(line, cmd.json, plain)) {
+                crate::cli::output::stdout_failed(&e);
+            }
         }
-        let _ = out.flush();
+        if let Err(e) = out.flush() {
+            crate::cli::output::stdout_failed(&e);
+        }
         if let Some(c) = answer["cursor"].as_str() {
             cursor = Some(c.to_owned());
         }

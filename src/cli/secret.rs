@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{
     client::{array_of, encode_component, AdminClient},
-    output::{print_json, show},
+    output::{outln, print_json, show},
     secret_input::ProcessReaders,
     value_input::{self, ProcessTerminal, Terminal, ValueFlags},
     Globals,
@@ -251,7 +251,7 @@ fn set(c: SetCmd, globals: &Globals) -> Result<(), Error> {
                 "chars": chars, "source": read.source.name(), "sha256": sha,
             }));
         } else {
-            println!(
+            outln!(
                 "[dry-run] would set secret '{key}' in scope '{scope}' for org {org} ({chars} chars, source={}, sha256={sha})",
                 read.source.name()
             );

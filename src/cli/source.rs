@@ -2,6 +2,9 @@
 //! commands, and `list` and `remove`, which cover both kinds of source. The generic-source commands
 //! are in `source_generic.rs`; the printed text is built in `source_output.rs`.
 
+use crate::cli::output::outln;
+use crate::cli::output::print_json_camel;
+use crate::cli::output::show_camel;
 use std::io::{BufRead, Write};
 
 use argh::FromArgs;
@@ -9,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     client::{array_of, encode_component, AdminClient, ApiError},
-    output::{opt_field, print_json, show},
+    output::opt_field,
     secret_input::{self, PrimarySecret, ProcessReaders, SecretReaders},
     source_generic, source_local, source_local_hook, source_output, Globals,
 };
@@ -228,7 +231,7 @@ fn add_github(cmd: AddGithubCmd, globals: &Globals) -> Result<(), Error> {
         body["webhookSecret"] = secret_input::flag_value("--webhook-secret", raw, &readers)?.into();
     }
     let answer = AdminClient::from_globals(globals)?.post("/sources", &body)?;
-    show(&answer, cmd.json, source_output::github_added);
+    show_camel(&answer, cmd.json, source_output::github_added);
     Ok(())
 }
 
@@ -252,9 +255,9 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
         None => Vec::new(),
     };
     if cmd.json {
-        print_json(&json!({ "github": github, "generic": generic }));
+        print_json_camel(&json!({ "github": github, "generic": generic }));
     } else {
-        println!(
+        outln!(
             "{}",
             source_output::source_list(&github, &generic, cmd.org.is_some())
         );
@@ -266,7 +269,7 @@ fn update(cmd: UpdateCmd, globals: &Globals) -> Result<(), Error> {
     let body = github_update_body(&cmd, &ProcessReaders)?;
     let route = format!("/sources/{}", encode_component(&cmd.routing_key));
     let answer = AdminClient::from_globals(globals)?.patch(&route, &body)?;
-    show(&answer, cmd.json, |a| {
+    show_camel(&answer, cmd.json, |a| {
         let key = opt_field(a, "routingKey").unwrap_or_else(|| cmd.routing_key.clone());
         format!("Source updated: {key}")
     });
@@ -327,7 +330,7 @@ fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
         )
         .map_err(|e| Error::Usage(format!("cannot read the confirmation: {e}")))?;
         if !confirmed {
-            println!("Cancelled.");
+            outln!("Cancelled.");
             return Ok(());
         }
     }
@@ -337,7 +340,7 @@ fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
             route.push_str("?hard=true");
         }
         let answer = client.delete(&route)?;
-        show(&answer, cmd.json, |a| {
+        show_camel(&answer, cmd.json, |a| {
             let hard = a.get("hard").and_then(Value::as_bool).unwrap_or(cmd.hard);
             let how = if hard {
                 "permanently deleted"
@@ -356,7 +359,7 @@ fn remove(cmd: RemoveCmd, globals: &Globals) -> Result<(), Error> {
         )),
         e => e.into(),
     })?;
-    show(&answer, cmd.json, |_| {
+    show_camel(&answer, cmd.json, |_| {
         format!("Source removed: {}", cmd.key)
     });
     Ok(())
@@ -386,12 +389,12 @@ fn get_webhook_secret(cmd: GetWebhookSecretCmd, globals: &Globals) -> Result<(),
     );
     let answer = AdminClient::from_globals(globals)?.get(&route)?;
     if cmd.json {
-        print_json(&answer);
+        print_json_camel(&answer);
         return Ok(());
     }
     match opt_field(&answer, "webhookSecret") {
         Some(secret) => {
-            println!("{secret}");
+            outln!("{secret}");
             Ok(())
         }
         None => Err(Error::Usage(no_webhook_secret(&cmd.routing_key))),

@@ -5,12 +5,13 @@
 //! argh has no way to share a block of options, so `AddGenericCmd` and `UpdateGenericCmd` list
 //! the same fields; `GenericFields` gathers them for the one body builder.
 
+use crate::cli::output::show_camel;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
 use super::{
     client::{encode_component, AdminClient, ApiError},
-    output::{field, show},
+    output::field,
     secret_input::{self, PrimarySecret, ProcessReaders, SecretReaders},
     source_generic_body::{create_body, update_body, GenericFields},
     source_output, Globals,
@@ -261,11 +262,36 @@ fn source_row(answer: Value, route: &str) -> Result<Value, ApiError> {
     }
 }
 
+/// The row with `webhookUrl`: where the sender must post, `<orchestrator URL>/webhook/<org>/
+/// generic/<name>` as this CLI reaches the orchestrator (behind a proxy, the public base URL
+/// replaces it).
+pub fn with_webhook_url(mut row: Value, client: &AdminClient) -> Value {
+    let url = webhook_url(
+        client.base_url(),
+        &super::output::field(&row, "customer_id"),
+        &super::output::field(&row, "name"),
+    );
+    if let Value::Object(map) = &mut row {
+        map.insert("webhookUrl".into(), url.into());
+    }
+    row
+}
+
+/// `<base>/webhook/<org>/generic/<name>`, each part percent-encoded.
+pub fn webhook_url(base: &str, org: &str, name: &str) -> String {
+    format!(
+        "{base}/webhook/{}/generic/{}",
+        encode_component(org),
+        encode_component(name)
+    )
+}
+
 pub fn add(cmd: AddGenericCmd, globals: &Globals) -> Result<(), Error> {
     let body = create_body(&cmd.org, &cmd.fields(&ProcessReaders)?)?;
-    let answer = AdminClient::from_globals(globals)?.post("/generic-sources", &body)?;
-    let row = source_row(answer, "POST /generic-sources")?;
-    show(&row, cmd.json, source_output::generic_created);
+    let client = AdminClient::from_globals(globals)?;
+    let answer = client.post("/generic-sources", &body)?;
+    let row = with_webhook_url(source_row(answer, "POST /generic-sources")?, &client);
+    show_camel(&row, cmd.json, source_output::generic_created);
     Ok(())
 }
 
@@ -275,8 +301,9 @@ pub fn get(cmd: GetCmd, globals: &Globals) -> Result<(), Error> {
     if cmd.show_secrets {
         route.push_str("?includeSecrets=true");
     }
-    let row = source_row(AdminClient::from_globals(globals)?.get(&route)?, &route)?;
-    show(&row, cmd.json, |r| {
+    let client = AdminClient::from_globals(globals)?;
+    let row = with_webhook_url(source_row(client.get(&route)?, &route)?, &client);
+    show_camel(&row, cmd.json, |r| {
         source_output::generic_source(r, cmd.show_secrets)
     });
     Ok(())
@@ -290,7 +317,7 @@ pub fn update(cmd: UpdateGenericCmd, globals: &Globals) -> Result<(), Error> {
         AdminClient::from_globals(globals)?.patch(&route, &body)?,
         &route,
     )?;
-    show(&row, cmd.json, |r| {
+    show_camel(&row, cmd.json, |r| {
         format!(
             "Generic source updated: {} ({})",
             field(r, "id"),
@@ -305,7 +332,7 @@ pub fn set_enabled(id: &str, enabled: bool, json: bool, globals: &Globals) -> Re
     let verb = if enabled { "enable" } else { "disable" };
     let route = format!("/generic-sources/{}/{verb}", encode_component(id));
     let answer = AdminClient::from_globals(globals)?.post(&route, &json!({}))?;
-    show(&answer, json, |_| format!("Generic source {verb}d: {id}"));
+    show_camel(&answer, json, |_| format!("Generic source {verb}d: {id}"));
     Ok(())
 }
 

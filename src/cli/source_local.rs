@@ -7,6 +7,9 @@
 //! commits and building events and the hook script are in `local_repo.rs`; `install-hook` is
 //! in `source_local_hook.rs`.
 
+use crate::cli::output::outln;
+use crate::cli::output::print_json_camel;
+use crate::cli::output::show_camel;
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -18,7 +21,7 @@ use serde_json::{json, Map, Value};
 use super::{
     client::{encode_component, error_message, AdminClient},
     local_repo::{self, EventKind, RepoFolder},
-    output::{field, opt_field, print_json, show},
+    output::{field, opt_field},
     source::NO_FIELDS,
     source_output, Globals,
 };
@@ -228,7 +231,7 @@ pub fn add(cmd: AddLocalCmd, globals: &Globals) -> Result<(), Error> {
     });
     let answer = AdminClient::from_globals(globals)?.post("/generic-sources", &body)?;
     let row = row_of(answer, "POST /generic-sources")?;
-    show(&row, cmd.json, created_text);
+    show_camel(&row, cmd.json, created_text);
     Ok(())
 }
 
@@ -266,7 +269,7 @@ pub fn update(cmd: UpdateLocalCmd, globals: &Globals) -> Result<(), Error> {
     }
     let route = format!("/generic-sources/{}", encode_component(&id));
     let row = row_of(client.patch(&route, &Value::Object(body))?, &route)?;
-    show(&row, cmd.json, |r| {
+    show_camel(&row, cmd.json, |r| {
         let git = r.get("git_config").unwrap_or(&Value::Null);
         let mut text = format!(
             "Local source updated: {} ({})\n  Folder:       {}",
@@ -319,7 +322,7 @@ pub fn trigger(cmd: TriggerLocalCmd, globals: &Globals) -> Result<(), Error> {
     );
     let (status, answer) = post_event(&url, kind, &request_id, &body)?;
     if cmd.json {
-        print_json(&answer);
+        print_json_camel(&answer);
         return Ok(());
     }
     let what = format!(
@@ -341,10 +344,10 @@ pub fn trigger(cmd: TriggerLocalCmd, globals: &Globals) -> Result<(), Error> {
         ),
         _ => format!("Event sent: {what}"),
     };
-    println!("{text}");
+    outln!("{text}");
     if let Some(delivery) = opt_field(&answer, "deliveryId") {
-        println!("  Delivery ID:  {delivery}");
-        println!("  ↳ See the runs it started with: kici-admin runs list");
+        outln!("  Delivery ID:  {delivery}");
+        outln!("  ↳ See the runs it started with: kici-admin runs list");
     }
     Ok(())
 }

@@ -4,10 +4,11 @@
 //! the admin token is kept out of the script, in `kici-admin.env` next to it (mode 0600,
 //! readable by the repository's owner only), or left to the pusher's `KICI_ADMIN_TOKEN`.
 
+use crate::cli::output::outln;
 use argh::FromArgs;
 
 use super::{
-    client::{resolve_token, AdminClient},
+    client::AdminClient,
     local_repo::{self, HookSettings},
     orchestrator::files,
     source_local::{local_path, local_source},
@@ -34,6 +35,9 @@ pub struct InstallHookCmd {
     /// do not store the admin token: the pusher's environment must then set KICI_ADMIN_TOKEN
     #[argh(switch)]
     pub no_token_file: bool,
+    /// print the result as JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error> {
@@ -71,8 +75,8 @@ pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error>
     let token = if cmd.no_token_file {
         None
     } else {
-        let env = std::env::var("KICI_ADMIN_TOKEN").ok();
-        Some(resolve_token(globals.token.as_deref(), env.as_deref())?)
+        // The token this command itself used: --token, KICI_ADMIN_TOKEN or the local instance's.
+        Some(client.token().to_owned())
     };
     if let Some(token) = &token {
         files::write_if_changed(&token_file, &format!("KICI_ADMIN_TOKEN={token}\n"), 0o600)?;
@@ -87,21 +91,33 @@ pub fn install_hook(cmd: InstallHookCmd, globals: &Globals) -> Result<(), Error>
         token_file: token.as_ref().map(|_| token_file.as_path()),
     });
     files::write_if_changed(&hook, &script, 0o755)?;
-    println!("Hook installed: {}", hook.display());
-    println!(
+    let bare = local_repo::git(&repo.path, &["rev-parse", "--is-bare-repository"]);
+    let deny = local_repo::git(&repo.path, &["config", "receive.denyCurrentBranch"]);
+    let push_refused = bare.as_deref() == Ok("false") && deny.as_deref() != Ok("updateInstead");
+    if cmd.json {
+        crate::cli::output::print_json(&serde_json::json!({
+            "hook": hook,
+            "repository": repo.full_name,
+            "repositoryPath": repo.path,
+            "adminUrl": client.base_url(),
+            "tokenFile": token.as_ref().map(|_| &token_file),
+            "checkedOutBranchRefusesPushes": push_refused,
+        }));
+        return Ok(());
+    }
+    outln!("Hook installed: {}", hook.display());
+    outln!(
         "  Repository:   {} ({})",
         repo.full_name,
         repo.path.display()
     );
-    println!("  Admin URL:    {}", client.base_url());
+    outln!("  Admin URL:    {}", client.base_url());
     match token {
-        Some(_) => println!("  Token file:   {} (mode 0600)", token_file.display()),
-        None => println!("  Token:        $KICI_ADMIN_TOKEN of whoever pushes"),
+        Some(_) => outln!("  Token file:   {} (mode 0600)", token_file.display()),
+        None => outln!("  Token:        $KICI_ADMIN_TOKEN of whoever pushes"),
     }
-    let bare = local_repo::git(&repo.path, &["rev-parse", "--is-bare-repository"]);
-    let deny = local_repo::git(&repo.path, &["config", "receive.denyCurrentBranch"]);
-    if bare.as_deref() == Ok("false") && deny.as_deref() != Ok("updateInstead") {
-        println!(
+    if push_refused {
+        outln!(
             "  ↳ git refuses pushes to the branch checked out in a working tree; to push into it:\n    \
              git -C {} config receive.denyCurrentBranch updateInstead",
             repo.path.display()

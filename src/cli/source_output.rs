@@ -66,12 +66,29 @@ pub fn generic_created(row: &Value) -> String {
         format!("  Org:          {}", field(row, "customer_id")),
         format!("  Enabled:      {}", field(row, "enabled")),
     ]
+    .into_iter()
+    .chain(generic_webhook_url_lines(row))
+    .collect::<Vec<_>>()
     .join("\n")
+}
+
+/// Where the sender posts (the row's `webhookUrl`, added by the CLI), and what to do with it.
+fn generic_webhook_url_lines(row: &Value) -> Vec<String> {
+    match opt_field(row, "webhookUrl") {
+        Some(url) => vec![
+            format!("  Webhook URL:  {url}"),
+            "  ↳ Configure the sender to POST there (behind a proxy: the same path on the public \
+             base URL)."
+                .to_owned(),
+        ],
+        None => Vec::new(),
+    }
 }
 
 /// `source list`: GitHub sources always, generic ones only for `--org` (`has_org`).
 pub fn source_list(github: &[Value], generic: &[Value], has_org: bool) -> String {
-    const TIP: &str = "Tip: use --org <orgId> to also list generic sources.";
+    const TIP: &str = "Generic and local sources are listed per org: add --org <orgId> (the --org \
+                       given to `source add generic`) to see them.";
     let mut lines = Vec::new();
     if !github.is_empty() {
         lines.push("GitHub sources:".to_owned());
@@ -112,7 +129,7 @@ pub fn source_list(github: &[Value], generic: &[Value], has_org: bool) -> String
             lines.push("No sources configured.".to_owned());
         }
     } else if github.is_empty() {
-        lines.push("No sources configured.".to_owned());
+        lines.push("No GitHub App sources.".to_owned());
         lines.push(TIP.to_owned());
     } else {
         lines.push(String::new());
@@ -134,6 +151,9 @@ pub fn generic_source(row: &Value, show_secrets: bool) -> String {
     line("Org", field(row, "customer_id"));
     line("Enabled", field(row, "enabled"));
     line("Verification", field(row, "verification_method"));
+    if let Some(url) = opt_field(row, "webhookUrl") {
+        line("Webhook URL", url);
+    }
     if show_secrets {
         let config = row.get("verification_config").unwrap_or(&Value::Null);
         if let Some(secret) = opt_field(config, "secret") {
@@ -264,7 +284,7 @@ mod tests {
     fn list_without_org_and_no_sources() {
         assert_eq!(
             source_list(&[], &[], false),
-            "No sources configured.\nTip: use --org <orgId> to also list generic sources."
+            format!("No GitHub App sources.\n{}", "Generic and local sources are listed per org: add --org <orgId> (the --org given to `source add generic`) to see them.")
         );
     }
 
@@ -274,7 +294,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "GitHub sources:\n  github:12345{} main-org{} (github)\n\nTip: use --org <orgId> to also list generic sources.",
+                "GitHub sources:\n  github:12345{} main-org{} (github)\n\nGeneric and local sources are listed per org: add --org <orgId> (the --org given to `source add generic`) to see them.",
                 " ".repeat(8),
                 " ".repeat(22)
             )

@@ -3,6 +3,7 @@
 //! read from `--env-file` (the instance's env file) with the process environment on top; no
 //! database is needed.
 
+use crate::cli::output::outln;
 use std::{collections::HashMap, time::Duration};
 
 use argh::FromArgs;
@@ -152,9 +153,9 @@ fn check_cmd(c: CheckCmd) -> Result<(), Error> {
     if c.json {
         print_json(&json!({ "ok": failed == 0, "storage": storage.describe(), "checks": lines }));
     } else {
-        println!("{}", storage.describe());
+        outln!("{}", storage.describe());
         for line in &lines {
-            println!("{}", line.render());
+            outln!("{}", line.render());
         }
     }
     if failed > 0 {
@@ -178,7 +179,7 @@ fn lifecycle_cmd(c: LifecycleCmd) -> Result<(), Error> {
                     .into(),
             ));
         }
-        println!(
+        outln!(
             "Filesystem storage: no bucket lifecycle; cache entries expire after {} days without access.",
             settings.cache_ttl_days
         );
@@ -204,7 +205,7 @@ fn lifecycle_cmd(c: LifecycleCmd) -> Result<(), Error> {
                 unsupported = true;
                 let merged = lifecycle::render(&wanted);
                 if !c.json {
-                    println!(
+                    outln!(
                         "Bucket {bucket}: this store has no lifecycle API ({e}).\nApply these rules by hand \
                          (S3 PutBucketLifecycleConfiguration, or your store's console):\n{merged}\n"
                     );
@@ -221,18 +222,18 @@ fn lifecycle_cmd(c: LifecycleCmd) -> Result<(), Error> {
         };
         let merged = lifecycle::merge(&current, &wanted);
         if !c.json {
-            println!("Bucket {bucket}: {} rule(s)", current.len());
+            outln!("Bucket {bucket}: {} rule(s)", current.len());
             for r in &current {
-                println!("  {}", r.describe());
+                outln!("  {}", r.describe());
             }
             let verb = if c.apply {
                 "Setting"
             } else {
                 "With --apply, would set"
             };
-            println!("{verb}:");
+            outln!("{verb}:");
             for r in &merged {
-                println!("  {}", r.describe());
+                outln!("  {}", r.describe());
             }
         }
         if c.apply {
@@ -241,7 +242,7 @@ fn lifecycle_cmd(c: LifecycleCmd) -> Result<(), Error> {
                     Error::Api(format!("setting the lifecycle of bucket {bucket}: {e}"))
                 })?;
             if !c.json {
-                println!("Bucket {bucket}: lifecycle rules applied.");
+                outln!("Bucket {bucket}: lifecycle rules applied.");
             }
         }
         let describe =
@@ -328,7 +329,7 @@ fn presign_cmd(c: PresignCmd) -> Result<(), Error> {
             "key": c.key, "expiresAt": expires.to_string(),
         }));
     } else {
-        println!("{url}");
+        outln!("{url}");
     }
     Ok(())
 }

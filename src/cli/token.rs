@@ -1,12 +1,15 @@
 //! `kici-admin token create|list|revoke` (docs/operations.md, "Admin API and tokens"). The server
 //! allows these to owner tokens without a routing-key restriction only.
 
+use crate::cli::output::outln;
+use crate::cli::output::print_json_camel;
+use crate::cli::output::show_camel;
 use argh::FromArgs;
 use serde_json::{json, Value};
 
 use super::{
     client::{array_of, encode_component, AdminClient},
-    output::{field, opt_field, print_json, show},
+    output::{field, opt_field, table},
     Globals,
 };
 use crate::Error;
@@ -89,16 +92,16 @@ fn create(cmd: CreateCmd, globals: &Globals) -> Result<(), Error> {
         body["routingKey"] = key.into();
     }
     let answer = AdminClient::from_globals(globals)?.post("/tokens", &body)?;
-    show(&answer, cmd.json, token_created);
+    show_camel(&answer, cmd.json, token_created);
     Ok(())
 }
 
 fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
     let answer = AdminClient::from_globals(globals)?.get("/tokens")?;
     if cmd.json {
-        print_json(&answer);
+        print_json_camel(&answer);
     } else {
-        println!(
+        outln!(
             "{}",
             token_table(&array_of(&answer, "tokens", "GET /tokens")?)
         );
@@ -109,7 +112,7 @@ fn list(cmd: ListCmd, globals: &Globals) -> Result<(), Error> {
 fn revoke(cmd: RevokeCmd, globals: &Globals) -> Result<(), Error> {
     let route = format!("/tokens/{}", encode_component(&cmd.id));
     let answer = AdminClient::from_globals(globals)?.delete(&route)?;
-    show(&answer, cmd.json, |_| format!("Token {} revoked.", cmd.id));
+    show_camel(&answer, cmd.json, |_| format!("Token {} revoked.", cmd.id));
     Ok(())
 }
 
@@ -121,28 +124,39 @@ fn token_created(answer: &Value) -> String {
     )
 }
 
-/// The token table (the reference CLI's layout): a `|`-separated header, a rule as long as it, one
-/// row per token, `-` for what is unset.
+/// The token table: aligned columns (as `source list`), `-` for what is unset.
 pub fn token_table(tokens: &[Value]) -> String {
     if tokens.is_empty() {
         return "No tokens found.".to_owned();
     }
-    let header = "ID | Label | Role | RoutingKey | Created | LastUsed | Revoked";
-    let mut lines = vec![header.to_owned(), "-".repeat(header.len())];
-    for t in tokens {
-        let cell = |key: &str| opt_field(t, key).unwrap_or_else(|| "-".to_owned());
-        let revoked = t.get("revoked").and_then(Value::as_bool).unwrap_or(false);
-        lines.push(format!(
-            "{} | {} | {} | {} | {} | {} | {revoked}",
-            cell("id"),
-            cell("label"),
-            cell("role"),
-            cell("routing_key"),
-            cell("created_at"),
-            cell("last_used_at"),
-        ));
-    }
-    lines.join("\n")
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|t| {
+            let cell = |key: &str| opt_field(t, key).unwrap_or_else(|| "-".to_owned());
+            let revoked = t.get("revoked").and_then(Value::as_bool).unwrap_or(false);
+            vec![
+                cell("id"),
+                cell("label"),
+                cell("role"),
+                cell("routing_key"),
+                cell("created_at"),
+                cell("last_used_at"),
+                revoked.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "Label",
+            "Role",
+            "RoutingKey",
+            "Created",
+            "LastUsed",
+            "Revoked",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]
@@ -164,14 +178,14 @@ mod tests {
                    "created_at": "2026-11-27T00:00:00.000Z", "expires_at": null,
                    "last_used_at": null, "revoked": false}),
         ];
-        let header = "ID | Label | Role | RoutingKey | Created | LastUsed | Revoked";
-        assert_eq!(header.len(), 61);
-        assert_eq!(
-            token_table(&tokens),
-            format!("{header}\n{}\n", "-".repeat(61))
-                + "a1 | ci | admin | github:1 | 2026-11-28T01:57:00.123Z | 2026-11-28T02:00:00.000Z | true\n\
-             b2 | bootstrap | owner | - | 2026-11-27T00:00:00.000Z | - | false"
-        );
+        let text = token_table(&tokens);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with("ID  Label      Role   RoutingKey  Created"));
+        assert!(lines[3].starts_with("b2  bootstrap  owner  -           2026-11-27T00:00:00.000Z"));
+        // Every column starts at the same offset on every line.
+        let col = lines[0].find("Created").unwrap();
+        assert!(lines[2..].iter().all(|l| l[col..].starts_with("2026-11-2")));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod parse;
 pub mod routes;
 pub mod server;
+pub mod webhook_refusals;
 pub mod webhooks;
 mod write;
 

@@ -8,10 +8,14 @@
 //!
 //! One deliberate divergence in order (made in the intake): the signature is checked *before*
 //! the rate limit, so requests with a bad signature do not consume a source's budget.
+//!
+//! A refusal answers `{"error": <reason>, "rejected": true, "reason": <reason>}` (README,
+//! "Webhooks": `error` as every other error body; `rejected`/`reason` kept for existing senders'
+//! scripts) and logs one rate-limited info line (`webhook_refusals`).
 
 use serde_json::json;
 
-use super::{server::Admission, Request, Response};
+use super::{server::Admission, webhook_refusals::log_refusal, Request, Response};
 use crate::{
     app::App,
     ingest::{Incoming, Target, Verdict, Via},
@@ -25,7 +29,16 @@ const GENERIC_MAX_BODY: usize = 10 * 1024 * 1024;
 const GITHUB_MAX_BODY: u64 = u64::MAX;
 
 fn rejected(status: u16, reason: &str) -> Response {
-    Response::json(status, &json!({ "rejected": true, "reason": reason }))
+    Response::json(
+        status,
+        &json!({ "error": reason, "rejected": true, "reason": reason }),
+    )
+}
+
+/// A refusal of a delivery for `source`: logged (rate-limited), then answered.
+fn refuse(status: u16, reason: &str, source: &str) -> Response {
+    log_refusal(status, source, reason);
+    rejected(status, reason)
 }
 
 fn unavailable(e: &str) -> Response {
@@ -33,11 +46,18 @@ fn unavailable(e: &str) -> Response {
     rejected(503, "Storage unavailable, retry later").with_header("Retry-After", "5")
 }
 
-fn too_large(max: u64) -> Response {
+fn too_large(max: u64, source: &str) -> Response {
+    let reason = "Payload too large";
+    log_refusal(413, source, reason);
     Response::json(
         413,
-        &json!({ "rejected": true, "reason": "Payload too large", "maxBytes": max }),
+        &json!({ "error": reason, "rejected": true, "reason": reason, "maxBytes": max }),
     )
+}
+
+/// How a generic source appears in refusal log lines (as its URL names it).
+fn generic_label(org: &str, name: &str) -> String {
+    format!("{org}/generic/{name}")
 }
 
 /// Before the body is read: an unknown source is 404 and a body announced over the source's
@@ -45,7 +65,8 @@ fn too_large(max: u64) -> Response {
 pub fn admit_generic(app: &App, req: &Request, org: &str, name: &str) -> Admission {
     let snapshot = app.registry.snapshot();
     let Some(source) = snapshot.generic(org, name) else {
-        return Admission::Refuse(rejected(404, "Unknown source"));
+        let label = generic_label(org, name);
+        return Admission::Refuse(refuse(404, "Unknown source", &label));
     };
     let limit = u64::try_from(source.max_payload_bytes)
         .unwrap_or(0)
@@ -54,7 +75,7 @@ pub fn admit_generic(app: &App, req: &Request, org: &str, name: &str) -> Admissi
         .header("content-length")
         .and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit) {
-        return Admission::Refuse(too_large(limit));
+        return Admission::Refuse(too_large(limit, &generic_label(org, name)));
     }
     Admission::Buffer { limit }
 }
@@ -76,21 +97,23 @@ fn github_source_key(app: &App, req: &Request) -> Result<String, Response> {
         .header("x-github-hook-installation-target-id")
         .filter(|t| !t.is_empty())
     else {
-        return Err(rejected(
+        return Err(refuse(
             400,
             "Missing X-GitHub-Hook-Installation-Target-ID header",
+            "github",
         ));
     };
     let routing_key = format!("github:{target}");
     if app.registry.snapshot().github(&routing_key).is_none() {
-        return Err(rejected(404, "Unknown source"));
+        return Err(refuse(404, "Unknown source", &routing_key));
     }
     Ok(routing_key)
 }
 
 pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
+    let label = generic_label(org, name);
     if req.body.len() > GENERIC_MAX_BODY {
-        return too_large(GENERIC_MAX_BODY as u64);
+        return too_large(GENERIC_MAX_BODY as u64, &label);
     }
     let client = client_ip(req.peer.ip(), &req.headers, &app.config.trusted_proxies);
     let verdict = app.intake.take(&Incoming {
@@ -104,7 +127,7 @@ pub fn generic(app: &App, req: &Request, org: &str, name: &str) -> Response {
         action: None,
         signature: None,
     });
-    answer(verdict)
+    answer(verdict, &label)
 }
 
 /// GitHub App webhooks posted straight to us: self-hosters may have no Platform to relay them.
@@ -127,13 +150,14 @@ pub fn github(app: &App, req: &Request, org: &str) -> Response {
         action: None,
         signature: req.header("x-hub-signature-256"),
     });
-    answer(verdict)
+    answer(verdict, &routing_key)
 }
 
 /// The HTTP answer to the intake's verdict: 202 when new, 200 duplicate (without the delivery
 /// id when an idempotency key made it one), 503 when it could not be
-/// stored (the sender retries); the list is in src/ingest/mod.rs.
-fn answer(verdict: Verdict) -> Response {
+/// stored (the sender retries); the list is in src/ingest/mod.rs. Refusals are logged against
+/// `source`.
+fn answer(verdict: Verdict, source: &str) -> Response {
     match verdict {
         Verdict::Accepted { delivery_id } => {
             Response::json(202, &json!({ "accepted": true, "deliveryId": delivery_id }))
@@ -149,17 +173,21 @@ fn answer(verdict: Verdict) -> Response {
             200,
             &json!({ "accepted": true, "status": "filtered", "reason": reason }),
         ),
-        Verdict::UnknownSource => rejected(404, "Unknown source"),
-        Verdict::InvalidSignature => rejected(401, "Invalid signature"),
-        Verdict::Misconfigured => rejected(500, "Source verification misconfigured"),
-        Verdict::TooLarge { max } => too_large(max),
-        Verdict::NotKept(e) => Response::json(
-            413,
-            &json!({ "rejected": true, "reason": e.to_string(), "maxBytes": e.max }),
-        ),
-        Verdict::RateLimited { retry_after_secs } => rejected(429, "Rate limit exceeded")
+        Verdict::UnknownSource => refuse(404, "Unknown source", source),
+        Verdict::InvalidSignature => refuse(401, "Invalid signature", source),
+        Verdict::Misconfigured => refuse(500, "Source verification misconfigured", source),
+        Verdict::TooLarge { max } => too_large(max, source),
+        Verdict::NotKept(e) => {
+            let reason = e.to_string();
+            log_refusal(413, source, &reason);
+            Response::json(
+                413,
+                &json!({ "error": reason, "rejected": true, "reason": reason, "maxBytes": e.max }),
+            )
+        }
+        Verdict::RateLimited { retry_after_secs } => refuse(429, "Rate limit exceeded", source)
             .with_header("Retry-After", &retry_after_secs.to_string()),
-        Verdict::BadRequest(reason) => rejected(400, &reason),
+        Verdict::BadRequest(reason) => refuse(400, &reason, source),
         Verdict::Unavailable(e) => unavailable(&e),
     }
 }

@@ -4,6 +4,7 @@
 //! (`/proc`, the database and GitHub for the wizard's first source). Printing and argument
 //! parsing stay in `cli/orchestrator/`.
 
+pub mod existing;
 pub mod layout;
 pub mod manifest;
 pub mod process;

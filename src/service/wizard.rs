@@ -1,11 +1,17 @@
 //! `orchestrator install --wizard`: the questions, their defaults and validation, over an
 //! injected console (a terminal, a pipe with one answer per line, or a test script) and injected
-//! checks (the database connection, reading the App's key). A question whose answer a flag
-//! already gave is not asked. End of input before the last answer is an error, never a guess.
+//! checks (the database connection, reading the App's key, what the database already holds,
+//! whether a port is taken). A question whose answer a flag already gave is not asked. End of
+//! input before the last answer is an error, never a guess.
+//!
+//! A database that already holds an instance (`service::existing`) is joined, not taken over:
+//! the wizard asks for that instance's secret key (accepted only when it decrypts a stored
+//! value) and its bootstrap admin token (checked against the stored hash), unless
+//! `--force-new-instance` was given, in which case it says what will break.
 
 use std::io;
 
-use super::settings::Vars;
+use super::{existing::Existing, settings::Vars};
 use crate::crypto::SecretKey;
 
 pub const DEFAULT_PLATFORM_URL: &str = "wss://platform.kici.dev";
@@ -24,7 +30,24 @@ pub trait Checks {
     /// Connects to `url`; the server's version, or the exact connection error.
     fn database(&self, url: &str) -> Result<String, String>;
     fn read_file(&self, path: &str) -> Result<String, String>;
+    /// The instance the database at `url` already holds, if any.
+    fn existing_instance(&self, url: &str) -> Result<Option<Existing>, String>;
+    /// Whether `key` (64 hex characters) decrypts a value stored in the database at `url`.
+    fn key_opens(&self, url: &str, key: &str) -> Result<bool, String>;
+    /// Whether something already listens on this TCP port.
+    fn port_in_use(&self, port: u16) -> bool;
 }
+
+/// What the command line tells the wizard besides the settings.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--force-new-instance`: take over a database holding another instance.
+    pub force_new_instance: bool,
+    /// The GitHub API URL offered by default (`$KICI_GITHUB_API_URL`, else GitHub's).
+    pub github_api_url: String,
+}
+
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
 
 /// A GitHub App source to add once the instance exists.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,12 +132,13 @@ pub fn run(
     given: &Vars,
     github_given: bool,
     default_storage_path: &str,
+    options: &Options,
     console: &mut dyn Console,
     checks: &dyn Checks,
 ) -> Answer<Outcome> {
     let mut s = Session { console, checks };
     let mut out = Outcome::default();
-    let has = |k: &str| given.contains_key(k);
+    let has = |k: &str, out: &Outcome| given.contains_key(k) || out.vars.contains_key(k);
     s.console
         .say("KiCI orchestrator setup. Press Enter to take the [default].");
 
@@ -146,13 +170,14 @@ pub fn run(
         }
     };
     s.console.say(&format!("  Connected: PostgreSQL {version}"));
-    out.vars.insert("KICI_DATABASE_URL".into(), url);
+    out.vars.insert("KICI_DATABASE_URL".into(), url.clone());
+    join_existing(&mut s, given, options, &url, &mut out.vars)?;
 
-    if !has("KICI_PORT") {
-        let port = s.until("Port [4000]: ", false, |a, _| parse_port(a))?;
+    if !has("KICI_PORT", &out) {
+        let port = ask_port(&mut s)?;
         out.vars.insert("KICI_PORT".into(), port);
     }
-    if !has("KICI_SECRET_KEY") {
+    if !has("KICI_SECRET_KEY", &out) {
         let key = s.until(
             "Secret key for stored secrets: Enter generates one (kept in the env file), or paste 64 hex characters: ",
             true,
@@ -161,7 +186,7 @@ pub fn run(
         out.vars
             .extend(key.map(|k| ("KICI_SECRET_KEY".to_owned(), k)));
     }
-    if !has("KICI_BOOTSTRAP_ADMIN_TOKEN") {
+    if !has("KICI_BOOTSTRAP_ADMIN_TOKEN", &out) {
         let token = s.until(
             "Bootstrap admin token: Enter generates one (kept in the env file), or paste your own: ",
             true,
@@ -171,19 +196,19 @@ pub fn run(
             .extend(token.map(|t| ("KICI_BOOTSTRAP_ADMIN_TOKEN".to_owned(), t)));
     }
     if mode != "independent" {
-        if !has("KICI_PLATFORM_URL") {
+        if !has("KICI_PLATFORM_URL", &out) {
             let prompt = format!("Platform URL [{DEFAULT_PLATFORM_URL}]: ");
             let url = s.until(&prompt, false, |a, _| parse_platform_url(a))?;
             out.vars.insert("KICI_PLATFORM_URL".into(), url);
         }
-        if !has("KICI_PLATFORM_TOKEN") {
+        if !has("KICI_PLATFORM_TOKEN", &out) {
             let token = s.until("Platform token: ", true, |a, _| {
                 non_empty(a, "the Platform token is required in platform and hybrid modes (Platform → Settings → Orchestrators)")
             })?;
             out.vars.insert("KICI_PLATFORM_TOKEN".into(), token);
         }
     }
-    if !has("KICI_STORAGE_TYPE") {
+    if !has("KICI_STORAGE_TYPE", &out) {
         storage(&mut s, default_storage_path, &mut out.vars)?;
     }
     if !github_given {
@@ -191,8 +216,36 @@ pub fn run(
             parse_yes_no(a, false)
         })?;
         if add {
-            out.github = Some(github_source(&mut s)?);
+            let api = if has("KICI_GITHUB_API_URL", &out) {
+                None
+            } else {
+                Some(options.github_api_url.as_str())
+            };
+            let (source, api_url) = github_source(&mut s, api)?;
+            out.github = Some(source);
+            out.vars
+                .extend(api_url.map(|u| ("KICI_GITHUB_API_URL".to_owned(), u)));
         }
+    }
+    if !has("KICI_BIND_ADDRESS", &out) {
+        let ingress = mode != "independent" || github_given || out.github.is_some();
+        let (default, why) = if ingress {
+            (
+                "0.0.0.0",
+                "all addresses, since webhooks and agents reach it from other machines",
+            )
+        } else {
+            (
+                "127.0.0.1",
+                "this machine only, since no Platform or GitHub App sends it anything",
+            )
+        };
+        s.console.say(&format!(
+            "  Bind address: the default {default} listens on {why}."
+        ));
+        let prompt = format!("Bind address [{default}]: ");
+        let address = s.until(&prompt, false, |a, _| parse_bind_address(a, default))?;
+        out.vars.insert("KICI_BIND_ADDRESS".into(), address);
     }
     Ok(out)
 }
@@ -262,10 +315,32 @@ fn storage(s: &mut Session, default_path: &str, vars: &mut Vars) -> Answer<()> {
     Ok(())
 }
 
-fn github_source(s: &mut Session) -> Answer<GithubSource> {
+/// The source, and the GitHub API URL when it was asked (`api_default` is `None` when a flag
+/// gave it).
+fn github_source(
+    s: &mut Session,
+    api_default: Option<&str>,
+) -> Answer<(GithubSource, Option<String>)> {
     let name = s.until("Source name [main]: ", false, |a, _| {
         Ok::<_, String>(if a.is_empty() { "main" } else { a }.to_owned())
     })?;
+    let api_url = match api_default {
+        Some(default) => {
+            let prompt =
+                format!("GitHub API URL (GitHub Enterprise: https://HOST/api/v3) [{default}]: ");
+            Some(s.until(&prompt, false, |a, _| {
+                let url = if a.is_empty() { default } else { a };
+                if url.starts_with("https://") || url.starts_with("http://") {
+                    Ok(url.trim_end_matches('/').to_owned())
+                } else {
+                    Err(format!(
+                        "{url:?} is not an http(s) URL: e.g. https://api.github.com or https://github.example.com/api/v3"
+                    ))
+                }
+            })?)
+        }
+        None => None,
+    };
     let app_id = s.until("GitHub App ID: ", false, |a, _| parse_app_id(a))?;
     let private_key = s.until(
         "Path to the App's private key (.pem): ",
@@ -290,12 +365,15 @@ fn github_source(s: &mut Session) -> Answer<GithubSource> {
     let webhook_secret = s.until("Webhook secret (blank for none): ", true, |a, _| {
         Ok::<_, String>(Some(a.to_owned()).filter(|a| !a.is_empty()))
     })?;
-    Ok(GithubSource {
-        name,
-        app_id,
-        private_key,
-        webhook_secret,
-    })
+    Ok((
+        GithubSource {
+            name,
+            app_id,
+            private_key,
+            webhook_secret,
+        },
+        api_url,
+    ))
 }
 
 // ---- one parser per answer, shared with the flags --------------------------------------------
@@ -407,6 +485,12 @@ fn non_empty(a: &str, message: &str) -> Result<String, String> {
         Ok(a.to_owned())
     }
 }
+
+mod join;
+#[cfg(test)]
+use join::first_free_port;
+pub use join::parse_bind_address;
+use join::{ask_port, join_existing};
 
 #[cfg(test)]
 mod tests;

@@ -296,7 +296,7 @@ fn webhook_limits_apply_before_reading() {
         (r.status, r.json()),
         (
             413,
-            json!({ "rejected": true, "reason": "Payload too large", "maxBytes": 1000 })
+            json!({ "error": "Payload too large", "rejected": true, "reason": "Payload too large", "maxBytes": 1000 })
         )
     );
     // Exactly at the limit: accepted.

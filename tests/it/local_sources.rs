@@ -181,9 +181,9 @@ fn add_trigger_hook_update_remove() {
         .unwrap()
         .to_owned();
     let row = s.source(&id);
-    assert_eq!(row["provider_type"], "local");
-    assert_eq!(row["verification_method"], "none");
-    assert_eq!(row["git_config"], json!({ "localPath": base_str }));
+    assert_eq!(row["providerType"], "local");
+    assert_eq!(row["verificationMethod"], "none");
+    assert_eq!(row["gitConfig"], json!({ "localPath": base_str }));
     assert!(s
         .ok(&["source", "list", "--org", "acme"])
         .contains(&format!("  {id}")));
@@ -389,7 +389,7 @@ fn add_trigger_hook_update_remove() {
         "{out}"
     );
     assert_eq!(
-        s.source(&id)["git_config"],
+        s.source(&id)["gitConfig"],
         json!({ "localPath": base_str, "cloneUrlBase": "ssh://git@ci.local/srv/repos" })
     );
     let other = s.dir.join("other");
@@ -406,12 +406,12 @@ fn add_trigger_hook_update_remove() {
     let row = s.source(&id);
     assert_eq!(row["name"], "mirror");
     assert_eq!(
-        row["git_config"],
+        row["gitConfig"],
         json!({ "localPath": other.display().to_string(), "cloneUrlBase": "ssh://git@ci.local/srv/repos" })
     );
     s.ok(&["source", "update-local", &id, "--clone-url-base", ""]);
     assert_eq!(
-        s.source(&id)["git_config"],
+        s.source(&id)["gitConfig"],
         json!({ "localPath": other.display().to_string() })
     );
     let e = s.fails(&["source", "update-local", &id, "--path", "relative/dir"]);
@@ -512,7 +512,7 @@ fn add_local_checks_the_folder() {
     let row: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(row["name"], "local-repos");
     assert_eq!(
-        row["git_config"],
+        row["gitConfig"],
         json!({ "localPath": empty.display().to_string(), "cloneUrlBase": "file:///mnt/repos" })
     );
     let id = row["id"].as_str().unwrap();
@@ -660,7 +660,7 @@ fn repository_names_cannot_leave_the_source_folder() {
     assert_eq!(s.sql("SELECT count(*) FROM execution_runs"), "1");
 
     // Moving the folder: not with a token scoped to the source, never to a relative path.
-    let key = s.source(&id)["routing_key"].as_str().unwrap().to_owned();
+    let key = s.source(&id)["routingKey"].as_str().unwrap().to_owned();
     let scoped = s.ok(&[
         "token",
         "create",
@@ -700,6 +700,6 @@ fn repository_names_cannot_leave_the_source_folder() {
     );
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert!(String::from_utf8_lossy(&r.body).contains("must be an absolute path"));
-    assert_eq!(s.source(&id)["git_config"]["localPath"], base_str.as_str());
+    assert_eq!(s.source(&id)["gitConfig"]["localPath"], base_str.as_str());
     let _ = std::fs::remove_dir_all(&s.dir);
 }

@@ -12,6 +12,7 @@ mod cli_sources;
 mod config_errors;
 mod diagnose;
 mod event_log;
+mod first_hour;
 mod github_app;
 mod github_checks;
 mod hostile_durability;

@@ -87,7 +87,7 @@ fn generic_hmac_signature_cases() {
         status_and_json(&r),
         (
             401,
-            json!({ "rejected": true, "reason": "Invalid signature" })
+            json!({ "error": "Invalid signature", "rejected": true, "reason": "Invalid signature" })
         )
     );
     assert_eq!(
@@ -115,18 +115,24 @@ fn generic_responses_in_order() {
 
     assert_eq!(
         status_and_json(&post(&d, "/webhook/acme/generic/nope", &auth, b"{}")),
-        (404, json!({ "rejected": true, "reason": "Unknown source" }))
+        (
+            404,
+            json!({ "error": "Unknown source", "rejected": true, "reason": "Unknown source" })
+        )
     );
     assert_eq!(
         status_and_json(&post(&d, "/webhook/other/generic/svc", &auth, b"{}")),
-        (404, json!({ "rejected": true, "reason": "Unknown source" }))
+        (
+            404,
+            json!({ "error": "Unknown source", "rejected": true, "reason": "Unknown source" })
+        )
     );
     let big = vec![b'x'; 201];
     assert_eq!(
         status_and_json(&post(&d, path, &auth, &big)),
         (
             413,
-            json!({ "rejected": true, "reason": "Payload too large", "maxBytes": 200 })
+            json!({ "error": "Payload too large", "rejected": true, "reason": "Payload too large", "maxBytes": 200 })
         )
     );
     assert_eq!(
@@ -196,7 +202,7 @@ fn generic_responses_in_order() {
     assert_eq!(r.status, 429);
     assert_eq!(
         r.json(),
-        json!({ "rejected": true, "reason": "Rate limit exceeded" })
+        json!({ "error": "Rate limit exceeded", "rejected": true, "reason": "Rate limit exceeded" })
     );
     let retry: u64 = r
         .header("retry-after")
@@ -320,7 +326,7 @@ fn event_types_other_methods_and_misconfiguration() {
         status_and_json(&r),
         (
             500,
-            json!({ "rejected": true, "reason": "Source verification misconfigured" })
+            json!({ "error": "Source verification misconfigured", "rejected": true, "reason": "Source verification misconfigured" })
         )
     );
 
@@ -481,12 +487,15 @@ fn github_direct_ingress() {
         status_and_json(&send(hdr("", &sig, "d1"), body)),
         (
             400,
-            json!({ "rejected": true, "reason": "Missing X-GitHub-Hook-Installation-Target-ID header" })
+            json!({ "error": "Missing X-GitHub-Hook-Installation-Target-ID header", "rejected": true, "reason": "Missing X-GitHub-Hook-Installation-Target-ID header" })
         )
     );
     assert_eq!(
         status_and_json(&send(hdr("999", &sig, "d1"), body)),
-        (404, json!({ "rejected": true, "reason": "Unknown source" }))
+        (
+            404,
+            json!({ "error": "Unknown source", "rejected": true, "reason": "Unknown source" })
+        )
     );
     assert_eq!(
         send(hdr("4242", "", "d1"), body).status,
@@ -531,7 +540,7 @@ fn github_direct_ingress() {
         status_and_json(&send(hdr("4242", &sig, "d2"), body)),
         (
             500,
-            json!({ "rejected": true, "reason": "Source verification misconfigured" })
+            json!({ "error": "Source verification misconfigured", "rejected": true, "reason": "Source verification misconfigured" })
         )
     );
 }

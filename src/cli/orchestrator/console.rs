@@ -100,4 +100,20 @@ impl Checks for SystemChecks {
     fn read_file(&self, path: &str) -> Result<String, String> {
         std::fs::read_to_string(path).map_err(|e| e.to_string())
     }
+
+    fn existing_instance(
+        &self,
+        url: &str,
+    ) -> Result<Option<crate::service::existing::Existing>, String> {
+        crate::service::existing::inspect(url)
+    }
+
+    fn key_opens(&self, url: &str, key: &str) -> Result<bool, String> {
+        crate::service::existing::key_opens(url, key)
+    }
+
+    /// Taken when binding all addresses on it fails (a listener on any address blocks that).
+    fn port_in_use(&self, port: u16) -> bool {
+        std::net::TcpListener::bind(("0.0.0.0", port)).is_err()
+    }
 }

@@ -210,7 +210,7 @@ pub fn print_log(path: &Path, lines: usize, follow: bool) -> Result<(), Error> {
     let shown = process::tail(&text, lines);
     let mut out = std::io::stdout();
     if !shown.is_empty() {
-        let _ = writeln!(out, "{shown}");
+        crate::cli::output::write_stdout(format_args!("{shown}\n"));
     }
     if !follow {
         return Ok(());
@@ -232,8 +232,8 @@ pub fn print_log(path: &Path, lines: usize, follow: bool) -> Result<(), Error> {
         let _ = f.seek(SeekFrom::Start(pos));
         let _ = f.read_to_end(&mut buf);
         pos += buf.len() as u64;
-        if out.write_all(&buf).and_then(|()| out.flush()).is_err() {
-            return Ok(()); // the reader went away (a closed pipe)
+        if let Err(e) = out.write_all(&buf).and_then(|()| out.flush()) {
+            crate::cli::output::stdout_failed(&e);
         }
     }
 }

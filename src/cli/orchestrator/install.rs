@@ -3,6 +3,7 @@
 //! GitHub App source when one was given. The settings logic is `service::settings`; this file
 //! gathers inputs, writes files only when they change, and prints.
 
+use crate::cli::output::outln;
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
@@ -47,6 +48,11 @@ pub struct InstallCmd {
     /// ones
     #[argh(switch)]
     pub force: bool,
+    /// install on a database that already holds another instance without its secret key and
+    /// admin token: that instance's stored secrets become unreadable and its bootstrap token is
+    /// replaced
+    #[argh(switch)]
+    pub force_new_instance: bool,
     /// print the result as JSON
     #[argh(switch)]
     pub json: bool,
@@ -151,16 +157,34 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
     let storage_default = layout.default_storage_path().display().to_string();
     if cmd.wizard {
         let mut console = console::ProcessConsole::new();
+        let options = wizard::Options {
+            force_new_instance: cmd.force_new_instance,
+            github_api_url: std::env::var("KICI_GITHUB_API_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| wizard::DEFAULT_GITHUB_API_URL.to_owned()),
+        };
         let outcome = wizard::run(
             &answers,
             github.is_some(),
             &storage_default,
+            &options,
             &mut console,
             &console::SystemChecks,
         )
         .map_err(|e| Error::Usage(e.to_string()))?;
         answers.extend(outcome.vars);
         github = github.or(outcome.github);
+    }
+    // A GitHub source added by flags is checked against the environment's GitHub API, as the
+    // wizard's default is, unless --github-api-url said otherwise.
+    if github.is_some() && !answers.contains_key("KICI_GITHUB_API_URL") {
+        if let Some(api) = std::env::var("KICI_GITHUB_API_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
+            answers.insert("KICI_GITHUB_API_URL".into(), api);
+        }
     }
     let defaults = Defaults {
         storage_path: storage_default,
@@ -194,6 +218,17 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
         )));
     }
 
+    let joining_database = existing
+        .as_ref()
+        .and_then(|old| old.get("KICI_DATABASE_URL"))
+        != vars.get("KICI_DATABASE_URL");
+    if joining_database && !(cmd.wizard && cmd.force_new_instance) {
+        super::guard::another_instance(&vars, cmd.force_new_instance)?;
+    }
+    if existing.is_none() && !cmd.wizard {
+        super::guard::port_taken(&vars);
+    }
+
     // Writing starts here; everything above could still refuse.
     files::ensure_dir(&dir)?;
     let env_written = if existing.as_ref() == Some(&vars) {
@@ -206,7 +241,7 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
         let text = settings::render(&cmd.name, &vars).map_err(Error::Config)?;
         files::write_if_changed(&layout.env_file, &text, 0o600)?
     };
-    let binary = binary_path(&cmd)?;
+    let binary = binary_path(&cmd, &host, &dir)?;
     let user = cmd.user.clone().unwrap_or_else(|| "kici".to_owned());
     let service_user = (supervisor == Supervisor::Systemd).then_some(user.as_str());
     let created_at = previous
@@ -247,11 +282,12 @@ pub fn run(cmd: InstallCmd, globals: &Globals) -> Result<(), Error> {
         changes: &changes,
         generated_token,
         source: source.as_ref(),
+        binary: &binary,
     };
     if cmd.json {
         print_json(&report.json());
     } else {
-        println!("{}", report.text());
+        outln!("{}", report.text());
     }
     Ok(())
 }
@@ -416,14 +452,23 @@ fn flag_github(
     }))
 }
 
-fn binary_path(cmd: &InstallCmd) -> Result<String, Error> {
+/// `--binary`, else this binary, or a placed copy of it when it sits in a build folder
+/// (`binary.rs`).
+fn binary_path(
+    cmd: &InstallCmd,
+    host: &crate::service::layout::Host,
+    dir: &Path,
+) -> Result<String, Error> {
     let path = match &cmd.binary {
         Some(b) => files::absolute(Path::new(b)),
-        None => std::env::current_exe().map_err(|e| {
-            Error::Config(format!(
-                "cannot tell where this kici-admin binary is ({e}): pass --binary"
-            ))
-        })?,
+        None => {
+            let exe = std::env::current_exe().map_err(|e| {
+                Error::Config(format!(
+                    "cannot tell where this kici-admin binary is ({e}): pass --binary"
+                ))
+            })?;
+            super::binary::for_instance(&exe, host, &cmd.name, dir)?
+        }
     };
     if !path.is_file() {
         return Err(Error::Usage(format!(
@@ -442,6 +487,7 @@ struct Report<'a> {
     changes: &'a [String],
     generated_token: bool,
     source: Option<&'a SourceOutcome>,
+    binary: &'a str,
 }
 
 impl Report<'_> {
@@ -484,6 +530,7 @@ impl Report<'_> {
         if let Some(unit) = &l.unit_file {
             out.push_str(&format!("  Unit:          {}\n", unit.display()));
         }
+        out.push_str(&format!("  Binary:        {}\n", self.binary));
         out.push_str(&format!("  Port:          {}\n", self.get("KICI_PORT")));
         out.push_str(&format!("  Storage:       {}\n", self.storage()));
         let how = if self.generated_token {
@@ -529,6 +576,7 @@ impl Report<'_> {
             "manifest": l.manifest,
             "unitFile": l.unit_file,
             "supervisor": self.supervisor.as_str(),
+            "binary": self.binary,
             "mode": self.vars.get("KICI_MODE"),
             "port": self.get("KICI_PORT").parse::<u16>().ok(),
             "storage": self.storage(),

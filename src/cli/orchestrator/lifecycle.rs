@@ -2,10 +2,11 @@
 //! systemctl and journalctl for a systemd instance, otherwise on the detached daemon
 //! (`detached.rs`). The instance is found by `files::locate`.
 
+use crate::cli::output::outln;
 use std::{path::PathBuf, time::Duration};
 
 use argh::FromArgs;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{detached, files, systemctl, RestartCmd};
 use crate::{
@@ -46,6 +47,9 @@ pub struct StopCmd {
     /// seconds to wait after SIGTERM before SIGKILL (default 20)
     #[argh(option, default = "20")]
     pub timeout: u64,
+    /// print the result as JSON
+    #[argh(switch)]
+    pub json: bool,
 }
 
 /// Tell whether the orchestrator runs: pid, uptime, port and its /ready answer.
@@ -86,6 +90,28 @@ pub struct UninstallCmd {
     /// do not ask for confirmation
     #[argh(switch)]
     pub yes: bool,
+    /// print the result as JSON (needs --yes: no prompt in scripts)
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// How a lifecycle step reports: text for people, JSON for `--json`, or nothing when the caller
+/// (restart, uninstall) prints one combined result.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Report {
+    Text,
+    Json,
+    Silent,
+}
+
+impl Report {
+    pub fn of(json: bool) -> Report {
+        if json {
+            Report::Json
+        } else {
+            Report::Text
+        }
+    }
 }
 
 /// The instance's env values and the URL its daemon serves on (from this host).
@@ -141,38 +167,40 @@ pub fn start(cmd: &StartCmd, globals: &Globals) -> Result<(), Error> {
         &layout,
         &manifest,
         Duration::from_secs(cmd.timeout),
-        cmd.json,
+        Report::of(cmd.json),
     )
+    .map(drop)
 }
 
 fn start_located(
     layout: &Layout,
     manifest: &Manifest,
     timeout: Duration,
-    json: bool,
-) -> Result<(), Error> {
+    out: Report,
+) -> Result<Value, Error> {
     let (vars, url) = instance_env(layout)?;
     let ready_url = format!("{url}/ready");
     let name = &layout.name;
     let report = |pid: u32, waited: Option<Duration>, already: bool| {
-        if json {
-            print_json(&json!({
-                "name": name, "running": true, "alreadyRunning": already, "pid": pid, "url": url,
-                "readyAfterMs": waited.map(|d| d.as_millis() as u64), "logFile": log_of(layout),
-            }));
+        let value = json!({
+            "name": name, "running": true, "alreadyRunning": already, "pid": pid, "url": url,
+            "readyAfterMs": waited.map(|d| d.as_millis() as u64), "logFile": log_of(layout),
+        });
+        if out == Report::Json {
+            print_json(&value);
+        } else if out == Report::Silent {
         } else if already {
-            println!("Orchestrator \"{name}\" is already running (pid {pid}) at {url}");
+            outln!("Orchestrator \"{name}\" is already running (pid {pid}) at {url}");
         } else {
             let secs = waited.map_or(0.0, |d| d.as_secs_f64());
-            println!(
-                "Orchestrator \"{name}\" started (pid {pid}); ready at {url} after {secs:.1} s"
-            );
-            println!("  Log:  {}", log_of(layout));
-            println!(
+            outln!("Orchestrator \"{name}\" started (pid {pid}); ready at {url} after {secs:.1} s");
+            outln!("  Log:  {}", log_of(layout));
+            outln!(
                 "  Stop: kici-admin orchestrator stop --instance-dir {}",
                 layout.dir.display()
             );
         }
+        value
     };
     if let Supervisor::Systemd = manifest.supervisor().map_err(Error::Config)? {
         require_systemd()?;
@@ -185,20 +213,15 @@ fn start_located(
                 timeout.as_secs()
             ))
         })?;
-        report(pid, None, false);
-        return Ok(());
+        return Ok(report(pid, None, false));
     }
     if let Some((pid, _)) = detached::running(layout) {
-        report(pid.pid, None, true);
-        return Ok(());
+        return Ok(report(pid.pid, None, true));
     }
     files::remove(&layout.pid_file)?;
     let (mut child, pid, offset) = detached::spawn(layout, &binary(manifest)?, &vars)?;
     match detached::wait_ready(layout, &mut child, &ready_url, offset, timeout) {
-        detached::Readiness::Ready(after) => {
-            report(pid.pid, Some(after), false);
-            Ok(())
-        }
+        detached::Readiness::Ready(after) => Ok(report(pid.pid, Some(after), false)),
         detached::Readiness::Exited(status, log) => {
             files::remove(&layout.pid_file)?;
             Err(Error::Startup(format!(
@@ -245,16 +268,41 @@ fn log_of(layout: &Layout) -> String {
 
 pub fn stop(cmd: &StopCmd, globals: &Globals) -> Result<(), Error> {
     let (layout, manifest) = files::locate(globals, cmd.name.as_deref())?;
-    stop_located(&layout, &manifest, Duration::from_secs(cmd.timeout))
+    stop_located(
+        &layout,
+        &manifest,
+        Duration::from_secs(cmd.timeout),
+        Report::of(cmd.json),
+    )
+    .map(drop)
 }
 
-fn stop_located(layout: &Layout, manifest: &Manifest, timeout: Duration) -> Result<(), Error> {
+/// Stops the instance; the JSON result is `{name, running: false, outcome, pid, seconds}` with
+/// `outcome` one of `stopped` (systemd), `terminated`, `killed`, `alreadyExited`, `notRunning`.
+fn stop_located(
+    layout: &Layout,
+    manifest: &Manifest,
+    timeout: Duration,
+    out: Report,
+) -> Result<Value, Error> {
     let name = &layout.name;
+    let finish = |line: String, outcome: &str, pid: Option<u32>, took: Option<Duration>| {
+        let value = json!({
+            "name": name, "running": false, "outcome": outcome, "pid": pid,
+            "seconds": took.map(|d| d.as_secs_f64()),
+        });
+        match out {
+            Report::Text => outln!("{line}"),
+            Report::Json => print_json(&value),
+            Report::Silent => {}
+        }
+        value
+    };
     if let Supervisor::Systemd = manifest.supervisor().map_err(Error::Config)? {
         require_systemd()?;
         systemctl::systemctl(&["stop", &format!("{name}.service")])?;
-        println!("Orchestrator \"{name}\" stopped.");
-        return Ok(());
+        let line = format!("Orchestrator \"{name}\" stopped.");
+        return Ok(finish(line, "stopped", None, None));
     }
     let Some((pid, _)) = detached::running(layout) else {
         let stale = files::remove(&layout.pid_file)?;
@@ -263,10 +311,16 @@ fn stop_located(layout: &Layout, manifest: &Manifest, timeout: Duration) -> Resu
         } else {
             ""
         };
-        println!("Orchestrator \"{name}\" is not running{note}.");
-        return Ok(());
+        let line = format!("Orchestrator \"{name}\" is not running{note}.");
+        return Ok(finish(line, "notRunning", None, None));
     };
     let outcome = detached::stop(&pid, timeout);
+    let (kind, took) = match outcome {
+        detached::Stopped::Gone => ("alreadyExited", None),
+        detached::Stopped::Terminated(d) => ("terminated", Some(d)),
+        detached::Stopped::Killed(d) => ("killed", Some(d)),
+        detached::Stopped::Stuck => ("stuck", None),
+    };
     let line = match outcome {
         detached::Stopped::Gone => format!("Orchestrator \"{name}\" had already exited (pid {})", pid.pid),
         detached::Stopped::Terminated(d) => {
@@ -286,8 +340,7 @@ fn stop_located(layout: &Layout, manifest: &Manifest, timeout: Duration) -> Resu
         }
     };
     files::remove(&layout.pid_file)?;
-    println!("{line}");
-    Ok(())
+    Ok(finish(line, kind, Some(pid.pid), took))
 }
 
 pub fn restart(cmd: &RestartCmd, globals: &Globals) -> Result<(), Error> {
@@ -296,11 +349,23 @@ pub fn restart(cmd: &RestartCmd, globals: &Globals) -> Result<(), Error> {
     if manifest.supervisor().map_err(Error::Config)? == Supervisor::Systemd {
         require_systemd()?;
         systemctl::systemctl(&["restart", &format!("{}.service", layout.name)])?;
-        println!("Orchestrator \"{}\" restarted.", layout.name);
+        if cmd.json {
+            print_json(&json!({ "name": layout.name, "restarted": true }));
+        } else {
+            outln!("Orchestrator \"{}\" restarted.", layout.name);
+        }
         return Ok(());
     }
-    stop_located(&layout, &manifest, timeout)?;
-    start_located(&layout, &manifest, timeout, false)
+    if !cmd.json {
+        stop_located(&layout, &manifest, timeout, Report::Text)?;
+        return start_located(&layout, &manifest, timeout, Report::Text).map(drop);
+    }
+    let stopped = stop_located(&layout, &manifest, timeout, Report::Silent)?;
+    let started = start_located(&layout, &manifest, timeout, Report::Silent)?;
+    print_json(
+        &json!({ "name": layout.name, "restarted": true, "stopped": stopped, "started": started }),
+    );
+    Ok(())
 }
 
 pub fn status(cmd: &StatusCmd, globals: &Globals) -> Result<(), Error> {
@@ -346,8 +411,8 @@ pub fn status(cmd: &StatusCmd, globals: &Globals) -> Result<(), Error> {
         return Ok(());
     }
     if !running {
-        println!("Orchestrator \"{}\": stopped", layout.name);
-        println!(
+        outln!("Orchestrator \"{}\": stopped", layout.name);
+        outln!(
             "  Start: kici-admin orchestrator start --instance-dir {}",
             layout.dir.display()
         );
@@ -355,7 +420,7 @@ pub fn status(cmd: &StatusCmd, globals: &Globals) -> Result<(), Error> {
     }
     let up = uptime.map_or("unknown".to_owned(), process::human_duration);
     let pid = pid.map_or("unknown".to_owned(), |p| p.to_string());
-    println!(
+    outln!(
         "Orchestrator \"{}\": running (pid {pid}, up {up})",
         layout.name
     );
@@ -365,8 +430,8 @@ pub fn status(cmd: &StatusCmd, globals: &Globals) -> Result<(), Error> {
         Some(Err(e)) => format!("no answer: {e}"),
         None => String::new(),
     };
-    println!("  URL:    {url}   /ready: {ready}");
-    println!("  Log:    {}", log_of(&layout));
+    outln!("  URL:    {url}   /ready: {ready}");
+    outln!("  Log:    {}", log_of(&layout));
     Ok(())
 }
 
@@ -381,6 +446,11 @@ pub fn logs(cmd: &LogsCmd, globals: &Globals) -> Result<(), Error> {
 pub fn uninstall(cmd: &UninstallCmd, globals: &Globals) -> Result<(), Error> {
     let (layout, manifest) = files::locate(globals, cmd.name.as_deref())?;
     let name = &layout.name;
+    if cmd.json && !cmd.yes {
+        return Err(Error::Usage(
+            "uninstall --json asks no question: add --yes".into(),
+        ));
+    }
     if !cmd.yes {
         let prompt = format!(
             "Uninstall the orchestrator instance \"{name}\" in {}? The database is not touched. (y/N) ",
@@ -393,13 +463,23 @@ pub fn uninstall(cmd: &UninstallCmd, globals: &Globals) -> Result<(), Error> {
         )
         .map_err(|e| Error::Usage(format!("cannot read the confirmation: {e}")))?;
         if !confirmed {
-            println!("Cancelled.");
+            outln!("Cancelled.");
             return Ok(());
         }
     }
-    let database = files::read_env_vars(&layout.env_file)
+    let database_url = files::read_env_vars(&layout.env_file)
         .ok()
-        .and_then(|v| v.get("KICI_DATABASE_URL").map(|u| redact_database_url(u)));
+        .and_then(|v| v.get("KICI_DATABASE_URL").cloned());
+    let sharing = database_url
+        .as_deref()
+        .map(|u| super::shared_db::instances_on(u, name))
+        .unwrap_or_default();
+    let database = database_url.as_deref().map(redact_database_url);
+    let report = if cmd.json {
+        Report::Silent
+    } else {
+        Report::Text
+    };
     if manifest.supervisor().map_err(Error::Config)? == Supervisor::Systemd {
         require_systemd()?;
         systemctl::systemctl(&["disable", "--now", &format!("{name}.service")])?;
@@ -408,7 +488,7 @@ pub fn uninstall(cmd: &UninstallCmd, globals: &Globals) -> Result<(), Error> {
         }
         systemctl::systemctl(&["daemon-reload"])?;
     } else {
-        stop_located(&layout, &manifest, Duration::from_secs(20))?;
+        stop_located(&layout, &manifest, Duration::from_secs(20), report)?;
     }
     for file in [
         &layout.env_file,
@@ -420,25 +500,49 @@ pub fn uninstall(cmd: &UninstallCmd, globals: &Globals) -> Result<(), Error> {
     }
     files::update_index(&files::host(), name, None);
     let folder_gone = std::fs::remove_dir(&layout.dir).is_ok();
-    println!("Orchestrator instance \"{name}\" uninstalled.");
-    if let Some(unit) = &layout.unit_file {
-        println!("  Removed the unit {}", unit.display());
+    let kept_state = !folder_gone && layout.state_dir.exists();
+    if cmd.json {
+        print_json(&json!({
+            "name": name,
+            "uninstalled": true,
+            "instanceDir": layout.dir,
+            "removedUnit": layout.unit_file,
+            "keptStateDir": kept_state.then_some(&layout.state_dir),
+            "database": database,
+            "databaseUsedBy": sharing.iter().map(|(n, d)| json!({"name": n, "instanceDir": d})).collect::<Vec<_>>(),
+        }));
+        return Ok(());
     }
-    println!(
+    outln!("Orchestrator instance \"{name}\" uninstalled.");
+    if let Some(unit) = &layout.unit_file {
+        outln!("  Removed the unit {}", unit.display());
+    }
+    outln!(
         "  Removed the env file, manifest, pid and log files in {}",
         layout.dir.display()
     );
-    if !folder_gone && layout.state_dir.exists() {
-        println!(
+    if kept_state {
+        outln!(
             "  Kept {} (the instance's state and filesystem storage): remove it by hand if it is no longer needed",
             layout.state_dir.display()
         );
     }
-    match database {
-        Some(db) => println!(
-            "  The database {db} was not touched: drop it yourself if it is no longer needed"
+    match (database, sharing.as_slice()) {
+        (Some(db), []) => outln!(
+            "  The database {db} was not touched; no other instance registered here uses it: drop it \
+             yourself if it is no longer needed"
         ),
-        None => println!("  The database was not touched"),
+        (Some(db), others) => {
+            let names: Vec<String> = others
+                .iter()
+                .map(|(n, d)| format!("{n} ({})", d.display()))
+                .collect();
+            outln!(
+                "  The database {db} was not touched and is still used by: {} — do not drop it",
+                names.join(", ")
+            )
+        }
+        (None, _) => outln!("  The database was not touched"),
     }
     Ok(())
 }

@@ -56,6 +56,32 @@ impl Checks for FakeChecks {
             _ => Err("No such file or directory (os error 2)".into()),
         }
     }
+    /// `postgresql://good-taken…` holds an instance whose key is 0x11 × 32.
+    fn existing_instance(&self, url: &str) -> Result<Option<Existing>, String> {
+        Ok(url.contains("taken").then(|| Existing {
+            migrations: 9,
+            active_admin_tokens: 1,
+            sealed_secrets: 2,
+            bootstrap_hash: Some(crate::crypto::hash_token(OTHER_TOKEN)),
+        }))
+    }
+    fn key_opens(&self, _url: &str, key: &str) -> Result<bool, String> {
+        Ok(key == OTHER_KEY)
+    }
+    /// Ports 5000 and 5001 are taken.
+    fn port_in_use(&self, port: u16) -> bool {
+        port == 5000 || port == 5001
+    }
+}
+
+const OTHER_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const OTHER_TOKEN: &str = "the-other-instances-bootstrap-token";
+
+fn options() -> Options {
+    Options {
+        force_new_instance: false,
+        github_api_url: DEFAULT_GITHUB_API_URL.to_owned(),
+    }
 }
 
 fn run_script(
@@ -63,11 +89,21 @@ fn run_script(
     github_given: bool,
     answers: &[&'static str],
 ) -> (Answer<Outcome>, Script) {
+    run_with(given, github_given, answers, &options())
+}
+
+fn run_with(
+    given: &Vars,
+    github_given: bool,
+    answers: &[&'static str],
+    options: &Options,
+) -> (Answer<Outcome>, Script) {
     let mut script = Script::new(answers);
     let out = run(
         given,
         github_given,
         "/srv/data/storage",
+        options,
         &mut script,
         &FakeChecks,
     );
@@ -90,12 +126,14 @@ fn independent_with_defaults_and_a_github_source() {
             "",  // folder: default
             "y", // add a GitHub source
             "main-org",
+            "", // GitHub API URL: default
             "12x",
             "12345",
             "/missing.pem",
             "/not-a-key.txt",
             "/app.pem",
             "whsec",
+            "", // bind address: 0.0.0.0, GitHub sends webhooks
         ],
     );
     let out = out.unwrap();
@@ -115,6 +153,8 @@ fn independent_with_defaults_and_a_github_source() {
     assert_eq!(get("KICI_MODE"), Some("independent"));
     assert_eq!(get("KICI_DATABASE_URL"), Some("postgresql://good/kici"));
     assert_eq!(get("KICI_PORT"), Some("4000"));
+    assert_eq!(get("KICI_GITHUB_API_URL"), Some(DEFAULT_GITHUB_API_URL));
+    assert_eq!(get("KICI_BIND_ADDRESS"), Some("0.0.0.0"));
     assert_eq!(
         get("KICI_SECRET_KEY"),
         None,
@@ -168,6 +208,7 @@ fn platform_mode_asks_for_the_platform_and_s3_storage() {
             "",
             "",
             "n",
+            "", // bind address
         ],
     );
     let out = out.unwrap();
@@ -185,6 +226,7 @@ fn platform_mode_asks_for_the_platform_and_s3_storage() {
     assert_eq!(get("KICI_STORAGE_REGION"), Some("us-east-1"));
     assert_eq!(get("KICI_STORAGE_FORCE_PATH_STYLE"), Some("true"));
     assert!(out.github.is_none());
+    assert_eq!(get("KICI_BIND_ADDRESS"), Some("0.0.0.0"));
 }
 
 #[test]
@@ -197,6 +239,7 @@ fn flags_answer_their_questions_and_a_bad_flag_url_is_asked_again() {
         ("KICI_SECRET_KEY", "x"),
         ("KICI_BOOTSTRAP_ADMIN_TOKEN", "y"),
         ("KICI_STORAGE_TYPE", ""),
+        ("KICI_BIND_ADDRESS", "127.0.0.1"),
     ] {
         given.insert(k.into(), v.into());
     }
@@ -218,6 +261,147 @@ fn flags_answer_their_questions_and_a_bad_flag_url_is_asked_again() {
         1,
         "{text}"
     );
+}
+
+/// The answers up to the database, for an independent instance.
+const TO_DATABASE: [&str; 2] = ["independent", "postgresql://good-taken/kici"];
+
+#[test]
+fn a_database_of_another_instance_needs_its_key_and_token() {
+    // Without the key: asked again until the input ends — refused, nothing generated.
+    let answers = [
+        &TO_DATABASE[..],
+        &[
+            "",
+            "2222222222222222222222222222222222222222222222222222222222222222",
+        ],
+    ]
+    .concat();
+    let (out, script) = run_script(&Vars::new(), false, &answers);
+    let e = out.unwrap_err().to_string();
+    assert!(e.contains("Secret key of that instance"), "{e}");
+    let text = script.text();
+    assert!(
+        text.contains("already holds a KiCI orchestrator instance (9 migrations applied, 1 active admin tokens, 2 sealed secrets)"),
+        "{text}"
+    );
+    assert!(text.contains("--force-new-instance"), "{text}");
+    assert!(
+        text.contains("does not decrypt the instance's stored secrets"),
+        "{text}"
+    );
+
+    // With the key and the bootstrap token: joined, and those are what the env file gets.
+    let answers = [
+        &TO_DATABASE[..],
+        &[
+            OTHER_KEY,
+            "not-the-token-at-all",
+            OTHER_TOKEN,
+            "",
+            "",
+            "",
+            "n",
+            "",
+        ],
+    ]
+    .concat();
+    let (out, script) = run_script(&Vars::new(), false, &answers);
+    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", script.text()));
+    assert_eq!(out.vars["KICI_SECRET_KEY"], OTHER_KEY);
+    assert_eq!(out.vars["KICI_BOOTSTRAP_ADMIN_TOKEN"], OTHER_TOKEN);
+    assert!(script
+        .text()
+        .contains("not the instance's bootstrap admin token"));
+    assert!(
+        !script.text().contains("Enter generates one"),
+        "no new key or token is offered: {}",
+        script.text()
+    );
+    // The instance joined is independent without GitHub: loopback by default, and why.
+    assert_eq!(out.vars["KICI_BIND_ADDRESS"], "127.0.0.1");
+    assert!(script
+        .text()
+        .contains("no Platform or GitHub App sends it anything"));
+}
+
+#[test]
+fn force_new_instance_says_what_breaks_and_asks_the_usual_questions() {
+    let answers = [&TO_DATABASE[..], &["", "", "", "", "", "n", ""]].concat();
+    let opts = Options {
+        force_new_instance: true,
+        ..options()
+    };
+    let (out, script) = run_with(&Vars::new(), false, &answers, &opts);
+    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", script.text()));
+    assert!(!out.vars.contains_key("KICI_SECRET_KEY"), "generated later");
+    let text = script.text();
+    assert!(text.contains("2 sealed secrets"), "{text}");
+    assert!(text.contains("bootstrap admin token is replaced"), "{text}");
+}
+
+#[test]
+fn a_taken_port_is_refused_with_the_next_free_one() {
+    let answers = [
+        "independent",
+        "postgresql://good/kici",
+        "5000",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "n",
+        "10.0.0.300",
+        "::1",
+    ];
+    let (out, script) = run_script(&Vars::new(), false, &answers);
+    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", script.text()));
+    let text = script.text();
+    assert!(
+        text.contains("port 5000 is in use on this machine: pick another, e.g. 5002"),
+        "{text}"
+    );
+    assert_eq!(out.vars["KICI_PORT"], "4000");
+    assert!(
+        text.contains("\"10.0.0.300\" is not an IP address"),
+        "{text}"
+    );
+    assert_eq!(out.vars["KICI_BIND_ADDRESS"], "::1");
+    assert_eq!(first_free_port(5000, &FakeChecks), 5002);
+    assert_eq!(first_free_port(4000, &FakeChecks), 4000);
+}
+
+#[test]
+fn the_github_api_url_defaults_to_the_environments() {
+    let opts = Options {
+        github_api_url: "https://ghe.example.com/api/v3".into(),
+        ..options()
+    };
+    let answers = [
+        "independent",
+        "postgresql://good/kici",
+        "",
+        "",
+        "",
+        "none",
+        "y",
+        "",
+        "", // the API URL: the environment's
+        "1",
+        "/app.pem",
+        "",
+        "",
+    ];
+    let (out, script) = run_with(&Vars::new(), false, &answers, &opts);
+    let out = out.unwrap_or_else(|e| panic!("{e}\n{}", script.text()));
+    assert_eq!(
+        out.vars["KICI_GITHUB_API_URL"],
+        "https://ghe.example.com/api/v3"
+    );
+    assert!(script.text().contains(
+        "GitHub API URL (GitHub Enterprise: https://HOST/api/v3) [https://ghe.example.com/api/v3]"
+    ));
 }
 
 #[test]
