@@ -169,6 +169,10 @@ pub fn run() -> Result<(), Error> {
         tokens: tokens.clone(),
         registry: registry.clone(),
     }));
+    hub.set_job_secrets(crate::secrets::dispatch::JobSecrets::new(
+        secrets.clone(),
+        &config.instance_id,
+    ));
     let pipeline = Arc::new(Pipeline::start(
         Arc::new(PipelineDeps {
             pool: pool.clone(),

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod rbac;
 pub mod runs;
+pub mod secrets;
 pub mod service;
 pub mod sources;
 pub mod storage;
