@@ -31,6 +31,7 @@ mod runs_cli;
 mod runs_failures;
 mod runs_logs;
 mod runs_store;
+mod secrets_admin;
 mod storage_fs;
 mod storage_s3;
 mod webhook_faults;

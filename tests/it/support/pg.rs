@@ -219,6 +219,46 @@ impl PgCluster {
         rows.join("\n")
     }
 
+    /// The whole database at `db_url` as SQL text, from the installed `pg_dump` (data and
+    /// schema, every table).
+    pub fn pg_dump(&self, db_url: &str) -> String {
+        let out = self
+            .command("pg_dump")
+            .args(["--no-owner", "--dbname", db_url])
+            .output()
+            .unwrap_or_else(|e| panic!("PgCluster::pg_dump: cannot run pg_dump: {e}"));
+        assert!(
+            out.status.success(),
+            "pg_dump {db_url} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Dumps the database with `pg_dump` and panics naming the first of `values` found in it,
+    /// so a plaintext secret anywhere at rest fails the test. Use values without characters
+    /// that `COPY` escapes (backslash, tab, newline), or they would hide as their escapes.
+    /// Returns the dump's size, so a caller can check it dumped something.
+    pub fn assert_dump_lacks(&self, db_url: &str, values: &[&str]) -> usize {
+        let dump = self.pg_dump(db_url);
+        assert!(
+            dump.contains("CREATE TABLE"),
+            "pg_dump of {db_url} has no tables"
+        );
+        for value in values {
+            assert!(!value.is_empty(), "assert_dump_lacks: empty value");
+            if let Some(at) = dump.find(value) {
+                let line_start = dump[..at].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = dump[at..].find('\n').map_or(dump.len(), |i| at + i);
+                panic!(
+                    "plaintext secret found in the database dump, on this line:\n{}",
+                    &dump[line_start..line_end]
+                );
+            }
+        }
+        dump.len()
+    }
+
     // ---- internals -------------------------------------------------------------------
 
     /// A command for a PostgreSQL binary, run as the unprivileged user when needed.
