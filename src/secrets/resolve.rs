@@ -22,14 +22,12 @@ use serde_json::Value;
 
 use crate::pipeline::glob::Glob;
 
-/// The scope of an org's org-wide secrets (resolved below every environment).
-pub const ORG_WIDE_SCOPE: &str = "__org__";
+use super::names::EMPTY_SENTINEL_KEY;
+pub use super::names::ORG_WIDE_SCOPE;
 /// The audit context of the org-wide layer.
 pub const ORG_WIDE_CONTEXT: &str = "__org__";
 /// How many environments one job may declare.
 pub const MAX_ENVIRONMENTS: usize = 32;
-/// Stored secret rows never delivered as secrets (the reference's empty-scope marker).
-const EMPTY_SENTINEL_KEY: &str = "__empty__";
 
 /// An environment of the org, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
