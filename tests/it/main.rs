@@ -32,6 +32,7 @@ mod runs_failures;
 mod runs_logs;
 mod runs_store;
 mod secrets_admin;
+mod secrets_dispatch;
 mod storage_fs;
 mod storage_s3;
 mod webhook_faults;
