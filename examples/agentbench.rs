@@ -11,6 +11,10 @@
 //! to the orchestrator, whose pipeline reads the lock file and queues the job — and the time
 //! until the agent holds the `job.dispatch` is measured; the agent then finishes the job. Prints
 //! `{"count":..,"p50_ms":..,"p99_ms":..,"max_ms":..}`.
+//! With `--environments a,b,c` each job declares those environments and `--expect-secrets N`
+//! checks that every `job.dispatch` carries N secrets; `agentbench seed-secrets --db … --key HEX`
+//! first stores them (org `__default__`, the org of a job without a source): environments
+//! `bench-a`, `bench-b`, `bench-c`, each bound to its scope of 5 secrets, plus 5 org-wide: 20.
 //! `idle`: N agents connect, register and heartbeat for the duration; prints how many stayed
 //! connected and were registered: `{"agents":..,"registered":..,"still_open":..}`.
 //! `logs` (`agentbench logs --ws … --token … --db … --api http://127.0.0.1:P --admin-token …
@@ -92,12 +96,25 @@ fn latency(args: &[String]) {
         .iter()
         .position(|a| a == "--webhook")
         .and_then(|i| args.get(i + 1).cloned());
+    let environments: Vec<String> = args
+        .iter()
+        .position(|a| a == "--environments")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let expect_secrets: Option<usize> = args
+        .iter()
+        .position(|a| a == "--expect-secrets")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--expect-secrets"));
+    let mut body = json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}});
+    if !environments.is_empty() {
+        body[kici_orchestrator::secrets::dispatch::REQUEST_KEY] =
+            json!({ "environments": environments });
+    }
     let mut samples = Vec::with_capacity(count);
     for i in 0..count + 20 {
-        let (_, job_id, run) = one_job_run(
-            "j",
-            json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}}),
-        );
+        let (_, job_id, run) = one_job_run("j", body.clone());
         let t0 = Instant::now();
         match &webhook {
             Some(url) => post_webhook(url, &format!("bench-{}-{i}", std::process::id())),
@@ -110,6 +127,10 @@ fn latency(args: &[String]) {
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         if webhook.is_none() {
             assert_eq!(dispatch["jobId"], job_id.as_str());
+        }
+        if let Some(n) = expect_secrets {
+            let got = dispatch["secrets"].as_object().map_or(0, |m| m.len());
+            assert_eq!(got, n, "secrets in job.dispatch");
         }
         let (run_id, job_id) = (
             dispatch["runId"].as_str().unwrap_or_default().to_owned(),
@@ -442,6 +463,7 @@ fn main() {
         Some("latency") => latency(&args),
         Some("idle") => idle(&args),
         Some("logs") => logs(&args),
+        Some("seed-secrets") => seed_secrets(&args),
         _ => {
             eprintln!("usage: agentbench latency|idle|logs … (see the file's header)");
             std::process::exit(2);
@@ -477,4 +499,41 @@ fn one_job_run(job_name: &str, dispatch: serde_json::Value) -> (String, String, 
         needs: Vec::new(),
     };
     (run_id, job_id, run)
+}
+
+/// Stores the secrets the `--environments bench-a,bench-b,bench-c` jobs resolve: 5 org-wide and
+/// 5 per environment (each bound to its own scope), 20 keys; plus 2 variables per environment.
+fn seed_secrets(args: &[String]) {
+    use kici_orchestrator::{
+        crypto::{SecretBox, SecretKey},
+        secrets::store::{self, EnvironmentSpec},
+    };
+    let db = arg(args, "--db", None);
+    let key = SecretKey::parse(&arg(args, "--key", None)).expect("--key: 64 hex digits");
+    let sbox = SecretBox::new(key, None);
+    let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("database");
+    let org = "__default__";
+    for i in 0..5 {
+        let value = format!("org-wide-{i}-{}", "v".repeat(40));
+        store::put_secret(&mut c, &sbox, org, "__org__", &format!("ORG_{i}"), &value)
+            .expect("store a secret");
+    }
+    for env in ["a", "b", "c"] {
+        let name = format!("bench-{env}");
+        let spec = EnvironmentSpec {
+            name: name.clone(),
+            ..EnvironmentSpec::default()
+        };
+        store::upsert_environment(&mut c, org, &spec, Some("agentbench")).expect("environment");
+        let scope = format!("bench/{env}");
+        store::bind(&mut c, org, &name, &scope, "**").expect("bind");
+        for i in 0..5 {
+            let key = format!("{}_{i}", env.to_uppercase());
+            let value = format!("{scope}-{i}-{}", "v".repeat(40));
+            store::put_secret(&mut c, &sbox, org, &scope, &key, &value).expect("store a secret");
+        }
+        for v in ["REGION", "TIER"] {
+            store::set_variable(&mut c, org, &name, v, env, None).expect("variable");
+        }
+    }
 }
