@@ -63,6 +63,14 @@ impl App {
         }
     }
 
+    /// What the workflow secret, environment, rotation and audit routes use.
+    pub fn workflow_secrets(&self) -> SecretCtx<'_> {
+        SecretCtx {
+            pool: &self.pool,
+            secrets: &self.secrets,
+        }
+    }
+
     /// What the run listing routes use.
     pub fn runs(&self) -> RunCtx<'_> {
         RunCtx {
@@ -107,4 +115,10 @@ pub struct AgentCtx<'a> {
 pub struct RunCtx<'a> {
     pub pool: &'a Pool,
     pub storage: &'a Option<Arc<Storage>>,
+}
+
+/// Workflow secrets and environments: their rows and the box that seals them.
+pub struct SecretCtx<'a> {
+    pub pool: &'a Pool,
+    pub secrets: &'a SecretBox,
 }

@@ -32,10 +32,10 @@ impl Role {
     pub fn allows(self, p: Permission) -> bool {
         use Permission::*;
         match p {
-            ContextRead | DbStatus => true,
+            ContextRead | DbStatus | AuditRead => true,
             ContextCreate | ContextUpdate | ContextDelete | SecretRead | SecretWrite
             | SecretDelete | DbMigrate => self != Role::Auditor,
-            TokenManage => self == Role::Owner,
+            TokenManage | KeyRotate | SecretPurge => self == Role::Owner,
         }
     }
 }
@@ -60,6 +60,13 @@ pub enum Permission {
     TokenManage,
     DbMigrate,
     DbStatus,
+    /// Re-seal every stored secret under the current key (`rotate-key`).
+    KeyRotate,
+    /// Read `secret_audit_log`.
+    AuditRead,
+    /// Delete every workflow secret of an org at once. Ours: the reference checks no permission
+    /// on its purge route.
+    SecretPurge,
 }
 
 impl Permission {
@@ -75,6 +82,9 @@ impl Permission {
             Permission::TokenManage => "token.manage",
             Permission::DbMigrate => "db.migrate",
             Permission::DbStatus => "db.status",
+            Permission::KeyRotate => "key.rotate",
+            Permission::AuditRead => "audit.read",
+            Permission::SecretPurge => "secret.purge",
         }
     }
 }
@@ -181,12 +191,15 @@ mod tests {
             TokenManage,
             DbMigrate,
             DbStatus,
+            KeyRotate,
+            AuditRead,
+            SecretPurge,
         ];
         assert!(all.iter().all(|p| Role::Owner.allows(*p)));
         let admin: Vec<_> = all.iter().filter(|p| !Role::Admin.allows(**p)).collect();
-        assert_eq!(admin, [&TokenManage]);
+        assert_eq!(admin, [&TokenManage, &KeyRotate, &SecretPurge]);
         let auditor: Vec<_> = all.iter().filter(|p| Role::Auditor.allows(**p)).collect();
-        assert_eq!(auditor, [&ContextRead, &DbStatus]);
+        assert_eq!(auditor, [&ContextRead, &DbStatus, &AuditRead]);
     }
 
     #[test]

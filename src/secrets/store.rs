@@ -99,6 +99,104 @@ pub fn delete_secret(
     Ok(n > 0)
 }
 
+/// Makes an empty scope visible in `scopes` (the reference's `__empty__` marker row, sealed
+/// like any value); nothing when the scope already has rows.
+pub fn create_scope(
+    c: &mut impl GenericClient,
+    sbox: &SecretBox,
+    org: &str,
+    scope: &str,
+) -> Result<(), DbError> {
+    let sealed = sbox.seal(b"", &crypto::aad(org, scope, EMPTY_SENTINEL_KEY));
+    c.execute(
+        "INSERT INTO scoped_secrets (org_id, scope, key, encrypted_value)
+         SELECT $1, $2, $3, $4
+         WHERE NOT EXISTS (SELECT 1 FROM scoped_secrets WHERE org_id = $1 AND scope = $2)
+         ON CONFLICT DO NOTHING",
+        &[&org, &scope, &EMPTY_SENTINEL_KEY, &sealed],
+    )
+    .map_err(DbError::query("creating a secret scope"))?;
+    Ok(())
+}
+
+/// Deletes a scope's secrets and the bindings whose pattern is exactly that scope; returns the
+/// deleted keys (sorted) and how many bindings went.
+pub fn delete_scope(
+    c: &mut impl GenericClient,
+    org: &str,
+    scope: &str,
+) -> Result<(Vec<String>, u64), DbError> {
+    const CONTEXT: &str = "deleting a secret scope";
+    let rows = c
+        .query(
+            "DELETE FROM scoped_secrets WHERE org_id = $1 AND scope = $2 RETURNING key",
+            &[&org, &scope],
+        )
+        .map_err(DbError::query(CONTEXT))?;
+    let mut keys: Vec<String> = DbError::first_column(&rows, CONTEXT)?;
+    keys.retain(|k| k != EMPTY_SENTINEL_KEY);
+    keys.sort();
+    let bindings = c
+        .execute(
+            "DELETE FROM environment_bindings WHERE org_id = $1 AND scope_pattern = $2",
+            &[&org, &scope],
+        )
+        .map_err(DbError::query(CONTEXT))?;
+    Ok((keys, bindings))
+}
+
+/// Moves a scope's secrets to `new`, re-sealed under their new AAD, and rewrites the bindings
+/// whose pattern is exactly `old`. `false` when neither secrets nor bindings had `old`. Run it
+/// in a transaction: a key already present in `new` fails with a unique violation.
+pub fn rename_scope(
+    c: &mut impl GenericClient,
+    sbox: &SecretBox,
+    org: &str,
+    old: &str,
+    new: &str,
+) -> Result<Result<bool, OpenError>, DbError> {
+    const CONTEXT: &str = "renaming a secret scope";
+    let rows = c
+        .query(
+            "SELECT scope, key, encrypted_value FROM scoped_secrets
+             WHERE org_id = $1 AND scope = $2 ORDER BY key FOR UPDATE",
+            &[&org, &old],
+        )
+        .map_err(DbError::query(CONTEXT))?;
+    let secrets = sealed_rows(&rows, CONTEXT)?;
+    for secret in &secrets {
+        let plain = match open(sbox, org, secret) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let sealed = sbox.seal(plain.as_bytes(), &crypto::aad(org, new, &secret.key));
+        c.execute(
+            "UPDATE scoped_secrets SET scope = $3, encrypted_value = $4, updated_at = now()
+             WHERE org_id = $1 AND scope = $2 AND key = $5",
+            &[&org, &old, &new, &sealed, &secret.key],
+        )
+        .map_err(DbError::query(CONTEXT))?;
+    }
+    let bindings = c
+        .execute(
+            "UPDATE environment_bindings SET scope_pattern = $3
+             WHERE org_id = $1 AND scope_pattern = $2",
+            &[&org, &old, &new],
+        )
+        .map_err(DbError::query(CONTEXT))?;
+    Ok(Ok(!secrets.is_empty() || bindings > 0))
+}
+
+/// Deletes every workflow secret of `org` (of every org when `None`); the orchestrator's own
+/// source secrets (`__system__`) are never touched. Returns how many rows went.
+pub fn purge(c: &mut impl GenericClient, org: Option<&str>) -> Result<u64, DbError> {
+    c.execute(
+        "DELETE FROM scoped_secrets WHERE org_id <> $1 AND ($2::text IS NULL OR org_id = $2)",
+        &[&super::names::SYSTEM_ORG, &org],
+    )
+    .map_err(DbError::query("purging workflow secrets"))
+}
+
 /// The org's scopes, sorted (a scope exists while it has a row).
 pub fn scopes(c: &mut impl GenericClient, org: &str) -> Result<Vec<String>, DbError> {
     let rows = c

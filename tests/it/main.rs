@@ -33,6 +33,7 @@ mod runs_logs;
 mod runs_store;
 mod secrets_admin;
 mod secrets_dispatch;
+mod secrets_rotate;
 mod storage_fs;
 mod storage_s3;
 mod webhook_faults;

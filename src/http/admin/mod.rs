@@ -5,10 +5,13 @@
 
 mod agents;
 mod body;
+mod environments;
 mod generic;
 mod github;
 mod logs;
 mod runs;
+mod secret_routes;
+mod secrets;
 
 use serde_json::json;
 
@@ -149,6 +152,7 @@ fn route(app: &App, req: &Request, rest: &str) -> ApiResult {
         Op::RunCancel(id) => agents::cancel_run(&app.agents(), c, req, id),
         Op::Migrate => run_migrations(&app.pool, c),
         Op::MigrationStatus => migration_status(&app.pool, c),
+        Op::Secret(op) => secret_routes::handle(&app.workflow_secrets(), c, req, op),
     }
 }
 
@@ -189,10 +193,15 @@ enum Op<'a> {
     RunCancel(&'a str),
     Migrate,
     MigrationStatus,
+    /// Workflow secrets, environments, rotation and audit (`secrets.rs`, `environments.rs`).
+    Secret(secret_routes::SecretOp<'a>),
 }
 
 /// The operation of `seg` + `method`; 405 for a known path with another method, else 404.
 fn resolve<'a>(seg: &[&'a str], method: &str) -> Result<Op<'a>, ApiError> {
+    if let Some(op) = secret_routes::resolve(seg, method) {
+        return op.map(Op::Secret);
+    }
     Ok(match (seg, method) {
         (["sources"], "GET") => Op::SourceList,
         (["sources"], "POST") => Op::SourceCreate,
