@@ -237,9 +237,10 @@ fn load(
         sealed.push(text(&s[2]));
     }
     Ok(Snapshot {
-        org,
+        org: org.clone(),
         routing_key,
         catalogue: Catalogue {
+            org,
             environments,
             secrets: names,
         },
@@ -366,6 +367,7 @@ mod tests {
     #[test]
     fn the_summary_and_the_audit_name_keys_never_values() {
         let cat = Catalogue {
+            org: "acme".into(),
             environments: vec![EnvRecord {
                 name: "prod".into(),
                 enabled: true,

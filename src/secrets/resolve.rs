@@ -59,6 +59,8 @@ pub struct SecretName {
 /// What the org has, as far as one job's resolution needs.
 #[derive(Debug, Clone, Default)]
 pub struct Catalogue {
+    /// The org's id (named in error messages).
+    pub org: String,
     /// Exact-name records of the declared names and every glob record, globs in name order.
     pub environments: Vec<EnvRecord>,
     pub secrets: Vec<SecretName>,
@@ -123,7 +125,7 @@ pub struct Plan {
 #[non_exhaustive]
 pub enum ResolveError {
     /// No environment has this name and no glob environment matches it.
-    Missing { name: String },
+    Missing { org: String, name: String },
     /// The environment exists but is disabled.
     Disabled { name: String, record: String },
     /// More than [`MAX_ENVIRONMENTS`] declared.
@@ -133,11 +135,12 @@ pub enum ResolveError {
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ResolveError::Missing { name } => write!(
+            ResolveError::Missing { org, name } => write!(
                 f,
-                "the job's environment {name:?} does not exist in its org (no environment of \
-                 that name and no glob environment matching it); create it with \
-                 `kici-admin environment create {name}` or remove it from the job"
+                "the job's environment {name:?} does not exist in its org {org:?} (no \
+                 environment of that name and no glob environment matching it); create it with \
+                 `kici-admin environment create --org {org} --name {name}` or remove it from \
+                 the job"
             ),
             ResolveError::Disabled { name, record } if name == record => write!(
                 f,
@@ -190,7 +193,8 @@ pub fn job_env(env: Option<&Value>) -> BTreeMap<String, String> {
 
 /// The trust of a job, from its stored event (`jobConfig.event`): code from a fork's pull
 /// request is untrusted, and so is a pull request whose head repository is gone (only a
-/// deleted fork leaves no head repository behind).
+/// deleted fork leaves no head repository behind) or that names no base repository: a pull
+/// request is trusted only when its head and base are provably the same repository.
 pub fn trust_of(event: &Value) -> Trust {
     let pr = &event["payload"]["pull_request"];
     let head = pr["head"]["repo"]["full_name"].as_str();
@@ -212,6 +216,13 @@ pub fn trust_of(event: &Value) -> Trust {
                 return Trust::Untrusted(
                     "the job runs code from a pull request whose head repository is gone (a \
                      deleted fork)"
+                        .to_owned(),
+                )
+            }
+            (Some(_), None) => {
+                return Trust::Untrusted(
+                    "the job runs code from a pull request that names no base repository, so \
+                     it cannot be told from a fork's"
                         .to_owned(),
                 )
             }
@@ -318,8 +329,10 @@ pub fn resolve(
         });
     }
     for name in declared {
-        let record =
-            find(catalogue, name).ok_or_else(|| ResolveError::Missing { name: name.clone() })?;
+        let record = find(catalogue, name).ok_or_else(|| ResolveError::Missing {
+            org: catalogue.org.clone(),
+            name: name.clone(),
+        })?;
         if !record.enabled {
             return Err(ResolveError::Disabled {
                 name: name.clone(),

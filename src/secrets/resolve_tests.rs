@@ -39,6 +39,7 @@ fn winners(plan: &Plan, cat: &Catalogue) -> BTreeMap<String, String> {
 
 fn catalogue() -> Catalogue {
     Catalogue {
+        org: "acme".into(),
         environments: vec![
             env("prod", &["aws/prod"]),
             env("staging", &["aws/staging", "shared/**"]),
@@ -103,6 +104,7 @@ fn later_environments_win_and_deeper_scopes_win_inside_one() {
 #[test]
 fn equal_depths_pick_the_scope_that_sorts_first() {
     let cat = Catalogue {
+        org: "acme".into(),
         environments: vec![env("e", &["b/*", "a/*"])],
         secrets: vec![secret("b/x", "K"), secret("a/x", "K"), secret("c", "K")],
     };
@@ -118,6 +120,7 @@ fn glob_environments_resolve_and_exact_names_come_first() {
     let mut exact = env("preview-main", &["aws/prod"]);
     exact.variables.insert("TIER".into(), "main".into());
     let cat = Catalogue {
+        org: "acme".into(),
         environments: vec![exact, preview],
         secrets: vec![secret("preview", "URL"), secret("aws/prod", "KEY")],
     };
@@ -138,6 +141,7 @@ fn variables_fold_in_declared_order() {
     let mut b = env("b", &[]);
     b.variables = BTreeMap::from([("R".into(), "b".into())]);
     let cat = Catalogue {
+        org: "acme".into(),
         environments: vec![a, b],
         secrets: vec![],
     };
@@ -154,11 +158,19 @@ fn missing_disabled_and_too_many_environments_fail_with_the_name() {
     assert_eq!(
         e,
         ResolveError::Missing {
+            org: "acme".into(),
             name: "nope".into()
         }
     );
-    assert!(e.to_string().contains("\"nope\" does not exist"), "{e}");
-    assert!(e.to_string().contains("environment create nope"), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("\"nope\" does not exist in its org \"acme\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("`kici-admin environment create --org acme --name nope`"),
+        "{text}"
+    );
     let mut off = catalogue();
     off.environments[0].enabled = false;
     let e = resolve(&names(&["prod"]), &Trust::Trusted, &off).unwrap_err();
@@ -173,7 +185,10 @@ fn missing_disabled_and_too_many_environments_fail_with_the_name() {
     );
     // At the limit, the count is fine (and the first missing name is what fails).
     let e = resolve(&many[..MAX_ENVIRONMENTS], &Trust::Trusted, &cat).unwrap_err();
-    assert_eq!(e, ResolveError::Missing { name: "e0".into() });
+    assert!(
+        matches!(e, ResolveError::Missing { ref name, .. } if name == "e0"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -241,6 +256,12 @@ fn declared_names_job_env_and_trust_from_stored_values() {
         matches!(gone, Trust::Untrusted(ref w) if w.contains("deleted fork")),
         "{gone:?}"
     );
+    let no_base = trust_of(&json!({"payload": {"pull_request": {
+        "head": {"repo": {"full_name": "acme/app"}}, "base": {}}}}));
+    assert!(
+        matches!(no_base, Trust::Untrusted(ref w) if w.contains("no base")),
+        "{no_base:?}"
+    );
     let same = trust_of(&json!({"isForkPR": false, "payload": {"pull_request": {
         "head": {"repo": {"full_name": "acme/app"}}, "base": {"repo": {"full_name": "acme/app"}}}}}));
     assert_eq!(same, Trust::Trusted);
@@ -260,6 +281,7 @@ fn per_host_bindings_resolve_nothing() {
         },
     ];
     let cat = Catalogue {
+        org: "acme".into(),
         environments: vec![e],
         secrets: vec![secret("aws/prod", "K"), secret("hosts/${host}", "H")],
     };
@@ -295,6 +317,7 @@ mod props {
             untrusted in any::<bool>(),
         ) {
             let cat = Catalogue {
+        org: "acme".into(),
                 environments: envs.iter().enumerate().map(|(i, (scopes, glob, allow))| {
                     let mut e = env(&format!("e{i}"), &scopes.iter().map(String::as_str).collect::<Vec<_>>());
                     if *glob { e.glob = Some(format!("e{i}*")); }
