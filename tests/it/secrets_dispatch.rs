@@ -445,8 +445,14 @@ fn jobs_get_their_environments_secrets_at_dispatch_also_after_a_restart() {
         r#"__org__:["DB_PASSWORD", "NPM_TOKEN"]:allowed prod:["AWS_KEY", "DB_PASSWORD"]:allowed"#
     );
 
-    // No value at rest: not in the queue, the jobs, the steps, the events, the audit log.
+    // No value at rest: not in the queue, the jobs, the steps, the events, the audit log; nor
+    // in the daemon's log.
     PgCluster::shared().assert_dump_lacks(&w.s.db, &ALL);
+    let log = w.s.d.stderr();
+    assert!(log.contains("failed at dispatch"), "{log}");
+    for value in ALL {
+        assert!(!log.contains(value), "{value} in the daemon's log");
+    }
 }
 
 #[test]
