@@ -102,6 +102,10 @@ impl AdminClient {
         self.call(Method::POST, route, Some(body))
     }
 
+    pub fn put(&self, route: &str, body: &Value) -> Result<Value, ApiError> {
+        self.call(Method::PUT, route, Some(body))
+    }
+
     pub fn patch(&self, route: &str, body: &Value) -> Result<Value, ApiError> {
         self.call(Method::PATCH, route, Some(body))
     }

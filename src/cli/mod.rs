@@ -6,14 +6,18 @@
 //! built by pure functions.
 
 pub mod agent;
+pub mod audit;
 pub mod client;
 pub mod db;
+pub mod environment;
 pub mod instance;
 mod local_repo;
 pub mod orchestrator;
 pub mod output;
+pub mod rotate_key;
 pub mod runs;
 pub mod runs_logs;
+pub mod secret;
 pub mod secret_input;
 pub mod source;
 pub mod source_generic;
@@ -23,6 +27,8 @@ pub mod source_local_hook;
 pub mod source_output;
 pub mod storage;
 pub mod token;
+pub mod value_input;
+pub mod variable;
 
 use argh::FromArgs;
 
@@ -64,6 +70,11 @@ pub enum Command {
     AgentToken(agent::AgentTokenCmd),
     Agent(agent::AgentCmd),
     Runs(runs::RunsCmd),
+    Secret(secret::SecretCmd),
+    Environment(environment::EnvironmentCmd),
+    Variable(variable::VariableCmd),
+    RotateKey(rotate_key::RotateKeyCmd),
+    Audit(audit::AuditCmd),
 }
 
 /// Global options shared by the commands that talk to the admin API.
@@ -157,6 +168,11 @@ pub fn dispatch(top: TopLevel) -> Result<(), Error> {
         Some(Command::AgentToken(cmd)) => agent::run(cmd, &globals),
         Some(Command::Agent(cmd)) => agent::run_agent(cmd, &globals),
         Some(Command::Runs(cmd)) => runs::run(cmd, &globals),
+        Some(Command::Secret(cmd)) => secret::run(cmd, &globals),
+        Some(Command::Environment(cmd)) => environment::run(cmd, &globals),
+        Some(Command::Variable(cmd)) => variable::run(cmd, &globals),
+        Some(Command::RotateKey(cmd)) => rotate_key::run(cmd, &globals),
+        Some(Command::Audit(cmd)) => audit::run(cmd, &globals),
     }
 }
 

@@ -2,7 +2,7 @@
 //! `start`, `stop`, `restart`, `status`, `logs`, `uninstall`). The instance model lives in
 //! `service/`; these files parse, do the file and process work, and print.
 
-mod console;
+pub(super) mod console;
 mod detached;
 pub(super) mod files;
 mod install;

@@ -12,8 +12,9 @@ use crate::db::{DbError, ISO};
 pub enum Actor<'a> {
     /// An admin token, by id; its label and role are copied from `admin_tokens`.
     Token(&'a str),
-    /// The orchestrator itself (resolution at dispatch).
-    Dispatch,
+    /// The orchestrator itself (resolution at dispatch), by its `user_id`
+    /// (`orchestrator:<instance>`); recorded with the label `orchestrator` and the role `system`.
+    Orchestrator(&'a str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,19 +52,20 @@ pub fn record(c: &mut impl GenericClient, e: &AuditEntry) -> Result<(), DbError>
         Outcome::Allowed => "allowed",
         Outcome::Denied => "denied",
     };
-    let token = match e.actor {
-        Actor::Token(id) => Some(id),
-        Actor::Dispatch => None,
+    let (user, token) = match e.actor {
+        Actor::Token(id) => (id, Some(id)),
+        Actor::Orchestrator(id) => (id, None),
     };
-    // The label and role are looked up here so a later relabel or revoke does not rewrite
-    // history; a token id that is not a uuid (never from the admin API) leaves them empty.
+    // A token's label and role are copied here so a later relabel or revoke does not rewrite
+    // history.
     c.execute(
         "INSERT INTO secret_audit_log (action, org_id, context_name, routing_key, secret_keys,
              outcome, run_id, job_id, user_id, token_label, role, metadata)
          SELECT $1, $2, $3, $4, $5, $6, $7::text::uuid, $8::text::uuid, $9,
-                t.label, COALESCE(t.role, CASE WHEN $9::text IS NULL THEN 'dispatch' END), $10
+                CASE WHEN $11::text IS NULL THEN 'orchestrator' ELSE t.label END,
+                CASE WHEN $11::text IS NULL THEN 'system' ELSE t.role END, $10
          FROM (SELECT 1) one
-         LEFT JOIN admin_tokens t ON t.id::text = $9",
+         LEFT JOIN admin_tokens t ON t.id::text = $11",
         &[
             &e.action,
             &e.org,
@@ -73,8 +75,9 @@ pub fn record(c: &mut impl GenericClient, e: &AuditEntry) -> Result<(), DbError>
             &outcome,
             &e.run_id,
             &e.job_id,
-            &token,
+            &user,
             &e.metadata,
+            &token,
         ],
     )
     .map_err(DbError::query("writing the secret audit log"))?;

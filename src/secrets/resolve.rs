@@ -276,12 +276,13 @@ fn environment_secrets(env: &EnvRecord, secrets: &[SecretName]) -> BTreeMap<Stri
     out
 }
 
-/// The record a declared name resolves to: the exact name, else the first matching glob.
+/// The record a declared name resolves to: the record of that exact name (a glob environment's
+/// own name included), else the first glob environment whose pattern matches.
 fn find<'a>(catalogue: &'a Catalogue, name: &str) -> Option<&'a EnvRecord> {
     catalogue
         .environments
         .iter()
-        .find(|e| e.glob.is_none() && e.name == name)
+        .find(|e| e.name == name)
         .or_else(|| {
             catalogue.environments.iter().find(|e| {
                 e.glob

@@ -114,7 +114,7 @@ fn equal_depths_pick_the_scope_that_sorts_first() {
 
 #[test]
 fn glob_environments_resolve_and_exact_names_come_first() {
-    let mut preview = env("preview-*", &["preview"]);
+    let mut preview = env("previews", &["preview"]);
     preview.glob = Some("preview-*".into());
     preview.variables.insert("TIER".into(), "preview".into());
     let mut exact = env("preview-main", &["aws/prod"]);
@@ -126,9 +126,13 @@ fn glob_environments_resolve_and_exact_names_come_first() {
     };
     let plan = resolve(&names(&["preview-42"]), &Trust::Trusted, &cat).unwrap();
     assert_eq!(winners(&plan, &cat)["URL"], "preview");
-    assert_eq!(plan.environments[0].record, "preview-*");
+    assert_eq!(plan.environments[0].record, "previews");
     assert_eq!(plan.environment.as_deref(), Some("preview-42"));
     assert_eq!(plan.variables["TIER"], "preview");
+    // A glob environment's own name resolves to it too.
+    let plan = resolve(&names(&["previews"]), &Trust::Trusted, &cat).unwrap();
+    assert_eq!(plan.environments[0].record, "previews");
+    assert_eq!(winners(&plan, &cat)["URL"], "preview");
     let plan = resolve(&names(&["preview-main"]), &Trust::Trusted, &cat).unwrap();
     assert_eq!(winners(&plan, &cat)["KEY"], "aws/prod");
     assert_eq!(plan.variables["TIER"], "main");

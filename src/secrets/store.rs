@@ -391,7 +391,7 @@ fn attach_details(
     let sql = format!(
         "SELECT environment_id::text, scope_pattern, host_pattern,
                 to_char(created_at AT TIME ZONE 'UTC', {ISO})
-         FROM environment_bindings WHERE org_id = $1 AND environment_id::text = ANY($2)
+         FROM environment_bindings WHERE org_id = $1 AND environment_id = ANY($2::text[]::uuid[])
          ORDER BY scope_pattern, host_pattern"
     );
     for r in c
@@ -411,7 +411,7 @@ fn attach_details(
     let sql = format!(
         "SELECT environment_id::text, key, value, locked,
                 to_char(updated_at AT TIME ZONE 'UTC', {ISO})
-         FROM environment_variables WHERE org_id = $1 AND environment_id::text = ANY($2)
+         FROM environment_variables WHERE org_id = $1 AND environment_id = ANY($2::text[]::uuid[])
          ORDER BY key"
     );
     for r in c

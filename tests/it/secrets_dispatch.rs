@@ -166,7 +166,7 @@ fn seed(db: &str) {
         ("prod", EnvKind::Fixed, false, "aws/prod"),
         ("staging", EnvKind::Fixed, false, "aws/staging"),
         (
-            "preview-*",
+            "previews",
             EnvKind::Glob("preview-*".into()),
             false,
             "preview",
@@ -370,7 +370,7 @@ fn jobs_get_their_environments_secrets_at_dispatch_also_after_a_restart() {
         secrets_of(job("both")),
         json!({"NPM_TOKEN": ORG_NPM, "DB_PASSWORD": PROD_DB, "AWS_KEY": STAGING_AWS})
     );
-    // preview-42 resolves through the glob environment preview-*.
+    // preview-42 resolves through the glob environment previews (pattern preview-*).
     let preview = job("preview");
     assert_eq!(
         secrets_of(preview),
@@ -423,7 +423,7 @@ fn jobs_get_their_environments_secrets_at_dispatch_also_after_a_restart() {
     for want in [
         "  ship [success]",
         "    environments: prod\n    secrets: AWS_KEY, DB_PASSWORD, NPM_TOKEN\n",
-        "    environments: preview-42 (environment preview-*)\n",
+        "    environments: preview-42 (environment previews)\n",
         "      secrets accessed: AWS_KEY\n",
         "the job's environment \"nope\" does not exist in its org",
     ] {

@@ -87,3 +87,58 @@ pub fn handle(ctx: &SecretCtx, c: &Caller, req: &Request, op: SecretOp) -> ApiRe
         VarDelete(name, key) => environments::delete_variable(ctx, c, req, name, key),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(path: &[&str], method: &str) -> Option<Result<String, u16>> {
+        resolve(path, method).map(|r| {
+            r.map(|op| match op {
+                SecretOp::ScopeDelete(o, s) => format!("scope-delete {o} {s}"),
+                SecretOp::Set([o, s, k]) => format!("set {o} {s} {k}"),
+                SecretOp::Delete([o, s, k]) => format!("delete {o} {s} {k}"),
+                SecretOp::EnvBind(n) => format!("bind {n}"),
+                SecretOp::VarSet(n, k) => format!("var-set {n} {k}"),
+                SecretOp::Scopes => "scopes".into(),
+                _ => "other".into(),
+            })
+            .map_err(|e| match e {
+                ApiError::Status(s, _) => s,
+                _ => 0,
+            })
+        })
+    }
+
+    #[test]
+    fn paths_and_methods() {
+        assert_eq!(op(&["secrets", "scopes"], "GET"), Some(Ok("scopes".into())));
+        assert_eq!(
+            op(&["secrets", "acme", "aws/prod", "K"], "PUT"),
+            Some(Ok("set acme aws/prod K".into()))
+        );
+        // The reference's route order: DELETE …/scopes/:org/:scope is the scope route.
+        assert_eq!(
+            op(&["secrets", "scopes", "acme", "s"], "DELETE"),
+            Some(Ok("scope-delete acme s".into()))
+        );
+        assert_eq!(
+            op(&["secrets", "acme", "s", "K"], "DELETE"),
+            Some(Ok("delete acme s K".into()))
+        );
+        assert_eq!(
+            op(&["environments", "prod", "bind"], "POST"),
+            Some(Ok("bind prod".into()))
+        );
+        assert_eq!(
+            op(&["environments", "prod", "variables", "A"], "PUT"),
+            Some(Ok("var-set prod A".into()))
+        );
+        assert_eq!(op(&["secrets", "acme", "s", "K"], "GET"), Some(Err(405)));
+        assert_eq!(op(&["rotate-key"], "GET"), Some(Err(405)));
+        assert_eq!(op(&["audit"], "POST"), Some(Err(405)));
+        assert_eq!(op(&["environments", "prod", "bind"], "GET"), Some(Err(405)));
+        assert!(op(&["secrets"], "GET").is_none());
+        assert!(op(&["sources"], "GET").is_none());
+    }
+}
