@@ -11,8 +11,9 @@
 //! to the orchestrator, whose pipeline reads the lock file and queues the job — and the time
 //! until the agent holds the `job.dispatch` is measured; the agent then finishes the job. Prints
 //! `{"count":..,"p50_ms":..,"p99_ms":..,"max_ms":..}`.
-//! With `--environments a,b,c` each job declares those environments and `--expect-secrets N`
-//! checks that every `job.dispatch` carries N secrets; `agentbench seed-secrets --db … --key HEX`
+//! With `--environments a,b,c` every other job declares those environments (the two kinds
+//! alternate, `count` of each) and `--expect-secrets N` checks that each of those
+//! `job.dispatch`es carries N secrets; the output then also has `"secrets": {…}` for them; `agentbench seed-secrets --db … --key HEX`
 //! first stores them (org `__default__`, the org of a job without a source): environments
 //! `bench-a`, `bench-b`, `bench-c`, each bound to its scope of 5 secrets, plus 5 org-wide: 20.
 //! `idle`: N agents connect, register and heartbeat for the duration; prints how many stayed
@@ -107,13 +108,21 @@ fn latency(args: &[String]) {
         .position(|a| a == "--expect-secrets")
         .and_then(|i| args.get(i + 1))
         .map(|n| n.parse().expect("--expect-secrets"));
-    let mut body = json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}});
-    if !environments.is_empty() {
-        body[kici_orchestrator::secrets::dispatch::REQUEST_KEY] =
-            json!({ "environments": environments });
-    }
+    let plain = json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}});
+    let mut with_secrets = plain.clone();
+    with_secrets[kici_orchestrator::secrets::dispatch::REQUEST_KEY] =
+        json!({ "environments": environments });
+    // With --environments, plain jobs and jobs declaring them alternate, so both series see
+    // the same machine at the same time.
+    let alternate = !environments.is_empty();
     let mut samples = Vec::with_capacity(count);
-    for i in 0..count + 20 {
+    let mut secret_samples = Vec::with_capacity(count);
+    for i in 0..2 * count + 40 {
+        if !alternate && i >= count + 20 {
+            break;
+        }
+        let secrets_job = alternate && i % 2 == 1;
+        let body = if secrets_job { &with_secrets } else { &plain };
         let (_, job_id, run) = one_job_run("j", body.clone());
         let t0 = Instant::now();
         match &webhook {
@@ -128,16 +137,20 @@ fn latency(args: &[String]) {
         if webhook.is_none() {
             assert_eq!(dispatch["jobId"], job_id.as_str());
         }
-        if let Some(n) = expect_secrets {
-            let got = dispatch["secrets"].as_object().map_or(0, |m| m.len());
+        let got = dispatch["secrets"].as_object().map_or(0, |m| m.len());
+        if let (Some(n), true) = (expect_secrets, secrets_job) {
             assert_eq!(got, n, "secrets in job.dispatch");
         }
         let (run_id, job_id) = (
             dispatch["runId"].as_str().unwrap_or_default().to_owned(),
             dispatch["jobId"].as_str().unwrap_or_default().to_owned(),
         );
-        if i >= 20 {
-            samples.push(ms);
+        if i >= if alternate { 40 } else { 20 } {
+            if secrets_job {
+                secret_samples.push(ms);
+            } else {
+                samples.push(ms);
+            }
         }
         for state in ["running", "success"] {
             let f = json!({"type":"job.status","messageId":"m","runId":run_id,"jobId":job_id,"state":state,"timestamp":1});
@@ -146,12 +159,16 @@ fn latency(args: &[String]) {
         // Let the orchestrator finish the job so the agent is idle again.
         thread::sleep(Duration::from_millis(20));
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!(
-        "{}",
+    let summary = |mut samples: Vec<f64>| {
+        samples.sort_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
         json!({"count": samples.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0)})
-    );
+    };
+    let mut out = summary(samples);
+    if alternate {
+        out["secrets"] = summary(secret_samples);
+    }
+    println!("{out}");
 }
 
 /// POSTs a local-source push (`X-Event-Type: push`) and checks the 202.

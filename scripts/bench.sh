@@ -562,8 +562,8 @@ JSON
   curl -sf -o /dev/null -X POST -H "Authorization: Bearer $bench_token" -H 'Content-Type: application/json' \
     -d "{\"orgId\":\"bench\",\"name\":\"local\",\"verificationMethod\":\"none\",\"providerType\":\"local\",\"rateLimitRpm\":1000000,\"gitConfig\":{\"localPath\":\"$bench_dir/repos\"}}" \
     "$daemon_url/api/v1/admin/generic-sources" || die "cannot create the bench's local source"
-  # BENCH_SECRETS=1: every job of a second series resolves 20 secrets from 3 environments
-  # (agentbench seed-secrets), measured in turn with the plain series on the same daemon.
+  # BENCH_SECRETS=1: a third series alternates plain jobs with jobs that each resolve 20 secrets
+  # from 3 environments (agentbench seed-secrets), reported as the ratio of their medians.
   : >"$bench_dir/secrets.jsonl"
   if [ "${BENCH_SECRETS:-0}" = 1 ]; then
     "$(example_bin agentbench)" seed-secrets --db "$db_url" --key "$bench_secret_key"
@@ -611,9 +611,11 @@ print(f"  run committed by another process -> job.dispatch (NOTIFY path): p50 {m
       f"p99 {med(r['p99_ms'] for r in queued):.2f} ms")
 secrets = [json.loads(l) for l in open(f"{bench_dir}/secrets.jsonl") if l.strip()]
 if secrets:
-    s50, q50 = med(r['p50_ms'] for r in secrets), med(r['p50_ms'] for r in queued)
+    # Plain jobs and jobs resolving secrets alternate in one series (same machine, same moment).
+    q50, s50 = med(r['p50_ms'] for r in secrets), med(r['secrets']['p50_ms'] for r in secrets)
     print(f"  the same, each job resolving 20 secrets from 3 environments: p50 {s50:.2f} ms  "
-          f"p99 {med(r['p99_ms'] for r in secrets):.2f} ms   {s50 / q50:.2f}x without secrets   target <= 1.2x")
+          f"p99 {med(r['secrets']['p99_ms'] for r in secrets):.2f} ms; alternating plain jobs p50 {q50:.2f} ms: "
+          f"{s50 / q50:.2f}x   target <= 1.2x")
 print(f"  {agents} idle agents heartbeating every 10 s for 60 s: registered {idle['registered']}, still connected {idle['still_open']}")
 print(f"  daemon RSS: {base:.1f} MiB with no agent, peak {peak:.1f} MiB with {agents}   target <= 100 MiB")
 print(f"  /health meanwhile: median {med(healths):.2f} ms, max {max(healths):.2f} ms")
