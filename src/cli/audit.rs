@@ -20,7 +20,8 @@ pub struct AuditCmd {
     /// only this org
     #[argh(option)]
     pub org: Option<String>,
-    /// only this action: setSecret, deleteSecret, deleteScope, renameScope, purge, rotateKey, resolve
+    /// only this action: setSecret, deleteSecret, deleteScope, renameScope, purge, rotateKey,
+    /// resolve
     #[argh(option)]
     pub action: Option<String>,
     /// only this scope or environment name

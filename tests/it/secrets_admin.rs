@@ -211,6 +211,11 @@ fn secret_and_environment_routes_with_the_reference_bodies() {
         (400, Some("requiredReviewers")),
         "{body}"
     );
+    // A client sending every field with its empty default sets no rule: accepted.
+    let defaults = json!({ "orgId": "acme", "name": "staging", "type": "fixed", "enabled": true,
+        "branchRestrictions": [], "requiredReviewers": [], "waitTimerSeconds": 0,
+        "holdExpirySeconds": 86400, "minimumTrust": null, "allowLocalExecution": false });
+    assert_eq!(api(&d, &admin_t, "POST", "/environments", defaults).0, 201);
     let bind = json!({ "orgId": "acme", "scopePattern": "aws/prod", "hostPattern": "**" });
     assert_eq!(
         api(
@@ -279,7 +284,7 @@ fn secret_and_environment_routes_with_the_reference_bodies() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["preview", "prod"]);
+    assert_eq!(names, ["preview", "prod", "staging"]);
     assert_eq!(
         list["environments"][1]["secret_keys"],
         json!(["DB_PASSWORD"])

@@ -20,17 +20,31 @@ use crate::{
     },
 };
 
-/// Fields of the reference's `POST /environments` for protection rules we do not enforce.
-const PROTECTION_FIELDS: [&str; 8] = [
+/// Fields of the reference's `POST /environments` that set protection rules we do not enforce.
+/// An empty value (`null`, `[]`, `{}`, `""`, `0`) sets no rule and is accepted, so a client
+/// that always sends every field still works; `holdExpirySeconds` only matters for holds, which
+/// never happen here, and is ignored.
+const PROTECTION_FIELDS: [&str; 7] = [
     "branchRestrictions",
     "triggerTypeFilters",
     "repoPatterns",
     "requiredReviewers",
     "waitTimerSeconds",
-    "holdExpirySeconds",
     "minimumTrust",
     "concurrencyLimit",
 ];
+
+/// Whether a protection field's value would set a rule.
+fn sets_rule(value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => false,
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::String(s) => !s.is_empty(),
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::Bool(true) => true,
+    }
+}
 
 fn env_missing(org: &str, name: &str) -> ApiError {
     ApiError::Status(
@@ -101,7 +115,7 @@ pub fn create(ctx: &SecretCtx, caller: &Caller, req: &Request) -> ApiResult {
     let enabled = bool_field(&mut body, "enabled");
     let allow_untrusted = bool_field(&mut body, "allowUntrusted");
     for field in PROTECTION_FIELDS {
-        if body.has(field) && !body.is_null(field) {
+        if body.raw(field).is_some_and(sets_rule) {
             body.problem(
                 field,
                 "protection rules are not supported by this orchestrator; leave it out",
