@@ -11,6 +11,11 @@
 //! to the orchestrator, whose pipeline reads the lock file and queues the job — and the time
 //! until the agent holds the `job.dispatch` is measured; the agent then finishes the job. Prints
 //! `{"count":..,"p50_ms":..,"p99_ms":..,"max_ms":..}`.
+//! With `--environments a,b,c` every other job declares those environments (the two kinds
+//! alternate, `count` of each) and `--expect-secrets N` checks that each of those
+//! `job.dispatch`es carries N secrets; the output then also has `"secrets": {…}` for them; `agentbench seed-secrets --db … --key HEX`
+//! first stores them (org `__default__`, the org of a job without a source): environments
+//! `bench-a`, `bench-b`, `bench-c`, each bound to its scope of 5 secrets, plus 5 org-wide: 20.
 //! `idle`: N agents connect, register and heartbeat for the duration; prints how many stayed
 //! connected and were registered: `{"agents":..,"registered":..,"still_open":..}`.
 //! `logs` (`agentbench logs --ws … --token … --db … --api http://127.0.0.1:P --admin-token …
@@ -92,12 +97,33 @@ fn latency(args: &[String]) {
         .iter()
         .position(|a| a == "--webhook")
         .and_then(|i| args.get(i + 1).cloned());
+    let environments: Vec<String> = args
+        .iter()
+        .position(|a| a == "--environments")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let expect_secrets: Option<usize> = args
+        .iter()
+        .position(|a| a == "--expect-secrets")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--expect-secrets"));
+    let plain = json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}});
+    let mut with_secrets = plain.clone();
+    with_secrets[kici_orchestrator::secrets::dispatch::REQUEST_KEY] =
+        json!({ "environments": environments });
+    // With --environments, plain jobs and jobs declaring them alternate, so both series see
+    // the same machine at the same time.
+    let alternate = !environments.is_empty();
     let mut samples = Vec::with_capacity(count);
-    for i in 0..count + 20 {
-        let (_, job_id, run) = one_job_run(
-            "j",
-            json!({"repoUrl":"file:///x","ref":"main","sha":"0","jobConfig":{"workflowName":"bench","name":"j"}}),
-        );
+    let mut secret_samples = Vec::with_capacity(count);
+    for i in 0..2 * count + 40 {
+        if !alternate && i >= count + 20 {
+            break;
+        }
+        let secrets_job = alternate && i % 2 == 1;
+        let body = if secrets_job { &with_secrets } else { &plain };
+        let (_, job_id, run) = one_job_run("j", body.clone());
         let t0 = Instant::now();
         match &webhook {
             Some(url) => post_webhook(url, &format!("bench-{}-{i}", std::process::id())),
@@ -111,12 +137,20 @@ fn latency(args: &[String]) {
         if webhook.is_none() {
             assert_eq!(dispatch["jobId"], job_id.as_str());
         }
+        let got = dispatch["secrets"].as_object().map_or(0, |m| m.len());
+        if let (Some(n), true) = (expect_secrets, secrets_job) {
+            assert_eq!(got, n, "secrets in job.dispatch");
+        }
         let (run_id, job_id) = (
             dispatch["runId"].as_str().unwrap_or_default().to_owned(),
             dispatch["jobId"].as_str().unwrap_or_default().to_owned(),
         );
-        if i >= 20 {
-            samples.push(ms);
+        if i >= if alternate { 40 } else { 20 } {
+            if secrets_job {
+                secret_samples.push(ms);
+            } else {
+                samples.push(ms);
+            }
         }
         for state in ["running", "success"] {
             let f = json!({"type":"job.status","messageId":"m","runId":run_id,"jobId":job_id,"state":state,"timestamp":1});
@@ -125,12 +159,16 @@ fn latency(args: &[String]) {
         // Let the orchestrator finish the job so the agent is idle again.
         thread::sleep(Duration::from_millis(20));
     }
-    samples.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-    println!(
-        "{}",
+    let summary = |mut samples: Vec<f64>| {
+        samples.sort_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
         json!({"count": samples.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0)})
-    );
+    };
+    let mut out = summary(samples);
+    if alternate {
+        out["secrets"] = summary(secret_samples);
+    }
+    println!("{out}");
 }
 
 /// POSTs a local-source push (`X-Event-Type: push`) and checks the 202.
@@ -442,6 +480,7 @@ fn main() {
         Some("latency") => latency(&args),
         Some("idle") => idle(&args),
         Some("logs") => logs(&args),
+        Some("seed-secrets") => seed_secrets(&args),
         _ => {
             eprintln!("usage: agentbench latency|idle|logs … (see the file's header)");
             std::process::exit(2);
@@ -477,4 +516,41 @@ fn one_job_run(job_name: &str, dispatch: serde_json::Value) -> (String, String, 
         needs: Vec::new(),
     };
     (run_id, job_id, run)
+}
+
+/// Stores the secrets the `--environments bench-a,bench-b,bench-c` jobs resolve: 5 org-wide and
+/// 5 per environment (each bound to its own scope), 20 keys; plus 2 variables per environment.
+fn seed_secrets(args: &[String]) {
+    use kici_orchestrator::{
+        crypto::{SecretBox, SecretKey},
+        secrets::store::{self, EnvironmentSpec},
+    };
+    let db = arg(args, "--db", None);
+    let key = SecretKey::parse(&arg(args, "--key", None)).expect("--key: 64 hex digits");
+    let sbox = SecretBox::new(key, None);
+    let mut c = postgres::Client::connect(&db, postgres::NoTls).expect("database");
+    let org = "__default__";
+    for i in 0..5 {
+        let value = format!("org-wide-{i}-{}", "v".repeat(40));
+        store::put_secret(&mut c, &sbox, org, "__org__", &format!("ORG_{i}"), &value)
+            .expect("store a secret");
+    }
+    for env in ["a", "b", "c"] {
+        let name = format!("bench-{env}");
+        let spec = EnvironmentSpec {
+            name: name.clone(),
+            ..EnvironmentSpec::default()
+        };
+        store::upsert_environment(&mut c, org, &spec, Some("agentbench")).expect("environment");
+        let scope = format!("bench/{env}");
+        store::bind(&mut c, org, &name, &scope, "**").expect("bind");
+        for i in 0..5 {
+            let key = format!("{}_{i}", env.to_uppercase());
+            let value = format!("{scope}-{i}-{}", "v".repeat(40));
+            store::put_secret(&mut c, &sbox, org, &scope, &key, &value).expect("store a secret");
+        }
+        for v in ["REGION", "TIER"] {
+            store::set_variable(&mut c, org, &name, v, env, None).expect("variable");
+        }
+    }
 }

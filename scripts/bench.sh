@@ -27,7 +27,9 @@
 #   scripts/bench.sh dispatch [AGENTS] webhook-to-job.dispatch latency at an idle agent (and
 #                                      queue-to-dispatch from another process), and the
 #                                      daemon's RSS with AGENTS (default 1000) idle agents
-#                                      heartbeating (examples/agentbench.rs), /health meanwhile
+#                                      heartbeating (examples/agentbench.rs), /health meanwhile;
+#                                      BENCH_SECRETS=1 adds a series whose jobs each resolve 20
+#                                      secrets from 3 environments, as a ratio to the plain one
 #   scripts/bench.sh logs [SECONDS]   8 scripted agents (examples/agentbench.rs `logs`) each run
 #                                      one job streaming log.chunk lines for SECONDS (default 10,
 #                                      1..120): lines/s stored, commits/s (pg_stat_database
@@ -592,7 +594,8 @@ start_agent_bench() {
   build_examples agentbench
   start_bench_pg
   bench_token=$(random_hex32)
-  start_bench_daemon "$bin"
+  bench_secret_key=$(random_hex32)
+  start_bench_daemon "$bin" KICI_SECRET_KEY="$bench_secret_key"
   token=$(KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" agent-token create --json \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   ws="ws://${daemon_url#http://}/ws"
@@ -619,11 +622,21 @@ JSON
   curl -sf -o /dev/null -X POST -H "Authorization: Bearer $bench_token" -H 'Content-Type: application/json' \
     -d "{\"orgId\":\"bench\",\"name\":\"local\",\"verificationMethod\":\"none\",\"providerType\":\"local\",\"rateLimitRpm\":1000000,\"gitConfig\":{\"localPath\":\"$bench_dir/repos\"}}" \
     "$daemon_url/api/v1/admin/generic-sources" || die "cannot create the bench's local source"
+  # BENCH_SECRETS=1: a third series alternates plain jobs with jobs that each resolve 20 secrets
+  # from 3 environments (agentbench seed-secrets), reported as the ratio of their medians.
+  : >"$bench_dir/secrets.jsonl"
+  if [ "${BENCH_SECRETS:-0}" = 1 ]; then
+    "$(example_bin agentbench)" seed-secrets --db "$db_url" --key "$bench_secret_key"
+  fi
   for _ in $(seq "$repeat"); do
     "$(example_bin agentbench)" latency --ws "$ws" --token "$token" --db "$db_url" --count 300 \
       --webhook "$daemon_url/webhook/bench/generic/local" >>"$bench_dir/latency.jsonl"
     "$(example_bin agentbench)" latency --ws "$ws" --token "$token" --db "$db_url" --count 300 \
       >>"$bench_dir/queued.jsonl"
+    if [ "${BENCH_SECRETS:-0}" = 1 ]; then
+      "$(example_bin agentbench)" latency --ws "$ws" --token "$token" --db "$db_url" --count 300 \
+        --environments bench-a,bench-b,bench-c --expect-secrets 20 >>"$bench_dir/secrets.jsonl"
+    fi
   done
   python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$agents" "$bench_dir" "$(example_bin agentbench)" <<'PY'
 import json, statistics, subprocess, sys, time, urllib.request
@@ -656,6 +669,13 @@ print(f"  webhook -> job.dispatch at an idle agent (pipeline: local lock file, m
       f"p99 {med(r['p99_ms'] for r in lat):.2f} ms  max {max(r['max_ms'] for r in lat):.2f} ms   target p50 <= 5 ms (reference 10-18 ms)")
 print(f"  run committed by another process -> job.dispatch (NOTIFY path): p50 {med(r['p50_ms'] for r in queued):.2f} ms  "
       f"p99 {med(r['p99_ms'] for r in queued):.2f} ms")
+secrets = [json.loads(l) for l in open(f"{bench_dir}/secrets.jsonl") if l.strip()]
+if secrets:
+    # Plain jobs and jobs resolving secrets alternate in one series (same machine, same moment).
+    q50, s50 = med(r['p50_ms'] for r in secrets), med(r['secrets']['p50_ms'] for r in secrets)
+    print(f"  the same, each job resolving 20 secrets from 3 environments: p50 {s50:.2f} ms  "
+          f"p99 {med(r['secrets']['p99_ms'] for r in secrets):.2f} ms; alternating plain jobs p50 {q50:.2f} ms: "
+          f"{s50 / q50:.2f}x   target <= 1.2x")
 print(f"  {agents} idle agents heartbeating every 10 s for 60 s: registered {idle['registered']}, still connected {idle['still_open']}")
 print(f"  daemon RSS: {base:.1f} MiB with no agent, peak {peak:.1f} MiB with {agents}   target <= 100 MiB")
 print(f"  /health meanwhile: median {med(healths):.2f} ms, max {max(healths):.2f} ms")

@@ -175,6 +175,10 @@ pub fn run() -> Result<(), Error> {
     };
     // Jobs' repository tokens are minted when they are sent, never stored with the job.
     hub.set_credentials(Arc::new(mint.clone()));
+    hub.set_job_secrets(crate::secrets::dispatch::JobSecrets::new(
+        secrets.clone(),
+        &config.instance_id,
+    ));
     let reporter = crate::checks::reporter::Deps {
         pool: pool.clone(),
         mint,

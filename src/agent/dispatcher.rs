@@ -14,7 +14,7 @@ use std::{
 use super::{
     cache_keys::JobScope, credentials, handle, logs::LogBudget, revoke, Agent, Hub, Owned,
 };
-use crate::runs::store::queue;
+use crate::{runs::store::queue, secrets::dispatch::Refusal};
 
 /// A job whose credentials could not be minted waits 5 s, then 10, 20, 40 before its next
 /// attempts: about a minute and a quarter of GitHub trouble before it fails for good.
@@ -165,7 +165,7 @@ impl Hub {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let frame = match credentials::frame(&job, minter.as_deref()) {
+            let mut frame = match credentials::frame(&job, minter.as_deref()) {
                 Ok(frame) => frame,
                 Err(why) => {
                     let why = why.to_string();
@@ -173,6 +173,17 @@ impl Hub {
                     continue;
                 }
             };
+            match self.with_secrets(&job, &mut frame) {
+                Ok(()) => {}
+                Err(Refusal::Retry(why)) => {
+                    self.requeue_after(&job.id, &agent.id, &why, CREDENTIALS_BACKOFF_SECS);
+                    continue;
+                }
+                Err(Refusal::Fail(why)) => {
+                    self.fail_claimed(&job, &why);
+                    continue;
+                }
+            }
             agent.active().insert(job.id.clone());
             self.track(
                 &job.id,
@@ -205,6 +216,22 @@ impl Hub {
                 return;
             }
         }
+    }
+
+    /// A claimed job that must not run (its secrets cannot be given to it): failed with `why`.
+    fn fail_claimed(&self, job: &queue::Claimed, why: &str) {
+        log::warn!(
+            "job {} ({}) failed at dispatch: {why}",
+            job.id,
+            job.job_name
+        );
+        if let Err(e) = self
+            .pool
+            .with_retry(|c| queue::finish(c, &job.id, "failed"))
+        {
+            log::warn!("failing job {} failed: {e}", job.id);
+        }
+        handle::finish_job(self, &job.run_id, &job.id, "failed", Some(why));
     }
 
     /// Back to the queue (or failed after the last attempt); the job's run may end with it.

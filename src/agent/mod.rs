@@ -75,6 +75,8 @@ pub struct Hub {
     shutdown: Mutex<Option<ShutdownHandle>>,
     wakeup: Wakeup,
     credentials: Mutex<Option<Arc<dyn JobCredentials>>>,
+    /// Opens the secrets of dispatched jobs (`crate::secrets::dispatch`), set by the daemon.
+    job_secrets: std::sync::OnceLock<crate::secrets::dispatch::JobSecrets>,
 }
 
 impl Hub {
@@ -97,7 +99,22 @@ impl Hub {
             shutdown: Mutex::default(),
             wakeup: Wakeup::default(),
             credentials: Mutex::default(),
+            job_secrets: std::sync::OnceLock::new(),
         }
+    }
+
+    pub fn set_job_secrets(&self, secrets: crate::secrets::dispatch::JobSecrets) {
+        let _ = self.job_secrets.set(secrets);
+    }
+
+    /// Adds the job's secrets, environment and variables to its frame (docs/secrets.md,
+    /// "Resolution at dispatch"); without a resolver set, a job that names an environment fails.
+    pub fn with_secrets(
+        &self,
+        job: &queue::Claimed,
+        frame: &mut Value,
+    ) -> Result<(), crate::secrets::dispatch::Refusal> {
+        crate::secrets::dispatch::attach(self.job_secrets.get(), &self.pool, job, frame)
     }
 
     pub fn set_credentials(&self, credentials: Arc<dyn JobCredentials>) {

@@ -394,6 +394,7 @@ fn job_lines(job: &Value) -> Vec<String> {
             field(queue, "attempts")
         ));
     }
+    lines.extend(secrets_lines(job));
     let needs: Vec<String> = job
         .get("needs")
         .and_then(Value::as_array)
@@ -429,9 +430,68 @@ fn job_lines(job: &Value) -> Vec<String> {
         if let Some(error) = opt_field(step, "error") {
             lines.push(format!("      error: {error}"));
         }
+        let accessed = names(step.get("secretsAccessed"));
+        if !accessed.is_empty() {
+            lines.push(format!("      secrets accessed: {accessed}"));
+        }
         lines.push(format!(
             "      log: {}",
             log_line(step.get("log").unwrap_or(&Value::Null))
+        ));
+    }
+    lines
+}
+
+/// A list of names as `a, b, c` (empty for none or not a list).
+fn names(list: Option<&Value>) -> String {
+    let names: Vec<&str> = list
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    names.join(", ")
+}
+
+/// A job's environments, the secrets it was given and what was withheld and why (names only,
+/// docs/secrets.md, "What runs show shows").
+fn secrets_lines(job: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let resolution = job.get("secrets").unwrap_or(&Value::Null);
+    let envs: Vec<String> = resolution["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| match opt_field(e, "matched") {
+            Some(m) => format!("{} (environment {m})", field(e, "name")),
+            None => field(e, "name"),
+        })
+        .collect();
+    if !envs.is_empty() {
+        lines.push(format!("    environments: {}", envs.join(", ")));
+    }
+    let given = names(resolution.get("secrets"));
+    if !given.is_empty() {
+        lines.push(format!("    secrets: {given}"));
+    }
+    if let Some(w) = resolution.get("withheld").filter(|w| w.is_object()) {
+        let mut from = names(w.get("environments"));
+        if w["orgWide"].as_bool() == Some(true) {
+            from = if from.is_empty() {
+                "org-wide".into()
+            } else {
+                format!("{from}, org-wide")
+            };
+        }
+        let keys = names(w.get("secrets"));
+        let keys = if keys.is_empty() {
+            "none stored".into()
+        } else {
+            keys
+        };
+        lines.push(format!(
+            "    withheld: secrets and variables of {from} (secrets: {keys}): {}",
+            field(w, "reason")
         ));
     }
     lines
@@ -528,6 +588,39 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
         assert!(!text.contains("Failed steps:"), "{text}");
+    }
+
+    #[test]
+    fn details_show_environments_secrets_withheld_and_accessed_names() {
+        let answer = json!({
+            "run": {"runId": "r1", "status": "success"},
+            "jobs": [{"name": "deploy", "status": "success",
+                      "secrets": {"environments": [{"name": "prod", "delivered": true},
+                                                   {"name": "preview-7", "matched": "preview-*", "delivered": true}],
+                                  "secrets": ["DB", "NPM"]},
+                      "steps": [{"index": 0, "name": "ship", "status": "success",
+                                 "secretsAccessed": ["DB"], "log": {"key": "k"}}]},
+                     {"name": "fork", "status": "success",
+                      "secrets": {"environments": [{"name": "prod", "delivered": false}], "secrets": [],
+                                  "withheld": {"reason": "the job runs code from a pull request of the fork eve/app",
+                                               "environments": ["prod"], "orgWide": true, "secrets": ["DB", "NPM"]}},
+                      "steps": [{"index": 0, "name": "t", "status": "success", "secretsAccessed": [],
+                                 "log": {"key": "k"}}]}]
+        });
+        let text = run_details(&answer);
+        for want in [
+            "    environments: prod, preview-7 (environment preview-*)
+    secrets: DB, NPM
+",
+            "      secrets accessed: DB
+",
+            "    environments: prod
+    withheld: secrets and variables of prod, org-wide (secrets: DB, NPM): the job runs code from a pull request of the fork eve/app
+",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert_eq!(text.matches("secrets accessed").count(), 1, "{text}");
     }
 
     #[test]

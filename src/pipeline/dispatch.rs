@@ -97,6 +97,13 @@ pub(super) fn dispatch_body(
     // The agent's cap on the job's log, enforced on our side too (docs/agent-protocol.md,
     // "Limits").
     body["maxLogSizeBytes"] = json!(crate::agent::logs::DEFAULT_MAX_LOG_BYTES);
+    // Names only: the secrets themselves are resolved when the job is sent
+    // (src/secrets/dispatch.rs), never stored with it.
+    let environments =
+        crate::secrets::resolve::declared_environments(job.job.extra.get("environments"));
+    if !environments.is_empty() {
+        body[crate::secrets::dispatch::REQUEST_KEY] = json!({ "environments": environments });
+    }
     if let Origin::GitHub {
         routing_key,
         installation_id,

@@ -3,9 +3,13 @@
 //! scopes through bindings, their plain variables, key rotation and the audit log.
 //!
 //! `names` is pure validation; `store` and `audit` hold the SQL; `rotate` re-seals everything.
+//! `resolve` decides (pure) which secrets and variables a job gets; `dispatch` does it when the
+//! job is sent.
 
 pub mod audit;
+pub mod dispatch;
 pub mod names;
+pub mod resolve;
 pub mod rotate;
 pub mod store;
 

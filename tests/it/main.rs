@@ -39,6 +39,7 @@ mod runs_logs;
 mod runs_store;
 mod secrets_admin;
 mod secrets_cli;
+mod secrets_dispatch;
 mod secrets_rotate;
 mod secrets_store;
 mod storage_fs;

@@ -125,6 +125,19 @@ fn job(
         reasons.push(format!(
             "job {name:?} computes an environment with inline JavaScript"
         ));
+    } else if environments.is_some_and(|list| {
+        list.iter().any(|e| {
+            e.get("value")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        })
+    }) {
+        // `{"value": "", "dynamic": true}`: a function the compiler could not inline, which
+        // the reference's agent evaluates in an init job.
+        reasons.push(format!(
+            "job {name:?} computes an environment at run time (only static environment names \
+             are resolved)"
+        ));
     }
     if parsed.matrix.as_ref().is_some_and(|m| m.kind == "dynamic") {
         reasons.push(format!(

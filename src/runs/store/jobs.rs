@@ -274,12 +274,23 @@ impl<'a> StepRow<'a> {
             duration: data.get("durationMs").and_then(Value::as_i64),
             exit_code: failure.as_ref().and_then(|f| f.exit_code),
             error: failure.as_ref().and_then(Failure::stored),
-            secrets: frame
-                .get("secretsAccessed")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!([])),
+            secrets: secrets_accessed(frame.get("secretsAccessed")),
         }
     }
+}
+
+/// The key names a step read (`step.status.secretsAccessed`), as the agent sent them but
+/// bounded: strings only, at most 256 of at most 255 characters (anything else is dropped).
+fn secrets_accessed(sent: Option<&Value>) -> Value {
+    let names: Vec<&str> = sent
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|k| !k.is_empty() && k.chars().count() <= 255)
+        .take(256)
+        .collect();
+    serde_json::json!(names)
 }
 
 /// Writes the step when its row still has the status `recorded` (`None`: no row yet). Returns
@@ -369,4 +380,21 @@ pub fn stale_jobs(client: &mut Client, secs: i64) -> Result<Vec<(String, String)
         )
         .map_err(DbError::query("finding stale jobs"))?;
     super::queue::pairs(&rows, "finding stale jobs")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn secrets_accessed_keeps_bounded_names_only() {
+        let sent = json!(["DB", 7, "", null, "k".repeat(256), "NPM"]);
+        assert_eq!(super::secrets_accessed(Some(&sent)), json!(["DB", "NPM"]));
+        assert_eq!(super::secrets_accessed(None), json!([]));
+        assert_eq!(super::secrets_accessed(Some(&json!({"DB": 1}))), json!([]));
+        let many: Vec<String> = (0..300).map(|i| format!("K{i}")).collect();
+        let kept = super::secrets_accessed(Some(&json!(many)));
+        assert_eq!(kept.as_array().unwrap().len(), 256);
+        assert_eq!(kept[255], "K255");
+    }
 }

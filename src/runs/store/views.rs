@@ -162,6 +162,7 @@ pub fn show_run(client: &mut Client, run_id: &str) -> Result<Option<RunDetail>, 
              'durationMs', COALESCE(j.duration_ms,
                  (extract(epoch FROM j.completed_at - j.started_at) * 1000)::bigint),
              'lastHeartbeatAt', {},
+             'environments', j.environments, 'secrets', j.secrets_resolution,
              'queue', (SELECT jsonb_build_object('status', q.status, 'attempts', q.dispatch_attempts,
                  'lastError', q.last_error, 'agentId', q.agent_id)
                  FROM dispatch_queue q WHERE q.id = j.job_id),
@@ -180,7 +181,8 @@ pub fn show_run(client: &mut Client, run_id: &str) -> Result<Option<RunDetail>, 
              'type', s.step_type, 'status', s.status, 'startedAt', {}, 'completedAt', {},
              'durationMs', COALESCE(s.duration_ms,
                  (extract(epoch FROM s.completed_at - s.started_at) * 1000)::bigint),
-             'exitCode', s.exit_code, 'error', s.error_message, 'logPath', s.log_path)
+             'exitCode', s.exit_code, 'error', s.error_message, 'logPath', s.log_path,
+             'secretsAccessed', s.secrets_accessed)
            FROM execution_steps s WHERE s.run_id = $1::text::uuid ORDER BY s.job_id, s.step_index",
         ts("s.started_at"),
         ts("s.completed_at")
