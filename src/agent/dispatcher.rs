@@ -163,7 +163,7 @@ impl Hub {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let frame = match credentials::frame(&job, minter.as_deref()) {
+            let mut frame = match credentials::frame(&job, minter.as_deref()) {
                 Ok(frame) => frame,
                 Err(why) => {
                     let why = why.to_string();
@@ -171,6 +171,12 @@ impl Hub {
                     continue;
                 }
             };
+            crate::caches::add_tarball_urls(
+                &mut frame,
+                &job.id,
+                self.storage.as_deref(),
+                &self.pool,
+            );
             agent.active().insert(job.id.clone());
             self.track(
                 &job.id,

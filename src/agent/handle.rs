@@ -344,6 +344,7 @@ fn after_finish(hub: &Hub, turn: &Turn<'_>, job_id: &str, outcome: &jobs::Outcom
     if outcome.queued() > 0 {
         hub.wake();
     }
+    crate::caches::on_jobs_ended(&hub.pool, &hub.events, &|| hub.wake(), outcome);
 }
 
 /// After `agent.register`: jobs the agent reports as still running are its again (also after an

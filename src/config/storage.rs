@@ -106,6 +106,11 @@ impl Loader {
         ];
         let kind = self.choice("KICI_STORAGE_TYPE", &kinds, StorageType::S3)?;
         let http = ["http://", "https://"];
+        let user_cache_quota_bytes = self.number(
+            "KICI_USER_CACHE_QUOTA_BYTES",
+            crate::caches::user::DEFAULT_QUOTA_BYTES,
+            "must be a whole number of bytes",
+        );
         let mut storage = StorageConfig {
             kind,
             bucket: None,
@@ -118,6 +123,7 @@ impl Loader {
             log_bucket: None,
             fs_path: None,
             fs_base_url: None,
+            user_cache_quota_bytes,
         };
         if kind == StorageType::Filesystem {
             let path = self.required(

@@ -83,6 +83,8 @@ pub struct Deps {
     pub events: Arc<Events>,
     /// `KICI_MAX_JOBS_PER_RUN`: a matched workflow planning more jobs is a failed run.
     pub max_jobs_per_run: usize,
+    /// With storage: the source and dependency caches (a `__build__` job when they miss).
+    pub caches: Option<crate::caches::CachePlanning>,
 }
 
 /// Deliveries waiting for a worker, at most: beyond, they stay `received` in the event log and
@@ -473,6 +475,16 @@ fn start_run(
             later.push(new);
         }
     }
+    let mut needs: Vec<(String, String, String)> = plan
+        .needs
+        .iter()
+        .map(|n| (n.job.clone(), n.upstream.clone(), run_on_text(&n.run_on)))
+        .collect();
+    let join = deps.caches.as_ref().and_then(|c| {
+        crate::caches::add_build_job(
+            c, &deps.pool, &run_id, &wf.name, &mut now, &mut later, &mut needs,
+        )
+    });
     let run = NewRun {
         run_id: run_id.clone(),
         workflow_name: wf.name.clone(),
@@ -491,11 +503,7 @@ fn start_run(
         trigger_decision: Some(trace),
         jobs: now,
         waiting: later,
-        needs: plan
-            .needs
-            .iter()
-            .map(|n| (n.job.clone(), n.upstream.clone(), run_on_text(&n.run_on)))
-            .collect(),
+        needs,
     };
     // Safe to repeat (see `create_run`): a retry after a lost commit finds this run.
     // The run's turn from before it exists, so its `pending` precedes its first claim.
@@ -511,6 +519,10 @@ fn start_run(
     }
     deps.events
         .publish_one(&turn, RunEvent::run(&run_id, "pending", now_ms()));
+    drop(turn);
+    if let Some(join) = &join {
+        crate::caches::after_created(&deps.pool, &deps.events, deps.wake.as_ref(), join);
+    }
     log::info!(
         "run {run_id}: workflow {} with {} job(s)",
         wf.name,

@@ -8,6 +8,7 @@ mod agents;
 mod agents_hostile;
 mod agents_more;
 mod agents_revoked;
+mod caches;
 mod cli_sources;
 mod config_errors;
 mod github_app;
