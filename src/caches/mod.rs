@@ -3,12 +3,13 @@
 //! added to a run at planning, one build shared by the runs that need it; `claims`: the durable
 //! claims in PostgreSQL), and the presigned tarball URLs in each execution job's dispatch
 //! (`dispatch`); and the workflow caches of `ctx.cache` (`user`: namespaces and quota, pure;
-//! `user_store`: restore, save and commit in storage).
+//! `user_store`: restore, save and commit in storage); and what they hold (`usage`).
 
 pub mod build;
 pub mod claims;
 pub mod dispatch;
 pub mod planning;
+pub mod usage;
 pub mod user;
 pub mod user_store;
 

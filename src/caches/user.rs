@@ -248,6 +248,9 @@ mod tests {
         assert_eq!(evictions(entries.clone(), 80), ["old"]);
         assert_eq!(evictions(entries.clone(), 79), ["old", "mid"]);
         assert_eq!(evictions(entries, 0), ["old", "mid", "new"]);
+        // Sizes at the limit do not overflow the total.
+        let huge = vec![e("a", u64::MAX, 1), e("b", u64::MAX, 2)];
+        assert_eq!(evictions(huge, u64::MAX), ["a"]);
     }
 
     proptest! {

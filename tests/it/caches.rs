@@ -622,3 +622,98 @@ fn workflow_caches_on_the_filesystem() {
 fn workflow_caches_on_s3() {
     workflow_caches(Backend::S3);
 }
+
+#[test]
+fn storage_usage_and_prune_from_the_shell() {
+    let dir = std::env::temp_dir().join(format!("kici-caches-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let env: Vec<(String, String)> = vec![
+        ("KICI_STORAGE_TYPE".into(), "filesystem".into()),
+        ("KICI_STORAGE_FS_PATH".into(), dir.display().to_string()),
+        ("KICI_SECRET_KEY".into(), TEST_KEY.into()),
+    ];
+    let store = support::storage::open(&env);
+    let now = Timestamp::now();
+    let old = Meta::new(now - SignedDuration::from_hours(24 * 31));
+    let put = |key: &str, bytes: &[u8], meta: &Meta| {
+        store.put(Area::Cache, key, bytes, Some(meta)).unwrap()
+    };
+    put("source/fresh.tar.gz", b"0123456789", &Meta::new(now));
+    put("source/stale.tar.gz", b"01234", &old);
+    put("deps/linux-x64/stale.tar.gz", b"0123456", &old);
+    put("deps/linux-x64/stale.hash", b"h", &Meta::new(now));
+    put("cache/acme/app/shared/k.tar.gz", b"abc", &Meta::new(now));
+    put("cache/other/app/shared/k.tar.gz", b"abcd", &old);
+    let json_of = |args: &[&str]| -> Value {
+        let out = cli(args, &env);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let usage = json_of(&["storage", "usage", "--json"]);
+    let rows: Vec<String> = usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["kind"].as_str().unwrap(),
+                r["org"].as_str().unwrap_or("-"),
+                r["objects"],
+                r["bytes"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "cache acme 1 3",
+            "cache other 1 4",
+            "deps - 2 8",
+            "source - 2 15"
+        ]
+    );
+    let acme = json_of(&["storage", "usage", "--org", "acme", "--json"]);
+    assert_eq!(acme["totalBytes"], 3);
+    let dry = json_of(&["storage", "prune", "--dry-run", "--json"]);
+    let mut removed: Vec<&str> = dry["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    removed.sort();
+    assert_eq!(
+        removed,
+        [
+            "cache/other/app/shared/k.tar.gz",
+            "deps/linux-x64/stale.tar.gz",
+            "source/stale.tar.gz"
+        ]
+    );
+    assert!(
+        store
+            .head(Area::Cache, "source/stale.tar.gz")
+            .unwrap()
+            .is_some(),
+        "a dry run removes nothing"
+    );
+    let out = cli(&["storage", "prune"], &env);
+    assert!(
+        stdout(&out).contains("Removed 3 expired entr(ies), 16 bytes."),
+        "{}",
+        stdout(&out)
+    );
+    for gone in [
+        "source/stale.tar.gz",
+        "deps/linux-x64/stale.tar.gz",
+        "deps/linux-x64/stale.hash",
+    ] {
+        assert!(store.head(Area::Cache, gone).unwrap().is_none(), "{gone}");
+    }
+    assert!(store
+        .head(Area::Cache, "source/fresh.tar.gz")
+        .unwrap()
+        .is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
