@@ -9,6 +9,7 @@ mod agents_hostile;
 mod agents_more;
 mod agents_revoked;
 mod caches;
+mod caches_workflow;
 mod cli_sources;
 mod config_errors;
 mod github_app;
