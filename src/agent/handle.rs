@@ -259,6 +259,9 @@ fn terminal_status(
     data: &Value,
     o: &Owned,
 ) {
+    // A build job's success counts only with `data.buildComplete` (docs/caches.md).
+    let incomplete = crate::caches::build::incomplete_build(&o.job_name, state, data);
+    let (state, data) = incomplete.as_ref().map_or((state, data), |d| ("failed", d));
     let queue_status = match state {
         "success" => "completed",
         other => other,

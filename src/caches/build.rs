@@ -143,6 +143,23 @@ pub fn build_dispatch(execution: &Value, workflow: &str, t: &Tarballs) -> Value 
     body
 }
 
+/// A build job reporting `success` without `data.buildComplete: true` did not build: the data of
+/// the failure it is recorded as instead. `None` for every other report.
+pub fn incomplete_build(job_name: &str, state: &str, data: &Value) -> Option<Value> {
+    let complete = data.get("buildComplete").and_then(Value::as_bool) == Some(true);
+    (is_build_job(job_name) && state == "success" && !complete).then(|| {
+        let mut d = data.clone();
+        if !d.is_object() {
+            d = json!({});
+        }
+        d["error"] = json!({
+            "message": "the build job reported success without data.buildComplete: its tarballs \
+                        are not known to be uploaded"
+        });
+        d
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +224,22 @@ mod tests {
         }
         assert_eq!(c["event"]["type"], "push");
         assert!(is_build_job("__build__basic") && !is_build_job("build"));
+    }
+
+    #[test]
+    fn a_build_succeeds_only_with_build_complete() {
+        let done = json!({"buildComplete": true});
+        assert_eq!(incomplete_build("__build__ci", "success", &done), None);
+        assert_eq!(incomplete_build("test", "success", &json!({})), None);
+        assert_eq!(incomplete_build("__build__ci", "failed", &json!({})), None);
+        for data in [
+            json!({"durationMs": 3}),
+            json!({"buildComplete": "yes"}),
+            Value::Null,
+        ] {
+            let d = incomplete_build("__build__ci", "success", &data).expect("a failure");
+            let why = crate::runs::failure::job_error(&d).unwrap_or_default();
+            assert!(why.contains("buildComplete"), "{why}");
+        }
     }
 }
