@@ -122,7 +122,11 @@ pub fn prune(storage: &Storage, now: Timestamp, dry_run: bool) -> Result<Pruned,
         }
         // Without touching: reading the metadata here is not a use.
         let meta = storage.head(Area::Cache, &l.key)?.and_then(|i| i.meta);
-        if !prunable(&l, now, freshness(meta.as_ref(), now, storage.ttl())) {
+        if !prunable(
+            &l,
+            now,
+            freshness(meta.as_ref(), now, storage.ttl_for(&l.key)),
+        ) {
             continue;
         }
         if !dry_run {

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 /// `KICI_USER_CACHE_QUOTA_BYTES`' default: 5 GiB per organization.
 pub const DEFAULT_QUOTA_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// `KICI_USER_CACHE_TTL_MS`' default: 7 days.
+pub const DEFAULT_TTL_MS: u64 = 7 * 86_400_000;
 /// Longest cache key or restore key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 512;
 /// At most this many restore keys are tried.

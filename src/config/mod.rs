@@ -81,6 +81,9 @@ pub struct StorageConfig {
     /// `KICI_USER_CACHE_QUOTA_BYTES` (default 5 GiB): workflow caches per organization, least
     /// recently used evicted beyond it (docs/caches.md, "Workflow caches").
     pub user_cache_quota_bytes: u64,
+    /// `KICI_USER_CACHE_TTL_MS` (default 7 days): a workflow cache not read for this long is a
+    /// miss and is deleted.
+    pub user_cache_ttl_ms: u64,
 }
 
 /// The validated boot configuration (docs/operations.md, "Settings"). `Debug` is written by hand so

@@ -197,6 +197,7 @@ pub struct Storage {
     log_bucket: String,
     ttl: Duration,
     user_cache_quota: u64,
+    user_cache_ttl: Duration,
 }
 
 /// What `Storage::open` needs besides the storage settings.
@@ -246,6 +247,7 @@ impl Storage {
             prefix: cfg.prefix.clone(),
             ttl,
             user_cache_quota: cfg.user_cache_quota_bytes,
+            user_cache_ttl: Duration::from_millis(cfg.user_cache_ttl_ms),
         })
     }
 
@@ -255,6 +257,16 @@ impl Storage {
 
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// How long an entry may go unread: `KICI_USER_CACHE_TTL_MS` for workflow caches
+    /// (`cache/…`), `KICI_CACHE_TTL_DAYS` for the rest.
+    pub fn ttl_for(&self, key: &str) -> Duration {
+        if key.starts_with("cache/") {
+            self.user_cache_ttl
+        } else {
+            self.ttl
+        }
     }
 
     /// `KICI_USER_CACHE_QUOTA_BYTES`: workflow-cache bytes per organization.
@@ -449,7 +461,7 @@ impl Storage {
         let Some(info) = self.head(Area::Cache, key)? else {
             return Ok(None);
         };
-        match freshness(info.meta.as_ref(), now, self.ttl) {
+        match freshness(info.meta.as_ref(), now, self.ttl_for(key)) {
             Freshness::Uncommitted => Ok(None),
             Freshness::Expired => {
                 self.delete(Area::Cache, key)?;

@@ -218,7 +218,14 @@ fn storage_usage_and_prune_from_the_shell() {
     put("deps/linux-x64/stale.tar.gz", b"0123456", &old);
     put("deps/linux-x64/stale.hash", b"h", &Meta::new(now));
     put("cache/acme/app/shared/k.tar.gz", b"abc", &Meta::new(now));
-    put("cache/other/app/shared/k.tar.gz", b"abcd", &old);
+    // Workflow caches expire after KICI_USER_CACHE_TTL_MS (7 days), not the tarballs' 30.
+    let last_week = Meta::new(now - SignedDuration::from_hours(24 * 8));
+    put("cache/other/app/shared/k.tar.gz", b"abcd", &last_week);
+    put(
+        "cache/acme/app/shared/yesterday.tar.gz",
+        b"",
+        &Meta::new(now - SignedDuration::from_hours(24)),
+    );
     let json_of = |args: &[&str]| -> Value {
         let out = cli(args, &env);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
@@ -242,7 +249,7 @@ fn storage_usage_and_prune_from_the_shell() {
     assert_eq!(
         rows,
         [
-            "cache acme 1 3",
+            "cache acme 2 3",
             "cache other 1 4",
             "deps - 2 8",
             "source - 2 15"
