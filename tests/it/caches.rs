@@ -3,7 +3,8 @@
 //! presigned URLs it is given (filesystem blob routes, or s3s-fs verifying SigV4). First push →
 //! `__build__basic` first, its uploads at the layout's keys, then execution jobs with URLs that
 //! return the uploaded bytes; a second push → no build job; an expired entry → rebuilt; a failed
-//! build → run failed, jobs skipped; two runs at once → one build. Workflow caches and the storage
+//! build (or a success without `buildComplete`) → run failed, jobs skipped; two runs at once → one
+//! build. Workflow caches and the storage
 //! commands: tests/it/caches_workflow.rs, with the helpers here.
 
 use crate::support;
@@ -438,4 +439,26 @@ fn a_failed_build_fails_the_run_and_two_runs_share_one_build() {
         "2",
         "one dispatched build per pair of runs"
     );
+}
+
+#[test]
+fn a_build_reporting_success_without_build_complete_fails_its_run() {
+    let w = world(Backend::Fs, &[]);
+    let token = agent_token(&w.s, json!({}));
+    let run = w.push();
+    let mut a = TestAgent::online(w.s.d.addr, "builder-3", &token);
+    let b = a.dispatch(T).expect("the build job");
+    assert_eq!(b["jobConfig"]["buildOnly"], true);
+    a.ack(&b);
+    a.status(&b, "running", Value::Null);
+    a.status(&b, "success", json!({"durationMs": 3, "stepResults": []}));
+    w.run_status(&run, "failed");
+    let jobs = w.sql(&format!(
+        "SELECT string_agg(job_name || '=' || status, ',' ORDER BY job_name) FROM execution_jobs WHERE run_id = '{run}'"
+    ));
+    assert_eq!(jobs, "__build__basic=failed,test=skipped");
+    let error = w.sql(&format!(
+        "SELECT error_message FROM execution_jobs WHERE run_id = '{run}' AND job_name = '__build__basic'"
+    ));
+    assert!(error.contains("buildComplete"), "{error}");
 }
