@@ -1,11 +1,11 @@
-//! Source, dependency and workflow caches end to end (docs/caches.md), on both backends: a real
+//! Source and dependency caches end to end (docs/caches.md), on both backends: a real
 //! daemon, PostgreSQL, the fake GitHub, the scripted agent uploading and downloading through the
 //! presigned URLs it is given (filesystem blob routes, or s3s-fs verifying SigV4). First push →
 //! `__build__basic` first, its uploads at the layout's keys, then execution jobs with URLs that
 //! return the uploaded bytes; a second push → no build job; an expired entry → rebuilt; a failed
 //! build (or a success without `buildComplete`) → run failed, jobs skipped; two runs at once → one
-//! build. Workflow caches and the storage
-//! commands: tests/it/caches_workflow.rs, with the helpers here.
+//! build. Workflow caches and the storage commands: tests/it/caches_workflow.rs, with the helpers
+//! here.
 
 use crate::support;
 
