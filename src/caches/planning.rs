@@ -67,8 +67,12 @@ pub fn add_build_job(
 ) -> Option<PendingJoin> {
     let first = now.first().or(later.first())?.clone();
     let t = Tarballs::of(&first.dispatch, &first.requirements.labels)?;
+    // Each job's own platform: a job on another platform than the first gets no deps URL for a
+    // tarball built for the first (a miss: it installs inline), but the same source tarball.
     for job in now.iter_mut().chain(later.iter_mut()) {
-        job.dispatch[TARBALLS_KEY] = t.to_value();
+        if let Some(own) = Tarballs::of(&job.dispatch, &job.requirements.labels) {
+            job.dispatch[TARBALLS_KEY] = own.to_value();
+        }
     }
     if !cfg.build_jobs {
         return None;
