@@ -43,6 +43,14 @@
 #                                      GitHub (examples/checksbench.rs): reports/s it accepted and
 #                                      the delay from a job's end to its completed check run, p50/p99;
 #                                      BENCH_REPEAT (default 1) repeats and reports medians
+#   scripts/bench.sh caches [ROUNDS]  the caches on the filesystem backend, one scripted agent
+#                                      (examples/cachebench.rs) that spends BENCH_INSTALL_MS
+#                                      (default 2000) "installing dependencies" on a miss:
+#                                      push-to-first-step time cold (the run's __build__ job
+#                                      installs and uploads, the job downloads) against warm (the
+#                                      job downloads at once), ROUNDS pairs (default 3, 1..20); and
+#                                      workflow-cache request latency p50/p99 (save, restore by
+#                                      key, restore by prefix; BENCH_COUNT each, default 200)
 #
 # Builds go where cargo puts them (CARGO_TARGET_DIR is honoured); KICI_BENCH_BIN=<path> measures a
 # given kici-admin instead of building one. Whatever a bench starts is stopped when it ends.
@@ -771,6 +779,47 @@ print(f"  runs whose completed job check run never arrived: {max(r['missing'] fo
 PY
 }
 
+# The caches: a daemon with filesystem storage and a local-repository source; examples/cachebench.rs
+# plays the agent and rewrites the lock file's hashes for every cold round.
+bench_caches() {
+  local rounds=${1:-3} bin token ws install count
+  case "$rounds" in '' | *[!0-9]*) die "ROUNDS must be a whole number, got '$rounds'" ;; esac
+  { [ "$rounds" -ge 1 ] && [ "$rounds" -le 20 ]; } || die "ROUNDS must be 1..20"
+  install=${BENCH_INSTALL_MS:-2000}
+  case "$install" in '' | *[!0-9]*) die "BENCH_INSTALL_MS must be a whole number" ;; esac
+  [ "$install" -le 60000 ] || die "BENCH_INSTALL_MS must be 0..60000"
+  count=${BENCH_COUNT:-200}
+  case "$count" in '' | *[!0-9]*) die "BENCH_COUNT must be a whole number" ;; esac
+  { [ "$count" -ge 1 ] && [ "$count" -le 10000 ]; } || die "BENCH_COUNT must be 1..10000"
+  bin=$(build_release)
+  build_examples cachebench
+  start_bench_pg
+  bench_token=$(random_hex32)
+  mkdir -p "$bench_dir/store" "$bench_dir/repos/bench/app/.kici"
+  start_bench_daemon "$bin" KICI_STORAGE_TYPE=filesystem KICI_STORAGE_FS_PATH="$bench_dir/store"
+  token=$(KICI_ADMIN_URL=$daemon_url KICI_ADMIN_TOKEN=$bench_token "$bin" agent-token create --json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  ws="ws://${daemon_url#http://}/ws"
+  curl -sf -o /dev/null -X POST -H "Authorization: Bearer $bench_token" -H 'Content-Type: application/json' \
+    -d "{\"orgId\":\"bench\",\"name\":\"local\",\"verificationMethod\":\"none\",\"providerType\":\"local\",\"rateLimitRpm\":1000000,\"gitConfig\":{\"localPath\":\"$bench_dir/repos\"}}" \
+    "$daemon_url/api/v1/admin/generic-sources" || die "cannot create the bench's local source"
+  timeout $((rounds * 4 * (install / 1000 + 10) + count / 10 + 120)) "$(example_bin cachebench)" \
+    --ws "$ws" --token "$token" --webhook "$daemon_url/webhook/bench/generic/local" \
+    --lock "$bench_dir/repos/bench/app/.kici/kici.lock.json" --rounds "$rounds" \
+    --install-ms "$install" --count "$count" >"$bench_dir/caches.json" || die "cachebench failed"
+  python3 - "$bench_dir/caches.json" <<'PY'
+import json, statistics, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+med = statistics.median
+print(f"caches (filesystem backend; {len(r['cold_ms'])} cold/warm pairs; agent installs for {r['install_ms']} ms on a miss)")
+print(f"  push -> first step, cold (build job installs and uploads, job downloads): median {med(r['cold_ms']):.0f} ms  {[round(x) for x in r['cold_ms']]}")
+print(f"  push -> first step, warm (tarball URLs in the first dispatch):            median {med(r['warm_ms']):.0f} ms  {[round(x) for x in r['warm_ms']]}")
+print(f"  cache.user.save.request:           p50 {r['save_p50_ms']:.2f} ms  p99 {r['save_p99_ms']:.2f} ms  ({r['count']} each)")
+print(f"  cache.user.restore.request (key):  p50 {r['restore_p50_ms']:.2f} ms  p99 {r['restore_p99_ms']:.2f} ms")
+print(f"  cache.user.restore.request (prefix): p50 {r['prefix_p50_ms']:.2f} ms  p99 {r['prefix_p99_ms']:.2f} ms")
+PY
+}
+
 case "$what" in
   startup) bench_startup "$@" ;;
   cli) bench_cli "$@" ;;
@@ -780,5 +829,6 @@ case "$what" in
   dispatch) bench_dispatch "$@" ;;
   logs) bench_logs "$@" ;;
   checks) bench_checks "$@" ;;
-  *) echo "usage: scripts/bench.sh startup|cli|reload|checks [RUNS] | ingest|logs [SECONDS] | relay [COUNT] | dispatch [AGENTS]" >&2; exit 2 ;;
+  caches) bench_caches "$@" ;;
+  *) echo "usage: scripts/bench.sh startup|cli|reload|checks [RUNS] | ingest|logs [SECONDS] | relay [COUNT] | dispatch [AGENTS] | caches [ROUNDS]" >&2; exit 2 ;;
 esac

@@ -203,6 +203,10 @@ pub fn run() -> Result<(), Error> {
             },
             events: hub.events.clone(),
             max_jobs_per_run: config.max_jobs_per_run,
+            caches: storage.clone().map(|storage| crate::caches::CachePlanning {
+                storage,
+                build_jobs: config.cache_build_jobs,
+            }),
         }),
         PIPELINE_WORKERS,
     ));

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod caches;
 pub mod checks;
 pub mod cli;
 pub mod config;

@@ -6,7 +6,9 @@
 //! caches of other repositories and agent pools (they are shared by hash). So a request is
 //! granted only when its hashes are the ones this job was dispatched with, and its platform and
 //! architecture are the ones the agent registered with; everything else is refused with the key
-//! and the reason.
+//! and the reason. Source and deps tarballs are written only by a build job (`buildOnly`,
+//! docs/caches.md, "The build job"): an execution job reads them, so a fork's job can never
+//! replace what other runs start from.
 
 use serde_json::Value;
 
@@ -21,6 +23,10 @@ pub struct JobScope {
     pub content_hash: Option<String>,
     /// `jobConfig.lockfileHash`: the repository's npm lockfile (`deps/…/<lockfileHash>…`).
     pub lockfile_hash: Option<String>,
+    /// `jobConfig.buildOnly`: the job is a workflow's build job.
+    pub build_only: bool,
+    /// The stored dispatch's user-cache namespace (docs/caches.md, "Workflow caches").
+    pub user_cache: Option<crate::caches::user::Namespace>,
 }
 
 impl JobScope {
@@ -39,6 +45,11 @@ impl JobScope {
             job_id: job_id.to_owned(),
             content_hash: text("contentHash"),
             lockfile_hash: text("lockfileHash"),
+            build_only: dispatch
+                .pointer("/jobConfig/buildOnly")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            user_cache: crate::caches::user::Namespace::of(run_id, dispatch),
         }
     }
 }
@@ -92,7 +103,15 @@ pub fn upload_key(
             ))
         };
     }
-    match field(frame, "cacheType") {
+    let cache_type = field(frame, "cacheType");
+    if matches!(cache_type, "source" | "deps") && !scope.build_only {
+        return Err(format!(
+            "{cache_type} tarball upload refused: job {} is not a build job; only a workflow's \
+             __build__ job writes source and deps tarballs",
+            scope.job_id
+        ));
+    }
+    match cache_type {
         "source" => {
             let asked = field(frame, "contentHash");
             let key = keys::source(asked);
@@ -161,7 +180,7 @@ mod tests {
         JobScope::of(
             "run1",
             "job1",
-            &json!({"jobConfig": {"contentHash": "c0ffee", "lockfileHash": "l0ck"}}),
+            &json!({"jobConfig": {"contentHash": "c0ffee", "lockfileHash": "l0ck", "buildOnly": true}}),
         )
     }
 
@@ -230,7 +249,20 @@ mod tests {
         let e = up(json!({"cacheType": "source", "contentHash": "../../x"}));
         assert!(e.contains("source/.._.._x.tar.gz"), "{e}");
         assert!(up(json!({"cacheType": "weird"})).contains("\"weird\""));
-        let bare = JobScope::of("r", "j", &json!({"jobConfig": {"contentHash": ""}}));
+        let plain = JobScope::of("r", "j", &json!({"jobConfig": {"contentHash": "c0ffee"}}));
+        let e = upload_key(
+            "cache.upload.request",
+            &json!({"cacheType": "source", "contentHash": "c0ffee"}),
+            &plain,
+            &linux(),
+        )
+        .unwrap_err();
+        assert!(e.contains("not a build job"), "{e}");
+        let bare = JobScope::of(
+            "r",
+            "j",
+            &json!({"jobConfig": {"contentHash": "", "buildOnly": true}}),
+        );
         let e = upload_key(
             "cache.upload.request",
             &json!({"cacheType": "source", "contentHash": ""}),

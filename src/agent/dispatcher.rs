@@ -184,6 +184,12 @@ impl Hub {
                     continue;
                 }
             }
+            crate::caches::add_tarball_urls(
+                &mut frame,
+                &job.id,
+                self.storage.as_deref(),
+                &self.pool,
+            );
             agent.active().insert(job.id.clone());
             self.track(
                 &job.id,

@@ -259,6 +259,9 @@ fn terminal_status(
     data: &Value,
     o: &Owned,
 ) {
+    // A build job's success counts only with `data.buildComplete` (docs/caches.md).
+    let incomplete = crate::caches::build::incomplete_build(&o.job_name, state, data);
+    let (state, data) = incomplete.as_ref().map_or((state, data), |d| ("failed", d));
     let queue_status = match state {
         "success" => "completed",
         other => other,
@@ -344,6 +347,7 @@ fn after_finish(hub: &Hub, turn: &Turn<'_>, job_id: &str, outcome: &jobs::Outcom
     if outcome.queued() > 0 {
         hub.wake();
     }
+    crate::caches::on_jobs_ended(&hub.pool, &hub.events, &|| hub.wake(), outcome);
 }
 
 /// After `agent.register`: jobs the agent reports as still running are its again (also after an

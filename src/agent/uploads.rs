@@ -2,11 +2,16 @@
 //! commits for the keys the job's own dispatch allows (src/agent/cache_keys.rs), the documented
 //! "unavailable" answers otherwise. A refused key also gets an `error` frame naming the key and
 //! why, next to the ordinary answer with `uploadUrl: ""` (so the agent does not wait 30 s for one).
+//! Workflow caches (`cache.user.*`) live in the job's own namespace (docs/caches.md, "Workflow
+//! caches"); without storage or a namespace they answer the documented miss and skip.
 
 use serde_json::{json, Value};
 
 use super::{cache_keys, Agent, Hub};
-use crate::storage::{Area, Audience, Meta};
+use crate::{
+    caches::user_store,
+    storage::{Area, Audience, Meta},
+};
 
 /// The frames to send back for one cache/provenance message.
 pub fn on_request(hub: &Hub, agent: &Agent, kind: &str, job_id: &str, f: &Value) -> Vec<Value> {
@@ -68,13 +73,63 @@ pub fn on_request(hub: &Hub, agent: &Agent, kind: &str, job_id: &str, f: &Value)
                 }
             }
         }
-        // No user caches here: the documented miss and skip, for any job.
-        "cache.user.restore.request" => out.push(
-            json!({ "type": "cache.user.restore.response", "requestId": request_id, "hit": false }),
-        ),
-        "cache.user.save.request" => out.push(
-            json!({ "type": "cache.user.save.response", "requestId": request_id, "skip": true }),
-        ),
+        // Workflow caches (src/caches/user_store.rs): the namespace is the job's own.
+        "cache.user.restore.request" => {
+            let mut reply = json!({ "hit": false });
+            if let (Some(s), Some(ns)) = (
+                storage,
+                owned.as_ref().and_then(|o| o.scope.user_cache.as_ref()),
+            ) {
+                let restore_keys: Vec<String> = f["restoreKeys"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let key = f["key"].as_str().unwrap_or("");
+                match user_store::restore(s, ns, key, &restore_keys, now) {
+                    Ok(found) => reply = found,
+                    Err(e) => {
+                        log::warn!("restoring workflow cache {key:?} for job {job_id} failed: {e}")
+                    }
+                }
+            }
+            reply["type"] = json!("cache.user.restore.response");
+            reply["requestId"] = json!(request_id);
+            out.push(reply);
+        }
+        "cache.user.save.request" => {
+            let mut reply = json!({ "skip": true });
+            if let (Some(s), Some(ns)) = (
+                storage,
+                owned.as_ref().and_then(|o| o.scope.user_cache.as_ref()),
+            ) {
+                let key = f["key"].as_str().unwrap_or("");
+                match user_store::save_request(s, ns, job_id, key, now) {
+                    Ok(r) => reply = r,
+                    Err(e) => {
+                        log::warn!("saving workflow cache {key:?} for job {job_id} failed: {e}")
+                    }
+                }
+            }
+            reply["type"] = json!("cache.user.save.response");
+            reply["requestId"] = json!(request_id);
+            out.push(reply);
+        }
+        "cache.user.save.complete" => {
+            if let (Some(s), Some(ns)) = (
+                storage,
+                owned.as_ref().and_then(|o| o.scope.user_cache.as_ref()),
+            ) {
+                let key = f["key"].as_str().unwrap_or("");
+                let hash = f["tarHash"].as_str().unwrap_or("");
+                if let Err(e) = user_store::save_complete(s, ns, job_id, key, hash, now) {
+                    log::warn!("committing workflow cache {key:?} for job {job_id} failed: {e}");
+                }
+            }
+        }
         _ => {}
     }
     out

@@ -408,6 +408,7 @@ fn job_lines(job: &Value) -> Vec<String> {
     if !needs.is_empty() {
         lines.push(format!("    needs: {}", needs.join(", ")));
     }
+    lines.extend(crate::caches::cache_line(job));
     for step in job
         .get("steps")
         .and_then(Value::as_array)

@@ -1,4 +1,4 @@
-//! `kici-admin storage check | lifecycle | presign`: object storage seen from the operator's
+//! `kici-admin storage check | lifecycle | presign | usage | prune`: object storage seen from the operator's
 //! shell. Settings come from the same `KICI_STORAGE_*` and `AWS_*` variables as the daemon's,
 //! read from `--env-file` (the instance's env file) with the process environment on top; no
 //! database is needed.
@@ -33,6 +33,41 @@ pub enum StorageSub {
     Check(CheckCmd),
     Lifecycle(LifecycleCmd),
     Presign(PresignCmd),
+    Usage(UsageCmd),
+    Prune(PruneCmd),
+}
+
+/// Show what the caches hold: objects and bytes of source tarballs, dependency tarballs, and
+/// workflow caches per organization (docs/caches.md, "Operating the caches").
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "usage")]
+pub struct UsageCmd {
+    /// only this organization's workflow caches
+    #[argh(option)]
+    org: Option<String>,
+    /// env file to read the settings from (the instance's <name>.env); the environment wins
+    #[argh(option)]
+    env_file: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
+}
+
+/// Remove now the cache entries not used for KICI_CACHE_TTL_DAYS (with their .hash/.size
+/// companions) and workflow-cache uploads abandoned for a day; the orchestrator otherwise removes
+/// an expired entry when it next looks it up.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "prune")]
+pub struct PruneCmd {
+    /// list what would be removed, remove nothing
+    #[argh(switch)]
+    dry_run: bool,
+    /// env file to read the settings from (the instance's <name>.env); the environment wins
+    #[argh(option)]
+    env_file: Option<String>,
+    /// print JSON
+    #[argh(switch)]
+    json: bool,
 }
 
 /// Validate the storage settings, then write, read back and delete a probe object through URLs
@@ -105,7 +140,52 @@ pub fn run(cmd: StorageCmd, _globals: &Globals) -> Result<(), Error> {
         StorageSub::Check(c) => check_cmd(c),
         StorageSub::Lifecycle(c) => lifecycle_cmd(c),
         StorageSub::Presign(c) => presign_cmd(c),
+        StorageSub::Usage(c) => usage_cmd(c),
+        StorageSub::Prune(c) => prune_cmd(c),
     }
+}
+
+fn usage_cmd(c: UsageCmd) -> Result<(), Error> {
+    let (_, storage) = open(c.env_file.as_deref())?;
+    let rows = crate::caches::usage::usage(&storage, c.org.as_deref())
+        .map_err(|e| Error::Api(format!("listing the caches: {e}")))?;
+    let total: u64 = rows.iter().map(|r| r.bytes).sum();
+    if c.json {
+        print_json(&json!({ "usage": rows, "totalBytes": total }));
+        return Ok(());
+    }
+    outln!(
+        "{:<8} {:<24} {:>8} {:>14}",
+        "KIND", "ORG", "OBJECTS", "BYTES"
+    );
+    for r in &rows {
+        let org = r.org.as_deref().unwrap_or("-");
+        outln!("{:<8} {:<24} {:>8} {:>14}", r.kind, org, r.objects, r.bytes);
+    }
+    outln!("total {total} bytes");
+    Ok(())
+}
+
+fn prune_cmd(c: PruneCmd) -> Result<(), Error> {
+    let (_, storage) = open(c.env_file.as_deref())?;
+    let pruned = crate::caches::usage::prune(&storage, Timestamp::now(), c.dry_run)
+        .map_err(|e| Error::Api(format!("pruning the caches: {e}")))?;
+    if c.json {
+        print_json(
+            &json!({ "dryRun": c.dry_run, "removed": pruned.removed, "bytes": pruned.bytes }),
+        );
+        return Ok(());
+    }
+    let verb = if c.dry_run { "Would remove" } else { "Removed" };
+    for key in &pruned.removed {
+        outln!("{verb} {key}");
+    }
+    outln!(
+        "{verb} {} expired entr(ies), {} bytes.",
+        pruned.removed.len(),
+        pruned.bytes
+    );
+    Ok(())
 }
 
 /// The env file's variables with the process environment on top.

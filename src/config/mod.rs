@@ -80,6 +80,12 @@ pub struct StorageConfig {
     /// `None`: `http://127.0.0.1:<bound port>`; left to the caller because port 0 is only known
     /// after binding.
     pub fs_base_url: Option<String>,
+    /// `KICI_USER_CACHE_QUOTA_BYTES` (default 5 GiB): workflow caches per organization, least
+    /// recently used evicted beyond it (docs/caches.md, "Workflow caches").
+    pub user_cache_quota_bytes: u64,
+    /// `KICI_USER_CACHE_TTL_MS` (default 7 days): a workflow cache not read for this long is a
+    /// miss and is deleted.
+    pub user_cache_ttl_ms: u64,
 }
 
 /// The validated boot configuration (docs/operations.md, "Settings"). `Debug` is written by hand so
@@ -101,6 +107,9 @@ pub struct Config {
     pub log_level: log::LevelFilter,
     pub storage: Option<StorageConfig>,
     pub cache_ttl_days: u32,
+    /// `KICI_CACHE_BUILD_JOBS` (default true): with storage, a run whose tarballs are not cached
+    /// starts with a `__build__` job (docs/caches.md, "The build job").
+    pub cache_build_jobs: bool,
     pub event_log_max_payload_bytes: u64,
     /// `KICI_MAX_JOBS_PER_RUN`: jobs one planned run may create (`pipeline::limits`).
     pub max_jobs_per_run: usize,
@@ -159,6 +168,7 @@ impl fmt::Debug for Config {
             .field("log_level", &self.log_level)
             .field("storage", &self.storage)
             .field("cache_ttl_days", &self.cache_ttl_days)
+            .field("cache_build_jobs", &self.cache_build_jobs)
             .field(
                 "event_log_max_payload_bytes",
                 &self.event_log_max_payload_bytes,
@@ -299,6 +309,13 @@ impl Loader {
         let log_level = self.choice("KICI_LOG_LEVEL", &levels, LevelFilter::Info);
         let storage = self.storage();
         let cache_ttl_days = self.cache_ttl_days();
+        let cache_build_jobs = self
+            .choice(
+                "KICI_CACHE_BUILD_JOBS",
+                &[("true", true), ("false", false)],
+                true,
+            )
+            .unwrap_or(true);
         let agents = self.agent_settings();
         let checks = self.checks_settings();
         let trusted_proxies = self.trusted_proxies();
@@ -339,6 +356,7 @@ impl Loader {
             log_level: log_level.unwrap_or(LevelFilter::Info),
             storage,
             cache_ttl_days,
+            cache_build_jobs,
             event_log_max_payload_bytes: max_payload,
             max_jobs_per_run,
             log_retention_days,

@@ -106,6 +106,22 @@ impl Loader {
         ];
         let kind = self.choice("KICI_STORAGE_TYPE", &kinds, StorageType::S3)?;
         let http = ["http://", "https://"];
+        let user_cache_quota_bytes = self.number(
+            "KICI_USER_CACHE_QUOTA_BYTES",
+            crate::caches::user::DEFAULT_QUOTA_BYTES,
+            "must be a whole number of bytes",
+        );
+        let user_cache_ttl_ms = self.number(
+            "KICI_USER_CACHE_TTL_MS",
+            crate::caches::user::DEFAULT_TTL_MS,
+            "must be a whole number of milliseconds",
+        );
+        if user_cache_ttl_ms == 0 {
+            self.problem(
+                "KICI_USER_CACHE_TTL_MS",
+                "must be more than 0 (milliseconds; the default is 604800000, 7 days)",
+            );
+        }
         let mut storage = StorageConfig {
             kind,
             bucket: None,
@@ -118,6 +134,8 @@ impl Loader {
             log_bucket: None,
             fs_path: None,
             fs_base_url: None,
+            user_cache_quota_bytes,
+            user_cache_ttl_ms,
         };
         if kind == StorageType::Filesystem {
             let path = self.required(

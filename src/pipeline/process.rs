@@ -87,6 +87,8 @@ pub struct Deps {
     pub events: Arc<Events>,
     /// `KICI_MAX_JOBS_PER_RUN`: a matched workflow planning more jobs is a failed run.
     pub max_jobs_per_run: usize,
+    /// With storage: the source and dependency caches (a `__build__` job when they miss).
+    pub caches: Option<crate::caches::CachePlanning>,
 }
 
 /// Deliveries waiting for a worker, at most: beyond, they stay `received` in the event log and
@@ -512,6 +514,16 @@ pub(super) fn start_run(
             later.push(new);
         }
     }
+    let mut needs: Vec<(String, String, String)> = plan
+        .needs
+        .iter()
+        .map(|n| (n.job.clone(), n.upstream.clone(), run_on_text(&n.run_on)))
+        .collect();
+    let join = deps.caches.as_ref().and_then(|c| {
+        crate::caches::add_build_job(
+            c, &deps.pool, &run_id, &wf.name, &mut now, &mut later, &mut needs,
+        )
+    });
     let run = NewRun {
         run_id: run_id.clone(),
         workflow_name: wf.name.clone(),
@@ -530,11 +542,7 @@ pub(super) fn start_run(
         trigger_decision: Some(trace),
         jobs: now,
         waiting: later,
-        needs: plan
-            .needs
-            .iter()
-            .map(|n| (n.job.clone(), n.upstream.clone(), run_on_text(&n.run_on)))
-            .collect(),
+        needs,
     };
     // Safe to repeat (see `create_run`): a retry after a lost commit finds this run.
     // The run's turn from before it exists, so its `pending` precedes its first claim.
@@ -557,6 +565,10 @@ pub(super) fn start_run(
     for (job, status, _) in &store.ended {
         let ended = RunEvent::job(&run_id, &job.id, &job.job_name, status.as_str(), now_ms());
         deps.events.publish_one(&turn, ended);
+    }
+    drop(turn);
+    if let Some(join) = &join {
+        crate::caches::after_created(&deps.pool, &deps.events, deps.wake.as_ref(), join);
     }
     log::info!(
         "run {run_id}: workflow {} with {} job(s)",

@@ -206,6 +206,22 @@ impl FsStore {
         Ok(true)
     }
 
+    /// Moves a blob to another key (a rename within the root) with `meta`; `Ok(false)` when
+    /// `from` is absent.
+    pub fn rename(&self, from: &str, to: &str, meta: &Meta) -> Result<bool, StorageError> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        if !src.is_file() {
+            return Ok(false);
+        }
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(|e| io_error("cannot create", parent, e))?;
+        }
+        fs::rename(&src, &dst).map_err(|e| io_error("cannot move", &src, e))?;
+        let _ = fs::remove_file(self.sidecar(from)?);
+        self.write_sidecar(to, meta)?;
+        Ok(true)
+    }
+
     pub fn delete(&self, key: &str) -> Result<(), StorageError> {
         for path in [self.path(key)?, self.sidecar(key)?] {
             match fs::remove_file(&path) {

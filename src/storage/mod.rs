@@ -196,6 +196,8 @@ pub struct Storage {
     cache_bucket: String,
     log_bucket: String,
     ttl: Duration,
+    user_cache_quota: u64,
+    user_cache_ttl: Duration,
 }
 
 /// What `Storage::open` needs besides the storage settings.
@@ -244,6 +246,8 @@ impl Storage {
             backend,
             prefix: cfg.prefix.clone(),
             ttl,
+            user_cache_quota: cfg.user_cache_quota_bytes,
+            user_cache_ttl: Duration::from_millis(cfg.user_cache_ttl_ms),
         })
     }
 
@@ -253,6 +257,21 @@ impl Storage {
 
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// How long an entry may go unread: `KICI_USER_CACHE_TTL_MS` for workflow caches
+    /// (`cache/…`), `KICI_CACHE_TTL_DAYS` for the rest.
+    pub fn ttl_for(&self, key: &str) -> Duration {
+        if key.starts_with("cache/") {
+            self.user_cache_ttl
+        } else {
+            self.ttl
+        }
+    }
+
+    /// `KICI_USER_CACHE_QUOTA_BYTES`: workflow-cache bytes per organization.
+    pub fn user_cache_quota(&self) -> u64 {
+        self.user_cache_quota
     }
 
     /// One line for the boot log.
@@ -392,6 +411,29 @@ impl Storage {
         self.set_meta(area, key, &Meta::new(now))
     }
 
+    /// Moves an uploaded object to its final key with fresh metadata (a user cache's temp-then-final
+    /// write); `Ok(false)` when `from` does not exist.
+    pub fn promote(
+        &self,
+        area: Area,
+        from: &str,
+        to: &str,
+        meta: &Meta,
+    ) -> Result<bool, StorageError> {
+        let (from_full, to_full) = (self.full_key(from)?, self.full_key(to)?);
+        match &self.backend {
+            Backend::Fs(f) => f.rename(&from_full, &to_full, meta),
+            Backend::S3(s) => {
+                let bucket = self.bucket(area);
+                if !s.copy(bucket, &from_full, &to_full, meta)? {
+                    return Ok(false);
+                }
+                s.delete(bucket, &from_full)?;
+                Ok(true)
+            }
+        }
+    }
+
     pub fn delete(&self, area: Area, key: &str) -> Result<(), StorageError> {
         let full = self.full_key(key)?;
         match &self.backend {
@@ -419,7 +461,7 @@ impl Storage {
         let Some(info) = self.head(Area::Cache, key)? else {
             return Ok(None);
         };
-        match freshness(info.meta.as_ref(), now, self.ttl) {
+        match freshness(info.meta.as_ref(), now, self.ttl_for(key)) {
             Freshness::Uncommitted => Ok(None),
             Freshness::Expired => {
                 self.delete(Area::Cache, key)?;
@@ -437,6 +479,16 @@ impl Storage {
                 }))
             }
         }
+    }
+
+    /// A fresh cache entry's size and metadata (touched), or `None` for a miss (an expired entry
+    /// is deleted).
+    pub fn cached_head(
+        &self,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<ObjectInfo>, StorageError> {
+        self.fresh(key, now)
     }
 
     /// A download URL for a fresh cache entry (15 minutes), or `None` for a miss.

@@ -225,8 +225,20 @@ impl S3Store {
     /// reaches an object uploaded through a presigned PUT, and how a read touches it.
     /// `Ok(false)` when the object does not exist.
     pub fn set_meta(&self, bucket: &str, key: &str, meta: &Meta) -> Result<bool, StorageError> {
+        self.copy(bucket, key, key, meta)
+    }
+
+    /// CopyObject `from` → `key` in `bucket` with `meta` (`MetadataDirective=REPLACE`);
+    /// `Ok(false)` when `from` does not exist.
+    pub fn copy(
+        &self,
+        bucket: &str,
+        from: &str,
+        key: &str,
+        meta: &Meta,
+    ) -> Result<bool, StorageError> {
         let (created, accessed) = meta.to_strings();
-        let source = copy_source(bucket, key);
+        let source = copy_source(bucket, from);
         let signed = [
             (META_CREATED, created.as_str()),
             (META_ACCESSED, accessed.as_str()),

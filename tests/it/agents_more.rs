@@ -149,14 +149,8 @@ fn agent_requests_get_storage_urls_or_stub_answers() {
                         "contentHash": "abc", "platform": "linux", "arch": "x64"}),
         "cache.upload.response",
     );
-    let url = up["uploadUrl"].as_str().unwrap();
-    assert!(
-        url.starts_with(&format!(
-            "http://127.0.0.1:{}/api/v1/cache/blob/source/abc.tar.gz?sig=",
-            s.d.addr.port()
-        )),
-        "{up}"
-    );
+    // Not a build job: no tarball upload (granted URLs: tests/it/agents_hostile.rs).
+    assert_eq!(up["uploadUrl"], "", "{up}");
     assert_eq!(up["requestId"], "u1");
     let other = ask(
         json!({"type": "cache.upload.request", "messageId": "u2", "jobId": "not-mine", "cacheType": "source",
@@ -213,6 +207,9 @@ fn agent_requests_get_storage_urls_or_stub_answers() {
         (approval["requestId"].as_str(), approval["outcome"].as_str()),
         (Some("a1"), Some("rejected"))
     );
+    // The refused tarball upload above came with its error frame.
+    let refused = a.recv_type("error", T).expect("the refusal");
+    assert_eq!(refused["code"], "CACHE_KEY_REFUSED", "{refused}");
     // Unknown frames are accepted; a malformed known one closes 4003.
     a.send(json!({"type": "agent.metrics", "messageId": "m", "agentId": "agent-q", "metrics": [], "timestamp": 1}));
     a.send(json!({"type": "job.status", "state": "running"}));

@@ -70,6 +70,7 @@ fn world(extra: &[(&str, &str)]) -> World {
     env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
     env.push(("KICI_STORAGE_FS_PATH".into(), logs.display().to_string()));
     env.push(("KICI_GITHUB_API_URL".into(), gh.url.clone()));
+    env.push(("KICI_CACHE_BUILD_JOBS".into(), "false".into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let d = Daemon::start(&env);
     d.wait_ready_status(200, T);

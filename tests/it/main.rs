@@ -8,6 +8,8 @@ mod agents;
 mod agents_hostile;
 mod agents_more;
 mod agents_revoked;
+mod caches;
+mod caches_workflow;
 mod cli_sources;
 mod config_errors;
 mod diagnose;

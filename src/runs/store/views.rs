@@ -169,7 +169,9 @@ pub fn show_run(client: &mut Client, run_id: &str) -> Result<Option<RunDetail>, 
              'needs', COALESCE((SELECT jsonb_agg(jsonb_build_object('job', n.upstream_name,
                  'runOn', n.run_on) ORDER BY n.upstream_name)
                  FROM execution_job_needs n WHERE n.run_id = j.run_id AND n.job_name = j.job_name),
-                 '[]'::jsonb))
+                 '[]'::jsonb),
+             'cache', (SELECT jsonb_object_agg(c.kind, c.hit) FROM job_cache_use c
+                 WHERE c.job_id = j.job_id))
            FROM execution_jobs j WHERE j.run_id = $1::text::uuid ORDER BY j.created_at, j.job_name",
         ts("j.created_at"),
         ts("j.started_at"),

@@ -247,6 +247,8 @@ pub fn setup(pg: &PgCluster, extra: &[(&str, &str)]) -> Setup {
     env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
     env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
     env.push(("KICI_STORAGE_FS_PATH".into(), logs.display().to_string()));
+    // These tests queue their jobs as they are; tests/it/caches.rs covers the build job.
+    env.push(("KICI_CACHE_BUILD_JOBS".into(), "false".into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let d = Daemon::start(&env);
     d.wait_ready_status(200, T);
@@ -344,6 +346,8 @@ pub fn queue_job(
     let mut dispatch = dispatch_body(name);
     dispatch["jobConfig"]["contentHash"] = json!(content_hash);
     dispatch["jobConfig"]["lockfileHash"] = json!(lockfile_hash);
+    // Only a build job may write source and deps tarballs (src/agent/cache_keys.rs).
+    dispatch["jobConfig"]["buildOnly"] = json!(true);
     let job = NewJob {
         id: kici_orchestrator::crypto::random_uuid(),
         run_id: run_id.clone(),
