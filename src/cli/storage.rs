@@ -156,7 +156,10 @@ fn usage_cmd(c: UsageCmd) -> Result<(), Error> {
     }
     outln!(
         "{:<8} {:<24} {:>8} {:>14}",
-        "KIND", "ORG", "OBJECTS", "BYTES"
+        "KIND",
+        "ORG",
+        "OBJECTS",
+        "BYTES"
     );
     for r in &rows {
         let org = r.org.as_deref().unwrap_or("-");

@@ -108,6 +108,8 @@ fn world() -> World {
     env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
     env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
     env.push(("KICI_STORAGE_FS_PATH".into(), logs.display().to_string()));
+    // The build job of docs/caches.md is not what these tests are about.
+    env.push(("KICI_CACHE_BUILD_JOBS".into(), "false".into()));
     env.push(("KICI_GITHUB_API_URL".into(), gh.url.clone()));
     let d = Daemon::start(&env);
     d.wait_ready_status(200, T);
