@@ -37,6 +37,11 @@ use crate::{
 pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Runs looked at per sweep.
 const SWEEP_LIMIT: i64 = 500;
+/// How long after a run's news the reporter looks at it (see `Reporter::woken`).
+const SETTLE: Duration = Duration::from_millis(25);
+/// Runs remembered as reporting nowhere; past this the memory starts again (a forgotten run
+/// costs one query).
+const NOT_OURS_MAX: usize = 10_000;
 
 pub struct Deps {
     pub pool: Pool,
@@ -79,6 +84,8 @@ struct Reporter {
     warned: HashSet<String>,
     /// When each check run (run id, key) was last reported by this process.
     last_sent: HashMap<(String, String), Instant>,
+    /// Runs of sources that report nowhere (generic, local), passed by without a query.
+    not_ours: HashSet<String>,
 }
 
 impl Reporter {
@@ -91,6 +98,7 @@ impl Reporter {
             parked: HashMap::new(),
             warned: HashSet::new(),
             last_sent: HashMap::new(),
+            not_ours: HashSet::new(),
         }
     }
 
@@ -123,10 +131,7 @@ impl Reporter {
                 }
             }
             for id in wake.take(Duration::ZERO) {
-                // A run backing off keeps its time: news does not make GitHub healthier.
-                if !self.attempts.contains_key(&id) {
-                    self.due.insert(id, now);
-                }
+                self.woken(id, now);
             }
             let mut ready: Vec<(Instant, String)> = self
                 .due
@@ -158,11 +163,22 @@ impl Reporter {
             let woken = wake.take(wait.min(Duration::from_millis(500)));
             let now = Instant::now();
             for id in woken {
-                if !self.attempts.contains_key(&id) {
-                    self.due.insert(id, now);
-                }
+                self.woken(id, now);
             }
         }
+    }
+
+    /// A run had news: look at it after [`SETTLE`], so the burst of events around one change
+    /// (a run's `pending`, its jobs' claims) is one look, taken after the dispatch it rode on.
+    /// A run backing off keeps its time (news does not make GitHub healthier), and a run of a
+    /// source that reports nowhere is passed by.
+    fn woken(&mut self, id: String, now: Instant) {
+        if self.attempts.contains_key(&id) || self.not_ours.contains(&id) {
+            return;
+        }
+        let at = now + SETTLE;
+        let due = self.due.entry(id).or_insert(at);
+        *due = (*due).min(at);
     }
 
     fn retry_later(&mut self, run_id: &str) -> Next {
@@ -176,7 +192,10 @@ impl Reporter {
     fn look(&mut self, run_id: &str) -> Next {
         let deps = self.deps.clone();
         let storage = deps.storage.as_deref();
-        let loaded = match deps.pool.with_retry(|c| store::load(c, run_id, storage)) {
+        let loaded = match deps
+            .pool
+            .with_retry(|c| store::load(c, run_id, storage, true))
+        {
             Ok(Some(l)) => l,
             Ok(None) => return Next::Settled,
             Err(e) => {
@@ -187,6 +206,10 @@ impl Reporter {
         let target = &loaded.target;
         // Generic and local sources report nowhere (`runs show` renders the same summary).
         if target.provider != "github" {
+            if self.not_ours.len() >= NOT_OURS_MAX {
+                self.not_ours.clear();
+            }
+            self.not_ours.insert(run_id.to_owned());
             return Next::Settled;
         }
         let Some(installation) = target

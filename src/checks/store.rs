@@ -50,10 +50,13 @@ fn ts(column: &str) -> String {
 }
 
 /// The run's target, facts and sent states; `None` for an unknown run.
+/// A run's facts and what was sent for it. With `github_only`, a run of another provider comes
+/// back with its target and status alone (the reporter needs nothing more to pass it by).
 pub fn load(
     client: &mut Client,
     run_id: &str,
     storage: Option<&Storage>,
+    github_only: bool,
 ) -> Result<Option<Loaded>, DbError> {
     const CTX: &str = "reading a run for its check runs";
     if !is_uuid(run_id) {
@@ -91,6 +94,13 @@ pub fn load(
         completed_at: col(&row, 8, CTX)?,
         jobs: Vec::new(),
     };
+    if github_only && target.provider != "github" {
+        return Ok(Some(Loaded {
+            target,
+            facts,
+            sent: HashMap::new(),
+        }));
+    }
     let jobs_sql = format!(
         "SELECT job_id::text, job_name, status, error_message, {}, {}
            FROM execution_jobs WHERE run_id = $1::text::uuid ORDER BY created_at, job_name",

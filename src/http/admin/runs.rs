@@ -119,7 +119,7 @@ pub fn show(app: &RunCtx, caller: &Caller, run_id: &str) -> ApiResult {
     // The conclusion and summary a GitHub check run shows, for every source.
     match app
         .pool
-        .with_retry(|c| crate::checks::store::load(c, &run_id, storage))
+        .with_retry(|c| crate::checks::store::load(c, &run_id, storage, false))
     {
         Ok(Some(loaded)) => crate::checks::render::annotate(&loaded.facts, &mut run, &mut jobs),
         Ok(None) => {}
