@@ -162,22 +162,14 @@ mod tests {
     #[test]
     fn relative_times() {
         let now: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
-        assert_eq!(
-            time_filter("--since", "24h", now).unwrap(),
-            "2026-12-04T12:00:00Z"
-        );
-        assert_eq!(
-            time_filter("--since", "30m", now).unwrap(),
-            "2026-12-05T11:30:00Z"
-        );
-        assert_eq!(
-            time_filter("--since", "7d", now).unwrap(),
-            "2026-11-28T12:00:00Z"
-        );
-        assert_eq!(
-            time_filter("--since", "2026-12-01", now).unwrap(),
-            "2026-12-01"
-        );
+        for (given, want) in [
+            ("24h", "2026-12-04T12:00:00Z"),
+            ("30m", "2026-12-05T11:30:00Z"),
+            ("7d", "2026-11-28T12:00:00Z"),
+            ("2026-12-01", "2026-12-01"),
+        ] {
+            assert_eq!(time_filter("--since", given, now).unwrap(), want, "{given}");
+        }
         assert!(time_filter("--since", "xd", now).is_err());
         assert!(time_filter("--since", "99999999999999999d", now).is_err());
     }

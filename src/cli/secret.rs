@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use super::{
     client::{array_of, encode_component, AdminClient},
     output::{outln, print_json, show},
-    secret_input::ProcessReaders,
     value_input::{self, ProcessTerminal, Terminal, ValueFlags},
     Globals,
 };
@@ -235,10 +234,7 @@ fn set(c: SetCmd, globals: &Globals) -> Result<(), Error> {
         from_stdin: c.from_stdin,
         no_trim: c.no_trim,
     };
-    let read = value_input::read_value(&flags, "secret", true, &ProcessReaders, &ProcessTerminal)?;
-    for w in &read.warnings {
-        eprintln!("{w}");
-    }
+    let read = value_input::read_in_process(&flags, "secret", true)?;
     if let Some(expected) = &c.confirm_fingerprint {
         value_input::confirm_fingerprint(&read.value, expected)?;
     }

@@ -9,7 +9,7 @@
 
 use std::io;
 
-use super::secret_input::SecretReaders;
+use super::secret_input::{ProcessReaders, SecretReaders};
 use crate::{crypto, Error};
 
 /// The terminal side: whether stdin is one, and a prompt that does not echo.
@@ -80,6 +80,16 @@ fn strip_one_newline(text: &str) -> &str {
     text.strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))
         .unwrap_or(text)
+}
+
+/// [`read_value`] in the real process (its environment, files, stdin and terminal), printing
+/// the warnings on stderr.
+pub fn read_in_process(flags: &ValueFlags, what: &str, secret: bool) -> Result<ReadValue, Error> {
+    let read = read_value(flags, what, secret, &ProcessReaders, &ProcessTerminal)?;
+    for w in &read.warnings {
+        eprintln!("{w}");
+    }
+    Ok(read)
 }
 
 /// Reads the value from the one mode given. `what` names it in messages ("secret", "variable").

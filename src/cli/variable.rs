@@ -8,8 +8,7 @@ use serde_json::json;
 use super::{
     client::{array_of, encode_component, AdminClient},
     output::{field, show},
-    secret_input::ProcessReaders,
-    value_input::{self, ProcessTerminal, ValueFlags},
+    value_input::{self, ValueFlags},
     Globals,
 };
 use crate::Error;
@@ -147,16 +146,7 @@ pub fn run(cmd: VariableCmd, globals: &Globals) -> Result<(), Error> {
                 from_stdin: c.from_stdin,
                 no_trim: c.no_trim,
             };
-            let read = value_input::read_value(
-                &flags,
-                "variable",
-                false,
-                &ProcessReaders,
-                &ProcessTerminal,
-            )?;
-            for w in &read.warnings {
-                eprintln!("{w}");
-            }
+            let read = value_input::read_in_process(&flags, "variable", false)?;
             let mut body = json!({ "value": read.value });
             if c.locked {
                 body["locked"] = json!(true);

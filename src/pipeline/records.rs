@@ -2,10 +2,13 @@
 //! lease, marked with the outcome and every workflow's decision trace, given up by the sweep).
 //! Runs and jobs are written by `crate::runs::store`.
 
-use postgres::Client;
+use postgres::{Client, Row};
 use serde_json::Value;
 
-use super::lease::{Unfinished, LEASE_SECS, MAX_PROCESSING_ATTEMPTS, RECEIVED_GRACE_SECS};
+use super::{
+    lease::{Unfinished, LEASE_SECS, MAX_PROCESSING_ATTEMPTS, RECEIVED_GRACE_SECS},
+    process::Work,
+};
 use crate::{db::DbError, runs::store::col};
 
 /// The delivery's event-log entry after the pipeline looked at it.
@@ -54,10 +57,7 @@ pub fn claim_delivery(client: &mut Client, event_log_id: &str) -> Result<Option<
 /// [`RECEIVED_GRACE_SECS`], or `processing` under a claim older than [`LEASE_SECS`]; oldest
 /// first. The sweep decides with [`super::lease::verdict`]; the work carries the stored payload
 /// (empty when none was kept).
-pub fn unfinished(
-    client: &mut Client,
-    limit: i64,
-) -> Result<Vec<(Unfinished, super::process::Work)>, DbError> {
+pub fn unfinished(client: &mut Client, limit: i64) -> Result<Vec<(Unfinished, Work)>, DbError> {
     let rows = client
         .query(
             "SELECT id::text, delivery_id, coalesce(routing_key, ''), provider, event, action, payload, status,
@@ -84,15 +84,7 @@ pub fn unfinished(
                 attempts: col(r, 10, READING)?,
                 has_payload: payload.is_some(),
             };
-            let work = super::process::Work {
-                event_log_id: col(r, 0, READING)?,
-                delivery_id: col(r, 1, READING)?,
-                routing_key: col(r, 2, READING)?,
-                provider: col(r, 3, READING)?,
-                event: col(r, 4, READING)?,
-                action: col(r, 5, READING)?,
-                body: payload.unwrap_or_default(),
-            };
+            let work = work(r, payload.unwrap_or_default(), READING)?;
             Ok((found, work))
         })
         .collect()
@@ -116,4 +108,18 @@ pub fn give_up(
         )
         .map_err(DbError::query("failing a delivery"))?;
     Ok(n > 0)
+}
+
+/// The delivery of an event-log row whose first columns are `id::text, delivery_id,
+/// coalesce(routing_key, ''), provider, event, action`, with `body`.
+pub(super) fn work(r: &Row, body: Vec<u8>, reading: &'static str) -> Result<Work, DbError> {
+    Ok(Work {
+        event_log_id: col(r, 0, reading)?,
+        delivery_id: col(r, 1, reading)?,
+        routing_key: col(r, 2, reading)?,
+        provider: col(r, 3, reading)?,
+        event: col(r, 4, reading)?,
+        action: col(r, 5, reading)?,
+        body,
+    })
 }

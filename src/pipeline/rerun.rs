@@ -384,15 +384,15 @@ pub fn replay(
             .ok_or_else(|| RerunError::UnknownDelivery(id.to_owned()))?,
         _ => return Err(RerunError::AmbiguousDelivery(id.to_owned())),
     };
-    if scope.is_some_and(|k| k != recorded.routing_key) {
+    if scope.is_some_and(|k| k != recorded.work.routing_key) {
         return Err(RerunError::OutOfScope);
     }
-    if !super::process::has_repository(&recorded.provider) {
-        return Err(RerunError::NoRepository(recorded.delivery_id.clone()));
+    if !super::process::has_repository(&recorded.work.provider) {
+        return Err(RerunError::NoRepository(recorded.work.delivery_id.clone()));
     }
     if matches!(recorded.status.as_str(), "received" | "processing") {
         return Err(RerunError::NotProcessed {
-            delivery: recorded.delivery_id.clone(),
+            delivery: recorded.work.delivery_id.clone(),
             status: recorded.status.clone(),
         });
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use postgres::{Client, Row};
 use serde_json::Value;
 
-use super::{process::Work, rerun::RerunError};
+use super::{process::Work, records, rerun::RerunError};
 use crate::{
     db::DbError,
     runs::{
@@ -128,53 +128,40 @@ pub fn kept_jobs(client: &mut Client, run_id: &str) -> Result<Vec<String>, DbErr
 /// A recorded delivery.
 #[derive(Debug, Clone)]
 pub struct Recorded {
-    pub event_log_id: String,
-    pub delivery_id: String,
-    pub routing_key: String,
-    pub provider: String,
-    pub event: Option<String>,
-    pub action: Option<String>,
+    /// The delivery as the pipeline processes it; its body is empty when the payload was not kept.
+    pub work: Work,
+    pub payload_kept: bool,
     pub status: String,
-    pub payload: Option<Vec<u8>>,
     pub omitted: Option<String>,
 }
 
 impl Recorded {
     /// The delivery as the pipeline processes it; refused when its payload was not kept.
     pub fn work(&self) -> Result<Work, RerunError> {
-        let body = self.payload.clone().ok_or_else(|| RerunError::NoPayload {
-            delivery: self.delivery_id.clone(),
-            reason: self
-                .omitted
-                .clone()
-                .unwrap_or_else(|| "not kept".to_owned()),
-        })?;
-        Ok(Work {
-            event_log_id: self.event_log_id.clone(),
-            delivery_id: self.delivery_id.clone(),
-            routing_key: self.routing_key.clone(),
-            provider: self.provider.clone(),
-            event: self.event.clone(),
-            action: self.action.clone(),
-            body,
-        })
+        if !self.payload_kept {
+            return Err(RerunError::NoPayload {
+                delivery: self.work.delivery_id.clone(),
+                reason: self
+                    .omitted
+                    .clone()
+                    .unwrap_or_else(|| "not kept".to_owned()),
+            });
+        }
+        Ok(self.work.clone())
     }
 }
 
+/// The columns [`records::work`] reads, then the status and why the payload was not kept.
 const DELIVERY_COLUMNS: &str = "id::text, delivery_id, coalesce(routing_key, ''),
-    coalesce(provider, ''), event, action, status, payload, payload_omitted_reason";
+    coalesce(provider, ''), event, action, payload, status, payload_omitted_reason";
 
 fn recorded(r: &Row) -> Result<Recorded, DbError> {
     const READING: &str = "reading a recorded delivery";
+    let payload: Option<Vec<u8>> = col(r, 6, READING)?;
     Ok(Recorded {
-        event_log_id: col(r, 0, READING)?,
-        delivery_id: col(r, 1, READING)?,
-        routing_key: col(r, 2, READING)?,
-        provider: col(r, 3, READING)?,
-        event: col(r, 4, READING)?,
-        action: col(r, 5, READING)?,
-        status: col(r, 6, READING)?,
-        payload: col(r, 7, READING)?,
+        payload_kept: payload.is_some(),
+        work: records::work(r, payload.unwrap_or_default(), READING)?,
+        status: col(r, 7, READING)?,
         omitted: col(r, 8, READING)?,
     })
 }

@@ -486,6 +486,19 @@ fn env_id(c: &mut impl GenericClient, org: &str, name: &str) -> Result<Option<St
     row.map(|r| DbError::column(&r, 0, CONTEXT)).transpose()
 }
 
+/// Runs `f` with the id of the org's environment `env`; `None` when it does not exist.
+fn in_env<C: GenericClient, T>(
+    c: &mut C,
+    org: &str,
+    env: &str,
+    f: impl FnOnce(&mut C, &str) -> Result<T, DbError>,
+) -> Result<Option<T>, DbError> {
+    match env_id(c, org, env)? {
+        Some(id) => f(c, &id).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// `None` when the environment does not exist, else whether the binding is new.
 pub fn bind(
     c: &mut impl GenericClient,
@@ -494,17 +507,15 @@ pub fn bind(
     scope_pattern: &str,
     host_pattern: &str,
 ) -> Result<Option<bool>, DbError> {
-    let Some(id) = env_id(c, org, env)? else {
-        return Ok(None);
-    };
-    let n = c
-        .execute(
+    in_env(c, org, env, |c, id| {
+        c.execute(
             "INSERT INTO environment_bindings (org_id, environment_id, scope_pattern, host_pattern)
              VALUES ($1, $2::text::uuid, $3, $4) ON CONFLICT DO NOTHING",
             &[&org, &id, &scope_pattern, &host_pattern],
         )
-        .map_err(DbError::query("binding an environment to a scope"))?;
-    Ok(Some(n > 0))
+        .map(|n| n > 0)
+        .map_err(DbError::query("binding an environment to a scope"))
+    })
 }
 
 /// `None` when the environment does not exist, else whether a binding was removed.
@@ -515,17 +526,15 @@ pub fn unbind(
     scope_pattern: &str,
     host_pattern: &str,
 ) -> Result<Option<bool>, DbError> {
-    let Some(id) = env_id(c, org, env)? else {
-        return Ok(None);
-    };
-    let n = c
-        .execute(
+    in_env(c, org, env, |c, id| {
+        c.execute(
             "DELETE FROM environment_bindings
              WHERE environment_id = $1::text::uuid AND scope_pattern = $2 AND host_pattern = $3",
             &[&id, &scope_pattern, &host_pattern],
         )
-        .map_err(DbError::query("unbinding an environment"))?;
-    Ok(Some(n > 0))
+        .map(|n| n > 0)
+        .map_err(DbError::query("unbinding an environment"))
+    })
 }
 
 /// Deletes the environment with its bindings and variables; whether it existed.
@@ -553,20 +562,19 @@ pub fn set_variable(
     value: &str,
     locked: Option<bool>,
 ) -> Result<Option<()>, DbError> {
-    let Some(id) = env_id(c, org, env)? else {
-        return Ok(None);
-    };
-    c.execute(
-        "INSERT INTO environment_variables (org_id, environment_id, key, value, locked)
-         VALUES ($1, $2::text::uuid, $3, $4, COALESCE($5, false))
-         ON CONFLICT (org_id, environment_id, key) DO UPDATE SET
-             value = EXCLUDED.value,
-             locked = COALESCE($5, environment_variables.locked),
-             updated_at = now()",
-        &[&org, &id, &key, &value, &locked],
-    )
-    .map_err(DbError::query("storing an environment variable"))?;
-    Ok(Some(()))
+    in_env(c, org, env, |c, id| {
+        c.execute(
+            "INSERT INTO environment_variables (org_id, environment_id, key, value, locked)
+             VALUES ($1, $2::text::uuid, $3, $4, COALESCE($5, false))
+             ON CONFLICT (org_id, environment_id, key) DO UPDATE SET
+                 value = EXCLUDED.value,
+                 locked = COALESCE($5, environment_variables.locked),
+                 updated_at = now()",
+            &[&org, &id, &key, &value, &locked],
+        )
+        .map(|_| ())
+        .map_err(DbError::query("storing an environment variable"))
+    })
 }
 
 /// `None` when the environment does not exist, else whether the variable existed.
@@ -576,14 +584,12 @@ pub fn delete_variable(
     env: &str,
     key: &str,
 ) -> Result<Option<bool>, DbError> {
-    let Some(id) = env_id(c, org, env)? else {
-        return Ok(None);
-    };
-    let n = c
-        .execute(
+    in_env(c, org, env, |c, id| {
+        c.execute(
             "DELETE FROM environment_variables WHERE environment_id = $1::text::uuid AND key = $2",
             &[&id, &key],
         )
-        .map_err(DbError::query("deleting an environment variable"))?;
-    Ok(Some(n > 0))
+        .map(|n| n > 0)
+        .map_err(DbError::query("deleting an environment variable"))
+    })
 }
