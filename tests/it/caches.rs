@@ -90,15 +90,7 @@ pub(crate) fn world(backend: Backend, extra: &[(&str, &str)]) -> World {
         ],
     };
     let store = support::storage::open(&store_vars);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "caches", "appId": "7788", "privateKey": key_pem,
-               "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "caches", "7788", &key_pem, SECRET);
     World {
         s,
         _gh: gh,

@@ -58,15 +58,7 @@ fn world() -> World {
         &["README.md", "docs/guide.md", "Cargo.toml"],
     );
     let s = support::agent::setup(PgCluster::shared(), &[("KICI_GITHUB_API_URL", &gh.url)]);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "events", "appId": "7171", "privateKey": key_pem,
-               "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "events", "7171", &key_pem, SECRET);
     World { s, _gh: gh }
 }
 

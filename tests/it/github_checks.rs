@@ -68,14 +68,7 @@ fn world() -> World {
         ("KICI_CHECKS_MAX_BACKOFF_MS", "300"),
     ];
     let s = support::agent::setup(pg, &extra);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "checks", "appId": "8888", "privateKey": key_pem, "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "checks", "8888", &key_pem, SECRET);
     let mut env = base_env(&s.db);
     env.retain(|(k, _)| k != "KICI_PORT");
     env.push(("KICI_PORT".into(), s.d.addr.port().to_string()));

@@ -172,14 +172,7 @@ fn add_trigger_hook_update_remove() {
         out.contains(&format!("\n  Folder:       {base_str}\n")),
         "{out}"
     );
-    let id = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let id = added_source_id(&out);
     let row = s.source(&id);
     assert_eq!(row["providerType"], "local");
     assert_eq!(row["verificationMethod"], "none");
@@ -583,14 +576,7 @@ fn repository_names_cannot_leave_the_source_folder() {
     let out = s.ok(&[
         "source", "add", "local", "--org", "acme", "--path", &base_str,
     ]);
-    let id = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let id = added_source_id(&out);
     let name = s.source(&id)["name"].as_str().unwrap().to_owned();
     let route = format!("/webhook/acme/generic/{name}");
     let push = |body: Value| {

@@ -62,16 +62,7 @@ fn world() -> World {
     let gh = FakeGitHub::start(7777, "Pipeline App", "pipeline-app", public_der);
     let pg = PgCluster::shared();
     let s = support::agent::setup(pg, &[("KICI_GITHUB_API_URL", &gh.url)]);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({
-            "provider": "github", "name": "pipeline", "appId": "7777", "privateKey": key_pem, "webhookSecret": SECRET,
-        }),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "pipeline", "7777", &key_pem, SECRET);
     World { s, gh }
 }
 

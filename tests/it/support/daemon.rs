@@ -55,6 +55,17 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The id of the source that `source add` printed: the second word of its second line.
+pub fn added_source_id(out: &str) -> String {
+    out.lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,

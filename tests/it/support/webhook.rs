@@ -40,3 +40,24 @@ pub fn generic_source(d: &Daemon, token: &str, org: &str, fields: Value) -> Valu
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     r.json()["source"].clone()
 }
+
+/// Creates a GitHub App source named `name` for App `app_id` with webhook secret `secret`,
+/// asserting the admin API answers 201.
+pub fn github_source(
+    d: &Daemon,
+    token: &str,
+    name: &str,
+    app_id: &str,
+    key_pem: &str,
+    secret: &str,
+) {
+    let r = admin(
+        d,
+        token,
+        "POST",
+        "/sources",
+        json!({"provider": "github", "name": name, "appId": app_id, "privateKey": key_pem,
+               "webhookSecret": secret}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
