@@ -84,27 +84,8 @@ fn push(w: &World, delivery: &str, sha: &str) -> String {
     w.gh.put_file(REPO, sha, ".kici/kici.lock.json", &lock());
     let before = "0000000000000000000000000000000000000001";
     w.gh.set_compare(REPO, before, sha, &["src/main.rs"]);
-    let body = json!({
-        "ref": "refs/heads/main", "before": before, "after": sha,
-        "repository": {"full_name": REPO, "name": "app", "owner": {"login": "acme"}, "default_branch": "main",
-                       "clone_url": "https://github.example/acme/app.git"},
-        "installation": {"id": 42}, "sender": {"login": "dev", "id": 9},
-        "head_commit": {"id": sha, "message": "change"},
-    })
-    .to_string();
-    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    let r = post(
-        &w.s.d,
-        "/webhook/acme/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", delivery),
-            ("X-GitHub-Hook-Installation-Target-ID", "8888"),
-            ("X-Hub-Signature-256", &sig),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    );
+    let body = github_push_body(REPO, "main", before, sha);
+    let (r, _) = post_github_push(&w.s.d, SECRET, "8888", delivery, &body, &[]);
     assert_eq!(r.status, 202);
     let pg = PgCluster::shared();
     let sql = format!("SELECT count(*) FROM execution_runs WHERE delivery_id = '{delivery}'");

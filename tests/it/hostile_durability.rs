@@ -27,10 +27,7 @@ const SHA: &str = "3333333333333333333333333333333333333333";
 const PR_SHA: &str = "4444444444444444444444444444444444444444";
 
 fn lock() -> Vec<u8> {
-    let job = |name: &str, needs: Value| {
-        json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-               "needs": needs, "steps": [{"name": "step-1", "hasOutputs": false}]})
-    };
+    let job = support::lock::static_job;
     json!({
         "schemaVersion": 29,
         "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},

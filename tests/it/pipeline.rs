@@ -24,8 +24,7 @@ const SHA: &str = "1111111111111111111111111111111111111111";
 
 fn lock(schema: u64, deploy_needs: Value) -> Vec<u8> {
     let job = |name: &str, extra: Value| {
-        let mut j = json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-                           "needs": [], "steps": [{"name": "step-1", "hasOutputs": false}]});
+        let mut j = support::lock::static_job(name, json!([]));
         for (k, v) in extra.as_object().unwrap() {
             j[k] = v.clone();
         }
@@ -67,27 +66,8 @@ fn world() -> World {
 }
 
 fn push(w: &World, delivery: &str, branch: &str, before: &str) -> HttpResponse {
-    let body = json!({
-        "ref": format!("refs/heads/{branch}"), "before": before, "after": SHA,
-        "repository": {"full_name": "acme/app", "name": "app", "owner": {"login": "acme"}, "default_branch": "main",
-                       "clone_url": "https://github.example/acme/app.git"},
-        "installation": {"id": 42}, "sender": {"login": "dev", "id": 9},
-        "head_commit": {"id": SHA, "message": "change"},
-    })
-    .to_string();
-    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    post(
-        &w.s.d,
-        "/webhook/acme/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", delivery),
-            ("X-GitHub-Hook-Installation-Target-ID", "7777"),
-            ("X-Hub-Signature-256", &sig),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
+    let body = github_push_body("acme/app", branch, before, SHA);
+    post_github_push(&w.s.d, SECRET, "7777", delivery, &body, &[]).0
 }
 
 fn delivery_row(pg: &PgCluster, db: &str, delivery: &str) -> (String, String, Value) {

@@ -24,10 +24,7 @@ const SHA: &str = "2222222222222222222222222222222222222222";
 
 /// Workflow `ci`: `lint` and `unit` at once, `deploy` after both.
 fn lock() -> Vec<u8> {
-    let job = |name: &str, needs: Value| {
-        json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-               "needs": needs, "steps": [{"name": "step-1", "hasOutputs": false}]})
-    };
+    let job = support::lock::static_job;
     json!({
         "schemaVersion": 29,
         "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},

@@ -58,8 +58,7 @@ const ALL: [&str; 9] = [
 
 fn lock() -> Vec<u8> {
     let job = |name: &str, envs: &[&str]| {
-        let mut j = json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-               "needs": [], "steps": [{"name": "step-1", "hasOutputs": false}]});
+        let mut j = support::lock::static_job(name, json!([]));
         if !envs.is_empty() {
             j["environments"] = json!(envs
                 .iter()
