@@ -32,10 +32,7 @@ struct Setup {
 fn setup(tag: &str) -> Setup {
     let pg = PgCluster::shared();
     let db = pg.create_database();
-    let mut env = base_env(&db);
-    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
-    let d = Daemon::start(&env);
-    d.wait_ready_status(200, Duration::from_secs(10));
+    let d = owner_daemon(&db, OWNER);
     let dir = std::env::temp_dir().join(format!("kici-local-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

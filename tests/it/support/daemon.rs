@@ -66,6 +66,15 @@ pub fn added_source_id(out: &str) -> String {
         .to_owned()
 }
 
+/// A daemon on database `db` with bootstrap admin token `owner`, ready.
+pub fn owner_daemon(db: &str, owner: &str) -> Daemon {
+    let mut env = base_env(db);
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), owner.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, Duration::from_secs(10));
+    d
+}
+
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
