@@ -28,20 +28,13 @@ const PR_SHA: &str = "4444444444444444444444444444444444444444";
 
 fn lock() -> Vec<u8> {
     let job = support::lock::static_job;
-    json!({
-        "schemaVersion": 29,
-        "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-        "contentHash": "lock-hash",
-        "workflows": [
+    support::lock::ci_lock_file(json!([
             {"name": "ci", "contentHash": "ci-hash",
              "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []},
                           {"_type": "pr", "events": ["opened"], "targetBranches": [{"type": "glob", "pattern": "main"}],
                            "sourceBranches": [], "paths": []}],
              "jobs": [job("build", json!([])), job("deploy", json!(["build"]))]},
-        ],
-    })
-    .to_string()
-    .into_bytes()
+    ]))
 }
 
 struct World {

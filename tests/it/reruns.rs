@@ -25,18 +25,11 @@ const SHA: &str = "2222222222222222222222222222222222222222";
 /// Workflow `ci`: `lint` and `unit` at once, `deploy` after both.
 fn lock() -> Vec<u8> {
     let job = support::lock::static_job;
-    json!({
-        "schemaVersion": 29,
-        "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-        "contentHash": "lock-hash",
-        "workflows": [
+    support::lock::ci_lock_file(json!([
             {"name": "ci", "contentHash": "ci-hash", "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
              "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
              "jobs": [job("lint", json!([])), job("unit", json!([])), job("deploy", json!(["lint", "unit"]))]},
-        ],
-    })
-    .to_string()
-    .into_bytes()
+    ]))
 }
 
 struct World {
