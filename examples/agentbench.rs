@@ -47,51 +47,28 @@ use kici_orchestrator::runs::{
     },
 };
 use serde_json::{json, Value};
-use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
+use tungstenite::Message;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{arg, read};
+use common::{arg, online, post_webhook, read, wait_for};
 
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn wait_for(ws: &mut Socket, kind: &str, within: Duration) -> Option<Value> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(f) = read(ws) {
-            if f["type"] == kind {
-                return Some(f);
-            }
-        }
-    }
-    None
-}
-
-/// Connects, authenticates and registers; `None` when anything is refused or times out.
-fn online(url: &str, token: &str, id: &str, tick: Duration) -> Option<Socket> {
-    let (mut ws, _) = tungstenite::connect(url).ok()?;
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(tick)).ok()?;
-    }
-    ws.send(Message::text(
-        json!({"type":"auth.request","token":token,"protocolVersion":1}).to_string(),
-    ))
-    .ok()?;
-    wait_for(&mut ws, "auth.success", Duration::from_secs(10))?;
-    let register = json!({"type":"agent.register","messageId":format!("register-{id}"),"agentId":id,
-        "labels":["linux","kici:os:linux","kici:arch:x64"],"platform":"linux","arch":"x64"});
-    ws.send(Message::text(register.to_string())).ok()?;
-    wait_for(&mut ws, "register.ack", Duration::from_secs(10))?;
-    Some(ws)
-}
+/// The labels of every bench agent here.
+const LABELS: &[&str] = &["linux", "kici:os:linux", "kici:arch:x64"];
 
 fn latency(args: &[String]) {
     let url = arg(args, "--ws", None);
     let token = arg(args, "--token", None);
     let db = arg(args, "--db", None);
     let count: usize = arg(args, "--count", Some("300")).parse().expect("--count");
-    let mut ws =
-        online(&url, &token, "bench-agent", Duration::from_millis(1)).expect("agent online");
+    let mut ws = online(
+        &url,
+        &token,
+        "bench-agent",
+        LABELS,
+        Duration::from_millis(1),
+    )
+    .expect("agent online");
     let mut client = postgres::Client::connect(&db, postgres::NoTls).expect("database");
     let webhook = args
         .iter()
@@ -171,24 +148,6 @@ fn latency(args: &[String]) {
     println!("{out}");
 }
 
-/// POSTs a local-source push (`X-Event-Type: push`) and checks the 202.
-fn post_webhook(url: &str, delivery: &str) {
-    use std::io::{Read, Write};
-    let rest = url
-        .strip_prefix("http://")
-        .expect("--webhook must be http://");
-    let (host, path) = rest.split_once('/').expect("--webhook needs a path");
-    let body = r#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","repository":{"full_name":"bench/app"}}"#;
-    let mut s = TcpStream::connect(host).expect("connect to the orchestrator");
-    write!(s, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Event-Type: push\r\nX-Request-ID: {delivery}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 202"),
-        "webhook not accepted: {answer}"
-    );
-}
-
 fn idle(args: &[String]) {
     let url = arg(args, "--ws", None);
     let token = arg(args, "--token", None);
@@ -213,7 +172,7 @@ fn idle(args: &[String]) {
             thread::Builder::new()
                 .stack_size(128 * 1024)
                 .spawn(move || {
-                    let Some(mut ws) = online(&url, &token, &format!("idle-{i:04}"), Duration::from_millis(500)) else {
+                    let Some(mut ws) = online(&url, &token, &format!("idle-{i:04}"), LABELS, Duration::from_millis(500)) else {
                         return;
                     };
                     registered.fetch_add(1, Ordering::SeqCst);
@@ -338,8 +297,8 @@ fn logs(args: &[String]) {
             let (url, token, ready_tx) = (url.clone(), token.clone(), ready_tx.clone());
             let id = format!("logs-{tag}-{i}");
             thread::spawn(move || {
-                let mut ws =
-                    online(&url, &token, &id, Duration::from_millis(2)).expect("agent online");
+                let mut ws = online(&url, &token, &id, LABELS, Duration::from_millis(2))
+                    .expect("agent online");
                 ready_tx.send(()).expect("main waits");
                 let job = wait_for(&mut ws, "job.dispatch", Duration::from_secs(30))
                     .expect("job.dispatch within 30 s");

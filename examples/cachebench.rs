@@ -17,21 +17,15 @@
 //! `{"cold_ms":[..],"warm_ms":[..],"save_p50_ms":..,"save_p99_ms":..,"restore_p50_ms":..,..}`.
 //! Bounded: every wait times out (30 s), so the process ends within minutes.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use kici_orchestrator::storage::{presign::Verb, s3};
 use serde_json::{json, Value};
-use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
+use tungstenite::Message;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{arg, read};
-
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+use common::{arg, online, post_webhook, Socket};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -41,36 +35,7 @@ fn send(ws: &mut Socket, frame: Value) {
 }
 
 fn wait_for(ws: &mut Socket, kind: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(f) = read(ws) {
-            if f["type"] == kind {
-                return f;
-            }
-        }
-    }
-    panic!("no {kind} within {WAIT:?}");
-}
-
-fn online(url: &str, token: &str) -> Socket {
-    let (mut ws, _) = tungstenite::connect(url).expect("connect");
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(1)))
-            .expect("read timeout");
-    }
-    send(
-        &mut ws,
-        json!({"type":"auth.request","token":token,"protocolVersion":1}),
-    );
-    wait_for(&mut ws, "auth.success");
-    send(
-        &mut ws,
-        json!({"type":"agent.register","messageId":"register-cachebench","agentId":"cachebench",
-               "labels":["linux","kici:os:linux","kici:arch:x64","kici:role:builder"],
-               "platform":"linux","arch":"x64"}),
-    );
-    wait_for(&mut ws, "register.ack");
-    ws
+    common::wait_for(ws, kind, WAIT).unwrap_or_else(|| panic!("no {kind} within {WAIT:?}"))
 }
 
 fn http(verb: Verb, url: &str, body: &[u8]) -> Vec<u8> {
@@ -83,22 +48,6 @@ fn http(verb: Verb, url: &str, body: &[u8]) -> Vec<u8> {
         a.status
     );
     a.body
-}
-
-fn post_webhook(url: &str, delivery: &str) {
-    let rest = url
-        .strip_prefix("http://")
-        .expect("--webhook must be http://");
-    let (host, path) = rest.split_once('/').expect("--webhook needs a path");
-    let body = r#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","repository":{"full_name":"bench/app"}}"#;
-    let mut s = TcpStream::connect(host).expect("connect to the orchestrator");
-    write!(s, "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nX-Event-Type: push\r\nX-Request-ID: {delivery}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 202"),
-        "webhook not accepted: {answer}"
-    );
 }
 
 fn write_lock(path: &str, content: &str, lockfile: &str) {
@@ -238,7 +187,19 @@ fn main() {
     );
     let count: usize = arg(&args, "--count", Some("200")).parse().expect("--count");
     assert!((1..=20).contains(&rounds) && count <= 10_000 && install.as_secs() <= 60);
-    let mut ws = online(&ws_url, &token);
+    let mut ws = online(
+        &ws_url,
+        &token,
+        "cachebench",
+        &[
+            "linux",
+            "kici:os:linux",
+            "kici:arch:x64",
+            "kici:role:builder",
+        ],
+        Duration::from_millis(1),
+    )
+    .expect("agent online");
     let pid = std::process::id();
     let (mut cold, mut warm) = (Vec::new(), Vec::new());
     let mut delivery = 0;

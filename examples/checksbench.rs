@@ -37,11 +37,11 @@ use kici_orchestrator::runs::{
     },
 };
 use serde_json::{json, Value};
-use tungstenite::{stream::MaybeTlsStream, Message, WebSocket};
+use tungstenite::Message;
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{arg, read};
+use common::{arg, online, wait_for};
 
 const APP_ID: i64 = 4242;
 const INSTALLATION: u64 = 77;
@@ -111,35 +111,6 @@ impl Handler for Fake {
             _ => Response::json(404, &json!({"message": "Not Found"})),
         }
     }
-}
-
-type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn wait_for(ws: &mut Socket, kind: &str, within: Duration) -> Option<Value> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(f) = read(ws) {
-            if f["type"] == kind {
-                return Some(f);
-            }
-        }
-    }
-    None
-}
-
-fn online(url: &str, token: &str, id: &str) -> Socket {
-    let (mut ws, _) = tungstenite::connect(url).expect("agent connects");
-    if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-    }
-    let auth = json!({"type":"auth.request","token":token,"protocolVersion":1});
-    ws.send(Message::text(auth.to_string())).unwrap();
-    wait_for(&mut ws, "auth.success", Duration::from_secs(10)).expect("auth.success");
-    let register = json!({"type":"agent.register","messageId":format!("register-{id}"),"agentId":id,
-        "labels":["linux"],"platform":"linux","arch":"x64"});
-    ws.send(Message::text(register.to_string())).unwrap();
-    wait_for(&mut ws, "register.ack", Duration::from_secs(10)).expect("register.ack");
-    ws
 }
 
 fn admin_post(api: &str, token: &str, path: &str, body: &Value) -> String {
@@ -231,7 +202,14 @@ fn main() {
     for i in 0..agents {
         let (ws_url, agent_token, ended) = (ws_url.clone(), agent_token.clone(), ended.clone());
         thread::spawn(move || {
-            let mut ws = online(&ws_url, &agent_token, &format!("checks-bench-{i}"));
+            let mut ws = online(
+                &ws_url,
+                &agent_token,
+                &format!("checks-bench-{i}"),
+                &["linux"],
+                Duration::from_millis(5),
+            )
+            .expect("agent online");
             while Instant::now() < stop_at {
                 let Some(job) = wait_for(&mut ws, "job.dispatch", Duration::from_millis(200))
                 else {

@@ -90,15 +90,7 @@ pub(crate) fn world(backend: Backend, extra: &[(&str, &str)]) -> World {
         ],
     };
     let store = support::storage::open(&store_vars);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "caches", "appId": "7788", "privateKey": key_pem,
-               "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "caches", "7788", &key_pem, SECRET);
     World {
         s,
         _gh: gh,
@@ -115,27 +107,13 @@ impl World {
         let n = self.deliveries.get() + 1;
         self.deliveries.set(n);
         let delivery = format!("caches-{n}");
-        let body = json!({
-            "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000000", "after": SHA,
-            "repository": {"full_name": "acme/app", "name": "app", "owner": {"login": "acme"},
-                           "default_branch": "main", "clone_url": "https://github.example/acme/app.git"},
-            "installation": {"id": 42}, "sender": {"login": "dev", "id": 9},
-            "head_commit": {"id": SHA, "message": "change"},
-        })
-        .to_string();
-        let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-        let r = post(
-            &self.s.d,
-            "/webhook/acme/github",
-            &[
-                ("X-GitHub-Event", "push"),
-                ("X-GitHub-Delivery", &delivery),
-                ("X-GitHub-Hook-Installation-Target-ID", "7788"),
-                ("X-Hub-Signature-256", &sig),
-                ("Content-Type", "application/json"),
-            ],
-            body.as_bytes(),
+        let body = github_push_body(
+            "acme/app",
+            "main",
+            "0000000000000000000000000000000000000000",
+            SHA,
         );
+        let (r, _) = post_github_push(&self.s.d, SECRET, "7788", &delivery, &body, &[]);
         assert!(r.status < 300, "{}", String::from_utf8_lossy(&r.body));
         let sql = format!(
             "SELECT coalesce(run_id::text, '') FROM event_log WHERE delivery_id = '{delivery}' \

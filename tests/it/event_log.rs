@@ -58,41 +58,20 @@ fn world() -> World {
         &["README.md", "docs/guide.md", "Cargo.toml"],
     );
     let s = support::agent::setup(PgCluster::shared(), &[("KICI_GITHUB_API_URL", &gh.url)]);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "events", "appId": "7171", "privateKey": key_pem,
-               "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "events", "7171", &key_pem, SECRET);
     World { s, _gh: gh }
 }
 
 /// A signed push of `sha` to `branch`; returns the signature header sent.
 fn push(w: &World, delivery: &str, branch: &str, sha: &str) -> String {
-    let body = json!({
-        "ref": format!("refs/heads/{branch}"), "before": BEFORE, "after": sha,
-        "repository": {"full_name": "acme/app", "name": "app", "owner": {"login": "acme"},
-                       "default_branch": "main", "clone_url": "https://github.example/acme/app.git"},
-        "installation": {"id": 42}, "sender": {"login": "dev", "id": 9},
-        "head_commit": {"id": sha, "message": "change"},
-    })
-    .to_string();
-    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    let r = post(
+    let body = github_push_body("acme/app", branch, BEFORE, sha);
+    let (r, sig) = post_github_push(
         &w.s.d,
-        "/webhook/acme/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", delivery),
-            ("X-GitHub-Hook-Installation-Target-ID", "7171"),
-            ("X-Hub-Signature-256", &sig),
-            ("Authorization", "Bearer not-for-the-log"),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
+        SECRET,
+        "7171",
+        delivery,
+        &body,
+        &[("Authorization", "Bearer not-for-the-log")],
     );
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     sig

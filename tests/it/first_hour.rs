@@ -154,10 +154,7 @@ fn a_flood_of_refused_webhooks_logs_one_line_per_source_and_reason() {
     use support::webhook::{generic_source, post, sign};
     const OWNER: &str = "3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f3f";
     let pg = PgCluster::shared();
-    let mut env = base_env(&pg.create_database());
-    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
-    let d = Daemon::start(&env);
-    d.wait_ready_status(200, std::time::Duration::from_secs(10));
+    let d = owner_daemon(&pg.create_database(), OWNER);
     generic_source(
         &d,
         OWNER,
@@ -293,10 +290,7 @@ fn the_wizard_refuses_another_instances_database_without_its_key_and_joins_it_wi
     const OWNER: &str = "4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e";
     let pg = PgCluster::shared();
     let db = pg.create_database();
-    let mut env = base_env(&db);
-    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
-    let d = Daemon::start(&env);
-    d.wait_ready_status(200, std::time::Duration::from_secs(10));
+    let d = owner_daemon(&db, OWNER);
     // A sealed secret for the key check to open.
     generic_source(
         &d,

@@ -68,14 +68,7 @@ fn world() -> World {
         ("KICI_CHECKS_MAX_BACKOFF_MS", "300"),
     ];
     let s = support::agent::setup(pg, &extra);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "checks", "appId": "8888", "privateKey": key_pem, "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "checks", "8888", &key_pem, SECRET);
     let mut env = base_env(&s.db);
     env.retain(|(k, _)| k != "KICI_PORT");
     env.push(("KICI_PORT".into(), s.d.addr.port().to_string()));
@@ -91,27 +84,8 @@ fn push(w: &World, delivery: &str, sha: &str) -> String {
     w.gh.put_file(REPO, sha, ".kici/kici.lock.json", &lock());
     let before = "0000000000000000000000000000000000000001";
     w.gh.set_compare(REPO, before, sha, &["src/main.rs"]);
-    let body = json!({
-        "ref": "refs/heads/main", "before": before, "after": sha,
-        "repository": {"full_name": REPO, "name": "app", "owner": {"login": "acme"}, "default_branch": "main",
-                       "clone_url": "https://github.example/acme/app.git"},
-        "installation": {"id": 42}, "sender": {"login": "dev", "id": 9},
-        "head_commit": {"id": sha, "message": "change"},
-    })
-    .to_string();
-    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    let r = post(
-        &w.s.d,
-        "/webhook/acme/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", delivery),
-            ("X-GitHub-Hook-Installation-Target-ID", "8888"),
-            ("X-Hub-Signature-256", &sig),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    );
+    let body = github_push_body(REPO, "main", before, sha);
+    let (r, _) = post_github_push(&w.s.d, SECRET, "8888", delivery, &body, &[]);
     assert_eq!(r.status, 202);
     let pg = PgCluster::shared();
     let sql = format!("SELECT count(*) FROM execution_runs WHERE delivery_id = '{delivery}'");

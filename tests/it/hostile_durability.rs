@@ -27,24 +27,14 @@ const SHA: &str = "3333333333333333333333333333333333333333";
 const PR_SHA: &str = "4444444444444444444444444444444444444444";
 
 fn lock() -> Vec<u8> {
-    let job = |name: &str, needs: Value| {
-        json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-               "needs": needs, "steps": [{"name": "step-1", "hasOutputs": false}]})
-    };
-    json!({
-        "schemaVersion": 29,
-        "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-        "contentHash": "lock-hash",
-        "workflows": [
+    let job = support::lock::static_job;
+    support::lock::ci_lock_file(json!([
             {"name": "ci", "contentHash": "ci-hash",
              "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []},
                           {"_type": "pr", "events": ["opened"], "targetBranches": [{"type": "glob", "pattern": "main"}],
                            "sourceBranches": [], "paths": []}],
              "jobs": [job("build", json!([])), job("deploy", json!(["build"]))]},
-        ],
-    })
-    .to_string()
-    .into_bytes()
+    ]))
 }
 
 struct World {
@@ -60,28 +50,12 @@ fn world(extra: &[(&str, &str)]) -> World {
     gh.put_file("acme/app", PR_SHA, ".kici/kici.lock.json", &lock());
     let pg = PgCluster::shared();
     let db = pg.create_database();
-    let logs = std::env::temp_dir().join(format!(
-        "kici-hostile-logs-{}-{}",
-        std::process::id(),
-        db.rsplit('/').next().unwrap()
-    ));
-    let mut env = base_env(&db);
-    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
-    env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
-    env.push(("KICI_STORAGE_FS_PATH".into(), logs.display().to_string()));
+    let (mut env, logs) = support::agent::agent_env(&db, "hostile");
     env.push(("KICI_GITHUB_API_URL".into(), gh.url.clone()));
-    env.push(("KICI_CACHE_BUILD_JOBS".into(), "false".into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let d = Daemon::start(&env);
     d.wait_ready_status(200, T);
-    let r = admin(
-        &d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "hostile", "appId": "8181", "privateKey": key_pem, "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&d, OWNER, "hostile", "8181", &key_pem, SECRET);
     World {
         s: Setup { d, db, logs },
         gh,
@@ -422,13 +396,8 @@ fn an_oversize_relayed_github_delivery_is_rejected_and_nothing_is_recorded() {
     let platform = PlatformDouble::start(None);
     let pg = PgCluster::shared();
     let db = pg.create_database();
-    let mut env = base_env(&db);
-    env.retain(|(k, _)| k != "KICI_MODE");
+    let mut env = platform.hybrid_env(&db, OWNER);
     for (k, v) in [
-        ("KICI_MODE", "hybrid"),
-        ("KICI_PLATFORM_URL", platform.url().as_str()),
-        ("KICI_PLATFORM_TOKEN", PlatformDouble::TOKEN),
-        ("KICI_BOOTSTRAP_ADMIN_TOKEN", OWNER),
         ("KICI_CLUSTER_INSTANCE_ID", "inst-hostile"),
         ("KICI_EVENT_LOG_MAX_PAYLOAD_BYTES", "4096"),
         ("KICI_GITHUB_API_URL", gh.url.as_str()),
@@ -437,14 +406,7 @@ fn an_oversize_relayed_github_delivery_is_rejected_and_nothing_is_recorded() {
     }
     let d = Daemon::start(&env);
     d.wait_ready_status(200, T);
-    let r = admin(
-        &d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "relay", "appId": "8282", "privateKey": key_pem, "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&d, OWNER, "relay", "8282", &key_pem, SECRET);
     platform.wait_for("source.register", T, |f| {
         f["sources"][0]["routingKey"] == "github:8282"
     });

@@ -32,10 +32,7 @@ struct Setup {
 fn setup(tag: &str) -> Setup {
     let pg = PgCluster::shared();
     let db = pg.create_database();
-    let mut env = base_env(&db);
-    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
-    let d = Daemon::start(&env);
-    d.wait_ready_status(200, Duration::from_secs(10));
+    let d = owner_daemon(&db, OWNER);
     let dir = std::env::temp_dir().join(format!("kici-local-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -172,14 +169,7 @@ fn add_trigger_hook_update_remove() {
         out.contains(&format!("\n  Folder:       {base_str}\n")),
         "{out}"
     );
-    let id = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let id = added_source_id(&out);
     let row = s.source(&id);
     assert_eq!(row["providerType"], "local");
     assert_eq!(row["verificationMethod"], "none");
@@ -583,14 +573,7 @@ fn repository_names_cannot_leave_the_source_folder() {
     let out = s.ok(&[
         "source", "add", "local", "--org", "acme", "--path", &base_str,
     ]);
-    let id = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let id = added_source_id(&out);
     let name = s.source(&id)["name"].as_str().unwrap().to_owned();
     let route = format!("/webhook/acme/generic/{name}");
     let push = |body: Value| {

@@ -111,19 +111,8 @@ fn scrape(d: &Daemon) -> (String, Vec<Sample>) {
 
 fn hybrid(pg: &PgCluster, platform: &PlatformDouble, extra: &[(&str, &str)]) -> (Daemon, String) {
     let db = pg.create_database();
-    let mut env = base_env(&db);
-    env.retain(|(k, _)| k != "KICI_MODE");
-    for (k, v) in [
-        ("KICI_MODE", "hybrid"),
-        ("KICI_PLATFORM_URL", platform.url().as_str()),
-        ("KICI_PLATFORM_TOKEN", PlatformDouble::TOKEN),
-        ("KICI_BOOTSTRAP_ADMIN_TOKEN", OWNER),
-    ]
-    .into_iter()
-    .chain(extra.iter().copied())
-    {
-        env.push((k.into(), v.into()));
-    }
+    let mut env = platform.hybrid_env(&db, OWNER);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let d = Daemon::start(&env);
     d.wait_ready_status(200, T);
     (d, db)

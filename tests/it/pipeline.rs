@@ -24,8 +24,7 @@ const SHA: &str = "1111111111111111111111111111111111111111";
 
 fn lock(schema: u64, deploy_needs: Value) -> Vec<u8> {
     let job = |name: &str, extra: Value| {
-        let mut j = json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-                           "needs": [], "steps": [{"name": "step-1", "hasOutputs": false}]});
+        let mut j = support::lock::static_job(name, json!([]));
         for (k, v) in extra.as_object().unwrap() {
             j[k] = v.clone();
         }
@@ -62,41 +61,13 @@ fn world() -> World {
     let gh = FakeGitHub::start(7777, "Pipeline App", "pipeline-app", public_der);
     let pg = PgCluster::shared();
     let s = support::agent::setup(pg, &[("KICI_GITHUB_API_URL", &gh.url)]);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({
-            "provider": "github", "name": "pipeline", "appId": "7777", "privateKey": key_pem, "webhookSecret": SECRET,
-        }),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "pipeline", "7777", &key_pem, SECRET);
     World { s, gh }
 }
 
 fn push(w: &World, delivery: &str, branch: &str, before: &str) -> HttpResponse {
-    let body = json!({
-        "ref": format!("refs/heads/{branch}"), "before": before, "after": SHA,
-        "repository": {"full_name": "acme/app", "name": "app", "owner": {"login": "acme"}, "default_branch": "main",
-                       "clone_url": "https://github.example/acme/app.git"},
-        "installation": {"id": 42}, "sender": {"login": "dev", "id": 9},
-        "head_commit": {"id": SHA, "message": "change"},
-    })
-    .to_string();
-    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    post(
-        &w.s.d,
-        "/webhook/acme/github",
-        &[
-            ("X-GitHub-Event", "push"),
-            ("X-GitHub-Delivery", delivery),
-            ("X-GitHub-Hook-Installation-Target-ID", "7777"),
-            ("X-Hub-Signature-256", &sig),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
+    let body = github_push_body("acme/app", branch, before, SHA);
+    post_github_push(&w.s.d, SECRET, "7777", delivery, &body, &[]).0
 }
 
 fn delivery_row(pg: &PgCluster, db: &str, delivery: &str) -> (String, String, Value) {

@@ -22,17 +22,10 @@ const SECRET: &str = "relay webhook secret";
 
 fn hybrid(pg: &PgCluster, platform: &PlatformDouble, extra: &[(&str, &str)]) -> (Daemon, String) {
     let url = pg.create_database();
-    let mut env = base_env(&url);
-    env.retain(|(k, _)| k != "KICI_MODE");
-    for (k, v) in [
-        ("KICI_MODE", "hybrid"),
-        ("KICI_PLATFORM_URL", platform.url().as_str()),
-        ("KICI_PLATFORM_TOKEN", PlatformDouble::TOKEN),
-        ("KICI_BOOTSTRAP_ADMIN_TOKEN", OWNER),
-        ("KICI_CLUSTER_INSTANCE_ID", "inst-1"),
-    ]
-    .into_iter()
-    .chain(extra.iter().copied())
+    let mut env = platform.hybrid_env(&url, OWNER);
+    for (k, v) in [("KICI_CLUSTER_INSTANCE_ID", "inst-1")]
+        .into_iter()
+        .chain(extra.iter().copied())
     {
         env.push((k.into(), v.into()));
     }
@@ -152,16 +145,7 @@ fn relayed_deliveries_are_acked_once_after_recording() {
     let platform = PlatformDouble::start(None);
     let cluster = PgCluster::shared();
     let (d, url) = hybrid(cluster, &platform, &[("KICI_GITHUB_API_URL", &gh.url)]);
-    let r = admin(
-        &d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({
-            "provider": "github", "name": "relay", "appId": "5151", "privateKey": key_pem, "webhookSecret": SECRET,
-        }),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&d, OWNER, "relay", "5151", &key_pem, SECRET);
     platform.wait_for("source.register", Duration::from_secs(5), |f| {
         f["sources"][0]["routingKey"] == "github:5151"
     });

@@ -24,22 +24,12 @@ const SHA: &str = "2222222222222222222222222222222222222222";
 
 /// Workflow `ci`: `lint` and `unit` at once, `deploy` after both.
 fn lock() -> Vec<u8> {
-    let job = |name: &str, needs: Value| {
-        json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-               "needs": needs, "steps": [{"name": "step-1", "hasOutputs": false}]})
-    };
-    json!({
-        "schemaVersion": 29,
-        "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
-        "contentHash": "lock-hash",
-        "workflows": [
+    let job = support::lock::static_job;
+    support::lock::ci_lock_file(json!([
             {"name": "ci", "contentHash": "ci-hash", "source": {"file": ".kici/workflows/ci.ts", "export": "#default"},
              "triggers": [{"_type": "push", "branches": [{"type": "glob", "pattern": "main"}], "paths": []}],
              "jobs": [job("lint", json!([])), job("unit", json!([])), job("deploy", json!(["lint", "unit"]))]},
-        ],
-    })
-    .to_string()
-    .into_bytes()
+    ]))
 }
 
 struct World {
@@ -52,15 +42,7 @@ fn world() -> World {
     let (key_pem, public_der) = rsa_key_pair();
     let gh = FakeGitHub::start(8888, "Rerun App", "rerun-app", public_der);
     let s = support::agent::setup(PgCluster::shared(), &[("KICI_GITHUB_API_URL", &gh.url)]);
-    let r = admin(
-        &s.d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "reruns", "appId": "8888", "privateKey": key_pem,
-               "webhookSecret": SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&s.d, OWNER, "reruns", "8888", &key_pem, SECRET);
     let routing_key = one(
         PgCluster::shared(),
         &s.db,
@@ -526,14 +508,7 @@ fn a_replay_after_fixing_a_local_lock_file_starts_the_run_it_missed() {
     let out = admin_cli(&[
         "source", "add", "local", "--org", "acme", "--path", &base_str,
     ]);
-    let id = out
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
+    let id = added_source_id(&out);
     let out = admin_cli(&["source", "trigger-local", &id]);
     let delivery = out
         .lines()

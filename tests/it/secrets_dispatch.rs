@@ -58,8 +58,7 @@ const ALL: [&str; 9] = [
 
 fn lock() -> Vec<u8> {
     let job = |name: &str, envs: &[&str]| {
-        let mut j = json!({"_type": "static", "name": name, "runsOn": [{"kind": "exact", "value": "linux"}],
-               "needs": [], "steps": [{"name": "step-1", "hasOutputs": false}]});
+        let mut j = support::lock::static_job(name, json!([]));
         if !envs.is_empty() {
             j["environments"] = json!(envs
                 .iter()
@@ -99,29 +98,11 @@ fn world() -> World {
     gh.put_file("acme/app", PR_SHA, ".kici/kici.lock.json", &lock());
     let pg = PgCluster::shared();
     let db = pg.create_database();
-    let logs = std::env::temp_dir().join(format!(
-        "kici-secrets-logs-{}-{}",
-        std::process::id(),
-        db.rsplit('/').next().unwrap()
-    ));
-    let mut env = base_env(&db);
-    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
-    env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
-    env.push(("KICI_STORAGE_FS_PATH".into(), logs.display().to_string()));
-    // The build job of docs/caches.md is not what these tests are about.
-    env.push(("KICI_CACHE_BUILD_JOBS".into(), "false".into()));
+    let (mut env, logs) = support::agent::agent_env(&db, "secrets");
     env.push(("KICI_GITHUB_API_URL".into(), gh.url.clone()));
     let d = Daemon::start(&env);
     d.wait_ready_status(200, T);
-    let r = admin(
-        &d,
-        OWNER,
-        "POST",
-        "/sources",
-        json!({"provider": "github", "name": "secrets", "appId": "8282", "privateKey": key_pem,
-               "webhookSecret": HOOK_SECRET}),
-    );
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    github_source(&d, OWNER, "secrets", "8282", &key_pem, HOOK_SECRET);
     // The source's customer id is the org whose secrets its jobs get.
     let r = admin(
         &d,

@@ -238,21 +238,28 @@ pub struct Setup {
 
 pub fn setup(pg: &PgCluster, extra: &[(&str, &str)]) -> Setup {
     let db = pg.create_database();
+    let (mut env, logs) = agent_env(&db, "agent");
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, T);
+    Setup { d, db, logs }
+}
+
+/// The daemon environment of [`setup`] for database `db`: admin token [`OWNER`], job logs in
+/// a fresh directory named after `label` (returned too), no cache build jobs.
+pub fn agent_env(db: &str, label: &str) -> (Vec<(String, String)>, std::path::PathBuf) {
     let logs = std::env::temp_dir().join(format!(
-        "kici-agent-logs-{}-{}",
+        "kici-{label}-logs-{}-{}",
         std::process::id(),
         db.rsplit('/').next().unwrap()
     ));
-    let mut env = base_env(&db);
+    let mut env = base_env(db);
     env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), OWNER.into()));
     env.push(("KICI_STORAGE_TYPE".into(), "filesystem".into()));
     env.push(("KICI_STORAGE_FS_PATH".into(), logs.display().to_string()));
     // These tests queue their jobs as they are; tests/it/caches.rs covers the build job.
     env.push(("KICI_CACHE_BUILD_JOBS".into(), "false".into()));
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let d = Daemon::start(&env);
-    d.wait_ready_status(200, T);
-    Setup { d, db, logs }
+    (env, logs)
 }
 
 pub fn agent_token(s: &Setup, body: Value) -> String {

@@ -55,6 +55,26 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The id of the source that `source add` printed: the second word of its second line.
+pub fn added_source_id(out: &str) -> String {
+    out.lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+/// A daemon on database `db` with bootstrap admin token `owner`, ready.
+pub fn owner_daemon(db: &str, owner: &str) -> Daemon {
+    let mut env = base_env(db);
+    env.push(("KICI_BOOTSTRAP_ADMIN_TOKEN".into(), owner.into()));
+    let d = Daemon::start(&env);
+    d.wait_ready_status(200, Duration::from_secs(10));
+    d
+}
+
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,

@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod fake_checks;
 pub mod fake_github;
 pub mod git;
+pub mod lock;
 pub mod pg;
 pub mod platform;
 pub mod s3;

@@ -81,6 +81,22 @@ fn would_block(e: &io::Error) -> bool {
 impl PlatformDouble {
     pub const TOKEN: &'static str = "kici_ok_test_orchestrator_key";
 
+    /// The environment of a hybrid daemon on database `db` linked to this Platform, with
+    /// bootstrap admin token `owner`.
+    pub fn hybrid_env(&self, db: &str, owner: &str) -> Vec<(String, String)> {
+        let mut env = super::daemon::base_env(db);
+        env.retain(|(k, _)| k != "KICI_MODE");
+        for (k, v) in [
+            ("KICI_MODE", "hybrid"),
+            ("KICI_PLATFORM_URL", self.url().as_str()),
+            ("KICI_PLATFORM_TOKEN", Self::TOKEN),
+            ("KICI_BOOTSTRAP_ADMIN_TOKEN", owner),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        env
+    }
+
     pub fn start(tls: Option<Arc<rustls::ServerConfig>>) -> PlatformDouble {
         let shared = Arc::new(Shared {
             token: Self::TOKEN.into(),

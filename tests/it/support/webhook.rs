@@ -40,3 +40,61 @@ pub fn generic_source(d: &Daemon, token: &str, org: &str, fields: Value) -> Valu
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     r.json()["source"].clone()
 }
+
+/// Creates a GitHub App source named `name` for App `app_id` with webhook secret `secret`,
+/// asserting the admin API answers 201.
+pub fn github_source(
+    d: &Daemon,
+    token: &str,
+    name: &str,
+    app_id: &str,
+    key_pem: &str,
+    secret: &str,
+) {
+    let r = admin(
+        d,
+        token,
+        "POST",
+        "/sources",
+        json!({"provider": "github", "name": name, "appId": app_id, "privateKey": key_pem,
+               "webhookSecret": secret}),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// The body of a GitHub push of `after` (from `before`) to `branch` of `repo` ("owner/name"),
+/// as App installation 42.
+pub fn github_push_body(repo: &str, branch: &str, before: &str, after: &str) -> String {
+    let (owner, name) = repo.split_once('/').expect("owner/name");
+    json!({
+        "ref": format!("refs/heads/{branch}"), "before": before, "after": after,
+        "repository": {"full_name": repo, "name": name, "owner": {"login": owner},
+                       "default_branch": "main", "clone_url": format!("https://github.example/{repo}.git")},
+        "installation": {"id": 42}, "sender": {"login": "dev", "id": 9},
+        "head_commit": {"id": after, "message": "change"},
+    })
+    .to_string()
+}
+
+/// Posts `body` as GitHub push delivery `delivery` for App `app_id`, signed with `secret`, plus
+/// `extra` headers; returns the answer and the signature header sent.
+pub fn post_github_push(
+    d: &Daemon,
+    secret: &str,
+    app_id: &str,
+    delivery: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> (HttpResponse, String) {
+    let sig = format!("sha256={}", sign(secret, body.as_bytes()));
+    let mut headers = vec![
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", delivery),
+        ("X-GitHub-Hook-Installation-Target-ID", app_id),
+        ("X-Hub-Signature-256", &sig),
+        ("Content-Type", "application/json"),
+    ];
+    headers.extend_from_slice(extra);
+    let r = post(d, "/webhook/acme/github", &headers, body.as_bytes());
+    (r, sig)
+}
