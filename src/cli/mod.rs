@@ -24,6 +24,7 @@ pub mod rotate_key;
 pub mod runs;
 pub mod runs_logs;
 pub mod runs_rerun;
+pub mod runs_show;
 pub mod secret;
 pub mod secret_input;
 pub mod source;
