@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use log::LevelFilter;
@@ -23,6 +23,7 @@ mod keys;
 #[cfg(test)]
 use keys::{KEY_FILE_LIMIT, SECRET_KEY_REQUIRED};
 mod platform;
+mod settings;
 mod storage;
 pub use agents::AgentSettings;
 pub use checks::ChecksSettings;
@@ -377,92 +378,6 @@ impl Loader {
             config,
             warnings: self.warnings,
         })
-    }
-
-    fn bind_address(&mut self) -> IpAddr {
-        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        let Some(value) = self.get("KICI_BIND_ADDRESS") else {
-            return any;
-        };
-        value.parse().unwrap_or_else(|_| {
-            let rule = "must be an IP address such as 0.0.0.0, 127.0.0.1 or ::";
-            self.problem("KICI_BIND_ADDRESS", format!("{rule}, got {value:?}"));
-            any
-        })
-    }
-
-    fn base_path(&mut self) -> String {
-        let raw = self.get("KICI_BASE_PATH").unwrap_or_else(|| "/".to_owned());
-        normalize_base_path(&raw).unwrap_or_else(|| {
-            let rule = "must be a URL path starting with / (such as /kici), without ?, #, whitespace or .. segments";
-            self.problem("KICI_BASE_PATH", format!("{rule}, got {raw:?}"));
-            String::new()
-        })
-    }
-
-    /// Each invalid entry is its own problem, naming the entry.
-    fn trusted_proxies(&mut self) -> TrustedProxies {
-        const NAME: &str = "KICI_TRUSTED_PROXIES";
-        let Some(list) = self.get(NAME) else {
-            return TrustedProxies::default();
-        };
-        TrustedProxies::parse(&list).unwrap_or_else(|problems| {
-            for p in problems {
-                self.problem(NAME, format!("{p}; use a comma-separated list of addresses or CIDR blocks, such as 127.0.0.1/32,10.0.0.0/8,::1"));
-            }
-            TrustedProxies::default()
-        })
-    }
-
-    /// `KICI_METRICS_TOKEN` (at least 16 characters, never echoed) and `KICI_METRICS_PUBLIC`.
-    fn metrics_access(&mut self) -> (Option<String>, bool) {
-        const NAME: &str = "KICI_METRICS_TOKEN";
-        let public = self.flag("KICI_METRICS_PUBLIC", "unauthenticated /metrics");
-        let token = self.get(NAME);
-        if let Some(t) = &token {
-            if t.chars().count() < 16 || t.chars().any(char::is_whitespace) {
-                let n = t.chars().count();
-                self.problem(NAME, format!("must be at least 16 characters without spaces (got {n} characters); generate one with `openssl rand -hex 32`"));
-            } else if public {
-                self.warnings.push(format!(
-                    "{NAME} is unused: KICI_METRICS_PUBLIC=true serves /metrics to everyone"
-                ));
-            }
-        }
-        (token, public)
-    }
-
-    fn max_payload(&mut self) -> u64 {
-        const NAME: &str = "KICI_EVENT_LOG_MAX_PAYLOAD_BYTES";
-        let rule = "must be a whole number of bytes greater than 0";
-        let bytes = self.number(NAME, 5_242_880u64, rule);
-        if bytes == 0 {
-            let got = self.get(NAME).unwrap_or_default();
-            self.problem(NAME, format!("{rule}, got {got:?}"));
-        }
-        bytes
-    }
-
-    fn max_jobs_per_run(&mut self) -> usize {
-        use crate::pipeline::limits::{DEFAULT_JOBS_PER_RUN, JOBS_PER_RUN_VAR as NAME};
-        let rule = "must be a whole number of jobs greater than 0";
-        let jobs = self.number(NAME, DEFAULT_JOBS_PER_RUN, rule);
-        if jobs == 0 {
-            let got = self.get(NAME).unwrap_or_default();
-            self.problem(NAME, format!("{rule}, got {got:?}"));
-        }
-        jobs
-    }
-
-    fn log_retention_days(&mut self) -> u32 {
-        const NAME: &str = "KICI_LOG_RETENTION_DAYS";
-        let rule = "must be a whole number of days greater than 0";
-        let days = self.number(NAME, 30, rule);
-        if days == 0 {
-            let got = self.get(NAME).unwrap_or_default();
-            self.problem(NAME, format!("{rule}, got {got:?}"));
-        }
-        days
     }
 
     /// Empty counts as unset: env files and templates often write `KICI_X=`.
