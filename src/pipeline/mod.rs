@@ -25,3 +25,4 @@ pub mod records;
 mod rerequest;
 pub mod rerun;
 mod rerun_records;
+mod start;
