@@ -52,6 +52,7 @@ mod tests {
             job_name: "build".into(),
             dispatch,
             pending_secs: 0.0,
+            org_secrets: false,
         }
     }
 

@@ -6,7 +6,7 @@
 //! the declared environment names (under [`REQUEST_KEY`]), the job row the names of what was
 //! resolved or withheld, the audit log one `resolve` row per layer, all written by one statement.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::LazyLock};
 
 use postgres::{types::Type, GenericClient};
 use serde_json::{json, Map, Value};
@@ -88,9 +88,14 @@ impl JobSecrets {
         let config = &frame["jobConfig"];
         let trust = resolve::trust_of(&config["event"]);
         let job_env = resolve::job_env(config.get("env"));
-        let snapshot = pool
-            .with_retry(|c| load(c, &job.id, &declared))
-            .map_err(|e| Refusal::Retry(format!("reading the job's secrets failed: {e}")))?;
+        // Nothing to read when the job declares no environment and its org had no org-wide
+        // secrets at the claim (which read that in the same statement).
+        let snapshot = if declared.is_empty() && !job.org_secrets {
+            Snapshot::default()
+        } else {
+            pool.with_retry(|c| load(c, &job.id, &declared))
+                .map_err(|e| Refusal::Retry(format!("reading the job's secrets failed: {e}")))?
+        };
         let plan = resolve::resolve(&declared, &trust, &snapshot.catalogue)
             .map_err(|e| Refusal::Fail(e.to_string()))?;
         let values = self.open(&snapshot, &plan)?;
@@ -154,6 +159,7 @@ fn fill(
 }
 
 /// The org's snapshot for one job, with the sealed values beside the names.
+#[derive(Default)]
 struct Snapshot {
     org: String,
     routing_key: Option<String>,
@@ -163,6 +169,57 @@ struct Snapshot {
 }
 
 const LOADING: &str = "reading a job's environments and secrets";
+
+/// The snapshot query (see [`load`]); `$1` the job id, `$2` its declared names, `$3` the
+/// org-wide scope.
+static LOAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH q AS (SELECT routing_key FROM dispatch_queue WHERE id = $1::text::uuid),
+                  o AS (SELECT {org} AS org)
+             SELECT o.org, (SELECT routing_key FROM q),
+               (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                    'name', e.name, 'glob', e.glob_pattern, 'allowUntrusted', e.allow_untrusted,
+                    'enabled', e.enabled,
+                    'bindings', (SELECT COALESCE(jsonb_agg(jsonb_build_array(b.scope_pattern, b.host_pattern)
+                                   ORDER BY b.scope_pattern, b.host_pattern), '[]'::jsonb)
+                                 FROM environment_bindings b WHERE b.environment_id = e.id),
+                    'variables', (SELECT COALESCE(jsonb_object_agg(v.key, v.value), '{{}}'::jsonb)
+                                  FROM environment_variables v WHERE v.environment_id = e.id))
+                  ORDER BY e.name), '[]'::jsonb)
+                  FROM environments e
+                 WHERE cardinality($2::text[]) > 0 AND e.org_id = o.org
+                   AND (e.name = ANY($2::text[]) OR e.type = 'glob')),
+               (SELECT COALESCE(jsonb_agg(jsonb_build_array(s.scope, s.key, s.encrypted_value)
+                  ORDER BY s.scope, s.key), '[]'::jsonb)
+                  FROM scoped_secrets s
+                 WHERE s.org_id = o.org AND s.key <> '__empty__'
+                   AND (s.scope = $3 OR (cardinality($2::text[]) > 0 AND s.scope NOT LIKE '\\_\\_%')))
+             FROM o",
+        org = org_sql("(SELECT routing_key FROM q)"),
+    )
+});
+
+/// SQL: the org of the routing key in `routing_key` (an SQL expression) — its source's customer
+/// id, `__default__` for a source without one (or none).
+fn org_sql(routing_key: &str) -> String {
+    format!(
+        "COALESCE((SELECT s.customer_id::text FROM sources s WHERE s.routing_key = {routing_key}),
+                  (SELECT g.customer_id::text FROM generic_webhook_sources g WHERE g.routing_key = {routing_key}),
+                  '__default__')"
+    )
+}
+
+/// SQL: whether the org of `routing_key` (an SQL expression) has org-wide secrets, which every
+/// job of the org receives; the queue's claim returns it ([`Claimed::org_secrets`]).
+pub fn org_has_org_wide_sql(routing_key: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM scoped_secrets w WHERE w.org_id = {} AND w.scope = '{}'
+                   AND w.key <> '{}')",
+        org_sql(routing_key),
+        resolve::ORG_WIDE_SCOPE,
+        super::names::EMPTY_SENTINEL_KEY,
+    )
+}
 
 /// One query: the job's org (its source's customer id, `__default__` without one), the records
 /// of its declared names and every glob environment (in name order), and the org's secrets
@@ -175,30 +232,7 @@ fn load(
     // Typed parameters: one round trip instead of prepare-then-execute on every dispatch.
     let row = c
         .query_typed_one(
-            "WITH q AS (SELECT routing_key FROM dispatch_queue WHERE id = $1::text::uuid),
-                  o AS (SELECT COALESCE(
-                      (SELECT s.customer_id::text FROM sources s, q WHERE s.routing_key = q.routing_key),
-                      (SELECT g.customer_id::text FROM generic_webhook_sources g, q WHERE g.routing_key = q.routing_key),
-                      '__default__') AS org)
-             SELECT o.org, (SELECT routing_key FROM q),
-               (SELECT COALESCE(jsonb_agg(jsonb_build_object(
-                    'name', e.name, 'glob', e.glob_pattern, 'allowUntrusted', e.allow_untrusted,
-                    'enabled', e.enabled,
-                    'bindings', (SELECT COALESCE(jsonb_agg(jsonb_build_array(b.scope_pattern, b.host_pattern)
-                                   ORDER BY b.scope_pattern, b.host_pattern), '[]'::jsonb)
-                                 FROM environment_bindings b WHERE b.environment_id = e.id),
-                    'variables', (SELECT COALESCE(jsonb_object_agg(v.key, v.value), '{}'::jsonb)
-                                  FROM environment_variables v WHERE v.environment_id = e.id))
-                  ORDER BY e.name), '[]'::jsonb)
-                  FROM environments e
-                 WHERE cardinality($2::text[]) > 0 AND e.org_id = o.org
-                   AND (e.name = ANY($2::text[]) OR e.type = 'glob')),
-               (SELECT COALESCE(jsonb_agg(jsonb_build_array(s.scope, s.key, s.encrypted_value)
-                  ORDER BY s.scope, s.key), '[]'::jsonb)
-                  FROM scoped_secrets s
-                 WHERE s.org_id = o.org AND s.key <> '__empty__'
-                   AND (s.scope = $3 OR (cardinality($2::text[]) > 0 AND s.scope NOT LIKE '\\_\\_%')))
-             FROM o",
+            LOAD.as_str(),
             &[
                 (&job_id, Type::TEXT),
                 (&declared, Type::TEXT_ARRAY),

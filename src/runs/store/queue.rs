@@ -4,6 +4,8 @@
 //! sharing the database. (The reference selects outside a transaction and updates in a second
 //! statement; with 8 agents and 200 jobs it dispatched 55–67 of them twice.)
 
+use std::sync::LazyLock;
+
 use postgres::{Client, GenericClient, Row};
 use serde_json::{json, Value};
 
@@ -18,6 +20,52 @@ use crate::{
 pub const MAX_ATTEMPTS: i32 = 5;
 /// How many pending rows one claim looks at (regex requirements are checked in Rust).
 const CLAIM_WINDOW: i64 = 32;
+
+/// What both claims return (read by [`claimed`]), the secrets flag included.
+fn claim_sql(update_from_where: &str) -> String {
+    format!(
+        "{update_from_where}
+         RETURNING id::text, run_id::text, job_name, dispatch,
+                   EXTRACT(EPOCH FROM now() - c.pending_since)::float8,
+                   {}",
+        crate::secrets::dispatch::org_has_org_wide_sql("dispatch_queue.routing_key")
+    )
+}
+
+/// The fast claim: jobs with exact labels only, in one statement (the row lock is held through
+/// the update inside the statement).
+static CLAIM_FAST: LazyLock<String> = LazyLock::new(|| {
+    claim_sql(
+        "UPDATE dispatch_queue
+                SET status = 'dispatched', agent_id = $3, agent_token_id = $6::text::uuid, updated_at = now(),
+                    ack_deadline = now() + make_interval(secs => $4::bigint / 1000.0)
+               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
+                           WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
+                             AND (retry_after IS NULL OR retry_after <= now())
+                             AND $1::jsonb @> runs_on_labels AND runs_on_labels @> $2::jsonb
+                             AND runs_on_patterns = '[]'::jsonb AND exclude_patterns = '[]'::jsonb
+                             AND NOT (exclude_labels ?| $5::text[])
+                           ORDER BY created_at, id LIMIT 1
+                           FOR UPDATE SKIP LOCKED) c
+              WHERE id = c.claimed",
+    )
+});
+
+/// The claim of the first still-pending job among eligible ids (regex requirements).
+static CLAIM_ELIGIBLE: LazyLock<String> = LazyLock::new(|| {
+    claim_sql(
+        "UPDATE dispatch_queue
+                SET status = 'dispatched', agent_id = $2, agent_token_id = $4::text::uuid, updated_at = now(),
+                    ack_deadline = now() + make_interval(secs => $3::bigint / 1000.0)
+               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
+                           WHERE id = ANY($1::text[]::uuid[]) AND status = 'pending'
+                             AND (expires_at IS NULL OR expires_at > now())
+                             AND (retry_after IS NULL OR retry_after <= now())
+                           ORDER BY created_at, id LIMIT 1
+                           FOR UPDATE SKIP LOCKED) c
+              WHERE id = c.claimed",
+    )
+});
 
 /// A job to queue (what the pipeline produces).
 #[derive(Debug, Clone)]
@@ -41,6 +89,9 @@ pub struct Claimed {
     pub dispatch: Value,
     /// Seconds since the job last became dispatchable (its row's `updated_at` before the claim).
     pub pending_secs: f64,
+    /// Whether the job's org had org-wide secrets when it was claimed (read by the claim itself,
+    /// so a job that declares no environment costs no secrets query when this is false).
+    pub org_secrets: bool,
 }
 
 /// Queues a job as `pending` (dispatchable) or `waiting` (for its needs).
@@ -83,6 +134,7 @@ fn claimed(row: &Row) -> Result<Claimed, DbError> {
         job_name: col(row, 2, CLAIMING)?,
         dispatch: col(row, 3, CLAIMING)?,
         pending_secs: col(row, 4, CLAIMING)?,
+        org_secrets: col(row, 5, CLAIMING)?,
     })
 }
 
@@ -125,20 +177,7 @@ fn claim_row(
     // update inside the statement). Jobs with regex requirements take the path below.
     let fast = client
         .query_opt(
-            "UPDATE dispatch_queue
-                SET status = 'dispatched', agent_id = $3, agent_token_id = $6::text::uuid, updated_at = now(),
-                    ack_deadline = now() + make_interval(secs => $4::bigint / 1000.0)
-               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
-                           WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
-                             AND (retry_after IS NULL OR retry_after <= now())
-                             AND $1::jsonb @> runs_on_labels AND runs_on_labels @> $2::jsonb
-                             AND runs_on_patterns = '[]'::jsonb AND exclude_patterns = '[]'::jsonb
-                             AND NOT (exclude_labels ?| $5::text[])
-                           ORDER BY created_at, id LIMIT 1
-                           FOR UPDATE SKIP LOCKED) c
-              WHERE id = c.claimed
-             RETURNING id::text, run_id::text, job_name, dispatch,
-                       EXTRACT(EPOCH FROM now() - c.pending_since)::float8",
+            CLAIM_FAST.as_str(),
             &[
                 &json!(labels),
                 &json!(taint),
@@ -188,18 +227,7 @@ fn claim_row(
     }
     let row = client
         .query_opt(
-            "UPDATE dispatch_queue
-                SET status = 'dispatched', agent_id = $2, agent_token_id = $4::text::uuid, updated_at = now(),
-                    ack_deadline = now() + make_interval(secs => $3::bigint / 1000.0)
-               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
-                           WHERE id = ANY($1::text[]::uuid[]) AND status = 'pending'
-                             AND (expires_at IS NULL OR expires_at > now())
-                             AND (retry_after IS NULL OR retry_after <= now())
-                           ORDER BY created_at, id LIMIT 1
-                           FOR UPDATE SKIP LOCKED) c
-              WHERE id = c.claimed
-             RETURNING id::text, run_id::text, job_name, dispatch,
-                       EXTRACT(EPOCH FROM now() - c.pending_since)::float8",
+            CLAIM_ELIGIBLE.as_str(),
             &[&eligible, &agent_id, &ack_timeout_ms, &token_id],
         )
         .map_err(DbError::query(CLAIMING))?;
