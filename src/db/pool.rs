@@ -3,12 +3,13 @@
 //! heals by itself when PostgreSQL restarts.
 
 use std::{
+    collections::HashMap,
     ops::{Deref, DerefMut},
     sync::{Arc, Condvar, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
-use postgres::Client;
+use postgres::{Client, Statement};
 
 use super::{Connector, DbError};
 
@@ -26,7 +27,7 @@ struct Inner {
 }
 
 struct State {
-    idle: Vec<Client>,
+    idle: Vec<Conn>,
     /// Connections that exist: idle + handed out + being opened.
     open: usize,
     /// Threads waiting for a connection (metrics).
@@ -55,18 +56,21 @@ impl Pool {
         let deadline = Instant::now() + self.inner.acquire_timeout;
         let mut state = self.lock();
         loop {
-            while let Some(client) = state.idle.pop() {
-                if client.is_closed() {
+            while let Some(conn) = state.idle.pop() {
+                if conn.client.is_closed() {
                     state.open -= 1;
                     continue;
                 }
-                return Ok(self.wrap(client));
+                return Ok(self.wrap(conn));
             }
             if state.open < self.inner.max {
                 state.open += 1;
                 drop(state);
                 return match self.inner.connector.connect() {
-                    Ok(client) => Ok(self.wrap(client)),
+                    Ok(client) => Ok(self.wrap(Conn {
+                        client,
+                        statements: HashMap::new(),
+                    })),
                     Err(e) => {
                         self.lock().open -= 1;
                         self.inner.freed.notify_one();
@@ -125,9 +129,9 @@ impl Pool {
         state.open -= n;
     }
 
-    fn wrap(&self, client: Client) -> PooledClient {
+    fn wrap(&self, conn: Conn) -> PooledClient {
         PooledClient {
-            client: Some(client),
+            conn: Some(conn),
             pool: self.clone(),
         }
     }
@@ -138,33 +142,61 @@ impl Pool {
     }
 }
 
+/// A connection and the statements prepared on it (see [`PooledClient::prepared`]).
+struct Conn {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// At most this many statements stay prepared per connection (a bound, not a working size: the
+/// hot statements are a handful).
+const MAX_PREPARED: usize = 64;
+
 /// A checked-out connection; goes back to the pool on drop unless it is closed.
 pub struct PooledClient {
-    client: Option<Client>,
+    conn: Option<Conn>,
     pool: Pool,
+}
+
+impl PooledClient {
+    /// `sql` prepared on this connection once and kept with it: later calls skip the prepare
+    /// round trip, and PostgreSQL may reuse the statement's plan instead of planning it each
+    /// time. For the statements on the dispatch path, which run thousands of times.
+    pub fn prepared(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        let conn = self.conn.as_mut().expect("present until drop");
+        if let Some(statement) = conn.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = conn.client.prepare(sql)?;
+        if conn.statements.len() >= MAX_PREPARED {
+            conn.statements.clear();
+        }
+        conn.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
 }
 
 impl Deref for PooledClient {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.client.as_ref().expect("present until drop")
+        &self.conn.as_ref().expect("present until drop").client
     }
 }
 
 impl DerefMut for PooledClient {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("present until drop")
+        &mut self.conn.as_mut().expect("present until drop").client
     }
 }
 
 impl Drop for PooledClient {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
+        if let Some(conn) = self.conn.take() {
             let mut state = self.pool.lock();
-            if client.is_closed() || std::thread::panicking() {
+            if conn.client.is_closed() || std::thread::panicking() {
                 state.open -= 1;
             } else {
-                state.idle.push(client);
+                state.idle.push(conn);
             }
             drop(state);
             self.pool.inner.freed.notify_one();

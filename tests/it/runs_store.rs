@@ -16,18 +16,28 @@ use kici_orchestrator::runs::{
         runs::{create_run, NewRun},
     },
 };
-use postgres::{Client, NoTls};
+use std::time::Duration;
+
+use kici_orchestrator::db::{Connector, Pool, PooledClient};
+use postgres::Client;
 use serde_json::json;
 use support::{
     daemon::{cli, stderr},
     pg::PgCluster,
 };
 
-fn migrated() -> (String, Client) {
+/// A migrated database and a pooled connection to it (what the daemon's code gets; the queue's
+/// claim keeps its statements prepared on it, and tests that claim twice reuse them).
+fn migrated() -> (String, PooledClient) {
     let url = PgCluster::shared().create_database();
     let out = cli(&["db", "migrate", "--database-url", &url], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let client = Client::connect(&url, NoTls).unwrap();
+    let pool = Pool::new(
+        Connector::from_url(&url).unwrap(),
+        1,
+        Duration::from_secs(5),
+    );
+    let client = pool.get().unwrap();
     (url, client)
 }
 
@@ -102,11 +112,9 @@ fn a_regex_flag_decides_which_agent_gets_the_job() {
 
     let lower = labels(&["linux"]);
     let got = claim(&mut c, "a-lower", None, &lower, &[], 10_000).unwrap();
-    assert_eq!(
-        got.map(|(j, _)| j.id),
-        Some(any_case.id),
-        "`i` matches `linux`"
-    );
+    let got = got.map(|(j, _)| j).unwrap();
+    assert_eq!(got.id, any_case.id, "`i` matches `linux`");
+    assert!(!got.org_secrets, "no org-wide secrets in this database");
     let none = claim(&mut c, "a-lower", None, &lower, &[], 10_000).unwrap();
     assert!(
         none.is_none(),

@@ -14,7 +14,7 @@ pub mod queue;
 pub mod runs;
 pub mod views;
 
-use postgres::{types::FromSql, Client, Row};
+use postgres::{types::FromSql, Row};
 
 use crate::db::{DbError, Pool};
 
@@ -32,7 +32,7 @@ pub(crate) fn col<'a, T: FromSql<'a>>(
 /// repeat (a claim or a requeue whose commit was lost with the connection would act twice).
 pub fn once<T>(
     pool: &Pool,
-    f: impl FnOnce(&mut Client) -> Result<T, DbError>,
+    f: impl FnOnce(&mut crate::db::PooledClient) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
     let mut conn = pool.get()?;
     f(&mut conn)

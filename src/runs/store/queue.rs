@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{col, jobs::Outcome, runs};
 use crate::{
-    db::DbError,
+    db::{DbError, PooledClient},
     runs::lifecycle::{apply, Event, Run},
     runs::requirements::{patterns_from_json, patterns_to_json, Compiled, Requirements},
 };
@@ -66,6 +66,18 @@ static CLAIM_ELIGIBLE: LazyLock<String> = LazyLock::new(|| {
               WHERE id = c.claimed",
     )
 });
+
+/// The pending jobs with regex requirements an agent's labels may satisfy, oldest first.
+const CANDIDATES: &str =
+    "SELECT id::text, runs_on_labels, runs_on_patterns, exclude_labels, exclude_patterns
+               FROM dispatch_queue
+              WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
+                AND (retry_after IS NULL OR retry_after <= now())
+                AND $1::jsonb @> runs_on_labels
+                AND runs_on_labels @> $2::jsonb
+                AND (runs_on_patterns <> '[]'::jsonb OR exclude_patterns <> '[]'::jsonb)
+              ORDER BY created_at, id
+              LIMIT $3";
 
 /// A job to queue (what the pipeline produces).
 #[derive(Debug, Clone)]
@@ -145,7 +157,7 @@ fn claimed(row: &Row) -> Result<Claimed, DbError> {
 /// Not safe to repeat (a claim whose commit was lost with the connection would claim a second
 /// job): call it once (`super::once`), never through `Pool::with_retry`.
 pub fn claim(
-    client: &mut Client,
+    client: &mut PooledClient,
     agent_id: &str,
     token_id: Option<&str>,
     labels: &[String],
@@ -166,7 +178,7 @@ pub fn claim(
 
 /// The claim itself: the row marked `dispatched`, or none.
 fn claim_row(
-    client: &mut Client,
+    client: &mut PooledClient,
     agent_id: &str,
     token_id: Option<&str>,
     labels: &[String],
@@ -176,8 +188,11 @@ fn claim_row(
     // Fast path, one statement: jobs with exact labels only (the row lock is held through the
     // update inside the statement). Jobs with regex requirements take the path below.
     let fast = client
+        .prepared(CLAIM_FAST.as_str())
+        .map_err(DbError::query(CLAIMING))?;
+    let fast = client
         .query_opt(
-            CLAIM_FAST.as_str(),
+            &fast,
             &[
                 &json!(labels),
                 &json!(taint),
@@ -194,19 +209,11 @@ fn claim_row(
     // Regex requirements are checked in Rust, before any row is locked: the candidates are read
     // without locks (a job's requirements never change), each distinct pattern compiled once,
     // and only the eligible ids go to the locking claim, which checks the status again.
+    let candidates = client
+        .prepared(CANDIDATES)
+        .map_err(DbError::query("selecting queued jobs"))?;
     let rows = client
-        .query(
-            "SELECT id::text, runs_on_labels, runs_on_patterns, exclude_labels, exclude_patterns
-               FROM dispatch_queue
-              WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
-                AND (retry_after IS NULL OR retry_after <= now())
-                AND $1::jsonb @> runs_on_labels
-                AND runs_on_labels @> $2::jsonb
-                AND (runs_on_patterns <> '[]'::jsonb OR exclude_patterns <> '[]'::jsonb)
-              ORDER BY created_at, id
-              LIMIT $3",
-            &[&json!(labels), &json!(taint), &CLAIM_WINDOW],
-        )
+        .query(&candidates, &[&json!(labels), &json!(taint), &CLAIM_WINDOW])
         .map_err(DbError::query("selecting queued jobs"))?;
     const READING: &str = "reading a queued job's requirements";
     let mut compiled = Compiled::default();
@@ -225,9 +232,12 @@ fn claim_row(
     if eligible.is_empty() {
         return Ok(None);
     }
+    let eligible_claim = client
+        .prepared(CLAIM_ELIGIBLE.as_str())
+        .map_err(DbError::query(CLAIMING))?;
     let row = client
         .query_opt(
-            CLAIM_ELIGIBLE.as_str(),
+            &eligible_claim,
             &[&eligible, &agent_id, &ack_timeout_ms, &token_id],
         )
         .map_err(DbError::query(CLAIMING))?;
