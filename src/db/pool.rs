@@ -99,6 +99,15 @@ impl Pool {
         &self,
         mut f: impl FnMut(&mut Client) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
+        self.with_retry_pooled(|c| f(c))
+    }
+
+    /// [`Pool::with_retry`] for code that keeps statements prepared on the connection
+    /// ([`PooledClient::prepared`]).
+    pub fn with_retry_pooled<T>(
+        &self,
+        mut f: impl FnMut(&mut PooledClient) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let mut conn = self.get()?;
         match f(&mut conn) {
             Err(e) if conn.is_closed() => {
