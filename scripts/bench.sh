@@ -29,7 +29,9 @@
 #                                      daemon's RSS with AGENTS (default 1000) idle agents
 #                                      heartbeating (examples/agentbench.rs), /health meanwhile;
 #                                      BENCH_SECRETS=1 adds a series whose jobs each resolve 20
-#                                      secrets from 3 environments, as a ratio to the plain one
+#                                      secrets from 3 environments, as a ratio to the plain one;
+#                                      BENCH_IDLE_SECS (default 60) is how long the agents stay
+#                                      connected, 0 leaves out the agents, RSS and /health part
 #   scripts/bench.sh logs [SECONDS]   8 scripted agents (examples/agentbench.rs `logs`) each run
 #                                      one job streaming log.chunk lines for SECONDS (default 10,
 #                                      1..120): lines/s stored, commits/s (pg_stat_database
@@ -615,10 +617,13 @@ start_agent_bench() {
 # daemon's RSS while N agents stay connected and heartbeat, against its RSS with none, and
 # /health latency meanwhile. examples/agentbench.rs plays the agents.
 bench_dispatch() {
-  local agents=${1:-1000} bin token ws repeat
+  local agents=${1:-1000} bin token ws repeat idle_secs
   case "$agents" in '' | *[!0-9]*) die "AGENTS must be a whole number, got '$agents'" ;; esac
   { [ "$agents" -ge 1 ] && [ "$agents" -le 3000 ]; } || die "AGENTS must be 1..3000"
   repeat=${BENCH_REPEAT:-3}
+  idle_secs=${BENCH_IDLE_SECS:-60}
+  case "$idle_secs" in '' | *[!0-9]*) die "BENCH_IDLE_SECS must be a whole number, got '$idle_secs'" ;; esac
+  [ "$idle_secs" -le 600 ] || die "BENCH_IDLE_SECS must be 0..600"
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   start_agent_bench
   # A local repository source whose lock file has one workflow with one job, for webhook triggers.
@@ -647,9 +652,9 @@ JSON
         --environments bench-a,bench-b,bench-c --expect-secrets 20 >>"$bench_dir/secrets.jsonl"
     fi
   done
-  python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$agents" "$bench_dir" "$(example_bin agentbench)" <<'PY'
+  python3 - "$daemon_pid" "$daemon_url" "$ws" "$token" "$agents" "$bench_dir" "$(example_bin agentbench)" "$idle_secs" <<'PY'
 import json, statistics, subprocess, sys, time, urllib.request
-pid, url, ws, token, agents, bench_dir, agentbench = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
+pid, url, ws, token, agents, bench_dir, agentbench, idle_secs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7], sys.argv[8]
 def rss():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -659,17 +664,19 @@ def health_ms():
     urllib.request.urlopen(url + "/health", timeout=5).read()
     return (time.perf_counter() - t0) * 1000
 base = rss()
-proc = subprocess.Popen([agentbench, "idle", "--ws", ws, "--token", token,
-                         "--agents", str(agents), "--seconds", "60", "--heartbeat-ms", "10000"],
-                        stdout=subprocess.PIPE, text=True)
-peak, healths = base, []
-deadline = time.time() + 120
-while proc.poll() is None and time.time() < deadline:
-    time.sleep(1)
-    peak = max(peak, rss())
-    healths.append(health_ms())
-out, _ = proc.communicate(timeout=60)
-idle = json.loads(out.strip().splitlines()[-1])
+idle_secs = int(idle_secs)
+if idle_secs > 0:
+    proc = subprocess.Popen([agentbench, "idle", "--ws", ws, "--token", token,
+                             "--agents", str(agents), "--seconds", str(idle_secs), "--heartbeat-ms", "10000"],
+                            stdout=subprocess.PIPE, text=True)
+    peak, healths = base, []
+    deadline = time.time() + idle_secs + 60
+    while proc.poll() is None and time.time() < deadline:
+        time.sleep(1)
+        peak = max(peak, rss())
+        healths.append(health_ms())
+    out, _ = proc.communicate(timeout=60)
+    idle = json.loads(out.strip().splitlines()[-1])
 lat = [json.loads(l) for l in open(f"{bench_dir}/latency.jsonl") if l.strip()]
 queued = [json.loads(l) for l in open(f"{bench_dir}/queued.jsonl") if l.strip()]
 med = statistics.median
@@ -685,9 +692,10 @@ if secrets:
     print(f"  the same, each job resolving 20 secrets from 3 environments: p50 {s50:.2f} ms  "
           f"p99 {med(r['secrets']['p99_ms'] for r in secrets):.2f} ms; alternating plain jobs p50 {q50:.2f} ms: "
           f"{s50 / q50:.2f}x   target <= 1.2x")
-print(f"  {agents} idle agents heartbeating every 10 s for 60 s: registered {idle['registered']}, still connected {idle['still_open']}")
-print(f"  daemon RSS: {base:.1f} MiB with no agent, peak {peak:.1f} MiB with {agents}   target <= 100 MiB")
-print(f"  /health meanwhile: median {med(healths):.2f} ms, max {max(healths):.2f} ms")
+if idle_secs > 0:
+    print(f"  {agents} idle agents heartbeating every 10 s for {idle_secs} s: registered {idle['registered']}, still connected {idle['still_open']}")
+    print(f"  daemon RSS: {base:.1f} MiB with no agent, peak {peak:.1f} MiB with {agents}   target <= 100 MiB")
+    print(f"  /health meanwhile: median {med(healths):.2f} ms, max {max(healths):.2f} ms")
 PY
 }
 
