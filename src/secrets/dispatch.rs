@@ -8,13 +8,13 @@
 
 use std::{collections::BTreeMap, sync::LazyLock};
 
-use postgres::{types::Type, GenericClient};
+use postgres::GenericClient;
 use serde_json::{json, Map, Value};
 
 use super::resolve::{self, Binding, Catalogue, EnvRecord, Plan, SecretName};
 use crate::{
     crypto::{aad, SecretBox},
-    db::{DbError, Pool},
+    db::{DbError, Pool, PooledClient},
     runs::store::queue::Claimed,
 };
 
@@ -93,7 +93,7 @@ impl JobSecrets {
         let snapshot = if declared.is_empty() && !job.org_secrets {
             Snapshot::default()
         } else {
-            pool.with_retry(|c| load(c, &job.id, &declared))
+            pool.with_retry_pooled(|c| load(c, &job.id, &declared))
                 .map_err(|e| Refusal::Retry(format!("reading the job's secrets failed: {e}")))?
         };
         let plan = resolve::resolve(&declared, &trust, &snapshot.catalogue)
@@ -224,21 +224,11 @@ pub fn org_has_org_wide_sql(routing_key: &str) -> String {
 /// One query: the job's org (its source's customer id, `__default__` without one), the records
 /// of its declared names and every glob environment (in name order), and the org's secrets
 /// (org-wide ones, plus every other non-internal scope when environments are declared).
-fn load(
-    c: &mut impl GenericClient,
-    job_id: &str,
-    declared: &[String],
-) -> Result<Snapshot, DbError> {
-    // Typed parameters: one round trip instead of prepare-then-execute on every dispatch.
+fn load(c: &mut PooledClient, job_id: &str, declared: &[String]) -> Result<Snapshot, DbError> {
+    // Prepared once per connection: one round trip per dispatch, and a plan PostgreSQL can keep.
+    let statement = c.prepared(LOAD.as_str()).map_err(DbError::query(LOADING))?;
     let row = c
-        .query_typed_one(
-            LOAD.as_str(),
-            &[
-                (&job_id, Type::TEXT),
-                (&declared, Type::TEXT_ARRAY),
-                (&resolve::ORG_WIDE_SCOPE, Type::TEXT),
-            ],
-        )
+        .query_one(&statement, &[&job_id, &declared, &resolve::ORG_WIDE_SCOPE])
         .map_err(DbError::query(LOADING))?;
     let org: String = row.try_get(0).map_err(DbError::query(LOADING))?;
     let routing_key: Option<String> = row.try_get(1).map_err(DbError::query(LOADING))?;
