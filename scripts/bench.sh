@@ -92,15 +92,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Where cargo puts what it builds: CARGO_TARGET_DIR or the build.target-dir setting if set.
-cargo_target_dir() {
-  if [ -z "${bench_target_dir:-}" ]; then
-    bench_target_dir=$(cargo metadata --format-version 1 --no-deps \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  fi
-  printf '%s\n' "$bench_target_dir"
-}
-
 # KICI_BENCH_BIN=target/x86_64-unknown-linux-musl/release/kici-admin measures another build
 # (e.g. the static one from scripts/build-static.sh).
 build_release() {

@@ -120,3 +120,12 @@ ensure_command() {
   as_root apt-get update >&2
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >&2
 }
+
+# Where cargo puts what it builds: CARGO_TARGET_DIR or the build.target-dir setting if set.
+cargo_target_dir() {
+  if [ -z "${bench_target_dir:-}" ]; then
+    bench_target_dir=$(cargo metadata --format-version 1 --no-deps \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  fi
+  printf '%s\n' "$bench_target_dir"
+}
