@@ -186,7 +186,9 @@ pub fn run() -> Result<(), Error> {
         storage: storage.clone(),
         settings: config.checks.clone(),
     };
-    if let Err(e) = crate::checks::reporter::start(Arc::new(reporter), check_wake, stop.clone()) {
+    if let Err(e) =
+        crate::checks::reporter::start(Arc::new(reporter), check_wake.clone(), stop.clone())
+    {
         log::error!("cannot start the check reporter thread: {e}");
     }
     let pipeline = Arc::new(Pipeline::start(
@@ -207,6 +209,7 @@ pub fn run() -> Result<(), Error> {
                 storage,
                 build_jobs: config.cache_build_jobs,
             }),
+            checks: Some(check_wake),
         }),
         PIPELINE_WORKERS,
     ));

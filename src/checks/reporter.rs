@@ -133,6 +133,15 @@ impl Reporter {
             for id in wake.take(Duration::ZERO) {
                 self.woken(id, now);
             }
+            let unparked = wake.take_unparked();
+            if !unparked.is_empty() {
+                self.unpark(&unparked, now);
+                // Runs of those sources that are not due here (another process parked them, or
+                // they were never looked at) come back with the sweep, now.
+                last_sweep = None;
+                cursor = None;
+                continue;
+            }
             let mut ready: Vec<(Instant, String)> = self
                 .due
                 .iter()
@@ -179,6 +188,24 @@ impl Reporter {
         let at = now + SETTLE;
         let due = self.due.entry(id).or_insert(at);
         *due = (*due).min(at);
+    }
+
+    /// New permissions were accepted for these sources: they are no longer parked, a missing
+    /// permission warns again, and every run waiting for later is looked at now (the ones of
+    /// other sources find their pause or backoff again and go back to waiting).
+    fn unpark(&mut self, routing_keys: &std::collections::BTreeSet<String>, now: Instant) {
+        for key in routing_keys {
+            if self.parked.remove(key).is_some() {
+                log::info!(
+                    "GitHub source {key}: the installation accepted new permissions; reporting \
+                     its check runs again"
+                );
+            }
+            self.warned.remove(key);
+        }
+        for at in self.due.values_mut() {
+            *at = (*at).min(now);
+        }
     }
 
     fn retry_later(&mut self, run_id: &str) -> Next {

@@ -160,6 +160,15 @@ impl InstallationTokens {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (t, _)| t != token);
     }
+
+    /// Drops every cached token of `installation_id` (its permissions changed: a token minted
+    /// before carries the old ones until it expires).
+    pub fn forget_installation(&self, installation_id: u64) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, id, _), _| *id != installation_id);
+    }
 }
 
 /// `contents:read, pull_requests:read` (for messages).

@@ -13,6 +13,7 @@ mod dispatch;
 pub mod event;
 pub mod explain;
 pub mod glob;
+mod installation;
 pub mod lease;
 pub mod limits;
 pub mod lockfile;

@@ -78,6 +78,9 @@ pub struct Deps {
     pub max_jobs_per_run: usize,
     /// With storage: the source and dependency caches (a `__build__` job when they miss).
     pub caches: Option<crate::caches::CachePlanning>,
+    /// The check reporter's wake-up: told when an installation accepts new permissions, and
+    /// which runs started here report nowhere.
+    pub checks: Option<Arc<crate::checks::Wake>>,
 }
 
 /// Deliveries waiting for a worker, at most: beyond, they stay `received` in the event log and
@@ -332,6 +335,14 @@ pub(super) fn evaluate(
                 })
                 .map_err(PipelineError::Db)
         };
+    if let Some(installation) = super::installation::permissions_accepted(work, &payload) {
+        deps.tokens.forget_installation(installation);
+        if let Some(checks) = &deps.checks {
+            checks.unpark(&work.routing_key);
+        }
+        let why = super::installation::summary(installation);
+        return mark("processed", 0, None, json!([{ "summary": why }]), None).map(|_| Vec::new());
+    }
     if !event.kind.is_matchable() {
         let why = format!(
             "event {:?} is not one the pipeline matches",

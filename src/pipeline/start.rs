@@ -140,6 +140,11 @@ pub(super) fn start_run(
         );
         return Ok((existing, None));
     }
+    if work.provider != "github" {
+        if let Some(checks) = &deps.checks {
+            checks.reports_nowhere(&run_id);
+        }
+    }
     deps.events
         .publish_one(&turn, RunEvent::run(&run_id, "pending", now_ms()));
     // Jobs a failed-only rerun recorded as ended: subscribers see their status like any end.

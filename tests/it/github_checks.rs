@@ -410,6 +410,56 @@ fn a_missing_checks_permission_warns_once_and_does_not_loop() {
         .unwrap()
         .is_empty());
     assert_eq!(unsettled(&mut client, None, 10).unwrap().len(), 2);
+
+    // The organisation grants `checks: write`: GitHub sends `installation` with action
+    // `new_permissions_accepted`, and the parked reports go out now, not after the 30 minutes
+    // the source stays parked otherwise.
+    w.gh.checks().deny(false);
+    let body = json!({"action": "new_permissions_accepted", "installation": {"id": 42},
+                      "sender": {"login": "octo-admin"}})
+    .to_string();
+    let (r, _) = post_github_event(
+        &w.s.d,
+        SECRET,
+        "8888",
+        "installation",
+        "chk-perm",
+        &body,
+        &[],
+    );
+    assert_eq!(r.status, 202);
+    // Run 1: the job that ran is reported completed, the run itself still in progress.
+    wait_checks(&w, sha, "run 1 reported after the grant", |runs| {
+        runs.iter().any(|c| c.name == "kici/ci")
+            && runs
+                .iter()
+                .any(|c| c.name.starts_with("kici/ci/job/") && c.status == "completed")
+    });
+    wait_checks(
+        &w,
+        "7777777777777777777777777777777777777777",
+        "run 2 reported",
+        |runs| !runs.is_empty(),
+    );
+    let log = w.s.d.stderr();
+    assert!(log.contains("accepted new permissions"), "{log}");
+    let shown = cli(
+        &[
+            "--url",
+            &format!("http://{}", w.s.d.addr),
+            "--token",
+            OWNER,
+            "event-log",
+            "show",
+            "chk-perm",
+        ],
+        &[],
+    );
+    assert!(
+        stdout(&shown).contains("accepted the App's new permissions"),
+        "{}",
+        stdout(&shown)
+    );
 }
 
 /// A run of a local source reports nowhere, and `runs show` renders the same conclusion and

@@ -71,6 +71,7 @@ fn app(db_url: &str, platform: &PlatformDouble, link: Arc<Link>) -> Arc<App> {
             events: hub.events.clone(),
             max_jobs_per_run: kici_orchestrator::pipeline::limits::DEFAULT_JOBS_PER_RUN,
             caches: None,
+            checks: None,
         }),
         1,
     ));

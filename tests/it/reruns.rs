@@ -54,19 +54,7 @@ fn world() -> World {
 /// Posts a signed GitHub delivery through the real HTTP front.
 fn deliver(w: &World, event: &str, delivery: &str, body: &Value) -> HttpResponse {
     let body = body.to_string();
-    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    post(
-        &w.s.d,
-        "/webhook/acme/github",
-        &[
-            ("X-GitHub-Event", event),
-            ("X-GitHub-Delivery", delivery),
-            ("X-GitHub-Hook-Installation-Target-ID", "8888"),
-            ("X-Hub-Signature-256", &sig),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
+    support::webhook::post_github_event(&w.s.d, SECRET, "8888", event, delivery, &body, &[]).0
 }
 
 fn repository() -> Value {

@@ -86,9 +86,23 @@ pub fn post_github_push(
     body: &str,
     extra: &[(&str, &str)],
 ) -> (HttpResponse, String) {
+    post_github_event(d, secret, app_id, "push", delivery, body, extra)
+}
+
+/// A signed GitHub App delivery of `event` for App `app_id`; returns the response and the
+/// signature header sent.
+pub fn post_github_event(
+    d: &Daemon,
+    secret: &str,
+    app_id: &str,
+    event: &str,
+    delivery: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> (HttpResponse, String) {
     let sig = format!("sha256={}", sign(secret, body.as_bytes()));
     let mut headers = vec![
-        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Event", event),
         ("X-GitHub-Delivery", delivery),
         ("X-GitHub-Hook-Installation-Target-ID", app_id),
         ("X-Hub-Signature-256", &sig),
