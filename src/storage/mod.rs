@@ -3,15 +3,16 @@
 //! signed blob routes.
 //!
 //! Pure parts: the key layout (`keys`), SigV4 presigning (`presign`), blob tokens
-//! (`blob_token`), lifecycle rules (`lifecycle`), XML (`xml`) and TTL freshness (here). I/O:
-//! `s3` (ureq) and `fs` (files). `check` proves a configuration end to end. Callers pass the
-//! clock (`now`) in, so TTL and expiry are testable without waiting.
+//! (`blob_token`), lifecycle rules (`lifecycle`), XML (`xml`), errors (`error`) and TTL freshness
+//! (here). I/O: `s3` (ureq) and `fs` (files). `check` proves a configuration end to end. Callers
+//! pass the clock (`now`) in, so TTL and expiry are testable without waiting.
 //!
 //! Keys given to `Storage` are logical (`source/<hash>.tar.gz`); `KICI_STORAGE_PREFIX` is
 //! prepended here, once, for both backends.
 
 pub mod blob_token;
 pub mod check;
+mod error;
 pub mod fs;
 pub mod keys;
 pub mod lifecycle;
@@ -19,7 +20,9 @@ pub mod presign;
 pub mod s3;
 mod xml;
 
-use std::{fmt, path::PathBuf, time::Duration};
+pub use error::StorageError;
+
+use std::{path::PathBuf, time::Duration};
 
 use jiff::Timestamp;
 
@@ -125,64 +128,6 @@ pub fn freshness(meta: Option<&Meta>, now: Timestamp, ttl: Duration) -> Freshnes
         }
     }
 }
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageError {
-    /// No HTTP answer: refused, DNS, TLS, timeout.
-    Unreachable {
-        url: String,
-        detail: String,
-    },
-    /// The store answered with an error status.
-    Refused {
-        op: String,
-        url: String,
-        status: u16,
-        code: String,
-        message: String,
-        region: Option<String>,
-    },
-    Io(String),
-    Invalid(String),
-    TooLarge {
-        max: u64,
-    },
-}
-
-impl StorageError {
-    pub fn code_is(&self, wanted: &str) -> bool {
-        matches!(self, StorageError::Refused { code, .. } if code == wanted)
-    }
-}
-
-impl fmt::Display for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StorageError::Unreachable { url, detail } => write!(f, "cannot reach {url}: {detail}"),
-            StorageError::Refused {
-                op,
-                url,
-                status,
-                code,
-                message,
-                ..
-            } => {
-                write!(f, "{op} {url}: HTTP {status}")?;
-                if !code.is_empty() {
-                    write!(f, " {code}")?;
-                }
-                if !message.is_empty() {
-                    write!(f, ": {message}")?;
-                }
-                Ok(())
-            }
-            StorageError::Io(m) | StorageError::Invalid(m) => f.write_str(m),
-            StorageError::TooLarge { max } => write!(f, "larger than the {max}-byte limit"),
-        }
-    }
-}
-
-impl std::error::Error for StorageError {}
 
 pub enum Backend {
     S3(Box<s3::S3Store>),
