@@ -21,10 +21,22 @@ pub const MAX_ATTEMPTS: i32 = 5;
 /// How many pending rows one claim looks at (regex requirements are checked in Rust).
 const CLAIM_WINDOW: i64 = 32;
 
-/// What both claims return (read by [`claimed`]), the secrets flag included.
-fn claim_sql(update_from_where: &str) -> String {
+/// A claim: the oldest pending, dispatchable row among those `filter` admits is locked (skipping
+/// rows another claim holds), marked `dispatched` to the agent in parameter `agent` (token id in
+/// `token`) with an ack deadline of `ack_ms` milliseconds, and returned as [`claimed`] reads it,
+/// the org-wide-secrets flag included.
+fn claim_sql(filter: &str, agent: &str, token: &str, ack_ms: &str) -> String {
     format!(
-        "{update_from_where}
+        "UPDATE dispatch_queue
+            SET status = 'dispatched', agent_id = {agent}, agent_token_id = {token}::text::uuid,
+                updated_at = now(), ack_deadline = now() + make_interval(secs => {ack_ms}::bigint / 1000.0)
+           FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
+                  WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
+                    AND (retry_after IS NULL OR retry_after <= now())
+                    AND {filter}
+                  ORDER BY created_at, id LIMIT 1
+                  FOR UPDATE SKIP LOCKED) c
+          WHERE id = c.claimed
          RETURNING id::text, run_id::text, job_name, dispatch,
                    EXTRACT(EPOCH FROM now() - c.pending_since)::float8,
                    {}",
@@ -36,36 +48,18 @@ fn claim_sql(update_from_where: &str) -> String {
 /// the update inside the statement).
 static CLAIM_FAST: LazyLock<String> = LazyLock::new(|| {
     claim_sql(
-        "UPDATE dispatch_queue
-                SET status = 'dispatched', agent_id = $3, agent_token_id = $6::text::uuid, updated_at = now(),
-                    ack_deadline = now() + make_interval(secs => $4::bigint / 1000.0)
-               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
-                           WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > now())
-                             AND (retry_after IS NULL OR retry_after <= now())
-                             AND $1::jsonb @> runs_on_labels AND runs_on_labels @> $2::jsonb
-                             AND runs_on_patterns = '[]'::jsonb AND exclude_patterns = '[]'::jsonb
-                             AND NOT (exclude_labels ?| $5::text[])
-                           ORDER BY created_at, id LIMIT 1
-                           FOR UPDATE SKIP LOCKED) c
-              WHERE id = c.claimed",
+        "$1::jsonb @> runs_on_labels AND runs_on_labels @> $2::jsonb
+         AND runs_on_patterns = '[]'::jsonb AND exclude_patterns = '[]'::jsonb
+         AND NOT (exclude_labels ?| $5::text[])",
+        "$3",
+        "$6",
+        "$4",
     )
 });
 
 /// The claim of the first still-pending job among eligible ids (regex requirements).
-static CLAIM_ELIGIBLE: LazyLock<String> = LazyLock::new(|| {
-    claim_sql(
-        "UPDATE dispatch_queue
-                SET status = 'dispatched', agent_id = $2, agent_token_id = $4::text::uuid, updated_at = now(),
-                    ack_deadline = now() + make_interval(secs => $3::bigint / 1000.0)
-               FROM (SELECT id AS claimed, updated_at AS pending_since FROM dispatch_queue
-                           WHERE id = ANY($1::text[]::uuid[]) AND status = 'pending'
-                             AND (expires_at IS NULL OR expires_at > now())
-                             AND (retry_after IS NULL OR retry_after <= now())
-                           ORDER BY created_at, id LIMIT 1
-                           FOR UPDATE SKIP LOCKED) c
-              WHERE id = c.claimed",
-    )
-});
+static CLAIM_ELIGIBLE: LazyLock<String> =
+    LazyLock::new(|| claim_sql("id = ANY($1::text[]::uuid[])", "$2", "$4", "$3"));
 
 /// The pending jobs with regex requirements an agent's labels may satisfy, oldest first.
 const CANDIDATES: &str =
