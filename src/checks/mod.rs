@@ -59,10 +59,10 @@ impl Wake {
         }
     }
 
-    /// `run_id`, about to be published, belongs to a generic or local source: its events need
-    /// not wake the reporter, which would otherwise read the run once to learn that. Runs
-    /// started elsewhere (another orchestrator) are still read once. Bounded: past
-    /// [`NOWHERE_MAX`] runs the set starts again (a forgotten run costs that one read).
+    /// `run_id` belongs to a generic or local source: its events no longer wake the reporter.
+    /// Told by the pipeline before a run it starts is published, and by the reporter after one
+    /// read of a run started elsewhere (another orchestrator). Bounded: past [`NOWHERE_MAX`]
+    /// runs the set starts again (a forgotten run costs the reporter one read).
     pub fn reports_nowhere(&self, run_id: &str) {
         let mut nowhere = self.nowhere.lock().unwrap_or_else(|p| p.into_inner());
         if nowhere.len() >= NOWHERE_MAX {

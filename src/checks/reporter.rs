@@ -39,9 +39,6 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 const SWEEP_LIMIT: i64 = 500;
 /// How long after a run's news the reporter looks at it (see `Reporter::woken`).
 const SETTLE: Duration = Duration::from_millis(25);
-/// Runs remembered as reporting nowhere; past this the memory starts again (a forgotten run
-/// costs one query).
-const NOT_OURS_MAX: usize = 10_000;
 
 pub struct Deps {
     pub pool: Pool,
@@ -67,6 +64,8 @@ enum Next {
     Idle,
     /// Every report is delivered and the run has ended.
     Settled,
+    /// The run's source reports nowhere (generic, local): its events need not wake us again.
+    Nowhere,
     /// Look again at this time.
     At(Instant),
 }
@@ -84,8 +83,6 @@ struct Reporter {
     warned: HashSet<String>,
     /// When each check run (run id, key) was last reported by this process.
     last_sent: HashMap<(String, String), Instant>,
-    /// Runs of sources that report nowhere (generic, local), passed by without a query.
-    not_ours: HashSet<String>,
 }
 
 impl Reporter {
@@ -98,7 +95,6 @@ impl Reporter {
             parked: HashMap::new(),
             warned: HashSet::new(),
             last_sent: HashMap::new(),
-            not_ours: HashSet::new(),
         }
     }
 
@@ -160,6 +156,7 @@ impl Reporter {
                         self.attempts.remove(&id);
                         self.last_sent.retain(|(r, _), _| r != &id);
                     }
+                    Next::Nowhere => wake.reports_nowhere(&id),
                     Next::At(at) => {
                         self.due.insert(id, at);
                     }
@@ -179,10 +176,10 @@ impl Reporter {
 
     /// A run had news: look at it after [`SETTLE`], so the burst of events around one change
     /// (a run's `pending`, its jobs' claims) is one look, taken after the dispatch it rode on.
-    /// A run backing off keeps its time (news does not make GitHub healthier), and a run of a
-    /// source that reports nowhere is passed by.
+    /// A run backing off keeps its time (news does not make GitHub healthier). Runs of sources
+    /// that report nowhere do not get here (`Wake::reports_nowhere`).
     fn woken(&mut self, id: String, now: Instant) {
-        if self.attempts.contains_key(&id) || self.not_ours.contains(&id) {
+        if self.attempts.contains_key(&id) {
             return;
         }
         let at = now + SETTLE;
@@ -233,11 +230,7 @@ impl Reporter {
         let target = &loaded.target;
         // Generic and local sources report nowhere (`runs show` renders the same summary).
         if target.provider != "github" {
-            if self.not_ours.len() >= NOT_OURS_MAX {
-                self.not_ours.clear();
-            }
-            self.not_ours.insert(run_id.to_owned());
-            return Next::Settled;
+            return Next::Nowhere;
         }
         let Some(installation) = target
             .installation_id
